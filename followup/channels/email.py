@@ -1,0 +1,147 @@
+"""Email over SMTP: a pure message builder and a sender that classifies every SMTP failure.
+
+Japanese mail clients show UTF-8 headers correctly only when they are RFC 2047 encoded; the email
+package's default policy does that for the subject and the From display name, so we never hand-encode.
+The Message-ID is derived from the touch's idempotency key, so a retried send is recognisable downstream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import smtplib
+import ssl
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from followup.channels.base import DeliveryError, DeliveryResult, OutboundMessage
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def message_id_for(idempotency_key: str, sender: str) -> str:
+    """A Message-ID that is the same for every attempt of one touch, under the sender's domain."""
+    digest = hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:32]
+    domain = sender.rpartition("@")[2] or "followup"
+    return f"<{digest}@{domain}>"
+
+
+def build_email(message: OutboundMessage, sender: str, sender_name: str = "") -> EmailMessage:
+    """Build the MIME message for one touch without touching the network or the clock.
+
+    Text only when there is no HTML; otherwise multipart/alternative with text first, HTML last (the part
+    clients prefer). ``Date`` is left to the sender so this stays a pure function of its inputs.
+    """
+    msg = EmailMessage(policy=policy.SMTP)
+    msg["From"] = Address(display_name=sender_name, addr_spec=sender)
+    msg["To"] = message.recipient
+    msg["Subject"] = message.subject
+    msg["Message-ID"] = message_id_for(message.idempotency_key, sender)
+    msg["MIME-Version"] = "1.0"
+    if message.unsubscribe_url:
+        msg["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    for name, value in message.headers.items():
+        del msg[name]
+        msg[name] = value
+    msg.set_content(message.text, charset="utf-8")
+    if message.html is not None:
+        msg.add_alternative(message.html, subtype="html", charset="utf-8")
+    return msg
+
+
+class SmtpSettings:
+    """What an ``smtp://`` / ``smtps://`` URL says: where to connect, how to secure it, who to log in as."""
+
+    def __init__(self, smtp_url: str) -> None:
+        parts = urlsplit(smtp_url)
+        if parts.scheme not in ("smtp", "smtps"):
+            raise ValueError(f"SMTP URL must start with smtp:// or smtps://, got {parts.scheme!r}")
+        if not parts.hostname:
+            raise ValueError("SMTP URL has no host")
+        query = parse_qs(parts.query)
+        self.implicit_tls = parts.scheme == "smtps"
+        self.starttls = not self.implicit_tls and query.get("starttls", ["0"])[0].lower() in _TRUE
+        self.host = parts.hostname
+        self.port = parts.port or (465 if self.implicit_tls else 25)
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+
+
+def _is_permanent(code: int) -> bool:
+    return 500 <= code < 600
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else reply
+
+
+def _classify(exc: Exception) -> DeliveryError:
+    """Map an SMTP/socket failure to retry-or-not: 5xx replies are final, 4xx and network trouble are not."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        permanent = bool(codes) and all(_is_permanent(code) for code in codes)
+        replies = "; ".join(f"{code} {_text(reply)}" for code, reply in exc.recipients.values())
+        return DeliveryError(f"recipient refused: {replies}", permanent=permanent)
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        # 535 (bad credentials) will not fix itself; 454 is the server's "try again later".
+        return DeliveryError(f"SMTP authentication failed: {exc.smtp_code}", permanent=exc.smtp_code != 454)
+    if isinstance(exc, (smtplib.SMTPConnectError, smtplib.SMTPHeloError)):
+        # The relay, not this message, is unhappy (421 busy, 554 at greeting): another attempt may pass.
+        return DeliveryError(f"SMTP relay refused the session: {exc.smtp_code}", permanent=False)
+    if isinstance(exc, smtplib.SMTPResponseException):  # sender refused, DATA refused, other replies
+        code = exc.smtp_code
+        return DeliveryError(f"SMTP {code} {_text(exc.smtp_error)}", permanent=_is_permanent(code))
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return DeliveryError(f"SMTP server lacks a required extension: {exc}", permanent=True)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return DeliveryError(f"SMTP TLS certificate rejected: {exc}", permanent=True)
+    # Connection refused, timeouts, disconnects, other TLS trouble: the relay may be back soon.
+    return DeliveryError(f"SMTP unavailable: {type(exc).__name__}: {exc}", permanent=False)
+
+
+class EmailChannel:
+    """Sends one touch per SMTP session; no pooling, so a relay outage affects only the current attempt."""
+
+    name = "email"
+
+    def __init__(self, smtp_url: str, sender: str, sender_name: str = "", timeout: float = 10) -> None:
+        self.settings = SmtpSettings(smtp_url)
+        self.sender = sender
+        self.sender_name = sender_name
+        self.timeout = timeout
+
+    def send(self, message: OutboundMessage) -> DeliveryResult:
+        try:
+            msg = build_email(message, self.sender, self.sender_name)
+        except (ValueError, TypeError) as exc:  # e.g. a header value with a line break
+            raise DeliveryError(f"cannot build email: {exc}", permanent=True) from exc
+        msg["Date"] = formatdate(localtime=True)
+        try:
+            self._transmit(msg, message.recipient)
+        except (smtplib.SMTPException, OSError) as exc:
+            raise _classify(exc) from exc
+        return DeliveryResult(provider_id=str(msg["Message-ID"]))
+
+    def _transmit(self, msg: EmailMessage, recipient: str) -> None:
+        s = self.settings
+        smtp: smtplib.SMTP
+        if s.implicit_tls:
+            context = ssl.create_default_context()
+            smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=self.timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(s.host, s.port, timeout=self.timeout)
+        try:
+            if s.starttls:
+                smtp.starttls(context=ssl.create_default_context())
+            if s.username is not None:
+                smtp.login(s.username, s.password or "")
+            smtp.send_message(msg, from_addr=self.sender, to_addrs=[recipient])
+            # Once DATA is accepted the message is delivered: a failing QUIT must not turn into a retry.
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                smtp.quit()
+        finally:
+            smtp.close()

@@ -1,0 +1,24 @@
+"""``followup db upgrade``: migrate the database explicitly (production)."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from followup.context import AppContext
+from followup.db.session import upgrade
+
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+out = Console()
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Create or migrate the database at FOLLOWUP_DATABASE_URL to the newest schema."""
+    context: AppContext = ctx.obj
+    upgrade(context.db_url)
+    out.print("database is up to date")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(db_app, name="db")

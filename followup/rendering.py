@@ -1,0 +1,482 @@
+"""Sandboxed rendering of HR-authored message templates.
+
+HR writes the templates (``templates/messages/<locale>/<name>/``), so they are untrusted input: they run in
+Jinja's immutable sandbox with ``StrictUndefined``, and every failure — a typo'd variable, a syntax error, an
+attempt to reach Python internals — becomes one :class:`TemplateProblem` that names the file and line, so it
+can be reported at config load instead of surfacing as a half-sent message.
+
+One directory per message::
+
+    subject.j2        one line (required)
+    text.j2           plain text, also the Slack/LINE body (required)
+    html.j2           email HTML, extends ``messages/<locale>/_layout.html.j2`` (optional)
+    slack.json.j2     Slack blocks (optional; a default is built from the text)
+    line.json.j2      LINE messages (optional; a default is built from the text)
+
+JSON templates see the usual context plus ``rendered.subject`` / ``rendered.text`` and embed strings with
+``| tojson``, which always yields a valid JSON string literal.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+__all__ = [
+    "MessageTemplates",
+    "RenderedMessage",
+    "TemplateProblem",
+    "sample_context",
+]
+
+DEFAULT_LOCALE = "ja"
+JST = timezone(timedelta(hours=9), "JST")  # Japan has no DST: a fixed offset needs no tz database
+
+LINE_TEXT_LIMIT = 5000  # LINE Messaging API: text message length
+LINE_MAX_MESSAGES = 5  # LINE Messaging API: messages per push
+LINE_ALT_TEXT_LIMIT = 400
+LINE_BUTTONS_TEXT_LIMIT = 160
+SLACK_HEADER_LIMIT = 150
+SLACK_SECTION_LIMIT = 3000
+SLACK_MAX_BLOCKS = 50
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_LOCALE_RE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?$")
+_WEEKDAYS_JA = "月火水木金土日"
+_MAX_SEQUENCE = 100_000  # sandbox cap on `'x' * n` so a template cannot exhaust memory
+_MAX_EXPONENT = 100
+
+_LABELS: dict[str, dict[str, str]] = {
+    "ja": {
+        "survey_button": "アンケートに回答する",
+        "line_survey_text": "アンケートへのご協力をお願いいたします(所要時間:約1分)",
+        "line_survey_label": "回答する",
+    },
+    "en": {
+        "survey_button": "Answer the survey",
+        "line_survey_text": "Could you answer a short survey? It takes about 1 minute.",
+        "line_survey_label": "Answer",
+    },
+}
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    """One touch rendered for every channel; channels pick the parts they can show."""
+
+    subject: str
+    text: str
+    html: str | None
+    slack_blocks: list[dict[str, Any]] | None
+    line_messages: list[dict[str, Any]] | None
+
+
+class TemplateProblem(Exception):
+    """A template that cannot be rendered, located as ``PATH:LINE: message`` so HR can fix it."""
+
+    def __init__(self, path: Path, line: int | None, message: str) -> None:
+        self.path = Path(path)
+        self.line = line
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line is not None else str(self.path)
+        return f"{where}: {self.message}"
+
+
+# --- filters -------------------------------------------------------------------------------------------
+
+
+def _as_date(value: Any, filter_name: str) -> date:
+    if isinstance(value, datetime):
+        return _as_datetime(value, filter_name).date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value[:10])
+        except ValueError:
+            pass
+    raise TypeError(f"{filter_name}: expected a date, got {type(value).__name__} {value!r}")
+
+
+def _as_datetime(value: Any, filter_name: str) -> datetime:
+    """Aware datetimes are shown in Japan time; naive ones are taken to be Japan time already."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=JST) if value.tzinfo is None else value.astimezone(JST)
+    raise TypeError(f"{filter_name}: expected a datetime, got {type(value).__name__} {value!r}")
+
+
+def jdate(value: Any) -> str:
+    """``2027年4月1日(木)`` — the way Japanese business mail writes a date."""
+    d = _as_date(value, "jdate")
+    return f"{d.year}年{d.month}月{d.day}日({_WEEKDAYS_JA[d.weekday()]})"
+
+
+def jdatetime(value: Any) -> str:
+    """``2026年8月20日(木) 18:00`` in Japan time."""
+    dt = _as_datetime(value, "jdatetime")
+    return f"{jdate(dt.date())} {dt:%H:%M}"
+
+
+def edate(value: Any) -> str:
+    """``Thursday, April 1, 2027`` for English templates."""
+    d = _as_date(value, "edate")
+    return f"{d:%A}, {d:%B} {d.day}, {d.year}"
+
+
+def edatetime(value: Any) -> str:
+    """``Thursday, August 20, 2026, 18:00 (JST)`` — the zone is stated because readers may be abroad."""
+    dt = _as_datetime(value, "edatetime")
+    return f"{edate(dt.date())}, {dt:%H:%M} (JST)"
+
+
+def honorific(value: Any, suffix: str = "様") -> str:
+    """``山田 花子`` → ``山田 花子 様``; a name that already carries an honorific is left alone."""
+    name = str(value).strip()
+    if not name:
+        raise ValueError("honorific: empty name")
+    if name.endswith(("様", "さま", "殿", "さん", suffix)):
+        return name
+    return f"{name} {suffix}"
+
+
+# --- the sandbox ---------------------------------------------------------------------------------------
+
+
+class _HRSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, plus caps on ``*`` and ``**`` so a template cannot allocate gigabytes."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and abs(right) > _MAX_EXPONENT:
+            raise SecurityError(f"exponent {right} is larger than {_MAX_EXPONENT}")
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(n, int) and len(seq) * n > _MAX_SEQUENCE:
+                    raise SecurityError(f"repetition would exceed {_MAX_SEQUENCE} items")
+        return super().call_binop(context, operator, left, right)
+
+
+def _is_html(template_name: str | None) -> bool:
+    return template_name is not None and (template_name.endswith("/html.j2") or template_name.endswith(".html.j2"))
+
+
+def _make_env(root: Path) -> _HRSandbox:
+    env = _HRSandbox(
+        loader=FileSystemLoader(str(root)),
+        undefined=StrictUndefined,
+        autoescape=_is_html,  # HTML escapes; subject, text and JSON (which uses | tojson) do not
+        trim_blocks=True,  # `{% if %}` lines leave no blank line behind in text mail
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+    env.filters.update(
+        jdate=jdate, jdatetime=jdatetime, edate=edate, edatetime=edatetime, honorific=honorific
+    )
+    return env
+
+
+def _template_line(exc: BaseException, root: Path) -> tuple[Path | None, int | None]:
+    """The innermost template frame of a render error; Jinja rewrites tracebacks to template lines."""
+    found: tuple[Path | None, int | None] = (None, None)
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        filename = frame.f_code.co_filename
+        if filename.endswith(".j2"):
+            path = Path(filename)
+            if path.is_relative_to(root):
+                found = (path, lineno)
+    return found
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SecurityError):
+        return f"blocked by the template sandbox (SecurityError): {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+# --- templates -----------------------------------------------------------------------------------------
+
+
+class MessageTemplates:
+    """The message templates under ``root`` (the repo's ``templates/`` dir) for one locale, falling back to ja."""
+
+    def __init__(self, root: Path, locale: str = DEFAULT_LOCALE) -> None:
+        if not _LOCALE_RE.match(locale):
+            raise ValueError(f"invalid locale {locale!r}")
+        self.root = Path(root).resolve()
+        self.locale = locale
+        self._env = _make_env(self.root)
+        candidates = [locale, re.split(r"[-_]", locale)[0], DEFAULT_LOCALE]
+        self._locales = list(dict.fromkeys(candidates))
+
+    # which files ----------------------------------------------------------------------------------------
+
+    def _resolve(self, name: str) -> tuple[str, str] | None:
+        """(locale, jinja dir name) of the first locale that has this message, or None."""
+        if not _NAME_RE.match(name):
+            return None
+        for loc in self._locales:
+            rel = f"messages/{loc}/{name}"
+            if (self.root / rel / "subject.j2").is_file():
+                return loc, rel
+        return None
+
+    def exists(self, name: str) -> bool:
+        return self._resolve(name) is not None
+
+    def names(self) -> list[str]:
+        found: set[str] = set()
+        for loc in self._locales:
+            base = self.root / "messages" / loc
+            if base.is_dir():
+                found.update(
+                    p.name for p in base.iterdir() if p.is_dir() and _NAME_RE.match(p.name) and (p / "subject.j2").is_file()
+                )
+        return sorted(found)
+
+    # rendering ------------------------------------------------------------------------------------------
+
+    def _render_file(self, template_name: str, context: Mapping[str, Any]) -> str:
+        """Render one file; every failure becomes a TemplateProblem at the innermost template line."""
+        path = self.root / template_name
+        try:
+            return self._env.get_template(template_name).render(dict(context))
+        except TemplateSyntaxError as exc:
+            where = Path(exc.filename) if exc.filename else path
+            raise TemplateProblem(where, exc.lineno, f"syntax error: {exc.message}") from exc
+        except Exception as exc:  # HR-authored code: any failure is the template's, reported where it is
+            where, line = _template_line(exc, self.root)
+            raise TemplateProblem(where or path, line, _describe(exc)) from exc
+
+    def _optional(self, rel: str, filename: str) -> str | None:
+        return f"{rel}/{filename}" if (self.root / rel / filename).is_file() else None
+
+    def render(self, name: str, context: Mapping[str, Any]) -> RenderedMessage:
+        resolved = self._resolve(name)
+        if resolved is None:
+            where = self.root / "messages" / self.locale / name
+            raise TemplateProblem(where, None, f"no message template {name!r} (needs subject.j2 and text.j2)")
+        loc, rel = resolved
+
+        subject_name = f"{rel}/subject.j2"
+        subject = self._render_file(subject_name, context).strip()
+        if not subject:
+            raise TemplateProblem(self.root / subject_name, None, "subject is empty")
+        if "\n" in subject or "\r" in subject:
+            raise TemplateProblem(self.root / subject_name, None, "subject must be a single line")
+
+        text_name = f"{rel}/text.j2"
+        if not (self.root / text_name).is_file():
+            raise TemplateProblem(self.root / text_name, None, "text.j2 is missing")
+        text = _tidy_text(self._render_file(text_name, context))
+
+        html_name = self._optional(rel, "html.j2")
+        html = self._render_file(html_name, context) if html_name else None
+
+        json_context = {**context, "rendered": {"subject": subject, "text": text}}
+        survey_url = context.get("survey_url")
+        labels = _LABELS.get(loc, _LABELS[DEFAULT_LOCALE])
+
+        slack_name = self._optional(rel, "slack.json.j2")
+        if slack_name:
+            slack_blocks = self._render_json(slack_name, json_context, "blocks", _check_slack)
+        else:
+            slack_blocks = default_slack_blocks(subject, text, survey_url, labels["survey_button"])
+
+        line_name = self._optional(rel, "line.json.j2")
+        if line_name:
+            line_messages = self._render_json(line_name, json_context, "messages", _check_line)
+        else:
+            line_messages = default_line_messages(subject, text, survey_url, labels)
+
+        return RenderedMessage(subject, text, html, slack_blocks, line_messages)
+
+    def _render_json(
+        self, template_name: str, context: Mapping[str, Any], key: str, validate: Any
+    ) -> list[dict[str, Any]]:
+        """Parse a JSON template as a list (or ``{key: [...]}``) of objects and check the channel's limits."""
+        path = self.root / template_name
+        raw = self._render_file(template_name, context)
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise TemplateProblem(path, None, f"output is not valid JSON ({exc}); embed strings with | tojson") from exc
+        if isinstance(data, dict) and key in data:
+            data = data[key]
+        if not isinstance(data, list) or not all(isinstance(item, dict) and "type" in item for item in data):
+            raise TemplateProblem(path, None, f"expected a list of objects with a 'type' (or {{{key!r}: [...]}})")
+        problem = validate(data)
+        if problem:
+            raise TemplateProblem(path, None, problem)
+        return data
+
+    def check(self, name: str) -> None:
+        """Render against sample data, with and without the optional links, so mistakes show at config load."""
+        full = sample_context()
+        self.render(name, full)
+        sparse = {**full, "survey_url": None, "unsubscribe_url": None}
+        rendered = self.render(name, sparse)
+        if "None" in rendered.text or "None" in rendered.subject:
+            resolved = self._resolve(name)
+            where = self.root / (resolved[1] if resolved else name) / "text.j2"
+            raise TemplateProblem(
+                where, None, "renders 'None' when survey_url/unsubscribe_url are unset: guard with {% if %}"
+            )
+
+
+def _tidy_text(text: str) -> str:
+    """Drop trailing spaces and blank-line runs that conditional blocks leave behind."""
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+
+
+# --- default channel payloads --------------------------------------------------------------------------
+
+
+def _chunks(text: str, limit: int) -> list[str]:
+    """Split at paragraph, then line, boundaries so no piece exceeds ``limit`` characters."""
+    pieces: list[str] = []
+    current = ""
+    for para in text.split("\n"):
+        while len(para) > limit:
+            if current:
+                pieces.append(current)
+                current = ""
+            pieces.append(para[:limit])
+            para = para[limit:]
+        candidate = f"{current}\n{para}" if current else para
+        if len(candidate) > limit:
+            pieces.append(current)
+            current = para
+        else:
+            current = candidate
+    if current.strip():
+        pieces.append(current)
+    return [p for p in pieces if p.strip()]
+
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def default_slack_blocks(
+    subject: str, text: str, survey_url: str | None, button_label: str = _LABELS["ja"]["survey_button"]
+) -> list[dict[str, Any]]:
+    """Header + mrkdwn sections (Slack caps a section at 3000 chars) + a survey button when there is one."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _truncate(subject, SLACK_HEADER_LIMIT), "emoji": True}}
+    ]
+    room = SLACK_MAX_BLOCKS - len(blocks) - (1 if survey_url else 0)
+    sections = _chunks(_slack_escape(text), SLACK_SECTION_LIMIT)[:room]
+    blocks.extend({"type": "section", "text": {"type": "mrkdwn", "text": s}} for s in sections)
+    if survey_url:
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": "open_survey",
+                        "style": "primary",
+                        "text": {"type": "plain_text", "text": button_label, "emoji": True},
+                        "url": survey_url,
+                    }
+                ],
+            }
+        )
+    return blocks
+
+
+def default_line_messages(
+    subject: str, text: str, survey_url: str | None, labels: Mapping[str, str] = _LABELS["ja"]
+) -> list[dict[str, Any]]:
+    """One text message (LINE caps it at 5000 chars) and, with a survey, a buttons template linking to it."""
+    body = _truncate(f"{subject}\n\n{text}".strip(), LINE_TEXT_LIMIT)
+    messages: list[dict[str, Any]] = [{"type": "text", "text": body}]
+    if survey_url:
+        messages.append(
+            {
+                "type": "template",
+                "altText": _truncate(f"{labels['line_survey_text']} {survey_url}", LINE_ALT_TEXT_LIMIT),
+                "template": {
+                    "type": "buttons",
+                    "text": _truncate(labels["line_survey_text"], LINE_BUTTONS_TEXT_LIMIT),
+                    "actions": [{"type": "uri", "label": labels["line_survey_label"], "uri": survey_url}],
+                },
+            }
+        )
+    return messages
+
+
+def _check_slack(blocks: list[dict[str, Any]]) -> str | None:
+    if len(blocks) > SLACK_MAX_BLOCKS:
+        return f"Slack allows at most {SLACK_MAX_BLOCKS} blocks, got {len(blocks)}"
+    return None
+
+
+def _check_line(messages: list[dict[str, Any]]) -> str | None:
+    if not 1 <= len(messages) <= LINE_MAX_MESSAGES:
+        return f"LINE sends 1 to {LINE_MAX_MESSAGES} messages at once, got {len(messages)}"
+    for i, message in enumerate(messages):
+        if message["type"] == "text" and len(str(message.get("text", ""))) > LINE_TEXT_LIMIT:
+            return f"LINE message {i + 1}: text longer than {LINE_TEXT_LIMIT} characters"
+    return None
+
+
+# --- sample data ---------------------------------------------------------------------------------------
+
+
+def sample_context(company_name: str = "株式会社サンプル") -> dict[str, Any]:
+    """A complete, realistic context: what ``check()`` renders against and what the docs show HR."""
+    return {
+        "holder": {
+            "external_id": "NG2027-0042",
+            "name": "山田 花子",
+            "email": "hanako.yamada@example.ac.jp",
+            "department": "営業部",
+            "track": "new_grad",
+            "offer_date": date(2026, 6, 1),
+            "start_date": date(2027, 4, 1),
+        },
+        "company": {
+            "name": company_name,
+            "president": "佐藤 一郎",
+            "hr_name": "人事部 採用担当 鈴木",
+            "hr_email": "saiyo@sample.co.jp",
+            "hr_phone": "03-1234-5678",
+        },
+        "mentor": {"name": "田中 健太", "email": "kenta.tanaka@sample.co.jp", "department": "営業部 第一営業課"},
+        "phase": {"name": "steady", "label": "安定期"},
+        "days_until_start": 224,  # 2026-08-20 → 2027-04-01
+        "survey_url": "https://followup.example.jp/s/NG2027-0042.c2FtcGxl.3f9a1b",
+        "unsubscribe_url": "https://followup.example.jp/u/NG2027-0042.c2FtcGxl.7d2e4c",
+        "event": {
+            "title": "先輩社員とのオンライン座談会",
+            "starts_at": datetime(2026, 8, 20, 18, 0, tzinfo=JST),
+            "place": "オンライン(Zoom)",
+            "url": "https://zoom.us/j/1234567890",
+            "deadline": date(2026, 8, 13),
+        },
+    }

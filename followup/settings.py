@@ -1,0 +1,34 @@
+"""Environment settings, read once. Secrets come from here (the environment), never from YAML."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FOLLOWUP_", extra="ignore")
+
+    config: Path = Path("config/followup.yaml")
+    database_url: str = ""  # empty: SQLite file under var/
+    broker_url: str = ""  # empty: embedded, tasks run in-process
+    base_url: str = "http://127.0.0.1:8000"
+    dashboard_token: str = ""
+    secret_key: str = ""  # signs survey links; empty: derived per installation under var/
+    var_dir: Path = Path("var")
+    log_json: bool = False
+    worker_name: str = Field(default="")
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.var_dir / 'followup.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
