@@ -75,7 +75,13 @@ def _port_open(port: int) -> bool:
 
 
 def _pdeathsig_preexec() -> Callable[[], None] | None:
-    """preexec_fn that makes the child get SIGTERM when the test process dies (Linux)."""
+    """preexec_fn that makes the child get SIGTERM when the test process dies (Linux).
+
+    Only from the main thread: the kernel sends the signal when the *thread* that
+    forked exits, so a server started from a short-lived thread would die with it.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:

@@ -60,8 +60,8 @@ class Base(DeclarativeBase):
 HOLDER_STATUSES = ("offered", "accepted", "joined", "declined", "withdrawn")
 ACTIVE_STATUSES = ("offered", "accepted")
 TOUCH_KINDS = ("message", "survey", "manual")
-# planned → sending → sent | failed; planned → cancelled; manual: planned → done
-TOUCH_STATUSES = ("planned", "sending", "sent", "failed", "cancelled", "done")
+# planned → sending → sent | failed; planned → cancelled; manual: planned → reminded → done
+TOUCH_STATUSES = ("planned", "sending", "sent", "failed", "cancelled", "reminded", "done")
 
 
 class OfferHolder(Base):

@@ -17,10 +17,11 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 HOST = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +73,9 @@ def control(base_url: str, action: str, **params: Any) -> dict[str, Any]:
     """Drive an HTTP stand-in in another process: ``control(url, "rate_limit", n=2)``, ``"state"``."""
     body = json.dumps(params).encode()
     request = urllib.request.Request(
-        f"{base_url.rstrip('/')}/_control/{action}", data=body, method="POST",
+        f"{base_url.rstrip('/')}/_control/{action}",
+        data=body,
+        method="POST",
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=5) as response:
@@ -209,8 +212,6 @@ class HttpStandIn:
 
 
 def _parse_body(content_type: str, raw: bytes, query: str) -> dict[str, Any]:
-    from urllib.parse import parse_qsl
-
     fields: dict[str, Any] = dict(parse_qsl(query))
     if "json" in content_type and raw:
         parsed = json.loads(raw)
@@ -235,9 +236,7 @@ def serve_until_signalled(start: Callable[[], object], stop: Callable[[], object
     stop()
 
 
-def add_common_args(parser: Any, names: Iterable[str] = ()) -> None:
+def add_common_args(parser: Any) -> None:
     parser.add_argument("--host", default=HOST)
     parser.add_argument("--port", type=int, default=0, help="0: pick a free port")
     parser.add_argument("--log", default=None, help="append each accepted message to this JSONL file")
-    for name in names:
-        parser.add_argument(f"--{name}")

@@ -1,0 +1,91 @@
+"""Personal links in messages: survey and opt-out URLs carry a signed, expiring token, never a bare id.
+
+itsdangerous signs ``{"t": touch_id}`` / ``{"h": holder_id, "c": channel}`` with the installation's
+secret and a purpose-specific salt, so a survey token cannot be replayed as an opt-out token.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from followup.settings import Settings
+
+SURVEY_SALT = "followup.survey"
+OPT_OUT_SALT = "followup.opt-out"
+OPT_OUT_MAX_AGE = 400 * 24 * 3600  # an opt-out link keeps working for the whole season
+
+
+class LinkExpired(Exception):
+    """The signature is valid but too old: the page says so kindly."""
+
+
+class LinkInvalid(Exception):
+    """Forged or tampered: the page answers 403 and says nothing more."""
+
+
+def secret_key(settings: Settings) -> str:
+    """FOLLOWUP_SECRET_KEY, or a random key created once per installation under var/ (embedded use)."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = Path(settings.var_dir) / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(secrets.token_urlsafe(48))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    return path.read_text().strip()
+
+
+@dataclass(frozen=True)
+class LinkSigner:
+    secret: str
+    base_url: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LinkSigner:
+        return cls(secret_key(settings), settings.base_url.rstrip("/"))
+
+    def _serializer(self, salt: str) -> URLSafeTimedSerializer:
+        return URLSafeTimedSerializer(self.secret, salt=salt)
+
+    def survey_token(self, touch_id: int) -> str:
+        return str(self._serializer(SURVEY_SALT).dumps({"t": touch_id}))
+
+    def survey_url(self, touch_id: int) -> str:
+        return f"{self.base_url}/s/{self.survey_token(touch_id)}"
+
+    def opt_out_token(self, holder_id: int, channel: str) -> str:
+        return str(self._serializer(OPT_OUT_SALT).dumps({"h": holder_id, "c": channel}))
+
+    def opt_out_url(self, holder_id: int, channel: str) -> str:
+        return f"{self.base_url}/opt-out/{self.opt_out_token(holder_id, channel)}"
+
+    def _load(self, salt: str, token: str, max_age: int) -> dict[str, Any]:
+        try:
+            data = self._serializer(salt).loads(token, max_age=max_age)
+        except SignatureExpired:
+            raise LinkExpired() from None
+        except BadSignature:
+            raise LinkInvalid() from None
+        if not isinstance(data, dict):
+            raise LinkInvalid()
+        return data
+
+    def read_survey_token(self, token: str, max_age: int) -> int:
+        """The touch id of a survey link no older than ``max_age`` seconds."""
+        data = self._load(SURVEY_SALT, token, max_age)
+        if not isinstance(data.get("t"), int):
+            raise LinkInvalid()
+        return int(data["t"])
+
+    def read_opt_out_token(self, token: str) -> tuple[int, str]:
+        data = self._load(OPT_OUT_SALT, token, OPT_OUT_MAX_AGE)
+        if not isinstance(data.get("h"), int) or not isinstance(data.get("c"), str):
+            raise LinkInvalid()
+        return int(data["h"]), str(data["c"])

@@ -1,0 +1,118 @@
+"""Slack Web API stand-in: conversations.open and chat.postMessage, as slack-sdk calls them.
+
+Like Slack, it answers HTTP 200 with ``{"ok": false, "error": ...}`` for API errors and HTTP 429 with
+``Retry-After`` when rate limiting. Base URL for ``WebClient``: ``api_url`` (ends in ``/api/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.standins import HttpStandIn, Reply, add_common_args, serve_until_signalled
+
+DEFAULT_TOKEN = "xoxb-test-token"
+
+
+class SlackApi(HttpStandIn):
+    def __init__(
+        self,
+        port: int | None = None,
+        log_path: str | Path | None = None,
+        token: str = DEFAULT_TOKEN,
+        known_users: set[str] | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        super().__init__(port, log_path, host)
+        self.token = token
+        self.known_users = known_users  # None: every id starting with "U" exists
+        self.rate_limit_next_n = 0
+        self.retry_after = 1
+        self._seq = itertools.count(1)
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base_url}/api/"
+
+    def rate_limit(self, n: int, retry_after: int = 1) -> None:
+        """Answer the next ``n`` API calls with 429 and ``Retry-After: retry_after``."""
+        with self.lock:
+            self.rate_limit_next_n, self.retry_after = n, retry_after
+
+    def reset(self) -> None:
+        super().reset()
+        with self.lock:
+            self.rate_limit_next_n = 0
+
+    def control(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        if action == "rate_limit":
+            self.rate_limit(int(params.get("n", 1)), int(params.get("retry_after", 1)))
+            return self.state()
+        if action == "users":
+            self.known_users = set(params["users"]) if params.get("users") is not None else None
+            return self.state()
+        return super().control(action, params)
+
+    def _user_exists(self, user: str) -> bool:
+        return user in self.known_users if self.known_users is not None else user.startswith("U")
+
+    def handle(self, path: str, headers: dict[str, str], body: dict[str, Any]) -> Reply:
+        with self.lock:
+            self.requests += 1
+            if self.rate_limit_next_n > 0:
+                self.rate_limit_next_n -= 1
+                return 429, {"Retry-After": str(self.retry_after)}, {"ok": False, "error": "ratelimited"}
+            if self.fail_next_n > 0:
+                self.fail_next_n -= 1
+                return self.fail_status, {}, {"ok": False, "error": "internal_error"}
+            auth = headers.get("authorization", "")
+            if not auth:
+                return 200, {}, {"ok": False, "error": "not_authed"}
+            if auth != f"Bearer {self.token}":
+                return 200, {}, {"ok": False, "error": "invalid_auth"}
+            method = path.removeprefix("/api/")
+            if method == "conversations.open":
+                return self._open(body)
+            if method == "chat.postMessage":
+                return self._post(body)
+            return 404, {}, {"ok": False, "error": "unknown_method"}
+
+    def _open(self, body: dict[str, Any]) -> Reply:
+        users = str(body.get("users", ""))
+        if not users or "," in users:
+            return 200, {}, {"ok": False, "error": "invalid_arguments"}
+        if not self._user_exists(users):
+            return 200, {}, {"ok": False, "error": "user_not_found"}
+        return 200, {}, {"ok": True, "channel": {"id": "D" + users}}
+
+    def _post(self, body: dict[str, Any]) -> Reply:
+        channel = str(body.get("channel", ""))
+        user = channel[1:] if channel.startswith("D") else ""
+        if not user or not self._user_exists(user):
+            return 200, {}, {"ok": False, "error": "channel_not_found"}
+        if not body.get("text") and not body.get("blocks"):
+            return 200, {}, {"ok": False, "error": "no_text"}
+        ts = f"{int(time.time())}.{next(self._seq):06d}"
+        message = {"type": "message", "text": body.get("text", ""), "blocks": body.get("blocks"), "ts": ts}
+        self.record(
+            user, {"channel": channel, "ts": ts, "text": message["text"], "blocks": message["blocks"]}
+        )
+        return 200, {}, {"ok": True, "channel": channel, "ts": ts, "message": message}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_common_args(parser)
+    parser.add_argument("--token", default=DEFAULT_TOKEN)
+    parser.add_argument("--users", default=None, help="comma-separated known user ids (default: any U…)")
+    args = parser.parse_args(argv)
+    users = set(args.users.split(",")) if args.users else None
+    api = SlackApi(args.port or None, args.log, token=args.token, known_users=users, host=args.host)
+    serve_until_signalled(api.start, api.stop, f"slack api stand-in listening on {api.api_url}")
+
+
+if __name__ == "__main__":
+    main()
