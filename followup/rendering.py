@@ -19,23 +19,32 @@ JSON templates see the usual context plus ``rendered.subject`` / ``rendered.text
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError
+from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = [
     "MessageTemplates",
     "RenderedMessage",
     "TemplateProblem",
+    "default_line_messages",
+    "default_slack_blocks",
+    "edate",
+    "edatetime",
+    "honorific",
+    "jdate",
+    "jdatetime",
     "sample_context",
 ]
 
@@ -114,10 +123,8 @@ def _as_date(value: Any, filter_name: str) -> date:
 def _as_datetime(value: Any, filter_name: str) -> datetime:
     """Aware datetimes are shown in Japan time; naive ones are taken to be Japan time already."""
     if isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):
             value = datetime.fromisoformat(value)
-        except ValueError:
-            pass
     if isinstance(value, datetime):
         return value.replace(tzinfo=JST) if value.tzinfo is None else value.astimezone(JST)
     raise TypeError(f"{filter_name}: expected a datetime, got {type(value).__name__} {value!r}")
@@ -170,13 +177,19 @@ class _HRSandbox(ImmutableSandboxedEnvironment):
             raise SecurityError(f"exponent {right} is larger than {_MAX_EXPONENT}")
         if operator == "*":
             for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(n, int) and len(seq) * n > _MAX_SEQUENCE:
+                if (
+                    isinstance(seq, str | list | tuple)
+                    and isinstance(n, int)
+                    and len(seq) * n > _MAX_SEQUENCE
+                ):
                     raise SecurityError(f"repetition would exceed {_MAX_SEQUENCE} items")
         return super().call_binop(context, operator, left, right)
 
 
 def _is_html(template_name: str | None) -> bool:
-    return template_name is not None and (template_name.endswith("/html.j2") or template_name.endswith(".html.j2"))
+    return template_name is not None and (
+        template_name.endswith("/html.j2") or template_name.endswith(".html.j2")
+    )
 
 
 def _make_env(root: Path) -> _HRSandbox:
@@ -216,7 +229,7 @@ def _describe(exc: BaseException) -> str:
 
 
 class MessageTemplates:
-    """The message templates under ``root`` (the repo's ``templates/`` dir) for one locale, falling back to ja."""
+    """The message templates under ``root`` (the repo's ``templates/``) for one locale, falling back to ja."""
 
     def __init__(self, root: Path, locale: str = DEFAULT_LOCALE) -> None:
         if not _LOCALE_RE.match(locale):
@@ -247,9 +260,7 @@ class MessageTemplates:
         for loc in self._locales:
             base = self.root / "messages" / loc
             if base.is_dir():
-                found.update(
-                    p.name for p in base.iterdir() if p.is_dir() and _NAME_RE.match(p.name) and (p / "subject.j2").is_file()
-                )
+                found.update(p.name for p in base.iterdir() if self._resolve(p.name) is not None)
         return sorted(found)
 
     # rendering ------------------------------------------------------------------------------------------
@@ -260,8 +271,8 @@ class MessageTemplates:
         try:
             return self._env.get_template(template_name).render(dict(context))
         except TemplateSyntaxError as exc:
-            where = Path(exc.filename) if exc.filename else path
-            raise TemplateProblem(where, exc.lineno, f"syntax error: {exc.message}") from exc
+            source = Path(exc.filename) if exc.filename else path
+            raise TemplateProblem(source, exc.lineno, f"syntax error: {exc.message}") from exc
         except Exception as exc:  # HR-authored code: any failure is the template's, reported where it is
             where, line = _template_line(exc, self.root)
             raise TemplateProblem(where or path, line, _describe(exc)) from exc
@@ -310,7 +321,11 @@ class MessageTemplates:
         return RenderedMessage(subject, text, html, slack_blocks, line_messages)
 
     def _render_json(
-        self, template_name: str, context: Mapping[str, Any], key: str, validate: Any
+        self,
+        template_name: str,
+        context: Mapping[str, Any],
+        key: str,
+        validate: Callable[[list[dict[str, Any]]], str | None],
     ) -> list[dict[str, Any]]:
         """Parse a JSON template as a list (or ``{key: [...]}``) of objects and check the channel's limits."""
         path = self.root / template_name
@@ -318,28 +333,34 @@ class MessageTemplates:
         try:
             data = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise TemplateProblem(path, None, f"output is not valid JSON ({exc}); embed strings with | tojson") from exc
+            raise TemplateProblem(
+                path, None, f"output is not valid JSON ({exc}); embed strings with | tojson"
+            ) from exc
         if isinstance(data, dict) and key in data:
             data = data[key]
         if not isinstance(data, list) or not all(isinstance(item, dict) and "type" in item for item in data):
-            raise TemplateProblem(path, None, f"expected a list of objects with a 'type' (or {{{key!r}: [...]}})")
+            raise TemplateProblem(
+                path, None, f"expected a list of objects with a 'type' (or {{{key!r}: [...]}})"
+            )
         problem = validate(data)
         if problem:
             raise TemplateProblem(path, None, problem)
         return data
 
     def check(self, name: str) -> None:
-        """Render against sample data, with and without the optional links, so mistakes show at config load."""
+        """Render sample data with and without the optional links, so mistakes show at config load."""
         full = sample_context()
-        self.render(name, full)
-        sparse = {**full, "survey_url": None, "unsubscribe_url": None}
-        rendered = self.render(name, sparse)
-        if "None" in rendered.text or "None" in rendered.subject:
-            resolved = self._resolve(name)
-            where = self.root / (resolved[1] if resolved else name) / "text.j2"
-            raise TemplateProblem(
-                where, None, "renders 'None' when survey_url/unsubscribe_url are unset: guard with {% if %}"
-            )
+        with_links = self.render(name, full)
+        without = self.render(name, {**full, "survey_url": None, "unsubscribe_url": None})
+        for part in ("subject", "text", "html"):
+            if (getattr(without, part) or "").count("None") > (getattr(with_links, part) or "").count("None"):
+                resolved = self._resolve(name)
+                folder = self.root / (resolved[1] if resolved else name)
+                raise TemplateProblem(
+                    folder / f"{part}.j2",
+                    None,
+                    "renders 'None' when survey_url/unsubscribe_url are unset: guard them with {% if %}",
+                )
 
 
 def _tidy_text(text: str) -> str:
@@ -386,7 +407,10 @@ def default_slack_blocks(
 ) -> list[dict[str, Any]]:
     """Header + mrkdwn sections (Slack caps a section at 3000 chars) + a survey button when there is one."""
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _truncate(subject, SLACK_HEADER_LIMIT), "emoji": True}}
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": _truncate(subject, SLACK_HEADER_LIMIT), "emoji": True},
+        }
     ]
     room = SLACK_MAX_BLOCKS - len(blocks) - (1 if survey_url else 0)
     sections = _chunks(_slack_escape(text), SLACK_SECTION_LIMIT)[:room]
@@ -467,7 +491,11 @@ def sample_context(company_name: str = "株式会社サンプル") -> dict[str, 
             "hr_email": "saiyo@sample.co.jp",
             "hr_phone": "03-1234-5678",
         },
-        "mentor": {"name": "田中 健太", "email": "kenta.tanaka@sample.co.jp", "department": "営業部 第一営業課"},
+        "mentor": {
+            "name": "田中 健太",
+            "email": "kenta.tanaka@sample.co.jp",
+            "department": "営業部 第一営業課",
+        },
         "phase": {"name": "steady", "label": "安定期"},
         "days_until_start": 224,  # 2026-08-20 → 2027-04-01
         "survey_url": "https://followup.example.jp/s/NG2027-0042.c2FtcGxl.3f9a1b",

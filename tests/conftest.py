@@ -8,11 +8,17 @@ e.g. ``pytest -m 'not postgres'`` deselects them.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.services import PostgresServer, RedisServer, start_postgres, start_redis
+
+REPO = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.standins.fixtures"]
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 
@@ -55,3 +61,34 @@ def chromium_path() -> str:
 
 
 # --- database fixtures (added by integrator) ---
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh SQLite database file (migrated on first use)."""
+    from followup.db.session import dispose_engines
+
+    yield f"sqlite:///{tmp_path}/followup.db"
+    dispose_engines()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The same data-layer test on SQLite and on PostgreSQL (a fresh database each)."""
+    from followup.db.session import dispose_engines
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/followup.db"
+    else:
+        server = request.getfixturevalue("postgres_server")
+        url = server.create_database(f"t_{uuid.uuid4().hex[:12]}")
+    yield url
+    dispose_engines()
+
+
+def make_context(db_url: str, var_dir: Path, config: Path = REPO / "config" / "followup.yaml") -> Any:
+    """An AppContext on the given database, with var/ (outbox, secret key) in ``var_dir``."""
+    from followup.context import AppContext
+    from followup.settings import Settings
+
+    return AppContext(settings=Settings(database_url=db_url, var_dir=var_dir, config=config))

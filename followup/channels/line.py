@@ -97,8 +97,11 @@ class LineChannel:
     def _result(self, response: httpx.Response) -> DeliveryResult:
         status = response.status_code
         request_id = response.headers.get("x-line-request-id", "")
+        # provider_id is the request id that executed the push, so a first send and a 409 on a retry
+        # of the same touch record the same id; the sent-message ids go into detail.
         if status == 200:
-            return DeliveryResult(provider_id=_sent_message_id(response) or request_id, detail=request_id)
+            sent = _sent_message_ids(response)
+            return DeliveryResult(provider_id=request_id or sent, detail=f"sent messages: {sent}")
         if status == 409 and "x-line-accepted-request-id" in response.headers:
             # An earlier attempt of this touch was accepted; LINE refused to send it twice.
             accepted = response.headers["x-line-accepted-request-id"]
@@ -119,7 +122,7 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _sent_message_id(response: httpx.Response) -> str:
+def _sent_message_ids(response: httpx.Response) -> str:
     sent = _json(response).get("sentMessages")
     if isinstance(sent, list) and sent and isinstance(sent[0], dict):
         return ",".join(str(item.get("id", "")) for item in sent if isinstance(item, dict))

@@ -99,6 +99,7 @@ class SlackChannel:
             channel = self._open_dm(message.recipient)
             response = self.client.chat_postMessage(channel=channel, **payload)
         except SlackApiError as exc:
+            self._dm_channels.pop(message.recipient, None)  # never let a stale DM id outlive an error
             raise _classify(exc) from exc
         except (SlackClientError, OSError) as exc:  # connection refused, timeout, reset
             raise DeliveryError(f"slack unreachable: {type(exc).__name__}: {exc}", permanent=False) from exc

@@ -27,7 +27,9 @@ def _root(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", envvar="FOLLOWUP_CONFIG", help="Policy YAML (default config/followup.yaml)."),
+        typer.Option(
+            "--config", "-c", envvar="FOLLOWUP_CONFIG", help="Policy YAML (default config/followup.yaml)."
+        ),
     ] = None,
 ) -> None:
     """Offer-holder follow-up automation for HR teams in Japan.

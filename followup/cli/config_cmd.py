@@ -33,7 +33,9 @@ def summarize(policy: Policy) -> dict[str, object]:
                         "every": str(phase.every),
                         "channels": list(phase.channels),
                         "templates": [ref.template for ref in phase.templates],
-                        "survey": f"{phase.survey.form} every {phase.survey.every} touches" if phase.survey else None,
+                        "survey": f"{phase.survey.form} every {phase.survey.every} touches"
+                        if phase.survey
+                        else None,
                         "one_off": [f"{o.name} at {o.at} ({o.kind}/{o.channel})" for o in phase.one_off],
                     }
                     for phase in cadence.phases
@@ -63,9 +65,11 @@ def register(app: typer.Typer) -> None:
         if as_json:
             out.print_json(json.dumps(summary, ensure_ascii=False))
             return
-        out.print(f"[green]OK[/] {context.config_file}: {policy.organization.name} "
-                  f"({policy.organization.timezone}, {policy.organization.locale}), "
-                  f"send window {summary['send_window']}")
+        out.print(
+            f"[green]OK[/] {context.config_file}: {policy.organization.name} "
+            f"({policy.organization.timezone}, {policy.organization.locale}), "
+            f"send window {summary['send_window']}"
+        )
         for name, cadence in policy.cadences.items():
             table = Table(title=f"cadence {name} — {cadence.applies_to.model_dump(exclude_defaults=True)}")
             for column in ("phase", "from", "to", "every", "channels", "templates", "survey", "one-off"):
@@ -82,5 +86,6 @@ def register(app: typer.Typer) -> None:
                     ", ".join(o.name for o in phase.one_off) or "-",
                 )
             out.print(table)
-        out.print(f"surveys: {', '.join(f'{k} ({v} questions)' for k, v in summary['surveys'].items())}")  # type: ignore[union-attr]
+        surveys = ", ".join(f"{name} ({len(s.questions)} questions)" for name, s in policy.surveys.items())
+        out.print(f"surveys: {surveys}")
         out.print(f"weekly report: {summary['report']}")

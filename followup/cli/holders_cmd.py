@@ -1,9 +1,207 @@
-"""Commands of this area are being built; see the issue tracker."""
+"""``followup import-holders`` and ``followup holders list|show|set-status|set-start-date``."""
 
 from __future__ import annotations
 
+import json
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from followup.cli.timeparse import parse_now
+from followup.context import AppContext
+from followup.db.models import HOLDER_STATUSES, OfferHolder
+from followup.errors import Problem, UserInputError
+from followup.holders import change_start_date, change_status, find_holder, import_holders, read_holders_csv
+
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+holders_app = typer.Typer(
+    help="List offer holders, show one with its timeline, change status or start date.", no_args_is_help=True
+)
+STATUS_LABELS = {
+    "offered": "内定",
+    "accepted": "承諾",
+    "joined": "入社",
+    "declined": "辞退",
+    "withdrawn": "取消",
+}
+
+
+def holder_record(holder: OfferHolder) -> dict[str, Any]:
+    return {
+        "external_id": holder.external_id,
+        "name": holder.name,
+        "email": holder.email,
+        "line_user_id": holder.line_user_id,
+        "slack_user_id": holder.slack_user_id,
+        "track": holder.track,
+        "department": holder.department,
+        "offer_date": holder.offer_date.isoformat(),
+        "accepted_date": holder.accepted_date.isoformat() if holder.accepted_date else None,
+        "start_date": holder.start_date.isoformat(),
+        "status": holder.status,
+        "decline_reason": holder.decline_reason,
+        "mentor_email": holder.mentor_email,
+        "opted_out": sorted(o.channel for o in holder.opt_outs),
+    }
+
+
+def _require_holder(context: AppContext, session: Any, external_id: str) -> OfferHolder:
+    holder = find_holder(session, external_id)
+    if holder is None:
+        raise UserInputError(Problem(Path(external_id), None, None, "no offer holder with this external_id"))
+    return holder
 
 
 def register(app: typer.Typer) -> None:
-    del app
+    @app.command("import-holders")
+    def import_holders_command(
+        ctx: typer.Context,
+        file: Path = typer.Argument(..., help="CSV export from the ATS (UTF-8, UTF-8 with BOM or CP932)."),
+        skip_invalid: bool = typer.Option(
+            False, "--skip-invalid", help="Import the good rows, report the rest."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    ) -> None:
+        """Create or update offer holders from a CSV file, matched by external_id.
+
+        Columns: external_id,name,email,line_user_id,slack_user_id,track,department,offer_date,start_date,
+        status,mentor_email (Japanese headers such as 氏名, メールアドレス, 内定日, 入社予定日 work too).
+        Any bad row is reported as FILE:LINE: message and nothing is imported (exit status 2), unless
+        --skip-invalid is given.
+        """
+        context: AppContext = ctx.obj
+        rows, problems = read_holders_csv(file, skip_invalid=skip_invalid)
+        now = datetime.now().astimezone()
+        with context.session() as session:
+            summary = import_holders(session, rows, now=now, source=f"import:{file.name}")
+        for problem in problems:
+            err.print(f"skipped {problem}", markup=False, highlight=False)
+        if as_json:
+            out.print_json(json.dumps({**summary.__dict__, "skipped": len(problems)}))
+        else:
+            out.print(
+                f"imported {file}: created {summary.created}, updated {summary.updated}, "
+                f"unchanged {summary.unchanged}" + (f", skipped {len(problems)} rows" if problems else "")
+            )
+
+    @holders_app.command("list")
+    def list_holders(
+        ctx: typer.Context,
+        status: str | None = typer.Option(None, help=f"Only this status ({', '.join(HOLDER_STATUSES)})."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON records."),
+    ) -> None:
+        """List offer holders with status, track and dates."""
+        context: AppContext = ctx.obj
+        with context.session() as session:
+            query = select(OfferHolder).order_by(OfferHolder.external_id)
+            if status:
+                query = query.where(OfferHolder.status == status)
+            holders = list(session.scalars(query))
+            records = [holder_record(h) for h in holders]
+        if as_json:
+            out.print_json(json.dumps(records, ensure_ascii=False))
+            return
+        table = Table(title=f"内定者 {len(records)}名")
+        for column in ("ID", "氏名", "区分", "部署", "内定日", "入社予定日", "状態", "連絡手段"):
+            table.add_column(column)
+        for r in records:
+            channels = [
+                c
+                for c, key in (("email", "email"), ("LINE", "line_user_id"), ("Slack", "slack_user_id"))
+                if r[key]
+            ]
+            table.add_row(
+                r["external_id"],
+                r["name"],
+                r["track"],
+                r["department"] or "",
+                r["offer_date"],
+                r["start_date"],
+                STATUS_LABELS.get(r["status"], r["status"]),
+                "/".join(channels),
+            )
+        out.print(table)
+
+    @holders_app.command("show")
+    def show_holder(
+        ctx: typer.Context,
+        external_id: str,
+        as_json: bool = typer.Option(False, "--json", help="Print the holder and timeline as JSON."),
+    ) -> None:
+        """Show one offer holder with the timeline: touches, answers, replies, status changes, flags."""
+        from followup.timeline import holder_timeline
+
+        context: AppContext = ctx.obj
+        with context.session() as session:
+            holder = _require_holder(context, session, external_id)
+            record = {"holder": holder_record(holder), **holder_timeline(session, holder)}
+        if as_json:
+            out.print_json(json.dumps(record, ensure_ascii=False, default=str))
+            return
+        h = record["holder"]
+        out.print(
+            f"[bold]{h['name']}[/] ({h['external_id']}) {h['track']} {h['department'] or ''} — "
+            f"{STATUS_LABELS.get(h['status'], h['status'])}, 内定 {h['offer_date']} → 入社 {h['start_date']}"
+        )
+        table = Table(title="タイムライン")
+        for column in ("日時", "種類", "内容", "状態"):
+            table.add_column(column)
+        for item in record.get("events", []):
+            table.add_row(
+                str(item.get("at", "")),
+                str(item.get("type", "")),
+                str(item.get("summary", "")),
+                str(item.get("status", "")),
+            )
+        out.print(table)
+
+    @holders_app.command("set-status")
+    def set_status(
+        ctx: typer.Context,
+        external_id: str,
+        status: str = typer.Argument(..., help="accepted, joined, declined or withdrawn."),
+        reason: str | None = typer.Option(
+            None, help="Why (for declined / withdrawn), e.g. 他社に入社を決めた."
+        ),
+        at: str | None = typer.Option(None, help="When (ISO 8601; default now)."),
+    ) -> None:
+        """Record a lifecycle change; declining, withdrawal or joining cancels pending touches."""
+        context: AppContext = ctx.obj
+        when = parse_now(at, context)
+        with context.session() as session:
+            holder = _require_holder(context, session, external_id)
+            try:
+                change_status(session, holder, status, at=when, reason=reason, source="cli")
+            except ValueError as exc:
+                raise UserInputError(Problem(Path(external_id), None, None, str(exc))) from None
+        out.print(f"{external_id}: status {status}")
+
+    @holders_app.command("set-start-date")
+    def set_start_date(
+        ctx: typer.Context,
+        external_id: str,
+        start_date: str = typer.Argument(..., help="New start date, e.g. 2027-04-01."),
+        at: str | None = typer.Option(None, help="When the change was made (ISO 8601; default now)."),
+    ) -> None:
+        """Change the start date; future touches move on the next planning tick."""
+        context: AppContext = ctx.obj
+        when = parse_now(at, context)
+        try:
+            new_date = date.fromisoformat(start_date)
+        except ValueError:
+            raise UserInputError(Problem(Path(external_id), None, None, f"bad date {start_date!r}")) from None
+        with context.session() as session:
+            holder = _require_holder(context, session, external_id)
+            try:
+                change_start_date(session, holder, new_date, at=when, source="cli")
+            except ValueError as exc:
+                raise UserInputError(Problem(Path(external_id), None, None, str(exc))) from None
+        out.print(f"{external_id}: start date {new_date}")
+
+    app.add_typer(holders_app, name="holders")

@@ -54,7 +54,7 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}  # noqa: RUF012 (SQLAlchemy API)
 
 
 HOLDER_STATUSES = ("offered", "accepted", "joined", "declined", "withdrawn")
@@ -194,7 +194,9 @@ class EngagementEvent(Base):
     __tablename__ = "engagement_events"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    holder_id: Mapped[int | None] = mapped_column(ForeignKey("offer_holders.id", ondelete="CASCADE"), index=True)
+    holder_id: Mapped[int | None] = mapped_column(
+        ForeignKey("offer_holders.id", ondelete="CASCADE"), index=True
+    )
     touch_id: Mapped[int | None] = mapped_column(ForeignKey("touches.id", ondelete="SET NULL"))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     kind: Mapped[str] = mapped_column(String(32))  # reply|answer|button|follow|unfollow|opt_out|open

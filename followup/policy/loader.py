@@ -103,7 +103,9 @@ def load_policy(path: Path | str, *, check_templates: bool = True) -> LoadedPoli
     """Parse, validate and cross-check the policy file. Raises :class:`ConfigError` listing every problem."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(Problem(path, None, None, "config file not found (set --config or FOLLOWUP_CONFIG)"))
+        raise ConfigError(
+            Problem(path, None, None, "config file not found (set --config or FOLLOWUP_CONFIG)")
+        )
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
@@ -175,13 +177,19 @@ def _cross_check(loaded: LoadedPolicy, root: Any, *, check_templates: bool) -> l
         for index, phase in enumerate(cadence.phases):
             base: Loc = ("cadences", cname, "phases", index)
             if _same_base_overlap(phase.start, phase.end) or str(phase.start) == str(phase.end):
-                add((*base, "to"), f"phase {phase.name!r} is empty: it ends ({phase.end}) "
-                    f"before or when it starts ({phase.start})")
+                add(
+                    (*base, "to"),
+                    f"phase {phase.name!r} is empty: it ends ({phase.end}) "
+                    f"before or when it starts ({phase.start})",
+                )
             if index > 0:
                 previous = cadence.phases[index - 1]
-                if _same_base_overlap(phase.start, previous.end):
-                    add((*base, "from"), f"phase {phase.name!r} starts ({phase.start}) before the previous "
-                        f"phase {previous.name!r} ends ({previous.end}): phases overlap")
+                if _same_base_overlap(previous.end, phase.start):
+                    add(
+                        (*base, "from"),
+                        f"phase {phase.name!r} starts ({phase.start}) before the previous "
+                        f"phase {previous.name!r} ends ({previous.end}): phases overlap",
+                    )
             for t_index, ref in enumerate(phase.templates):
                 check_template((*base, "templates", t_index), ref.template)
                 if ref.event is not None and ref.event not in policy.events:

@@ -6,13 +6,21 @@ Every model forbids unknown keys (a typo is an error, not a silently ignored set
 
 from __future__ import annotations
 
-import re
 import datetime as dt
+import re
 from datetime import date, datetime, time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 
 from followup.durations import Anchor, Interval, parse_anchor, parse_interval
 
@@ -108,7 +116,9 @@ class CalendarPolicy(Strict):
 
     @model_validator(mode="after")
     def _send_time_in_window(self) -> CalendarPolicy:
-        if self.send_time is not None and not (self.send_window.start <= self.send_time < self.send_window.end):
+        if self.send_time is not None and not (
+            self.send_window.start <= self.send_time < self.send_window.end
+        ):
             raise ValueError("send_time must fall inside send_window")
         return self
 

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl
 
 HOST = "127.0.0.1"
@@ -107,7 +107,7 @@ class HttpStandIn:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> HttpStandIn:
+    def start(self) -> Self:
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -125,7 +125,9 @@ class HttpStandIn:
         server = ThreadingHTTPServer((self.host, self.port), Handler)
         server.daemon_threads = True
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name=type(self).__name__, daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=type(self).__name__, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -135,7 +137,7 @@ class HttpStandIn:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> HttpStandIn:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -189,16 +191,19 @@ class HttpStandIn:
         raw = request.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in request.headers.items()}
         path, _, query = request.path.partition("?")
+        status: int
+        extra: dict[str, str] = {}
+        payload: dict[str, Any]
         try:
             body = _parse_body(headers.get("content-type", ""), raw, query)
         except ValueError:
-            status, extra, payload = 400, {}, {"ok": False, "message": "malformed body"}
+            status, payload = 400, {"ok": False, "message": "malformed body"}
         else:
             if path.startswith("/_control/"):
                 try:
-                    status, extra, payload = 200, {}, self.control(path.removeprefix("/_control/"), body)
+                    status, payload = 200, self.control(path.removeprefix("/_control/"), body)
                 except KeyError:
-                    status, extra, payload = 404, {}, {"message": "unknown control action"}
+                    status, payload = 404, {"message": "unknown control action"}
             else:
                 status, extra, payload = self.handle(path, headers, body)
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")

@@ -1,4 +1,9 @@
-"""pytest fixtures for the in-process stand-ins; import them into a test module by name."""
+"""pytest fixtures for the in-process stand-ins.
+
+Each fixture is registered under its short name (``smtp_sink``, ``slack_api``, ``line_api``). Import the
+``*_fixture`` alias into a test module (``from tests.standins.fixtures import smtp_sink_fixture  # noqa:
+F401``) so that test parameters named ``smtp_sink`` do not shadow the import (ruff F811).
+"""
 
 from __future__ import annotations
 
@@ -10,21 +15,31 @@ from tests.standins.line_api import LineApi
 from tests.standins.slack_api import SlackApi
 from tests.standins.smtp_sink import SmtpSink
 
+REJECTED_ADDRESS = "nobody@example.com"  # the sink answers RCPT for this address with 550
 
-@pytest.fixture
-def smtp_sink() -> Iterator[SmtpSink]:
-    sink = SmtpSink(reject={"nobody@example.com"}).start()
+
+@pytest.fixture(name="smtp_sink")
+def smtp_sink_fixture() -> Iterator[SmtpSink]:
+    sink = SmtpSink(reject={REJECTED_ADDRESS}).start()
     yield sink
     sink.stop()
 
 
-@pytest.fixture
-def slack_api() -> Iterator[SlackApi]:
-    with SlackApi() as api:
-        yield api  # type: ignore[misc]
+@pytest.fixture(name="slack_api")
+def slack_api_fixture() -> Iterator[SlackApi]:
+    api = SlackApi().start()
+    yield api
+    api.stop()
 
 
-@pytest.fixture
-def line_api() -> Iterator[LineApi]:
-    with LineApi() as api:
-        yield api  # type: ignore[misc]
+@pytest.fixture(name="line_api")
+def line_api_fixture() -> Iterator[LineApi]:
+    api = LineApi().start()
+    yield api
+    api.stop()
+
+
+# Plain names too, for `from tests.standins.fixtures import smtp_sink`.
+smtp_sink = smtp_sink_fixture
+slack_api = slack_api_fixture
+line_api = line_api_fixture

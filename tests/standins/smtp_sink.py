@@ -1,7 +1,7 @@
 """SMTP sink on loopback (aiosmtpd), for the real smtplib client.
 
 It can be stopped and started again on the same port to simulate a relay outage, reject chosen
-recipients with 550 at RCPT, and require AUTH with given credentials.
+recipients with 550 at RCPT, and check AUTH credentials (535 for wrong ones).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -32,7 +32,7 @@ class ReceivedMail:
 
     def message(self) -> EmailMessage:
         """The parsed message; with policy.default, header values come back decoded (RFC 2047)."""
-        return cast(EmailMessage, message_from_bytes(self.data, policy=policy.default))
+        return message_from_bytes(self.data, policy=policy.default)
 
 
 class _Handler:
@@ -78,10 +78,11 @@ class SmtpSink:
             return f"smtp://{self.credentials[0]}:{self.credentials[1]}@{self.host}:{self.port}"
         return f"smtp://{self.host}:{self.port}"
 
-    def start(self) -> SmtpSink:
+    def start(self) -> Self:
         kwargs: dict[str, Any] = {}
         if self.credentials is not None:
-            kwargs = {"authenticator": self._authenticate, "auth_require_tls": False, "auth_required": True}
+            # AUTH is checked when offered, not required: aiosmtpd warns on required AUTH without TLS.
+            kwargs = {"authenticator": self._authenticate, "auth_require_tls": False}
         self._controller = Controller(_Handler(self), hostname=self.host, port=self.port, **kwargs)
         self._controller.start()
         return self
@@ -91,7 +92,7 @@ class SmtpSink:
             self._controller.stop()
             self._controller = None
 
-    def __enter__(self) -> SmtpSink:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -150,10 +151,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     add_common_args(parser)
     parser.add_argument("--reject", action="append", default=[], help="answer RCPT for this address with 550")
-    parser.add_argument("--auth", default=None, help="USER:PASSWORD required via AUTH")
+    parser.add_argument("--auth", default=None, help="USER:PASSWORD accepted by AUTH")
     args = parser.parse_args(argv)
-    credentials = tuple(args.auth.split(":", 1)) if args.auth else None
-    sink = SmtpSink(args.port or None, args.log, set(args.reject), credentials, host=args.host)  # type: ignore[arg-type]
+    credentials = None
+    if args.auth:
+        user, _, password = args.auth.partition(":")
+        credentials = (user, password)
+    sink = SmtpSink(args.port or None, args.log, set(args.reject), credentials, host=args.host)
     serve_until_signalled(sink.start, sink.stop, f"smtp sink listening on {sink.url}")
 
 

@@ -1,0 +1,25 @@
+"""``--now`` and ``--at`` options: ISO 8601; a naive value is read in the organisation's time zone."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from followup.context import AppContext
+from followup.errors import Problem, UserInputError
+
+
+def parse_now(text: str | None, context: AppContext) -> datetime:
+    """The moment the command acts at: ``text`` if given (for previews and tests), else the real clock."""
+    tz = context.policy.organization.tz
+    if text is None:
+        return datetime.now(tz)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserInputError(
+            Problem(
+                Path("--now"), None, None, f"bad date-time {text!r} (ISO 8601, e.g. 2026-11-30T10:00+09:00)"
+            )
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=tz)

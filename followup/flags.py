@@ -1,0 +1,231 @@
+"""The I/O edge of the rules: read every active holder's history in a few bulk queries, run the pure
+rule engine, and keep the ``flags`` table in step (first seen, last seen, resolved).
+
+No per-holder query: one SELECT per kind of history, grouped in Python, so the cost grows with the
+number of rows, not with round trips.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from followup.context import AppContext
+from followup.db.models import (
+    ACTIVE_STATUSES,
+    ChannelOptOut,
+    DeliveryAttempt,
+    EngagementEvent,
+    Flag,
+    OfferHolder,
+    SurveyResponse,
+    Touch,
+)
+from followup.policy.schema import Policy
+from followup.rules import (
+    FlagDecision,
+    HolderHistory,
+    PulseResponse,
+    TouchRecord,
+    current_phase,
+    evaluate_many,
+)
+
+MESSAGE_CHANNELS = ("email", "slack", "line")
+ENGAGEMENT_KINDS = ("reply", "answer", "button")
+
+
+@dataclass
+class FlagChanges:
+    """What one evaluation changed in the ``flags`` table."""
+
+    new: list[Flag] = field(default_factory=list)
+    continuing: list[Flag] = field(default_factory=list)
+    resolved: list[Flag] = field(default_factory=list)
+
+
+def _declining_answers(policy: Policy, form: str, answers: dict[str, Any] | None) -> tuple[str, ...]:
+    """The chosen answers that the survey marks as declining (e.g. 他社も検討している)."""
+    survey = policy.surveys.get(form)
+    if survey is None or not answers:
+        return ()
+    found: list[str] = []
+    for question in survey.questions:
+        if not question.declining:
+            continue
+        value = answers.get(question.id)
+        values = value if isinstance(value, list) else [value]
+        found.extend(str(v) for v in values if v in question.declining)
+    return tuple(found)
+
+
+def load_histories(session: Session, policy: Policy, now: datetime) -> list[HolderHistory]:
+    """Every active holder (offered / accepted, not erased) with the history the rules read, up to
+    ``now`` (later rows exist when ``now`` is in the past, e.g. ``flags --now``)."""
+    active = (OfferHolder.status.in_(ACTIVE_STATUSES), OfferHolder.erased_at.is_(None))
+    holders = session.execute(
+        select(
+            OfferHolder.id,
+            OfferHolder.external_id,
+            OfferHolder.name,
+            OfferHolder.status,
+            OfferHolder.offer_date,
+            OfferHolder.accepted_date,
+            OfferHolder.start_date,
+            OfferHolder.track,
+            OfferHolder.department,
+            OfferHolder.email,
+            OfferHolder.slack_user_id,
+            OfferHolder.line_user_id,
+        )
+        .where(*active)
+        .order_by(OfferHolder.id)
+    ).all()
+
+    opted: dict[int, set[str]] = defaultdict(set)
+    opt_out_times: dict[int, list[datetime]] = defaultdict(list)
+    for holder_id, channel, at in session.execute(
+        select(ChannelOptOut.holder_id, ChannelOptOut.channel, ChannelOptOut.at)
+        .join(OfferHolder, OfferHolder.id == ChannelOptOut.holder_id)
+        .where(*active, ChannelOptOut.at <= now)
+        .order_by(ChannelOptOut.at)
+    ):
+        opted[holder_id].add(channel)
+        opt_out_times[holder_id].append(at)
+
+    touch_at = func.coalesce(Touch.sent_at, Touch.due_at)
+    delivered: dict[int, list[TouchRecord]] = defaultdict(list)
+    undelivered: dict[int, list[TouchRecord]] = defaultdict(list)
+    for holder_id, kind, channel, status, at in session.execute(
+        select(Touch.holder_id, Touch.kind, Touch.channel, Touch.status, touch_at)
+        .join(OfferHolder, OfferHolder.id == Touch.holder_id)
+        .where(*active, Touch.status.in_(("sent", "done", "failed")), touch_at <= now)
+        .order_by(touch_at)
+    ):
+        if status == "failed":
+            undelivered[holder_id].append(TouchRecord(at, channel, kind, "failed"))
+        else:
+            delivered[holder_id].append(TouchRecord(at, channel, kind, "delivered"))
+    for holder_id, kind, channel, at in session.execute(
+        select(Touch.holder_id, Touch.kind, DeliveryAttempt.channel, DeliveryAttempt.started_at)
+        .join(Touch, Touch.id == DeliveryAttempt.touch_id)
+        .join(OfferHolder, OfferHolder.id == Touch.holder_id)
+        .where(*active, DeliveryAttempt.outcome == "suppressed", DeliveryAttempt.started_at <= now)
+        .order_by(DeliveryAttempt.started_at)
+    ):
+        undelivered[holder_id].append(TouchRecord(at, channel, kind, "suppressed"))
+
+    responses: dict[int, list[PulseResponse]] = defaultdict(list)
+    for holder_id, form, answers, score, declining, at in session.execute(
+        select(
+            SurveyResponse.holder_id,
+            SurveyResponse.form,
+            SurveyResponse.answers,
+            SurveyResponse.score,
+            SurveyResponse.declining,
+            SurveyResponse.submitted_at,
+        )
+        .join(OfferHolder, OfferHolder.id == SurveyResponse.holder_id)
+        .where(*active, SurveyResponse.submitted_at <= now)
+        .order_by(SurveyResponse.submitted_at)
+    ):
+        said = _declining_answers(policy, form, answers) if declining else ()
+        responses[holder_id].append(PulseResponse(at, score, bool(declining), said))
+
+    engagement: dict[int, list[datetime]] = defaultdict(list)
+    for event_holder, at in session.execute(
+        select(EngagementEvent.holder_id, EngagementEvent.at)
+        .join(OfferHolder, OfferHolder.id == EngagementEvent.holder_id)
+        .where(*active, EngagementEvent.kind.in_(ENGAGEMENT_KINDS), EngagementEvent.at <= now)
+        .order_by(EngagementEvent.at)
+    ):
+        if event_holder is not None:
+            engagement[event_holder].append(at)
+
+    today = now.astimezone(policy.organization.tz).date()
+    out: list[HolderHistory] = []
+    for row in holders:
+        (hid, ext, name, status, offer, accepted, start, track, dept, email, slack, line) = row
+        match = policy.cadence_for(track, dept)
+        cadence = match[0] if match else None
+        phase = current_phase(policy, cadence, {"offer": offer, "accepted": accepted, "start": start}, today)
+        contacts = {"email": email, "slack": slack, "line": line}
+        reachable = tuple(c for c in MESSAGE_CHANNELS if contacts[c] and c not in opted.get(hid, ()))
+        out.append(
+            HolderHistory(
+                holder_id=hid,
+                external_id=ext,
+                name=name,
+                status=status,
+                offer_date=offer,
+                start_date=start,
+                cadence=cadence,
+                phase=phase,
+                reachable_channels=reachable,
+                delivered=tuple(delivered.get(hid, ())),
+                undelivered=tuple(undelivered.get(hid, ())),
+                responses=tuple(responses.get(hid, ())),
+                engagement=tuple(engagement.get(hid, ())),
+                opt_outs=tuple(opt_out_times.get(hid, ())),
+            )
+        )
+    return out
+
+
+def persist_flags(session: Session, decisions: Iterable[FlagDecision], now: datetime) -> FlagChanges:
+    """Bring the ``flags`` table in line with this evaluation: a flag that fires again keeps its row
+    (``last_seen`` moves on), a new one gets a row, an open one that no longer fires is resolved."""
+    changes = FlagChanges()
+    open_rows = {
+        (row.holder_id, row.rule): row
+        for row in session.scalars(select(Flag).where(Flag.resolved_at.is_(None)))
+    }
+    seen: set[tuple[int, str]] = set()
+    for decision in decisions:
+        key = (decision.holder_id, decision.rule)
+        if key in seen:
+            continue
+        seen.add(key)
+        row = open_rows.get(key)
+        if row is None:
+            row = Flag(
+                holder_id=decision.holder_id,
+                rule=decision.rule,
+                severity=decision.severity,
+                reason=decision.reason,
+                action=decision.action,
+                first_seen=now,
+                last_seen=now,
+            )
+            session.add(row)
+            changes.new.append(row)
+        else:
+            row.severity, row.reason, row.action = decision.severity, decision.reason, decision.action
+            row.last_seen = max(row.last_seen, now)
+            changes.continuing.append(row)
+    for key, row in open_rows.items():
+        if key not in seen:
+            row.resolved_at = now
+            changes.resolved.append(row)
+    session.flush()
+    return changes
+
+
+def evaluate_and_persist(context: AppContext, now: datetime) -> tuple[list[FlagDecision], FlagChanges]:
+    """Load, evaluate and persist in one transaction; returns the current flags and what changed."""
+    policy = context.policy
+    with context.session() as session:
+        decisions = evaluate_now(session, policy, now)
+        changes = persist_flags(session, decisions, now)
+    return decisions, changes
+
+
+def evaluate_now(session: Session, policy: Policy, now: datetime) -> list[FlagDecision]:
+    histories: Sequence[HolderHistory] = load_histories(session, policy, now)
+    return evaluate_many(histories, policy, now)

@@ -1,0 +1,216 @@
+"""One holder's story as JSON-ready data: touches, answers, replies, status changes and flags.
+
+Shared by the dashboard, the JSON API and ``followup holders show ID --json`` so all three say the
+same thing. Datetimes are ISO 8601 strings with their offset; dates are ISO dates.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from followup.db.models import (
+    ChannelOptOut,
+    EngagementEvent,
+    Flag,
+    HolderChange,
+    OfferHolder,
+    SurveyResponse,
+    Touch,
+)
+
+DONE_TOUCH_STATUSES = ("sent", "done")
+SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
+
+
+def _iso(value: datetime | date | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def touch_record(touch: Touch, external_id: str) -> dict[str, Any]:
+    """The SPEC's touch record (external_id, cadence, phase, kind, channel, template, due_at, status) and more."""
+    return {
+        "external_id": external_id,
+        "cadence": touch.cadence,
+        "phase": touch.phase,
+        "kind": touch.kind,
+        "channel": touch.channel,
+        "template": touch.template,
+        "due_at": _iso(touch.due_at),
+        "status": touch.status,
+        "seq": touch.seq,
+        "survey_form": touch.survey_form,
+        "sent_at": _iso(touch.sent_at),
+        "assignee": touch.assignee,
+        "note": touch.note,
+        "cancel_reason": touch.cancel_reason,
+    }
+
+
+def flag_record(flag: Flag, external_id: str) -> dict[str, Any]:
+    """The SPEC's flag record (external_id, rule, severity, reason, since) and its state."""
+    return {
+        "external_id": external_id,
+        "rule": flag.rule,
+        "severity": flag.severity,
+        "reason": flag.reason,
+        "action": flag.action,
+        "since": _iso(flag.first_seen),
+        "last_seen": _iso(flag.last_seen),
+        "resolved_at": _iso(flag.resolved_at),
+    }
+
+
+def holder_record(holder: OfferHolder, opted_out: list[str]) -> dict[str, Any]:
+    return {
+        "external_id": holder.external_id,
+        "name": holder.name,
+        "email": holder.email,
+        "track": holder.track,
+        "department": holder.department,
+        "status": holder.status,
+        "offer_date": _iso(holder.offer_date),
+        "accepted_date": _iso(holder.accepted_date),
+        "start_date": _iso(holder.start_date),
+        "mentor_email": holder.mentor_email,
+        "opted_out_channels": sorted(opted_out),
+        "erased": holder.erased_at is not None,
+    }
+
+
+def _touch_time(touch: Touch) -> datetime:
+    return touch.sent_at or touch.due_at
+
+
+def holder_timeline(session: Session, holder: OfferHolder) -> dict[str, Any]:
+    """Everything known about ``holder``, each list oldest first, plus ``items``: one merged, dated list."""
+    touches = list(session.scalars(select(Touch).where(Touch.holder_id == holder.id).order_by(Touch.due_at, Touch.id)))
+    responses = list(
+        session.scalars(
+            select(SurveyResponse).where(SurveyResponse.holder_id == holder.id).order_by(SurveyResponse.submitted_at)
+        )
+    )
+    events = list(
+        session.scalars(
+            select(EngagementEvent).where(EngagementEvent.holder_id == holder.id).order_by(EngagementEvent.at)
+        )
+    )
+    changes = list(
+        session.scalars(select(HolderChange).where(HolderChange.holder_id == holder.id).order_by(HolderChange.at))
+    )
+    flags = list(session.scalars(select(Flag).where(Flag.holder_id == holder.id).order_by(Flag.first_seen)))
+    opted_out = list(session.scalars(select(ChannelOptOut.channel).where(ChannelOptOut.holder_id == holder.id)))
+    ext = holder.external_id
+
+    items: list[dict[str, Any]] = []
+    for t in touches:
+        items.append(
+            {
+                "at": _iso(_touch_time(t)),
+                "type": "touch",
+                "summary": f"{t.kind} / {t.channel} / {t.template or t.note or ''}".rstrip(" /"),
+                "status": t.status,
+            }
+        )
+    for r in responses:
+        items.append(
+            {"at": _iso(r.updated_at), "type": "answer", "summary": r.form, "score": r.score, "declining": r.declining}
+        )
+    for e in events:
+        if e.kind == "answer":
+            continue  # shown through the response itself
+        text = e.payload.get("text") if isinstance(e.payload, dict) else None
+        items.append({"at": _iso(e.at), "type": e.kind, "summary": f"{e.channel}: {text or ''}".rstrip(": ")})
+    for c in changes:
+        items.append(
+            {"at": _iso(c.at), "type": "change", "summary": f"{c.field}: {c.old_value or '—'} → {c.new_value or '—'}"}
+        )
+    for f in flags:
+        items.append({"at": _iso(f.first_seen), "type": "flag", "summary": f"{f.rule}: {f.reason}"})
+    items.sort(key=lambda item: item["at"] or "")
+
+    return {
+        "holder": holder_record(holder, opted_out),
+        "touches": [touch_record(t, ext) for t in touches],
+        "responses": [
+            {
+                "form": r.form,
+                "submitted_at": _iso(r.submitted_at),
+                "updated_at": _iso(r.updated_at),
+                "score": r.score,
+                "declining": r.declining,
+                "answers": r.answers,
+            }
+            for r in responses
+        ],
+        "events": [
+            {"at": _iso(e.at), "kind": e.kind, "channel": e.channel, "payload": e.payload} for e in events
+        ],
+        "changes": [
+            {
+                "at": _iso(c.at),
+                "field": c.field,
+                "old_value": c.old_value,
+                "new_value": c.new_value,
+                "note": c.note,
+                "source": c.source,
+            }
+            for c in changes
+        ],
+        "flags": [flag_record(f, ext) for f in flags],
+        "pulse": [{"at": _iso(r.submitted_at), "score": r.score} for r in responses if r.score is not None],
+        "items": items,
+    }
+
+
+def holder_summaries(session: Session, now: datetime) -> list[dict[str, Any]]:
+    """One row per holder for the dashboard list: status, phase, last and next touch, pulse trend, open flags.
+
+    A handful of queries for all holders (no query per holder). The phase is the phase of the latest
+    touch due by ``now`` (else of the next one): the planner's own view, as recorded on its touches.
+    """
+    holders = list(session.scalars(select(OfferHolder).order_by(OfferHolder.external_id)))
+    touches_by: dict[int, list[Touch]] = defaultdict(list)
+    for t in session.scalars(select(Touch).order_by(Touch.due_at, Touch.id)):
+        touches_by[t.holder_id].append(t)
+    pulse_by: dict[int, list[float]] = defaultdict(list)
+    for holder_id, score in session.execute(
+        select(SurveyResponse.holder_id, SurveyResponse.score)
+        .where(SurveyResponse.score.is_not(None))
+        .order_by(SurveyResponse.submitted_at)
+    ):
+        pulse_by[holder_id].append(float(score))
+    flags_by: dict[int, list[Flag]] = defaultdict(list)
+    for f in session.scalars(select(Flag).where(Flag.resolved_at.is_(None))):
+        flags_by[f.holder_id].append(f)
+
+    rows: list[dict[str, Any]] = []
+    for h in holders:
+        touches = touches_by[h.id]
+        done = [t for t in touches if t.status in DONE_TOUCH_STATUSES]
+        last = max(done, key=_touch_time, default=None)
+        upcoming = [t for t in touches if t.status in ("planned", "reminded")]
+        nxt = min(upcoming, key=lambda t: t.due_at, default=None)
+        past = [t for t in touches if t.due_at <= now and t.status != "cancelled"]
+        phase_touch = past[-1] if past else nxt
+        flags = sorted(flags_by[h.id], key=lambda f: (SEVERITY_ORDER.get(f.severity, 9), f.rule))
+        rows.append(
+            {
+                "external_id": h.external_id,
+                "name": h.name,
+                "track": h.track,
+                "department": h.department,
+                "status": h.status,
+                "start_date": _iso(h.start_date),
+                "phase": phase_touch.phase if phase_touch else None,
+                "last_touch": touch_record(last, h.external_id) if last else None,
+                "next_touch": touch_record(nxt, h.external_id) if nxt else None,
+                "pulse": pulse_by[h.id],
+                "flags": [flag_record(f, h.external_id) for f in flags],
+            }
+        )
+    return rows

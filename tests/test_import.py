@@ -1,0 +1,114 @@
+"""Importing the ATS export: sample file, CP932 with Japanese headers, bad rows (nothing imported)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from tests.cli import REPO, run_followup
+
+SAMPLE = REPO / "config" / "holders.sample.csv"
+JAPANESE_HEADER = ["内定者ID", "氏名", "メールアドレス", "LINEユーザーID", "SlackユーザーID", "採用区分",
+                   "配属予定部署", "内定日", "入社予定日", "ステータス", "メンター"]
+
+
+def sample_rows() -> list[list[str]]:
+    with SAMPLE.open(encoding="utf-8", newline="") as f:
+        return list(csv.reader(f))
+
+
+def write_csv(path: Path, rows: list[list[str]], encoding: str) -> Path:
+    with path.open("w", encoding=encoding, newline="") as f:
+        csv.writer(f, lineterminator="\r\n").writerows(rows)
+    return path
+
+
+def env_for(tmp_path: Path) -> dict[str, str]:
+    return {"FOLLOWUP_DATABASE_URL": f"sqlite:///{tmp_path}/followup.db", "FOLLOWUP_VAR_DIR": str(tmp_path)}
+
+
+def holders_json(env: dict[str, str]) -> list[dict[str, object]]:
+    result = run_followup("holders", "list", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_it_imports_the_sample_then_reports_all_unchanged(tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    first = run_followup("import-holders", str(SAMPLE), env=env)
+    assert first.returncode == 0, first.stderr
+    assert "created 30, updated 0, unchanged 0" in first.stdout
+    second = run_followup("import-holders", str(SAMPLE), env=env)
+    assert "created 0, updated 0, unchanged 30" in second.stdout
+    holders = holders_json(env)
+    assert len(holders) == 30
+    yamada = next(h for h in holders if h["external_id"] == "NG-2027-001")
+    assert yamada["name"] == "山田 花子" and yamada["start_date"] == "2027-04-01"
+
+
+def test_a_cp932_file_with_japanese_headers_and_slashed_dates_updates_holders(tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    run_followup("import-holders", str(SAMPLE), env=env)
+    rows = sample_rows()
+    rows[0] = JAPANESE_HEADER
+    rows[1][8] = "2027/4/5"  # start date moved, Excel style
+    rows[2][9] = "辞退"  # declined, in Japanese
+    rows[3][5] = "新卒"
+    path = write_csv(tmp_path / "excel.csv", rows, "cp932")
+    result = run_followup("import-holders", str(path), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "created 0, updated 2, unchanged 28" in result.stdout
+    holders = {h["external_id"]: h for h in holders_json(env)}
+    assert holders["NG-2027-001"]["start_date"] == "2027-04-05"
+    assert holders["NG-2027-002"]["status"] == "declined"
+
+
+def test_a_utf8_bom_file_is_read_without_flags(tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    path = write_csv(tmp_path / "bom.csv", sample_rows(), "utf-8-sig")
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    result = run_followup("import-holders", str(path), env=env)
+    assert "created 30" in result.stdout, result.stderr
+
+
+def broken_rows() -> list[list[str]]:
+    rows = sample_rows()
+    rows[3][1] = ""  # line 4: missing name
+    rows[5][7] = "2026/13/40"  # line 6: bad date
+    rows[6][8] = "2025-01-01"  # line 7: start before offer
+    rows[7][9] = "保留"  # line 8: unknown status
+    rows[9][0] = rows[8][0]  # line 10: duplicate id
+    rows[11][2] = rows[11][3] = rows[11][4] = ""  # line 12: no contact channel
+    return rows
+
+
+def test_bad_rows_are_reported_by_line_and_nothing_is_imported(tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    path = write_csv(tmp_path / "bad.csv", broken_rows(), "utf-8")
+    result = run_followup("import-holders", str(path), env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(":")[1] for line in lines] == ["4", "6", "7", "8", "10", "12"]
+    assert "name is empty" in lines[0] and "bad date" in lines[1] and "before offer_date" in lines[2]
+    assert "unknown status" in lines[3] and "duplicate external_id" in lines[4] and "no contact channel" in lines[5]
+    assert holders_json(env) == []
+
+
+def test_skip_invalid_imports_the_good_rows_and_reports_the_rest(tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    path = write_csv(tmp_path / "bad.csv", broken_rows(), "utf-8")
+    result = run_followup("import-holders", str(path), "--skip-invalid", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "created 24" in result.stdout and "skipped 6 rows" in result.stdout
+    assert len(holders_json(env)) == 24
+    assert result.stderr.count("bad.csv:") == 6
+
+
+def test_an_unknown_column_is_reported_on_line_1(tmp_path: Path) -> None:
+    rows = sample_rows()
+    rows[0][6] = "部門名"
+    path = write_csv(tmp_path / "cols.csv", rows, "utf-8")
+    result = run_followup("import-holders", str(path), env=env_for(tmp_path))
+    assert result.returncode == 2
+    assert f"{path}:1: unknown column '部門名'" in result.stderr
