@@ -71,3 +71,38 @@ def test_a_touch_key_is_unique(any_db_url: str) -> None:
         touch = session.scalars(select(Touch)).one()
         assert touch.due_at == datetime(2026, 4, 8, 1, tzinfo=UTC)
         assert touch.due_at.tzinfo is not None
+
+
+def test_erasing_a_holder_removes_personal_data_but_keeps_counts(any_db_url: str) -> None:
+    from followup.db.models import AuditEntry, SurveyResponse
+    from followup.erasure import erase_holder
+    from followup.policy import load_policy
+
+    policy = load_policy(REPO / "config" / "followup.yaml", check_templates=False).policy
+    rows, _ = read_holders_csv(REPO / "config" / "holders.sample.csv")
+    with session_scope(any_db_url) as session:
+        import_holders(session, rows, now=NOW)
+        holder = find_holder(session, "NG-2027-001")
+        assert holder is not None
+        touch = Touch(key="k1", holder_id=holder.id, cadence="new_grad", phase="initial", seq=0, kind="survey",
+                      channel="email", due_at=NOW, status="sent", note="山田さんへ電話")
+        session.add(touch)
+        session.flush()
+        session.add(SurveyResponse(touch_id=touch.id, holder_id=holder.id, form="pulse", score=3.0,
+                                   answers={"motivation": 4, "situation": "他社も検討している",
+                                            "comment": "山田です。給与が気になります"}))
+        holder_id = holder.id
+    with session_scope(any_db_url) as session:
+        holder = session.get(OfferHolder, holder_id)
+        assert holder is not None
+        erase_holder(session, holder, policy, now=NOW, actor="test")
+    with session_scope(any_db_url) as session:
+        holder = session.get(OfferHolder, holder_id)
+        assert holder is not None
+        assert (holder.name, holder.email, holder.line_user_id) == ("(削除済み)", None, None)
+        assert holder.external_id == f"erased-{holder_id}" and holder.erased_at is not None
+        response = session.scalars(select(SurveyResponse)).one()
+        assert response.answers == {"motivation": 4, "situation": "他社も検討している"}
+        assert session.scalars(select(Touch)).one().note is None
+        assert session.scalar(select(OfferHolder.id).where(OfferHolder.external_id == "NG-2027-001")) is None
+        assert session.scalars(select(AuditEntry.action)).all()[-1] == "erase_holder"

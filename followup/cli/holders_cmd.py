@@ -204,4 +204,25 @@ def register(app: typer.Typer) -> None:
                 raise UserInputError(Problem(Path(external_id), None, None, str(exc))) from None
         out.print(f"{external_id}: start date {new_date}")
 
+    @holders_app.command("erase")
+    def erase(
+        ctx: typer.Context,
+        external_id: str,
+        yes: bool = typer.Option(False, "--yes", help="Confirm: this cannot be undone."),
+    ) -> None:
+        """Delete one holder's personal data on request (個人情報保護法), keeping anonymous counts."""
+        from followup.erasure import erase_holder
+
+        context: AppContext = ctx.obj
+        if not yes:
+            raise UserInputError(
+                Problem(Path(external_id), None, None, "add --yes to erase this holder's data")
+            )
+        with context.session() as session:
+            holder = _require_holder(context, session, external_id)
+            pseudonym = erase_holder(
+                session, holder, context.policy, now=datetime.now().astimezone(), actor="cli"
+            )
+        out.print(f"{external_id}: personal data erased (now {pseudonym})")
+
     app.add_typer(holders_app, name="holders")

@@ -1,0 +1,54 @@
+"""Deleting one offer holder's personal data on request (個人情報保護法), keeping anonymous counts.
+
+The holder row stays (so cohort rates and touch counts in past reports still add up) but loses every
+field that identifies a person: name, contact ids, the ATS id, free-text survey answers, message
+payloads of replies, HR notes, and contact values in the change history.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from followup.db.models import (
+    AuditEntry,
+    EngagementEvent,
+    HolderChange,
+    OfferHolder,
+    SurveyResponse,
+    Touch,
+)
+from followup.policy import Policy
+
+_CONTACT_FIELDS = ("name", "email", "line_user_id", "slack_user_id", "mentor_email")
+
+
+def erase_holder(session: Session, holder: OfferHolder, policy: Policy, *, now: datetime, actor: str) -> str:
+    """Anonymise ``holder`` in place and return its new pseudonymous id. Pending touches are cancelled."""
+    pseudonym = f"erased-{holder.id}"
+    holder.external_id = pseudonym
+    holder.name = "(削除済み)"
+    holder.email = holder.line_user_id = holder.slack_user_id = holder.mentor_email = None
+    holder.decline_reason = None
+    holder.erased_at = now
+    session.execute(
+        update(HolderChange)
+        .where(HolderChange.holder_id == holder.id, HolderChange.field.in_(_CONTACT_FIELDS))
+        .values(old_value=None, new_value=None)
+    )
+    session.execute(update(HolderChange).where(HolderChange.holder_id == holder.id).values(note=None))
+    session.execute(update(EngagementEvent).where(EngagementEvent.holder_id == holder.id).values(payload={}))
+    session.execute(
+        update(Touch)
+        .where(Touch.holder_id == holder.id, Touch.status == "planned")
+        .values(status="cancelled", cancel_reason="personal data erased")
+    )
+    session.execute(update(Touch).where(Touch.holder_id == holder.id).values(note=None, last_error=None))
+    for response in session.scalars(select(SurveyResponse).where(SurveyResponse.holder_id == holder.id)):
+        survey = policy.surveys.get(response.form)
+        free_text = {q.id for q in survey.questions if q.type == "text"} if survey else set(response.answers)
+        response.answers = {k: v for k, v in response.answers.items() if k not in free_text}
+    session.add(AuditEntry(at=now, actor=actor, action="erase_holder", detail={"holder": pseudonym}))
+    return pseudonym
