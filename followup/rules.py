@@ -379,9 +379,7 @@ def evaluate(history: HolderHistory, policy: Policy, now: datetime) -> list[Flag
     return RuleEngine(policy).evaluate(history, now)
 
 
-def evaluate_many(
-    histories: Sequence[HolderHistory], policy: Policy, now: datetime
-) -> list[FlagDecision]:
+def evaluate_many(histories: Sequence[HolderHistory], policy: Policy, now: datetime) -> list[FlagDecision]:
     """The batch path: the same rules, policy resolved once, no per-holder setup."""
     _require_aware(now)
     engine = RuleEngine(policy)

@@ -80,14 +80,15 @@ def register(app: typer.Typer) -> None:
         now = datetime.now().astimezone()
         with context.session() as session:
             summary = import_holders(session, rows, now=now, source=f"import:{file.name}")
+        skipped = len({problem.line for problem in problems})
         for problem in problems:
             err.print(f"skipped {problem}", markup=False, highlight=False)
         if as_json:
-            out.print_json(json.dumps({**summary.__dict__, "skipped": len(problems)}))
+            out.print_json(json.dumps({**summary.__dict__, "skipped": skipped}))
         else:
             out.print(
                 f"imported {file}: created {summary.created}, updated {summary.updated}, "
-                f"unchanged {summary.unchanged}" + (f", skipped {len(problems)} rows" if problems else "")
+                f"unchanged {summary.unchanged}" + (f", skipped {skipped} rows" if skipped else "")
             )
 
     @holders_app.command("list")

@@ -1,9 +1,114 @@
-"""Commands of this area are being built; see the issue tracker."""
+"""``followup flags`` (evaluate the rules, persist, list current flags) and ``followup report``."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from followup.cli.timeparse import parse_now
+from followup.context import AppContext
+from followup.db.models import ReportRun
+from followup.flags import evaluate_and_persist
+from followup.report import build_report, iso_week, render_html, send_weekly_report
+from followup.rules import RULE_LABELS, SEVERITY_LABELS, sort_by_risk
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+NowOption = Annotated[
+    str | None, typer.Option("--now", help="Evaluate as if it were this moment (ISO 8601).")
+]
+
+
+def flags(
+    ctx: typer.Context,
+    now: NowOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Flag records as JSON on stdout.")] = False,
+) -> None:
+    """Evaluate the rules for every active holder, record the flags, and list them, riskiest first.
+    現在のフラグ(放置・過剰連絡・パルス低下など)を一覧表示します。"""
+    context: AppContext = ctx.obj
+    moment = parse_now(now, context)
+    decisions, changes = evaluate_and_persist(context, moment)
+    ranked = sort_by_risk(decisions)
+    if as_json:
+        records = [
+            {**flag.record(), "action": flag.action, "risk": risk} for risk, group in ranked for flag in group
+        ]
+        typer.echo(json.dumps(records, ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"フラグ {len(decisions)}件(内定者 {len(ranked)}名)")
+    for column in ("external_id", "rule", "severity", "reason", "since", "action", "risk"):
+        table.add_column(column, overflow="fold")
+    tz = context.policy.organization.tz
+    for risk, group in ranked:
+        for flag in group:
+            table.add_row(
+                flag.external_id,
+                f"{flag.rule}({RULE_LABELS[flag.rule]})",
+                f"{flag.severity}({SEVERITY_LABELS[flag.severity]})",
+                flag.reason,
+                flag.since.astimezone(tz).isoformat(timespec="minutes"),
+                flag.action,
+                str(risk),
+            )
+    out.print(table)
+    out.print(
+        f"新規 {len(changes.new)}件 / 継続 {len(changes.continuing)}件 / 解消 {len(changes.resolved)}件 "
+        f"(new {len(changes.new)}, continuing {len(changes.continuing)}, resolved {len(changes.resolved)})",
+        markup=False,
+        highlight=False,
+    )
+
+
+def report(
+    ctx: typer.Context,
+    now: NowOption = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", help="HTML file to write (default var/reports/weekly-YYYY-Www.html)."),
+    ] = None,
+    send: Annotated[bool, typer.Option("--send", help="Also email it to report.weekly.to.")] = False,
+) -> None:
+    """Build the weekly at-risk report, write it as HTML, and optionally email it.
+    週次リスクレポートを作成します(--send でメール送信)。"""
+    context: AppContext = ctx.obj
+    moment = parse_now(now, context)
+    policy = context.policy
+    week = iso_week(moment, policy)
+    evaluate_and_persist(context, moment)
+    with context.session() as session:
+        weekly = build_report(session, policy, moment)
+    html = render_html(weekly, images="data", templates_root=context.templates_root)
+    target = out_file or Path(context.settings.var_dir) / "reports" / f"weekly-{week}.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(html, encoding="utf-8")
+    out.print(
+        f"レポートを書き出しました: {target}(要フォロー {len(weekly.at_risk)}名)",
+        markup=False,
+        highlight=False,
+    )
+    if not send:
+        return
+    with context.session() as session:
+        already = session.scalar(select(ReportRun).where(ReportRun.week == week))
+    if already is not None:
+        err.print(
+            f"{week} のレポートは送信済みです: {already.summary.get('delivered', '')}(再送しません)",
+            markup=False,
+            highlight=False,
+        )
+        return
+    result = send_weekly_report(context, moment)
+    out.print(f"送信しました: {result}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    del app
+    app.command("flags")(flags)
+    app.command("report")(report)

@@ -180,7 +180,7 @@ class OneOffTouch(Strict):
     name: str
     at: AnchorField
     kind: Literal["manual", "message", "survey"] = "manual"
-    channel: str = "phone"
+    channel: str | None = None  # manual: phone (default) | letter | meeting | other; others: phase channels
     assignee: str | None = None
     template: str | None = None
     survey: str | None = None
@@ -188,8 +188,10 @@ class OneOffTouch(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> OneOffTouch:
-        if self.kind == "manual" and self.channel not in MANUAL_CHANNELS:
+        if self.kind == "manual" and (self.channel or "phone") not in MANUAL_CHANNELS:
             raise ValueError(f"a manual touch's channel is one of {', '.join(MANUAL_CHANNELS)}")
+        if self.kind != "manual" and self.channel is not None:
+            raise ValueError("a message or survey one-off touch is sent on the phase's channels: remove channel")
         if self.kind != "manual" and self.template is None:
             raise ValueError("a message or survey one-off touch needs a template")
         if self.kind == "survey" and self.survey is None:

@@ -1,0 +1,15 @@
+"""The weekly at-risk report: data (``build_report``), HTML/text/email rendering and sending."""
+
+from followup.report.data import WeeklyReport, build_report, iso_week
+from followup.report.render import build_email, render_html, render_text
+from followup.report.send import send_weekly_report
+
+__all__ = [
+    "WeeklyReport",
+    "build_email",
+    "build_report",
+    "iso_week",
+    "render_html",
+    "render_text",
+    "send_weekly_report",
+]

@@ -1,0 +1,396 @@
+"""What the weekly report says, as plain data read from the database at ``now``.
+
+The report covers the seven days up to ``now``. It reads the ``flags`` table (the caller evaluates and
+persists first, so "new", "continuing" and "resolved" mean the same thing everywhere), delivery attempts,
+survey responses and the holders' status history (for last week's KPIs).
+
+KPIs, as the seeds measure effect (000: 内定辞退率の推移): over the cohort whose offer date has passed,
+内定承諾率 = (accepted + joined) / offers and 内定辞退率 = declined / offers (a decline after acceptance
+counts as a decline). Last week's figures use each holder's status as of ``now - 7 days`` from the
+lifecycle history.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from statistics import fmean
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from followup.db.models import (
+    HOLDER_STATUSES,
+    DeliveryAttempt,
+    Flag,
+    HolderChange,
+    OfferHolder,
+    SurveyResponse,
+    Touch,
+)
+from followup.policy.schema import Policy
+from followup.report import charts
+from followup.rules import (
+    ACTIVE_STATUSES,
+    CHANNEL_LABELS,
+    RULE_LABELS,
+    RULE_ORDER,
+    SEVERITY_LABELS,
+    SEVERITY_WEIGHTS,
+    current_phase,
+    risk_score,
+)
+
+STATUS_LABELS = {
+    "offered": "内定(承諾前)",
+    "accepted": "内定承諾",
+    "joined": "入社済み",
+    "declined": "辞退",
+    "withdrawn": "取消・撤回",
+}
+NO_PHASE = "フェーズ外"
+WEEK = timedelta(days=7)
+
+
+def iso_week(now: datetime, policy: Policy) -> str:
+    """``2026-W47`` for ``now`` in the organisation's time zone (the ReportRun dedupe key)."""
+    year, week, _ = now.astimezone(policy.organization.tz).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+@dataclass(frozen=True)
+class FlagRow:
+    external_id: str
+    name: str
+    rule: str
+    severity: str
+    reason: str
+    action: str
+    first_seen: datetime
+    resolved_at: datetime | None
+
+    @property
+    def rule_label(self) -> str:
+        return RULE_LABELS.get(self.rule, self.rule)
+
+    @property
+    def severity_label(self) -> str:
+        return SEVERITY_LABELS.get(self.severity, self.severity)
+
+
+@dataclass(frozen=True)
+class AtRiskHolder:
+    external_id: str
+    name: str
+    status_label: str
+    phase_label: str
+    risk: int
+    flags: list[FlagRow]
+
+
+@dataclass(frozen=True)
+class ChannelCounts:
+    channel: str
+    label: str
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0  # transient errors that will be tried again
+    suppressed: int = 0
+
+
+@dataclass(frozen=True)
+class Kpi:
+    offers: int
+    accepted: int
+    declined: int
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        return self.accepted / self.offers if self.offers else None
+
+    @property
+    def decline_rate(self) -> float | None:
+        return self.declined / self.offers if self.offers else None
+
+
+@dataclass(frozen=True)
+class Chart:
+    name: str
+    title: str
+    png: bytes
+
+    def cid(self, week: str) -> str:
+        return f"{self.name}.{week}@followup.report"
+
+
+@dataclass
+class WeeklyReport:
+    organization: str
+    subject: str
+    week: str
+    now: datetime
+    period_start: datetime  # local time
+    period_end: datetime
+    status_counts: list[tuple[str, str, int]]  # (status, label, count)
+    phase_counts: list[tuple[str, int]]  # (phase label, active holders)
+    new_flags: list[FlagRow]
+    continuing_flags: list[FlagRow]
+    resolved_flags: list[FlagRow]
+    at_risk: list[AtRiskHolder]
+    deliveries: list[ChannelCounts]
+    pulse_trend: list[tuple[str, float, int]]  # (week starting, mean score, responses)
+    pulse_threshold: float
+    kpi: Kpi
+    kpi_previous: Kpi
+    charts: list[Chart] = field(default_factory=list)
+
+    @property
+    def total_holders(self) -> int:
+        return sum(count for _, _, count in self.status_counts)
+
+    def summary(self) -> dict[str, Any]:
+        """A small JSON record of the report (stored in ReportRun.summary)."""
+        return {
+            "week": self.week,
+            "holders": self.total_holders,
+            "at_risk": len(self.at_risk),
+            "new_flags": len(self.new_flags),
+            "continuing_flags": len(self.continuing_flags),
+            "resolved_flags": len(self.resolved_flags),
+            "acceptance_rate": self.kpi.acceptance_rate,
+            "decline_rate": self.kpi.decline_rate,
+        }
+
+
+def _phase_labels(policy: Policy) -> dict[tuple[str, str], str]:
+    return {
+        (cname, phase.name): phase.label or phase.name
+        for cname, cadence in policy.cadences.items()
+        for phase in cadence.phases
+    }
+
+
+def _statuses_at(session: Session, moment: datetime) -> dict[int, str]:
+    """Each holder's status at ``moment``, from the lifecycle history (current status if none)."""
+    changes: dict[int, list[tuple[datetime, str | None, str | None]]] = defaultdict(list)
+    for holder_id, at, old, new in session.execute(
+        select(HolderChange.holder_id, HolderChange.at, HolderChange.old_value, HolderChange.new_value)
+        .where(HolderChange.field == "status")
+        .order_by(HolderChange.at)
+    ):
+        changes[holder_id].append((at, old, new))
+    out: dict[int, str] = {}
+    for holder_id, status, accepted_date in session.execute(
+        select(OfferHolder.id, OfferHolder.status, OfferHolder.accepted_date)
+    ):
+        history = changes.get(holder_id)
+        if history:
+            before = [new for at, _, new in history if at <= moment]
+            value = before[-1] if before else history[0][1]
+            out[holder_id] = value if value in HOLDER_STATUSES else status
+        elif status == "accepted" and accepted_date is not None and accepted_date > moment.date():
+            out[holder_id] = "offered"
+        else:
+            out[holder_id] = status
+    return out
+
+
+def _kpi(offers: list[tuple[int, date]], statuses: dict[int, str], day: date) -> Kpi:
+    cohort = [holder_id for holder_id, offer in offers if offer <= day]
+    counts = Counter(statuses.get(h, "offered") for h in cohort)
+    return Kpi(len(cohort), counts["accepted"] + counts["joined"], counts["declined"])
+
+
+def _flag_rows(session: Session, *conditions: Any) -> list[FlagRow]:
+    rows = session.execute(
+        select(Flag, OfferHolder.external_id, OfferHolder.name)
+        .join(OfferHolder, OfferHolder.id == Flag.holder_id)
+        .where(*conditions)
+        .order_by(OfferHolder.external_id, Flag.rule)
+    ).all()
+    return [
+        FlagRow(ext, name, f.rule, f.severity, f.reason, f.action, f.first_seen, f.resolved_at)
+        for f, ext, name in rows
+    ]
+
+
+def build_report(session: Session, policy: Policy, now: datetime) -> WeeklyReport:
+    """The week up to ``now`` as data (and charts as PNG bytes); reads, never writes."""
+    tz = policy.organization.tz
+    week_start = now - WEEK
+    local_now = now.astimezone(tz)
+    labels = _phase_labels(policy)
+
+    holders = session.execute(
+        select(
+            OfferHolder.id,
+            OfferHolder.status,
+            OfferHolder.track,
+            OfferHolder.department,
+            OfferHolder.offer_date,
+            OfferHolder.accepted_date,
+            OfferHolder.start_date,
+        ).where(OfferHolder.erased_at.is_(None))
+    ).all()
+    status_counter = Counter(row.status for row in holders)
+    status_counts = [(s, STATUS_LABELS[s], status_counter[s]) for s in HOLDER_STATUSES]
+    phase_of: dict[int, str] = {}
+    phase_counter: Counter[str] = Counter()
+    for row in holders:
+        if row.status not in ACTIVE_STATUSES:
+            continue
+        match = policy.cadence_for(row.track, row.department)
+        cadence = match[0] if match else None
+        dates = {"offer": row.offer_date, "accepted": row.accepted_date, "start": row.start_date}
+        phase = current_phase(policy, cadence, dates, local_now.date())
+        label = labels.get((cadence or "", phase or ""), NO_PHASE)
+        phase_of[row.id] = label
+        phase_counter[label] += 1
+    ordered_labels = list(dict.fromkeys([*labels.values(), NO_PHASE]))
+    phase_counts = [(label, phase_counter[label]) for label in ordered_labels if phase_counter[label]]
+
+    open_flag = Flag.resolved_at.is_(None)
+    new_flags = _flag_rows(session, open_flag, Flag.first_seen > week_start)
+    continuing_flags = _flag_rows(session, open_flag, Flag.first_seen <= week_start)
+    resolved_flags = _flag_rows(session, Flag.resolved_at > week_start, Flag.resolved_at <= now)
+
+    # at-risk holders: open flags of active holders, riskiest first
+    holder_info = {
+        row.id: (row.external_id, row.name, row.status)
+        for row in session.execute(
+            select(OfferHolder.id, OfferHolder.external_id, OfferHolder.name, OfferHolder.status)
+            .join(Flag, Flag.holder_id == OfferHolder.id)
+            .where(open_flag, OfferHolder.status.in_(ACTIVE_STATUSES))
+            .distinct()
+        )
+    }
+    grouped: dict[int, list[FlagRow]] = defaultdict(list)
+    order = {rule: i for i, rule in enumerate(RULE_ORDER)}
+    for flag in session.scalars(select(Flag).where(open_flag)):
+        info = holder_info.get(flag.holder_id)
+        if info is not None:
+            grouped[flag.holder_id].append(
+                FlagRow(
+                    info[0],
+                    info[1],
+                    flag.rule,
+                    flag.severity,
+                    flag.reason,
+                    flag.action,
+                    flag.first_seen,
+                    None,
+                )
+            )
+    at_risk = [
+        AtRiskHolder(
+            external_id=holder_info[hid][0],
+            name=holder_info[hid][1],
+            status_label=STATUS_LABELS.get(holder_info[hid][2], holder_info[hid][2]),
+            phase_label=phase_of.get(hid, NO_PHASE),
+            risk=risk_score(f.severity for f in flags),
+            flags=sorted(flags, key=lambda f: (-SEVERITY_WEIGHTS.get(f.severity, 0), order.get(f.rule, 99))),
+        )
+        for hid, flags in grouped.items()
+    ]
+    at_risk.sort(key=lambda h: (-h.risk, h.external_id))
+
+    # deliveries this week, per channel
+    finished = func.coalesce(DeliveryAttempt.finished_at, DeliveryAttempt.started_at)
+    per_channel: dict[str, Counter[str]] = defaultdict(Counter)
+    for channel, outcome, count in session.execute(
+        select(DeliveryAttempt.channel, DeliveryAttempt.outcome, func.count())
+        .where(finished > week_start, finished <= now)
+        .group_by(DeliveryAttempt.channel, DeliveryAttempt.outcome)
+    ):
+        per_channel[channel][outcome] += count
+    for channel, count in session.execute(
+        select(Touch.channel, func.count())
+        .where(
+            Touch.kind == "manual",
+            Touch.status == "done",
+            func.coalesce(Touch.sent_at, Touch.due_at) > week_start,
+            func.coalesce(Touch.sent_at, Touch.due_at) <= now,
+        )
+        .group_by(Touch.channel)
+    ):
+        per_channel[channel]["sent"] += count
+    channel_order = list(CHANNEL_LABELS)
+    deliveries = [
+        ChannelCounts(
+            channel,
+            CHANNEL_LABELS.get(channel, channel),
+            sent=c["sent"],
+            failed=c["permanent"],
+            retried=c["transient"],
+            suppressed=c["suppressed"],
+        )
+        for channel, c in sorted(
+            per_channel.items(),
+            key=lambda item: channel_order.index(item[0]) if item[0] in channel_order else 99,
+        )
+    ]
+
+    # pulse trend: weekly mean over the season
+    weekly: dict[date, list[float]] = defaultdict(list)
+    for score, at in session.execute(
+        select(SurveyResponse.score, SurveyResponse.submitted_at).where(
+            SurveyResponse.score.is_not(None), SurveyResponse.submitted_at <= now
+        )
+    ):
+        if score is None:
+            continue
+        local_day = at.astimezone(tz).date()
+        weekly[local_day - timedelta(days=local_day.weekday())].append(float(score))
+    pulse_trend = [
+        (f"{monday.month}/{monday.day}", round(fmean(scores), 2), len(scores))
+        for monday, scores in sorted(weekly.items())
+    ]
+
+    offers = [(row.id, row.offer_date) for row in holders]
+    kpi = _kpi(offers, {row.id: row.status for row in holders}, local_now.date())
+    previous_moment = now - WEEK
+    kpi_previous = _kpi(offers, _statuses_at(session, previous_moment), previous_moment.astimezone(tz).date())
+
+    report = WeeklyReport(
+        organization=policy.organization.name,
+        subject=policy.report.weekly.subject,
+        week=iso_week(now, policy),
+        now=now,
+        period_start=week_start.astimezone(tz),
+        period_end=local_now,
+        status_counts=status_counts,
+        phase_counts=phase_counts,
+        new_flags=new_flags,
+        continuing_flags=continuing_flags,
+        resolved_flags=resolved_flags,
+        at_risk=at_risk,
+        deliveries=deliveries,
+        pulse_trend=pulse_trend,
+        pulse_threshold=policy.rules.low_pulse.threshold,
+        kpi=kpi,
+        kpi_previous=kpi_previous,
+    )
+    report.charts = [
+        Chart(
+            "pulse",
+            "パルスサーベイの推移",
+            charts.pulse_trend_chart(
+                [label for label, _, _ in pulse_trend],
+                [mean for _, mean, _ in pulse_trend],
+                report.pulse_threshold,
+            ),
+        ),
+        Chart(
+            "deliveries",
+            "今週の連絡(チャネル別)",
+            charts.deliveries_chart(
+                [d.label for d in deliveries],
+                [d.sent for d in deliveries],
+                [d.failed for d in deliveries],
+                [d.suppressed for d in deliveries],
+            ),
+        ),
+    ]
+    return report

@@ -1,0 +1,87 @@
+"""Send the weekly report once per ISO week, however many schedulers call this.
+
+The ``report_runs.week`` unique key is inserted in the same transaction that sends: a second scheduler's
+insert waits for the first transaction and then fails on the key, so it does not send; a failed send
+rolls the row back, so the next tick tries again.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from datetime import datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from followup.channels.email import SmtpSettings
+from followup.context import AppContext
+from followup.db.models import ReportRun
+from followup.flags import evaluate_and_persist
+from followup.policy import resolve_env
+from followup.report.data import build_report, iso_week
+from followup.report.render import build_email
+
+
+def _outbox(context: AppContext) -> Path:
+    from followup.delivery import outbox_directory  # the delivery area owns the outbox convention
+
+    return outbox_directory(context)
+
+
+def transmit(msg: EmailMessage, smtp_url: str, timeout: float = 30) -> None:
+    """One SMTP session to the relay (``smtp://`` / ``smtps://`` URL, optional STARTTLS and login)."""
+    s = SmtpSettings(smtp_url)
+    smtp: smtplib.SMTP
+    if s.implicit_tls:
+        smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=timeout, context=ssl.create_default_context())
+    else:
+        smtp = smtplib.SMTP(s.host, s.port, timeout=timeout)
+    try:
+        if s.starttls:
+            smtp.starttls(context=ssl.create_default_context())
+        if s.username is not None:
+            smtp.login(s.username, s.password or "")
+        smtp.send_message(msg)
+    finally:
+        try:
+            smtp.quit()
+        except smtplib.SMTPException:
+            smtp.close()
+
+
+def send_weekly_report(context: AppContext, now: datetime) -> Path | str:
+    """Evaluate the rules, build the report and email it (SMTP when ``smtp_url`` resolves, else an
+    ``.eml`` file in the outbox). Returns the outbox path or the Message-ID; when this week's report
+    was already sent, returns what that run recorded, without sending again."""
+    policy = context.policy
+    week = iso_week(now, policy)
+    with context.session() as session:
+        done = session.scalar(select(ReportRun).where(ReportRun.week == week))
+        if done is not None:
+            return str(done.summary.get("delivered", ""))
+    evaluate_and_persist(context, now)
+    with context.session() as session:
+        report = build_report(session, policy, now)
+        run = ReportRun(week=week, generated_at=now, summary=report.summary())
+        session.add(run)
+        try:
+            session.flush()  # takes the week: another scheduler's insert waits, then fails
+        except IntegrityError:
+            session.rollback()
+            return ""
+        msg = build_email(report, policy, templates_root=context.templates_root)
+        smtp_url = resolve_env(policy.channels.email.smtp_url)
+        result: Path | str
+        if smtp_url:
+            transmit(msg, smtp_url)
+            result = str(msg["Message-ID"])
+        else:
+            folder = _outbox(context) / "reports"
+            folder.mkdir(parents=True, exist_ok=True)
+            result = folder / f"weekly-{week}.eml"
+            result.write_bytes(msg.as_bytes())
+        run.summary = {**report.summary(), "delivered": str(result)}
+    return result
