@@ -52,6 +52,7 @@ class BusinessCalendar:
         self._reasons: dict[date, str | None] = {}
         self._next: dict[date, date] = {}
         self._zones: dict[str, ZoneInfo] = {}
+        self._moments: dict[tuple[date, ZoneInfo], tuple[datetime, float]] = {}
 
     @classmethod
     def from_policy(cls, policy: Policy, tz: ZoneInfo | None = None) -> BusinessCalendar:
@@ -121,6 +122,16 @@ class BusinessCalendar:
     def at(self, day: date, tz: ZoneInfo | None = None) -> datetime:
         """The preferred send moment on the first business day on or after ``day``."""
         return _local(self.next_business_day(day), self.preferred_time, tz or self.tz)
+
+    def moment(self, day: date, zone: ZoneInfo) -> tuple[datetime, float]:
+        """``day`` at the preferred send time in ``zone`` and its POSIX timestamp (cached for the planner)."""
+        key = (day, zone)
+        found = self._moments.get(key)
+        if found is None:
+            moment = _local(day, self.preferred_time, zone)
+            found = (moment, moment.timestamp())
+            self._moments[key] = found
+        return found
 
     def next_allowed(self, moment: datetime, tz: ZoneInfo | str | None = None) -> datetime:
         """``moment`` if it lies in the send window of a business day; else the next allowed moment.

@@ -78,7 +78,9 @@ def slack_survey_blocks(survey: Survey, token: str, *, survey_url: str | None = 
     """
     blocks: list[dict[str, Any]] = []
     for question in scale_questions(survey):
-        blocks.append({"type": "section", "text": {"type": "plain_text", "text": question.text, "emoji": True}})
+        blocks.append(
+            {"type": "section", "text": {"type": "plain_text", "text": question.text, "emoji": True}}
+        )
         blocks.append(
             {
                 "type": "actions",
@@ -117,7 +119,7 @@ def slack_survey_blocks(survey: Survey, token: str, *, survey_url: str | None = 
 
 
 def line_quick_reply(survey: Survey, token: str) -> dict[str, Any]:
-    """A ``quickReply`` object: postback buttons 1–5 for the survey's first scale question (empty items if none)."""
+    """A ``quickReply`` object: 1–5 postback buttons for the first scale question (no items if none)."""
     questions = scale_questions(survey)
     if not questions:
         return {"items": []}

@@ -37,7 +37,7 @@ MSG_TEXT_TOO_LONG = f"{TEXT_MAX}文字以内でご記入ください。"
 
 
 def _scale_value(value: Any) -> int | None:
-    """An integer 1–5, or None for anything else (bools, floats with fractions, strings that are not digits)."""
+    """An integer 1–5, or None for anything else (bools, fractions, non-digit strings)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -61,16 +61,14 @@ def question_score(question: Question, value: Any) -> int | None:
 
 def pulse_score(survey: Survey, answers: Mapping[str, Any]) -> float | None:
     """Mean of the scale answers (reverse questions as 6 − x), rounded to 2 places; None without any."""
-    scores = [
-        s for q in survey.questions if (s := question_score(q, answers.get(q.id))) is not None
-    ]
+    scores = [s for q in survey.questions if (s := question_score(q, answers.get(q.id))) is not None]
     if not scores:
         return None
     return round(sum(scores) / len(scores), 2)
 
 
 def declining_answers(survey: Survey, answers: Mapping[str, Any]) -> list[str]:
-    """The answers that signal the holder may decline (choices listed under ``declining:``), in question order."""
+    """The answers that signal the holder may decline (``declining:`` choices), in order."""
     found: list[str] = []
     for question in survey.questions:
         value = answers.get(question.id)
@@ -86,10 +84,8 @@ def _first(value: Any) -> Any:
     return value
 
 
-def validate_answers(
-    survey: Survey, form_data: Mapping[str, Any]
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Clean form input into ``answers`` (scale → int, choice/text → str) and Japanese ``errors`` by question id.
+def validate_answers(survey: Survey, form_data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Clean form input into ``answers`` (scale → int, else str) and Japanese ``errors`` by id.
 
     Unknown fields are ignored; an unanswered optional question is left out of ``answers``.
     """
@@ -169,9 +165,11 @@ def record_response(
         response.updated_at = now
     response.score = pulse_score(survey, merged)
     response.declining = bool(declining_answers(survey, merged))
-    if dedupe_key is None or session.scalars(
-        select(EngagementEvent.id).where(EngagementEvent.dedupe_key == dedupe_key)
-    ).first() is None:
+    if (
+        dedupe_key is None
+        or session.scalars(select(EngagementEvent.id).where(EngagementEvent.dedupe_key == dedupe_key)).first()
+        is None
+    ):
         session.add(
             EngagementEvent(
                 holder_id=touch.holder_id,

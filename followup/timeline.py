@@ -32,7 +32,7 @@ def _iso(value: datetime | date | None) -> str | None:
 
 
 def touch_record(touch: Touch, external_id: str) -> dict[str, Any]:
-    """The SPEC's touch record (external_id, cadence, phase, kind, channel, template, due_at, status) and more."""
+    """The SPEC's touch record (external_id, cadence, phase, kind, channel, template, due_at, status)+."""
     return {
         "external_id": external_id,
         "cadence": touch.cadence,
@@ -88,10 +88,14 @@ def _touch_time(touch: Touch) -> datetime:
 
 def holder_timeline(session: Session, holder: OfferHolder) -> dict[str, Any]:
     """Everything known about ``holder``, each list oldest first, plus ``items``: one merged, dated list."""
-    touches = list(session.scalars(select(Touch).where(Touch.holder_id == holder.id).order_by(Touch.due_at, Touch.id)))
+    touches = list(
+        session.scalars(select(Touch).where(Touch.holder_id == holder.id).order_by(Touch.due_at, Touch.id))
+    )
     responses = list(
         session.scalars(
-            select(SurveyResponse).where(SurveyResponse.holder_id == holder.id).order_by(SurveyResponse.submitted_at)
+            select(SurveyResponse)
+            .where(SurveyResponse.holder_id == holder.id)
+            .order_by(SurveyResponse.submitted_at)
         )
     )
     events = list(
@@ -100,10 +104,14 @@ def holder_timeline(session: Session, holder: OfferHolder) -> dict[str, Any]:
         )
     )
     changes = list(
-        session.scalars(select(HolderChange).where(HolderChange.holder_id == holder.id).order_by(HolderChange.at))
+        session.scalars(
+            select(HolderChange).where(HolderChange.holder_id == holder.id).order_by(HolderChange.at)
+        )
     )
     flags = list(session.scalars(select(Flag).where(Flag.holder_id == holder.id).order_by(Flag.first_seen)))
-    opted_out = list(session.scalars(select(ChannelOptOut.channel).where(ChannelOptOut.holder_id == holder.id)))
+    opted_out = list(
+        session.scalars(select(ChannelOptOut.channel).where(ChannelOptOut.holder_id == holder.id))
+    )
     ext = holder.external_id
 
     items: list[dict[str, Any]] = []
@@ -118,7 +126,13 @@ def holder_timeline(session: Session, holder: OfferHolder) -> dict[str, Any]:
         )
     for r in responses:
         items.append(
-            {"at": _iso(r.updated_at), "type": "answer", "summary": r.form, "score": r.score, "declining": r.declining}
+            {
+                "at": _iso(r.updated_at),
+                "type": "answer",
+                "summary": r.form,
+                "score": r.score,
+                "declining": r.declining,
+            }
         )
     for e in events:
         if e.kind == "answer":
@@ -127,7 +141,11 @@ def holder_timeline(session: Session, holder: OfferHolder) -> dict[str, Any]:
         items.append({"at": _iso(e.at), "type": e.kind, "summary": f"{e.channel}: {text or ''}".rstrip(": ")})
     for c in changes:
         items.append(
-            {"at": _iso(c.at), "type": "change", "summary": f"{c.field}: {c.old_value or '—'} → {c.new_value or '—'}"}
+            {
+                "at": _iso(c.at),
+                "type": "change",
+                "summary": f"{c.field}: {c.old_value or '—'} → {c.new_value or '—'}",
+            }
         )
     for f in flags:
         items.append({"at": _iso(f.first_seen), "type": "flag", "summary": f"{f.rule}: {f.reason}"})
@@ -183,7 +201,8 @@ def holder_summaries(session: Session, now: datetime) -> list[dict[str, Any]]:
         .where(SurveyResponse.score.is_not(None))
         .order_by(SurveyResponse.submitted_at)
     ):
-        pulse_by[holder_id].append(float(score))
+        if score is not None:
+            pulse_by[holder_id].append(float(score))
     flags_by: dict[int, list[Flag]] = defaultdict(list)
     for f in session.scalars(select(Flag).where(Flag.resolved_at.is_(None))):
         flags_by[f.holder_id].append(f)

@@ -44,6 +44,7 @@ def _register() -> None:
     from followup.cli import (
         config_cmd,
         db_cmd,
+        demo_cmd,
         delivery_cmd,
         holders_cmd,
         planning_cmd,
@@ -51,7 +52,7 @@ def _register() -> None:
         web_cmd,
     )
 
-    for module in (config_cmd, db_cmd, holders_cmd, planning_cmd, delivery_cmd, rules_cmd, web_cmd):
+    for module in (config_cmd, db_cmd, demo_cmd, holders_cmd, planning_cmd, delivery_cmd, rules_cmd, web_cmd):
         module.register(app)
 
 

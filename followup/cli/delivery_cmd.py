@@ -1,9 +1,99 @@
-"""Commands of this area are being built; see the issue tracker."""
+"""``followup run`` (plan what is due, then deliver it or hand it to workers) and ``followup worker``."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+
+from followup.cli.timeparse import parse_now
+from followup.context import AppContext
+from followup.delivery import DispatchSummary, EnqueueMemo, outcome_counts, run_due
+from followup.errors import Problem, UserInputError
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _plan(context: AppContext, now: Any) -> int:
+    """Planner first, so a touch due now is created and sent in the same run."""
+    from followup.planning import plan_tick
+
+    counts = plan_tick(context, now)
+    return int(getattr(counts, "created", 0))
+
+
+def _summary_line(created: int, summary: DispatchSummary) -> str:
+    if summary.enqueued:
+        n = summary.dispatched
+        return f"作成 {created}件 / 送信キュー投入 {n}件 (created {created}, enqueued {n})"
+    totals = outcome_counts(summary.outcomes)
+    sent = totals["sent"] + totals["reminded"]
+    failed, suppressed, retry = totals["failed"], totals["suppressed"], totals["transient"]
+    return (
+        f"作成 {created}件 / 送信 {sent}件 / 失敗 {failed}件 / 抑制 {suppressed}件 / 再試行待ち {retry}件 "
+        f"(created {created}, sent {sent}, failed {failed}, suppressed {suppressed}, retrying {retry})"
+    )
+
+
+def run(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Plan and deliver what is due, then exit.")] = False,
+    now: Annotated[
+        str | None, typer.Option("--now", help="Act as if it were this moment (ISO 8601).")
+    ] = None,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between ticks.")] = 60.0,
+) -> None:
+    """The main job: plan touches and deliver those that are due (embedded), or enqueue them for workers
+    when FOLLOWUP_BROKER_URL is set. 定期実行: 計画 → 送信。"""
+    context: AppContext = ctx.obj
+    if interval <= 0:
+        raise UserInputError(Problem(Path("--interval"), None, None, "must be greater than zero"))
+    memo = EnqueueMemo(context.settings.claim_timeout)
+    while True:
+        moment = parse_now(now, context)
+        created = _plan(context, moment)
+        summary = run_due(context, moment, memo=memo)
+        out.print(_summary_line(created, summary), markup=False, highlight=False)
+        if summary.recovered:
+            err.print(f"復旧: 作業者が失われた送信 {summary.recovered}件を再計画しました (recovered claims)")
+        if once:
+            return
+        time.sleep(interval)
+
+
+def worker(
+    ctx: typer.Context,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-n", min=1, help="Worker processes.")] = 2,
+    pool: Annotated[str, typer.Option("--pool", help="Celery pool: prefork, threads or solo.")] = "prefork",
+    loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO",
+) -> None:
+    """Start a Celery worker that delivers touches from the broker (FOLLOWUP_BROKER_URL)."""
+    context: AppContext = ctx.obj
+    broker_url = context.settings.broker_url
+    if not broker_url:
+        raise UserInputError(
+            Problem(
+                Path("FOLLOWUP_BROKER_URL"),
+                None,
+                None,
+                "is not set: the worker needs a broker (e.g. redis://127.0.0.1:6379/0). "
+                "Without one, `followup run` delivers in-process.",
+            )
+        )
+    if pool not in ("prefork", "threads", "solo"):
+        raise UserInputError(Problem(Path("--pool"), None, None, "expected prefork, threads or solo"))
+    context.loaded  # noqa: B018 (fail here, with FILE:LINE:COL, before any worker process starts)
+    import workers.tasks  # noqa: F401 (registers the tasks on the app the worker runs)
+    from workers.celery_app import app
+
+    app.conf.broker_url = broker_url
+    app.worker_main(["worker", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}"])
 
 
 def register(app: typer.Typer) -> None:
-    del app
+    app.command("run")(run)
+    app.command("worker")(worker)

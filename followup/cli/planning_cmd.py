@@ -1,9 +1,318 @@
-"""Commands of this area are being built; see the issue tracker."""
+"""``followup plan``, ``simulate``, ``scheduler`` and ``touch log``: the planning area's commands."""
 
 from __future__ import annotations
 
+import json
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy import case, select
+
+from followup.calendar import BusinessCalendar
+from followup.cli.timeparse import parse_now
+from followup.context import AppContext
+from followup.db.models import AuditEntry, OfferHolder, Touch
+from followup.errors import Problem, UserInputError
+from followup.planner import HolderSnapshot
+from followup.planning import load_snapshots, plan_tick
+from followup.simulate import SimulationResult, simulate_season
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+NowOption = Annotated[
+    str | None,
+    typer.Option("--now", help="Plan as if it were this moment (ISO 8601; naive = organisation time zone)."),
+]
+
+
+class ManualChannel(StrEnum):
+    phone = "phone"
+    letter = "letter"
+    meeting = "meeting"
+    other = "other"
+
+
+def _parse_date(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UserInputError(
+            Problem(Path(option), None, None, f"bad date {text!r} (expected YYYY-MM-DD)")
+        ) from None
+
+
+def _parse_moment(text: str | None, option: str, context: AppContext) -> datetime:
+    try:
+        return parse_now(text, context)
+    except UserInputError:
+        raise UserInputError(
+            Problem(
+                Path(option), None, None, f"bad date-time {text!r} (ISO 8601, e.g. 2026-11-30T10:00+09:00)"
+            )
+        ) from None
+
+
+def plan(ctx: typer.Context, now: NowOption = None) -> None:
+    """Run one planning tick: create the touches now due within the horizon, move and cancel as needed.
+    計画を1回実行します。同じ --now で2回実行しても、2回目は何も作成しません。"""
+    context: AppContext = ctx.obj
+    moment = parse_now(now, context)
+    counts = plan_tick(context, moment)
+    out.print(
+        f"作成 {counts.created} 件、日時変更 {counts.moved} 件、中止 {counts.cancelled} 件、"
+        f"チャネル変更 {counts.rechannelled} 件、スキップ {counts.skipped} 件 "
+        f"(created {counts.created}, moved {counts.moved}, cancelled {counts.cancelled}) "
+        f"at {moment.isoformat()}",
+        markup=False,
+        highlight=False,
+    )
+
+
+def _snapshots_from_csv(path: Path) -> list[HolderSnapshot]:
+    from followup.holders import read_holders_csv
+
+    rows, _problems = read_holders_csv(path)
+    return [
+        HolderSnapshot(
+            id=index,
+            external_id=row.external_id,
+            track=row.track,
+            department=row.department,
+            status=row.status,
+            offer_date=row.offer_date,
+            accepted_date=row.accepted_date,
+            start_date=row.start_date,
+            reachable=frozenset(
+                channel
+                for channel, value in (
+                    ("email", row.email),
+                    ("line", row.line_user_id),
+                    ("slack", row.slack_user_id),
+                )
+                if value
+            ),
+        )
+        for index, row in enumerate(rows, start=1)
+    ]
+
+
+def _print_simulation(result: SimulationResult, calendar: BusinessCalendar) -> None:
+    phases: list[str] = []
+    for counts in result.per_phase().values():
+        phases.extend(p for p in counts if p not in phases and p != "manual")
+    holders_table = Table(
+        title="内定者ごと・フェーズごとの接点数 (touches per holder per phase)", box=box.SIMPLE_HEAD
+    )
+    holders_table.add_column("external_id", no_wrap=True)
+    for phase in phases:
+        holders_table.add_column(phase, justify="right", no_wrap=True)
+    holders_table.add_column("manual", justify="right", no_wrap=True)
+    holders_table.add_column("計", justify="right", no_wrap=True)
+    holders_table.add_column("注意 (skipped)", overflow="fold")
+    by_ext = {h.external_id: h for h in result.holders}
+    for external_id, counts in result.per_phase().items():
+        holder = by_ext[external_id]
+        holders_table.add_row(
+            external_id,
+            *(str(counts.get(p, 0)) for p in phases),
+            str(counts.get("manual", 0)),
+            str(sum(counts.values())),
+            "; ".join(sorted(result.skipped.get(holder.id, ())))
+            or ("" if holder.status in ("offered", "accepted") else holder.status),
+        )
+    out.print(holders_table)
+
+    months = result.per_month()
+    columns = ("message", "survey", "manual", "email", "line", "slack", "phone", "letter", "total")
+    month_table = Table(title="月ごとの接点数 (touches per month)", box=box.SIMPLE_HEAD)
+    month_table.add_column("月", no_wrap=True)
+    labels = ("msg", "survey", "manual", "email", "LINE", "Slack", "phone", "letter", "計")
+    for label in labels:
+        month_table.add_column(label, justify="right", no_wrap=True)
+    for month, counts in months.items():
+        month_table.add_row(month, *(str(counts.get(c, 0)) for c in columns))
+    out.print(month_table)
+
+    out.print("接点カレンダー (touches per day; · = none, - = closed day)")
+    per_day = result.per_day()
+    day = result.start.replace(day=1)
+    header = Text("        ") + Text("".join(f"{d % 10}" for d in range(1, 32)), style="dim")
+    out.print(header)
+    while day <= result.end:
+        line = Text(f"{day:%Y-%m} ")
+        this_month = day.month
+        while day.month == this_month:
+            count = per_day.get(day, 0)
+            if count:
+                line.append("+" if count > 9 else str(count), style="bold green")
+            elif not calendar.is_business_day(day):
+                line.append("-", style="dim")
+            else:
+                line.append("·", style="dim")
+            day += timedelta(days=1)
+        out.print(line)
+    touches = result.touches
+    kinds = {k: sum(1 for t in touches if t.kind == k) for k in ("message", "survey", "manual")}
+    out.print(
+        f"{len(result.holders)} 名、{len(touches)} 件の接点 "
+        f"(message {kinds['message']}, survey {kinds['survey']}, manual {kinds['manual']}), "
+        f"{result.start} – {result.end}。送信は行っていません (nothing was sent).",
+        markup=False,
+        highlight=False,
+    )
+
+
+def simulate(
+    ctx: typer.Context,
+    start: Annotated[str, typer.Option("--start", help="First day (YYYY-MM-DD).")],
+    end: Annotated[str, typer.Option("--end", help="Last day (YYYY-MM-DD).")],
+    holders: Annotated[
+        Path | None, typer.Option("--holders", help="Holders CSV (default: the imported holders).")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the touch records to this file.")
+    ] = None,
+) -> None:
+    """Preview a whole season: which touches the cadences would create, per holder, phase and month.
+    シーズン全体を早送りして、送信せずに接点の予定を表示します。"""
+    context: AppContext = ctx.obj
+    first, last = _parse_date(start, "--start"), _parse_date(end, "--end")
+    if last < first:
+        raise UserInputError(Problem(Path("--end"), None, None, "the end date is before the start date"))
+    policy = context.policy
+    if holders is not None:
+        snapshots = _snapshots_from_csv(holders)
+    else:
+        with context.session() as session:
+            snapshots, _ = load_snapshots(session, policy)
+    if not snapshots:
+        err.print("内定者がいません (no holders): import a CSV or pass --holders", markup=False)
+    calendar = BusinessCalendar.from_policy(policy)
+    with Progress(
+        TextColumn("シミュレーション"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("日"),
+        TimeElapsedColumn(),
+        console=err,
+    ) as progress:
+        task = progress.add_task("simulate", total=(last - first).days + 1)
+        result = simulate_season(
+            snapshots,
+            policy,
+            first,
+            last,
+            progress=lambda done, _total: progress.update(task, completed=done),
+            calendar=calendar,
+        )
+    _print_simulation(result, calendar)
+    if json_out is not None:
+        json_out.write_text(
+            json.dumps(result.records(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+        )
+        out.print(
+            f"{len(result.records())} 件の記録を {json_out} に書き出しました", markup=False, highlight=False
+        )
+
+
+def scheduler(
+    ctx: typer.Context,
+    owner: Annotated[
+        str | None, typer.Option("--owner", help="This process's name for the lease (default host:pid).")
+    ] = None,
+) -> None:
+    """Run the scheduler: plan every few minutes, dispatch due touches, send the weekly report.
+    複数起動しても、作業するのは1つだけです (a database lease)。"""
+    from followup.logs import configure_logging
+    from workers.scheduler import run_scheduler
+
+    context: AppContext = ctx.obj
+    context.loaded  # noqa: B018 (fail with FILE:LINE:COL before starting)
+    configure_logging(json_lines=context.settings.log_json)
+    run_scheduler(context, owner)
+
+
+touch_app = typer.Typer(help="Manual touches: log a phone call, letter or meeting. 手動の接点を記録します。")
+
+
+@touch_app.command("log")
+def touch_log(
+    ctx: typer.Context,
+    external_id: Annotated[str, typer.Argument(help="The holder's external id.")],
+    channel: Annotated[ManualChannel, typer.Option("--channel", help="How the holder was contacted.")],
+    at: Annotated[str | None, typer.Option("--at", help="When (ISO 8601; default now).")] = None,
+    note: Annotated[str | None, typer.Option("--note", help="What was said or done.")] = None,
+) -> None:
+    """Record that a person contacted the holder: completes the due manual touch on that channel,
+    or records an ad-hoc one. 社長の電話・手書きの手紙などを実施済みにします。"""
+    context: AppContext = ctx.obj
+    moment = _parse_moment(at, "--at", context)
+    tz = context.policy.organization.tz
+    end_of_day = datetime.combine(moment.astimezone(tz).date() + timedelta(days=1), datetime.min.time(), tz)
+    with context.session() as session:
+        holder = session.scalar(select(OfferHolder).where(OfferHolder.external_id == external_id))
+        if holder is None:
+            raise UserInputError(
+                Problem(Path(external_id), None, None, "unknown offer holder (内定者が見つかりません)")
+            )
+        touch = session.scalar(
+            select(Touch)
+            .where(
+                Touch.holder_id == holder.id,
+                Touch.kind == "manual",
+                Touch.channel == channel.value,
+                Touch.status.in_(("reminded", "planned")),
+                Touch.due_at < end_of_day,
+            )
+            .order_by(case((Touch.status == "reminded", 0), else_=1), Touch.due_at)
+            .limit(1)
+        )
+        if touch is not None:
+            touch.status = "done"
+            touch.sent_at = moment
+            if note:
+                touch.note = f"{touch.note}\n{note}" if touch.note else note
+            action = f"{touch.phase} の予定 ({touch.key}) を実施済みにしました"
+        else:
+            touch = Touch(
+                key=f"{external_id}:adhoc:{channel.value}:{moment.astimezone(tz):%Y%m%dT%H%M%S}",
+                holder_id=holder.id,
+                cadence="adhoc",
+                phase="log",
+                seq=0,
+                kind="manual",
+                channel=channel.value,
+                due_at=moment,
+                sent_at=moment,
+                status="done",
+                note=note,
+            )
+            session.add(touch)
+            action = "予定外の接点として記録しました (ad-hoc touch)"
+        session.flush()
+        session.add(
+            AuditEntry(
+                actor="cli",
+                action="touch_log",
+                detail={"holder_id": holder.id, "touch_id": touch.id, "channel": channel.value},
+            )
+        )
+    out.print(
+        f"{external_id}: {channel.value} — {action} ({moment.isoformat()})", markup=False, highlight=False
+    )
 
 
 def register(app: typer.Typer) -> None:
-    del app
+    app.command("plan")(plan)
+    app.command("simulate")(simulate)
+    app.command("scheduler")(scheduler)
+    app.add_typer(touch_app, name="touch")

@@ -25,6 +25,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from followup.context import AppContext
 from followup.db.models import ChannelOptOut, EngagementEvent, OfferHolder, SurveyResponse, Touch
 from followup.db.session import get_engine
+from followup.errors import ConfigError
 from followup.links import LinkExpired, LinkInvalid, LinkSigner
 from followup.policy.schema import Survey
 from followup.surveys import record_response, validate_answers, validity_seconds
@@ -60,7 +61,7 @@ def pages_dir(context: AppContext) -> Path:
     """``templates/pages`` beside the policy's templates; the repository's copy when HR has none."""
     try:
         candidate = context.templates_root / "pages"
-    except Exception:  # an unreadable policy surfaces on the first request that needs it
+    except ConfigError:  # an invalid policy surfaces on the first request that needs it
         candidate = REPO_PAGES
     return candidate if candidate.is_dir() else REPO_PAGES
 
@@ -88,7 +89,9 @@ class SecurityHeaders(BaseHTTPMiddleware):
         return response
 
 
-def page(request: Request, name: str, context: dict[str, Any] | None = None, status: int = 200) -> HTMLResponse:
+def page(
+    request: Request, name: str, context: dict[str, Any] | None = None, status: int = 200
+) -> HTMLResponse:
     response: HTMLResponse = state_of(request).templates.TemplateResponse(
         request, name, context or {}, status_code=status
     )
@@ -234,7 +237,9 @@ def _opt_out_state(state: WebState, holder_id: int, channel: str) -> bool | None
         if holder is None or holder.erased_at is not None:
             return None
         existing = session.scalars(
-            select(ChannelOptOut).where(ChannelOptOut.holder_id == holder_id, ChannelOptOut.channel == channel)
+            select(ChannelOptOut).where(
+                ChannelOptOut.holder_id == holder_id, ChannelOptOut.channel == channel
+            )
         ).first()
         return existing is not None
 
@@ -245,7 +250,9 @@ def record_opt_out(state: WebState, holder_id: int, channel: str, source: str) -
     try:
         with state.session() as session:
             exists = session.scalars(
-                select(ChannelOptOut).where(ChannelOptOut.holder_id == holder_id, ChannelOptOut.channel == channel)
+                select(ChannelOptOut).where(
+                    ChannelOptOut.holder_id == holder_id, ChannelOptOut.channel == channel
+                )
             ).first()
             if exists is not None:
                 return False
@@ -302,7 +309,9 @@ async def opt_out_submit(request: Request, token: str) -> Response:
     form = await request.form()
     source = "one_click" if form.get("List-Unsubscribe") == "One-Click" else "web"
     created = await run_in_threadpool(record_opt_out, state, holder_id, channel, source)
-    return page(request, "optout_done.html", {"channel_label": CHANNEL_LABELS[channel], "already": not created})
+    return page(
+        request, "optout_done.html", {"channel_label": CHANNEL_LABELS[channel], "already": not created}
+    )
 
 
 # --- health ----------------------------------------------------------------------------------------------
@@ -325,7 +334,26 @@ def _db_ok(url: str) -> bool:
 async def readyz(request: Request) -> Response:
     """The database answers; load balancers send traffic only then."""
     ok = await run_in_threadpool(_db_ok, state_of(request).context.db_url)
-    return JSONResponse({"status": "ok" if ok else "unavailable", "database": ok}, status_code=200 if ok else 503)
+    return JSONResponse(
+        {"status": "ok" if ok else "unavailable", "database": ok}, status_code=200 if ok else 503
+    )
+
+
+def _local_time_filter(context: AppContext) -> Callable[[Any], str]:
+    """ISO timestamps shown in the organisation's time zone as ``2026-07-01 10:00``."""
+
+    def local(value: Any) -> str:
+        if not value:
+            return "—"
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            return str(value)
+        if moment.tzinfo is None:
+            return str(value)
+        return moment.astimezone(context.policy.organization.tz).strftime("%Y-%m-%d %H:%M")
+
+    return local
 
 
 # --- factory ---------------------------------------------------------------------------------------------
@@ -348,6 +376,7 @@ def create_app(context: AppContext, *, clock: Callable[[], datetime] | None = No
         templates=_templates(pages_dir(context)),
         clock=clock or _utcnow,
     )
+    app.state.web.templates.env.filters["local"] = _local_time_filter(context)
     app.add_middleware(SecurityHeaders)
 
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])

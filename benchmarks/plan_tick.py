@@ -1,0 +1,262 @@
+"""One planning tick for 10,000 and 100,000 holders with a season of history, beside a baseline.
+
+    python benchmarks/plan_tick.py [--holders N] [--baseline-holders M]
+
+The planner is timed on in-memory snapshots (what ``load_snapshots`` hands it); the history holds every
+touch of the season so far (sent) except the last day's, so the tick has real work to do, as after a
+day of scheduler downtime. Peak memory comes from a second, traced run (tracemalloc slows allocation).
+
+The baseline is the straightforward implementation: a per-holder ORM loop over a SQLite database
+(lazy-load each holder's touches and opt-outs, compute its season, add the missing Touch objects),
+run on M holders and scaled linearly to N. Our own full tick (load + plan + apply) on the same
+database is printed too, so the I/O edge is measured as well, not only the pure planner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from sqlalchemy import select  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from followup.calendar import BusinessCalendar  # noqa: E402
+from followup.db.models import ChannelOptOut, OfferHolder, Touch  # noqa: E402
+from followup.db.session import get_engine, session_scope  # noqa: E402
+from followup.planner import ExistingTouch, HolderSnapshot, moved_by, plan, season_schedule  # noqa: E402
+from followup.planning import apply_plan, load_snapshots  # noqa: E402
+from followup.policy import Policy, load_policy  # noqa: E402
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+NOW = datetime(2026, 11, 16, 9, 0, tzinfo=TOKYO)
+CHANNEL_SETS = [
+    frozenset({"email", "line"}),
+    frozenset({"email"}),
+    frozenset({"email", "slack"}),
+    frozenset({"email", "line", "slack"}),
+    frozenset({"line"}),
+]
+
+
+def make_holders(n: int, seed: int = 7) -> list[HolderSnapshot]:
+    """New graduates (offers March–October, start next April) and mid-career hires (start 1–3 months on)."""
+    rng = random.Random(seed)
+    holders = []
+    for i in range(1, n + 1):
+        mid_career = rng.random() < 0.15
+        offer = date(2026, 3, 1) + timedelta(days=rng.randrange(245))
+        start = offer + timedelta(days=rng.randrange(30, 95)) if mid_career else date(2027, 4, 1)
+        status = rng.choices(["offered", "accepted", "declined"], [0.45, 0.5, 0.05])[0]
+        holders.append(
+            HolderSnapshot(
+                id=i,
+                external_id=f"H{i:06d}",
+                track="mid_career" if mid_career else "new_grad",
+                department=None,
+                status=status,
+                offer_date=offer,
+                accepted_date=offer + timedelta(days=7) if status == "accepted" else None,
+                start_date=start,
+                reachable=CHANNEL_SETS[i % len(CHANNEL_SETS)],
+            )
+        )
+    return holders
+
+
+def make_history(
+    holders: list[HolderSnapshot], policy: Policy, calendar: BusinessCalendar
+) -> dict[int, list[ExistingTouch]]:
+    """Every touch of the season that a scheduler running until a day ago would have created."""
+    cutoff = NOW - timedelta(days=1)
+    cache: dict[tuple[object, ...], list[tuple[str, str, int, str, str, datetime]]] = {}
+    history: dict[int, list[ExistingTouch]] = {}
+    next_id = 1
+    for h in holders:
+        match = policy.cadence_for(h.track, h.department)
+        if match is None:
+            continue
+        signature = (match[0], h.offer_date, h.accepted_date, h.start_date, h.reachable)
+        season = cache.get(signature)
+        if season is None:
+            season = [
+                (t.key.split(":", 1)[1], t.phase, t.seq, t.kind, t.channel, t.due_at)
+                for t in season_schedule(h, match[0], match[1], policy, calendar)
+                if t.due_at < cutoff
+            ]
+            cache[signature] = season
+        touches = []
+        for suffix, phase, seq, kind, channel, due_at in season:
+            touches.append(
+                ExistingTouch(
+                    next_id, f"{h.external_id}:{suffix}", h.id, phase, seq, kind, channel, due_at, "sent"
+                )
+            )
+            next_id += 1
+        history[h.id] = touches
+    return history
+
+
+def time_planner(n: int, policy: Policy) -> tuple[float, float, int, int]:
+    """Seconds (best of 3), peak MiB, touches created, history size, for one tick over ``n`` holders."""
+    calendar = BusinessCalendar.from_policy(policy)
+    holders = make_holders(n)
+    history = make_history(holders, policy, calendar)
+    history_size = sum(len(v) for v in history.values())
+    best = float("inf")
+    created = 0
+    for _ in range(3):
+        fresh = BusinessCalendar.from_policy(policy)  # no warm caches carried between runs
+        started = time.perf_counter()
+        result = plan(holders, policy, history, NOW, fresh)
+        best = min(best, time.perf_counter() - started)
+        created = len(result.create)
+    tracemalloc.start()
+    plan(holders, policy, history, NOW, BusinessCalendar.from_policy(policy))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return best, peak / 2**20, created, history_size
+
+
+def build_db(url: str, n: int, policy: Policy) -> None:
+    calendar = BusinessCalendar.from_policy(policy)
+    holders = make_holders(n, seed=11)
+    history = make_history(holders, policy, calendar)
+    get_engine(url)
+    with session_scope(url) as session:
+        session.add_all(
+            OfferHolder(
+                id=h.id,
+                external_id=h.external_id,
+                name=f"内定者 {h.id}",
+                email=f"h{h.id}@example.ac.jp" if "email" in h.reachable else None,
+                line_user_id=f"U{h.id:032x}" if "line" in h.reachable else None,
+                slack_user_id=f"U{h.id:010d}" if "slack" in h.reachable else None,
+                track=h.track,
+                offer_date=h.offer_date,
+                accepted_date=h.accepted_date,
+                start_date=h.start_date,
+                status=h.status,
+            )
+            for h in holders
+        )
+        session.flush()
+        session.add_all(ChannelOptOut(holder_id=h.id, channel="line") for h in holders[::20])
+        rows = [
+            {
+                "key": t.key, "holder_id": t.holder_id, "cadence": t.key.split(":")[1], "phase": t.phase,
+                "seq": t.seq, "kind": t.kind, "channel": t.channel, "due_at": t.due_at, "status": "sent",
+            }
+            for touches in history.values()
+            for t in touches
+        ]  # fmt: skip
+        session.execute(Touch.__table__.insert(), rows)
+
+
+def baseline_tick(session: Session, policy: Policy, now: datetime) -> int:
+    """The straightforward way: one ORM object graph per holder, its whole season computed each time."""
+    calendar = BusinessCalendar.from_policy(policy)
+    low = moved_by(now, policy.scheduler.catch_up, -1)
+    high = moved_by(now, policy.scheduler.horizon, 1)
+    created = 0
+    for holder in session.scalars(select(OfferHolder)):
+        if holder.status not in ("offered", "accepted"):
+            for touch in holder.touches:
+                if touch.status == "planned":
+                    touch.status = "cancelled"
+            continue
+        match = policy.cadence_for(holder.track, holder.department)
+        if match is None:
+            continue
+        contact = {"email": holder.email, "line": holder.line_user_id, "slack": holder.slack_user_id}
+        opted = {o.channel for o in holder.opt_outs}
+        snapshot = HolderSnapshot(
+            holder.id, holder.external_id, holder.track, holder.department, holder.status, holder.offer_date,
+            holder.accepted_date, holder.start_date, frozenset(c for c, v in contact.items() if v) - opted,
+        )  # fmt: skip
+        existing = {t.key: t for t in holder.touches}
+        for touch in season_schedule(snapshot, match[0], match[1], policy, calendar):
+            old = existing.get(touch.key)
+            if old is None and low <= touch.due_at <= high:
+                session.add(
+                    Touch(
+                        key=touch.key, holder_id=holder.id, cadence=touch.cadence, phase=touch.phase,
+                        seq=touch.seq, kind=touch.kind, channel=touch.channel, template=touch.template,
+                        event=touch.event, survey_form=touch.survey_form, due_at=touch.due_at,
+                        assignee=touch.assignee, note=touch.note,
+                    )
+                )  # fmt: skip
+                created += 1
+            elif old is not None and old.status == "planned" and old.due_at != touch.due_at:
+                old.due_at = touch.due_at
+    return created
+
+
+def time_database(m: int, policy: Policy) -> tuple[float, int, float, int]:
+    """(baseline seconds, created) and (our tick seconds, created) on copies of one SQLite database."""
+    with tempfile.TemporaryDirectory() as tmp:
+        base_url = f"sqlite:///{tmp}/base.db"
+        build_db(base_url, m, policy)
+        ours_url = f"sqlite:///{tmp}/ours.db"
+        Path(f"{tmp}/ours.db").write_bytes(Path(f"{tmp}/base.db").read_bytes())
+        started = time.perf_counter()
+        with session_scope(base_url) as session:
+            base_created = baseline_tick(session, policy, NOW)
+        base_seconds = time.perf_counter() - started
+
+        started = time.perf_counter()
+        with session_scope(ours_url) as session:
+            holders, existing = load_snapshots(session, policy, NOW)
+            counts = apply_plan(
+                session, plan(holders, policy, existing, NOW, BusinessCalendar.from_policy(policy))
+            )
+        ours_seconds = time.perf_counter() - started
+    return base_seconds, base_created, ours_seconds, counts.created
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--holders", type=int, action="append", help="holders per tick (repeatable)")
+    parser.add_argument(
+        "--baseline-holders", type=int, default=2000, help="holders in the baseline's database"
+    )
+    args = parser.parse_args()
+    sizes = args.holders or [10_000, 100_000]
+    policy = load_policy(REPO / "config" / "followup.yaml", check_templates=False).policy
+
+    print(f"planning tick at {NOW.isoformat()} (example policy, horizon {policy.scheduler.horizon}, "
+          f"catch-up {policy.scheduler.catch_up})")  # fmt: skip
+    results = {}
+    for n in sizes:
+        seconds, peak, created, history = time_planner(n, policy)
+        results[n] = seconds
+        print(f"planner  {n:>8,} holders, {history:>9,} past touches: {seconds:7.3f} s, "
+              f"peak {peak:7.1f} MiB, {created:,} touches to create")  # fmt: skip
+
+    m = args.baseline_holders
+    base_seconds, base_created, ours_seconds, ours_created = time_database(m, policy)
+    print(
+        f"baseline {m:>8,} holders, per-holder ORM loop on SQLite: {base_seconds:7.3f} s ({base_created:,} created)"
+    )
+    print(
+        f"ours     {m:>8,} holders, load + plan + apply on SQLite:  {ours_seconds:7.3f} s ({ours_created:,} created)"
+    )
+    n = max(sizes)
+    scaled = base_seconds * n / m
+    print(f"baseline scaled to {n:,} holders: {scaled:.1f} s")
+    print(f"ratio: baseline {scaled:.1f} s / planner {results[n]:.3f} s = {scaled / results[n]:.0f}x faster "
+          f"for {n:,} holders (target < 2 s: {'met' if results[n] < 2 else 'NOT met'})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

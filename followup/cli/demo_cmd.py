@@ -1,0 +1,94 @@
+"""``followup demo``: see the whole product work on sample data in under a minute."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from followup.context import AppContext
+from followup.rules import sort_by_risk
+
+out = Console()
+SEVERITY = {"high": "[red]高[/]", "medium": "[yellow]中[/]", "low": "低"}
+RULES_JA = {
+    "neglected": "放置",
+    "over_contacted": "過剰連絡",
+    "low_pulse": "意欲低下",
+    "pulse_drop": "意欲急落",
+    "unresponsive": "無反応",
+    "declining_signal": "辞退の兆候",
+    "unreachable": "連絡不能",
+}
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("demo")
+    def demo(
+        ctx: typer.Context,
+        directory: Path = typer.Option(
+            Path("var/demo"), "--dir", help="Where the demo writes (wiped first)."
+        ),
+        holders: Path = typer.Option(Path("config/holders.sample.csv"), help="Offer holders to play with."),
+        as_json: bool = typer.Option(False, "--json", help="Print the flags as JSON records."),
+    ) -> None:
+        """Play a follow-up season (April → November) on the sample offer holders, in fast-forward.
+
+        Uses the embedded default (SQLite, in-process delivery to an outbox folder). Messages are
+        really rendered and written, simulated offer holders answer surveys (a few drift away),
+        flags are evaluated every Monday, and the weekly at-risk report is written as HTML.
+        """
+        from followup.demo import SEASON_END, SEASON_START, run_demo
+
+        context: AppContext = ctx.obj
+        with Progress(
+            TextColumn("シーズンを早送り中 / playing the season"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("days"),
+            TimeElapsedColumn(),
+            console=out,
+            transient=True,
+            disable=as_json,
+        ) as bar:
+            task = bar.add_task("season", total=(SEASON_END - SEASON_START).days + 1)
+            result = run_demo(
+                directory,
+                context.config_file,
+                holders,
+                progress=lambda done, _total: bar.update(task, completed=done),
+            )
+        if as_json:
+            out.print_json(json.dumps([f.record() for f in result.flags], ensure_ascii=False, default=str))
+            return
+        sent = ", ".join(f"{channel} {count}" for channel, count in sorted(result.sent.items()))
+        out.print(f"[bold]内定者フォロー デモ[/] {SEASON_START} → {SEASON_END}: {result.days}日間")
+        out.print(
+            f"送信・実施したフォロー: {sent}; アンケート回答 {result.answers}件, 返信 {result.replies}件"
+        )
+        table = Table(title=f"要フォロー内定者 ({SEASON_END} 時点) — at-risk offer holders")
+        for column in ("リスク", "内定者", "ルール", "重要度", "理由", "おすすめの対応"):
+            table.add_column(column, overflow="fold")
+        for risk, flags in sort_by_risk(result.flags):
+            for index, flag in enumerate(flags):
+                table.add_row(
+                    str(risk) if index == 0 else "",
+                    flag.external_id if index == 0 else "",
+                    RULES_JA.get(flag.rule, flag.rule),
+                    SEVERITY.get(flag.severity, flag.severity),
+                    flag.reason,
+                    flag.action,
+                )
+        out.print(table)
+        out.print(f"週次レポート (HTML): [cyan]{result.report_html}[/]  — ブラウザで開いてください")
+        out.print(f"週次レポート (メール): [cyan]{result.report_email}[/]")
+        out.print(f"送信されたメッセージ (outbox): [cyan]{result.outbox}[/]")
+        out.print(
+            f"データベース: [cyan]{directory / 'followup.db'}[/] — 例: "
+            f"FOLLOWUP_DATABASE_URL=sqlite:///{directory.resolve()}/followup.db "
+            "followup holders show NG-2027-005"
+        )

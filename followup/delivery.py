@@ -1,0 +1,624 @@
+"""Delivery: turn a due touch into exactly one message, whoever runs it (``followup run`` or a worker).
+
+The database is the source of truth, the queue only a doorbell. A touch is claimed with one conditional
+UPDATE (``planned → sending``, exactly one row or someone else got there first), so a redelivered or
+duplicated Celery task does nothing. Retries are not Celery ETAs: a transient failure puts the touch back
+to ``planned`` with a later ``due_at``, and the next dispatch enqueues it when it is due. Every attempt
+(sent, transient, permanent, suppressed) is a ``DeliveryAttempt`` row; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from followup.calendar import BusinessCalendar
+from followup.channels import Channel, DeliveryError, DeliveryResult, OutboundMessage, load_channel_class
+from followup.context import AppContext
+from followup.db.models import ACTIVE_STATUSES, ChannelOptOut, DeliveryAttempt, OfferHolder, Touch
+from followup.durations import Interval, shift
+from followup.links import LinkSigner
+from followup.policy import Phase, Policy, resolve_env
+from followup.rendering import MessageTemplates, TemplateProblem
+
+log = logging.getLogger(__name__)
+
+MESSAGE_CHANNELS = ("email", "slack", "line")
+FINAL_STATUSES = ("sent", "failed", "cancelled", "reminded", "done")
+OUTCOMES = ("sent", "transient", "permanent", "suppressed")
+
+
+# --- channels -------------------------------------------------------------------------------------------
+
+
+def outbox_directory(context: AppContext) -> Path:
+    """``channels.outbox_dir``; a path under ``var/`` follows FOLLOWUP_VAR_DIR."""
+    configured = Path(context.policy.channels.outbox_dir)
+    if configured.is_absolute():
+        return configured
+    if configured.parts and configured.parts[0] == "var":
+        return Path(context.settings.var_dir).joinpath(*configured.parts[1:])
+    return configured
+
+
+def build_channels(context: AppContext) -> dict[str, Channel]:
+    """The real provider for each channel whose endpoint/credentials are set in the environment, else the
+    outbox, so the embedded default delivers to files and never needs a network."""
+    channels_policy = context.policy.channels
+    outbox = outbox_directory(context)
+    email = channels_policy.email
+    out: dict[str, Channel] = {}
+
+    smtp_url = resolve_env(email.smtp_url)
+    if smtp_url:
+        out["email"] = load_channel_class("email")(smtp_url, email.sender, email.sender_name)  # type: ignore[call-arg]
+    else:
+        out["email"] = _outbox(outbox, "email", email.sender, email.sender_name)
+
+    slack_token = resolve_env(channels_policy.slack.token)
+    if slack_token:
+        api_url = resolve_env(channels_policy.slack.api_url)
+        out["slack"] = load_channel_class("slack")(slack_token, api_url)  # type: ignore[call-arg]
+    else:
+        out["slack"] = _outbox(outbox, "slack", email.sender, email.sender_name)
+
+    line_token = resolve_env(channels_policy.line.access_token)
+    if line_token:
+        api_url = resolve_env(channels_policy.line.api_url)
+        out["line"] = load_channel_class("line")(line_token, api_url)  # type: ignore[call-arg]
+    else:
+        out["line"] = _outbox(outbox, "line", email.sender, email.sender_name)
+    return out
+
+
+def _outbox(directory: Path, name: str, sender: str, sender_name: str) -> Channel:
+    cls: Any = load_channel_class("outbox")
+    channel: Channel = cls(directory, name, sender, sender_name)
+    return channel
+
+
+# --- template context -----------------------------------------------------------------------------------
+
+
+def find_phase(policy: Policy, cadence: str, phase: str) -> Phase | None:
+    found = policy.cadences.get(cadence)
+    if found is None:
+        return None
+    return next((p for p in found.phases if p.name == phase), None)
+
+
+def message_context(holder: OfferHolder, touch: Touch, policy: Policy, signer: LinkSigner) -> dict[str, Any]:
+    """The template context of the rendering contract, for one touch on ``touch.channel``."""
+    org = policy.organization
+    phase = find_phase(policy, touch.cadence, touch.phase)
+    send_day = touch.due_at.astimezone(org.tz).date()
+    event = policy.events.get(touch.event) if touch.event else None
+    mentor_email = holder.mentor_email or ""
+    return {
+        "holder": {
+            "external_id": holder.external_id,
+            "name": holder.name,
+            "email": holder.email or "",
+            "department": holder.department or "",
+            "track": holder.track,
+            "offer_date": holder.offer_date,
+            "start_date": holder.start_date,
+        },
+        "company": {
+            "name": org.name,
+            "president": org.president,
+            "hr_name": org.hr_name,
+            "hr_email": org.hr_email,
+            "hr_phone": org.hr_phone,
+        },
+        "mentor": {
+            "name": policy.mentors.get(mentor_email, ""),
+            "email": mentor_email,
+            "department": holder.department or "",
+        },
+        "phase": {"name": touch.phase, "label": (phase.label if phase else "") or touch.phase},
+        "days_until_start": (holder.start_date - send_day).days,
+        "survey_url": signer.survey_url(touch.id) if touch.kind == "survey" else None,
+        "unsubscribe_url": signer.opt_out_url(holder.id, touch.channel),
+        "event": (
+            {
+                "title": event.title,
+                "starts_at": event.starts_at,
+                "place": event.place,
+                "url": event.url,
+                "deadline": event.deadline,
+            }
+            if event is not None
+            else None
+        ),
+    }
+
+
+# --- retry policy ---------------------------------------------------------------------------------------
+
+
+def backoff_delay(attempts: int, base: float, cap: float, retry_after: float | None = None) -> float:
+    """Seconds until the next try: exponential in ``attempts`` (1, 2, …), full-ish jitter, never sooner
+    than the provider's ``Retry-After``."""
+    exponential = min(cap, base * (2 ** max(0, attempts - 1)))
+    delay = exponential * (0.5 + random.random() / 2)  # jitter, not cryptography
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return float(delay)
+
+
+def _window_start(now: datetime, window: Interval) -> datetime:
+    if window.unit in ("d", "w"):
+        return now - timedelta(days=window.approx_days())
+    return datetime.combine(shift(now.date(), window, -1), now.timetz())
+
+
+def _window_end(start: datetime, window: Interval) -> datetime:
+    if window.unit in ("d", "w"):
+        return start + timedelta(days=window.approx_days())
+    return datetime.combine(shift(start.date(), window), start.timetz())
+
+
+def cap_frees_at(
+    sent_times: list[datetime], max_touches: int, window: Interval, now: datetime
+) -> datetime | None:
+    """When the rolling window holds fewer than ``max_touches`` again; None if it already does."""
+    start = _window_start(now, window)
+    inside = sorted(t for t in sent_times if t > start)
+    if len(inside) < max_touches:
+        return None
+    oldest_to_leave = inside[len(inside) - max_touches]
+    return max(now, _window_end(oldest_to_leave, window) + timedelta(seconds=1))
+
+
+# --- claiming -------------------------------------------------------------------------------------------
+
+
+def default_worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"
+
+
+def claim(session: Session, touch_id: int, now: datetime, token: str) -> bool:
+    """planned → sending, only if still planned and due. True when this caller owns the touch now."""
+    result = session.execute(
+        update(Touch)
+        .where(Touch.id == touch_id, Touch.status == "planned", Touch.due_at <= now)
+        .values(status="sending", claimed_at=now, claimed_by=token)
+        .execution_options(synchronize_session=False)
+    )
+    return getattr(result, "rowcount", 0) == 1
+
+
+def recover_stale_claims(session: Session, now: datetime, timeout: float) -> int:
+    """Put touches stuck in ``sending`` for longer than ``timeout`` seconds back to ``planned``.
+
+    A worker killed between claim and result leaves its touch in ``sending``; without this it would never be
+    sent. The remaining risk is honest: if the worker died *after* the provider accepted the message but
+    *before* the result was committed (a window of a few milliseconds per send), the touch is sent again.
+    For LINE the stable ``X-Line-Retry-Key`` makes LINE refuse the second push (409 → counted as sent); for
+    email the stable Message-ID lets mail clients and relays de-duplicate; Slack has no such key, so a
+    duplicate DM is possible in that window. A claim timeout well above the slowest send (default 300 s)
+    keeps a slow-but-alive worker from being overtaken.
+    """
+    result = session.execute(
+        update(Touch)
+        .where(Touch.status == "sending", Touch.claimed_at < now - timedelta(seconds=timeout))
+        .values(status="planned", claimed_at=None, claimed_by=None, last_error="claim expired: worker lost")
+        .execution_options(synchronize_session=False)
+    )
+    count = int(getattr(result, "rowcount", 0) or 0)
+    if count:
+        log.warning("recovered %d touch(es) whose worker was lost after claiming", count)
+    return count
+
+
+# --- delivering -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Prepared:
+    """What to send, decided inside a short transaction and sent outside it."""
+
+    channel: str
+    message: OutboundMessage
+    final_status: str  # "sent", or "reminded" for a manual touch's reminder
+
+
+@dataclass
+class Deliverer:
+    """Per-process delivery state: the policy's channels, templates and link signer, built once."""
+
+    context: AppContext
+    channels: dict[str, Channel] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.channels:
+            self.channels = build_channels(self.context)
+        policy = self.context.policy
+        self.templates = MessageTemplates(self.context.templates_root, locale=policy.organization.locale)
+        self.signer = LinkSigner.from_settings(self.context.settings)
+        self.calendar = BusinessCalendar.from_policy(policy)
+
+    # the whole job ---------------------------------------------------------------------------------------
+
+    def deliver(self, touch_id: int, *, now: datetime, worker: str = "") -> str:
+        worker = worker or default_worker_name()
+        token = f"{worker}#{uuid.uuid4().hex[:8]}"
+        try:
+            # claim and prepare in one transaction: committed together before anything is sent
+            with self.context.session() as session:
+                if not claim(session, touch_id, now, token):
+                    return "skipped: already claimed/sent"
+                prepared = self._prepare(session, touch_id, now, token, worker)
+        except Exception as exc:
+            # A bug or a bad row while preparing (the claim was rolled back with it): move the touch's due
+            # time forward, so one bad row cannot make every dispatch crash on it again at once.
+            self._postpone(touch_id, now, worker, f"{type(exc).__name__}: {exc}")
+            raise
+        if isinstance(prepared, str):
+            return prepared
+        return self._send(touch_id, prepared, now=now, token=token, worker=worker)
+
+    # steps -----------------------------------------------------------------------------------------------
+
+    def _prepare(
+        self, session: Session, touch_id: int, now: datetime, token: str, worker: str
+    ) -> _Prepared | str:
+        touch = session.get(Touch, touch_id)
+        if touch is None:
+            return "skipped: touch deleted"
+        holder = touch.holder
+        if holder.status not in ACTIVE_STATUSES or holder.erased_at is not None:
+            reason = "holder erased" if holder.erased_at is not None else f"holder {holder.status}"
+            touch.status, touch.cancel_reason = "cancelled", reason
+            touch.claimed_by = None
+            return f"cancelled: {reason}"
+        if touch.kind == "manual":
+            return self._reminder(touch, holder)
+
+        channel = self._reachable_channel(session, touch, holder)
+        if channel is None:
+            error = "unreachable: every channel of the phase is opted out or has no address"
+            self._record(session, touch, "permanent", now, now, worker, error=error)
+            touch.status, touch.last_error = "failed", error
+            return "failed: unreachable"
+        if channel != touch.channel:
+            touch.note = ((touch.note or "") + f" [fallback {touch.channel}→{channel}]").strip()
+            touch.channel = channel
+
+        rule = self.context.policy.rules.over_contacted
+        if rule.enforce:
+            frees_at = self._over_cap(session, touch, now, rule.max_touches, rule.window)
+            if frees_at is not None:
+                # later, when the window has room again, and still inside the send window of a business day
+                frees_at = self.calendar.next_allowed(frees_at, holder.timezone)
+                error = (
+                    f"over_contacted: {rule.max_touches} touches within {rule.window}; "
+                    f"moved to {frees_at.isoformat()}"
+                )
+                self._record(session, touch, "suppressed", now, now, worker, error=error)
+                touch.status, touch.due_at = "planned", frees_at
+                touch.suppressed_count += 1
+                touch.claimed_at, touch.claimed_by = None, None
+                return "suppressed: over_contacted"
+
+        context = message_context(holder, touch, self.context.policy, self.signer)
+        try:
+            if not touch.template:
+                raise TemplateProblem(Path(touch.key), None, "touch has no template")
+            rendered = self.templates.render(touch.template, context)
+        except TemplateProblem as exc:
+            error = f"template: {exc}"
+            self._record(session, touch, "permanent", now, now, worker, error=error)
+            touch.status, touch.last_error = "failed", error
+            touch.attempts += 1
+            return "failed: template"
+        message = OutboundMessage(
+            idempotency_key=touch.key,
+            channel=channel,
+            recipient=_address(holder, channel) or "",
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            slack_blocks=rendered.slack_blocks,
+            line_messages=rendered.line_messages,
+            unsubscribe_url=context["unsubscribe_url"],
+        )
+        return _Prepared(channel, message, "sent")
+
+    def _reminder(self, touch: Touch, holder: OfferHolder) -> _Prepared:
+        """A manual touch (a call, a letter) is due: remind the person assigned, by email."""
+        org = self.context.policy.organization
+        assignee = touch.assignee or org.hr_email
+        what = {"phone": "お電話", "letter": "お手紙", "meeting": "面談"}.get(touch.channel, "ご連絡")
+        subject = f"【内定者フォロー】{holder.name} 様への{what}のお願い"
+        lines = [
+            "ご担当者様",
+            "",
+            f"内定者 {holder.name} 様({holder.external_id})への{what}の予定日になりました。",
+            f"内容: {touch.note or what}",
+            f"入社予定日: {holder.start_date.isoformat()}",
+            "",
+            "実施後、次のコマンドで記録してください(記録がフォローの抜け漏れ検知に使われます)。",
+            f"  followup touch log {holder.external_id} --channel {touch.channel}",
+            "",
+            f"{org.name} {org.hr_name}".strip(),
+        ]
+        message = OutboundMessage(
+            idempotency_key=f"{touch.key}:reminder",
+            channel="email",
+            recipient=assignee,
+            subject=subject,
+            text="\n".join(lines) + "\n",
+        )
+        return _Prepared("email", message, "reminded")
+
+    def _reachable_channel(self, session: Session, touch: Touch, holder: OfferHolder) -> str | None:
+        """The planned channel, or the next in the phase's preference order, that has an address and is
+        not opted out (an opt-out may arrive after planning)."""
+        opted_out = set(
+            session.scalars(select(ChannelOptOut.channel).where(ChannelOptOut.holder_id == holder.id))
+        )
+        phase = find_phase(self.context.policy, touch.cadence, touch.phase)
+        preference = list(phase.channels) if phase else list(MESSAGE_CHANNELS)
+        order = [touch.channel] + [c for c in preference if c != touch.channel]
+        for channel in order:
+            if channel in MESSAGE_CHANNELS and channel not in opted_out and _address(holder, channel):
+                return channel
+        return None
+
+    def _over_cap(
+        self, session: Session, touch: Touch, now: datetime, max_touches: int, window: Interval
+    ) -> datetime | None:
+        start = _window_start(now, window)
+        when = func.coalesce(Touch.sent_at, Touch.due_at)
+        times = list(
+            session.scalars(
+                select(when).where(
+                    Touch.holder_id == touch.holder_id,
+                    Touch.id != touch.id,
+                    Touch.status.in_(("sent", "done")),
+                    when > start,
+                )
+            )
+        )
+        aware = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in times]
+        return cap_frees_at(aware, max_touches, window, now)
+
+    def _send(self, touch_id: int, prepared: _Prepared, *, now: datetime, token: str, worker: str) -> str:
+        channel = self.channels[prepared.channel]
+        started = time.monotonic()
+        result: DeliveryResult | None = None
+        error: DeliveryError | None = None
+        try:
+            result = channel.send(prepared.message)
+        except DeliveryError as exc:
+            error = exc
+        except Exception as exc:  # a channel bug must not leave the touch claimed forever
+            log.exception("channel %s raised unexpectedly", prepared.channel)
+            error = DeliveryError(f"{type(exc).__name__}: {exc}", permanent=False)
+        finished = now + timedelta(seconds=time.monotonic() - started)
+        with self.context.session() as session:
+            touch = session.get(Touch, touch_id, with_for_update=True)
+            if touch is None:
+                return "skipped: touch deleted"
+            return self._apply(session, touch, prepared, result, error, now, finished, token, worker)
+
+    def _apply(
+        self,
+        session: Session,
+        touch: Touch,
+        prepared: _Prepared,
+        result: DeliveryResult | None,
+        error: DeliveryError | None,
+        now: datetime,
+        finished: datetime,
+        token: str,
+        worker: str,
+    ) -> str:
+        owned = touch.status == "sending" and touch.claimed_by == token
+        if result is not None:
+            self._record(session, touch, "sent", now, finished, worker, provider_id=result.provider_id)
+            if touch.status not in FINAL_STATUSES or owned:
+                touch.status, touch.sent_at = prepared.final_status, finished
+                touch.provider_id, touch.last_error = result.provider_id[:300], None
+                touch.attempts += 1
+            return prepared.final_status
+        assert error is not None
+        outcome = "permanent" if error.permanent else "transient"
+        self._record(session, touch, outcome, now, finished, worker, error=str(error))
+        if not owned:  # recovered and re-claimed by someone else meanwhile: theirs to finish
+            return f"{outcome}: no longer owned"
+        touch.attempts += 1
+        touch.last_error = str(error)
+        settings = self.context.settings
+        if error.permanent or touch.attempts >= settings.max_attempts:
+            touch.status = "failed"
+            why = "permanent" if error.permanent else f"gave up after {touch.attempts} attempts"
+            return f"failed: {why}"
+        delay = backoff_delay(touch.attempts, settings.retry_base, settings.retry_cap, error.retry_after)
+        touch.status, touch.due_at = "planned", now + timedelta(seconds=delay)
+        touch.claimed_at, touch.claimed_by = None, None
+        return "transient: retry planned"
+
+    def _postpone(self, touch_id: int, now: datetime, worker: str, error: str) -> None:
+        try:
+            with self.context.session() as session:
+                touch = session.get(Touch, touch_id, with_for_update=True)
+                if touch is not None and touch.status == "planned":
+                    self._record(session, touch, "transient", now, now, worker, error=error)
+                    settings = self.context.settings
+                    touch.attempts += 1
+                    touch.last_error = error
+                    if touch.attempts >= settings.max_attempts:
+                        touch.status = "failed"
+                    else:
+                        delay = backoff_delay(touch.attempts, settings.retry_base, settings.retry_cap)
+                        touch.due_at = now + timedelta(seconds=delay)
+        except Exception:  # the database itself is down: the touch stays planned for the next dispatch
+            log.exception("could not postpone touch %s", touch_id)
+
+    @staticmethod
+    def _record(
+        session: Session,
+        touch: Touch,
+        outcome: str,
+        started: datetime,
+        finished: datetime,
+        worker: str,
+        *,
+        error: str | None = None,
+        provider_id: str | None = None,
+    ) -> None:
+        session.add(
+            DeliveryAttempt(
+                touch_id=touch.id,
+                channel=touch.channel,
+                started_at=started,
+                finished_at=finished,
+                outcome=outcome,
+                error=error,
+                provider_id=provider_id[:300] if provider_id else None,
+                worker=worker[:200],
+            )
+        )
+
+
+def _address(holder: OfferHolder, channel: str) -> str | None:
+    return {"email": holder.email, "slack": holder.slack_user_id, "line": holder.line_user_id}.get(channel)
+
+
+_deliverers: dict[int, tuple[AppContext, Deliverer]] = {}
+_deliverers_lock = threading.Lock()
+
+
+def deliverer_for(context: AppContext) -> Deliverer:
+    """One Deliverer per AppContext (channels keep their clients, templates their cache)."""
+    with _deliverers_lock:
+        entry = _deliverers.get(id(context))
+        if entry is None or entry[0] is not context:
+            entry = (context, Deliverer(context))
+            _deliverers[id(context)] = entry
+        return entry[1]
+
+
+def deliver_touch(context: AppContext, touch_id: int, *, now: datetime, worker: str = "") -> str:
+    """Claim, check, render, send and record one touch. Returns the outcome in words (``sent``,
+    ``skipped: …``, ``transient: …``, ``failed: …``, ``suppressed: …``, ``cancelled: …``, ``reminded``)."""
+    return deliverer_for(context).deliver(touch_id, now=now, worker=worker)
+
+
+# --- dispatching ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class DispatchSummary:
+    recovered: int = 0
+    dispatched: int = 0  # delivered in-process, or enqueued for workers
+    enqueued: bool = False
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+    def count(self, prefix: str) -> int:
+        return sum(n for outcome, n in self.outcomes.items() if outcome.split(":")[0] == prefix)
+
+
+def due_touch_ids(session: Session, now: datetime, limit: int) -> list[int]:
+    rows = session.scalars(
+        select(Touch.id)
+        .where(Touch.status == "planned", Touch.due_at <= now)
+        .order_by(Touch.due_at, Touch.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+class EnqueueMemo:
+    """Touches this dispatcher enqueued recently, so a loop does not publish the same id every tick.
+
+    An id is published again once ``ttl`` seconds (the claim timeout) pass without a claim: the message
+    was lost (Redis restarted without persistence, a killed worker held it reserved) and the database,
+    not the broker, says the touch is still due.
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._at: dict[int, float] = {}
+
+    def fresh(self, ids: list[int]) -> list[int]:
+        clock = time.monotonic()
+        self._at = {i: t for i, t in self._at.items() if clock - t < self.ttl}
+        return [i for i in ids if i not in self._at]
+
+    def mark(self, ids: list[int]) -> None:
+        clock = time.monotonic()
+        self._at.update(dict.fromkeys(ids, clock))
+
+
+def run_due(
+    context: AppContext, now: datetime, limit: int = 1000, memo: EnqueueMemo | None = None
+) -> DispatchSummary:
+    """Recover lost claims, then deliver (embedded) or enqueue (broker) every touch that is due."""
+    summary = DispatchSummary()
+    with context.session() as session:
+        summary.recovered = recover_stale_claims(session, now, context.settings.claim_timeout)
+        ids = due_touch_ids(session, now, limit)
+    # committed and closed: a worker that picks an id up sees the same rows we saw
+    if context.settings.broker_url:
+        summary.enqueued = True
+        if memo is not None:
+            ids = memo.fresh(ids)
+        if ids:
+            summary.dispatched = enqueue(context.settings.broker_url, ids)
+            if memo is not None:
+                memo.mark(ids)
+        return summary
+    for touch_id in ids:
+        outcome = deliver_touch(context, touch_id, now=now)
+        summary.outcomes[outcome] += 1
+        summary.dispatched += 1
+    return summary
+
+
+def dispatch_due(
+    context: AppContext, now: datetime, limit: int = 1000, memo: EnqueueMemo | None = None
+) -> int:
+    """How many due touches were delivered in-process or handed to the workers."""
+    return run_due(context, now, limit, memo).dispatched
+
+
+def enqueue(broker_url: str, touch_ids: list[int]) -> int:
+    """Publish one ``deliver(touch_id)`` task per id. Publishing twice is harmless (the claim decides);
+    an id that cannot be published stays ``planned`` and is enqueued by the next dispatch."""
+    from workers.celery_app import app
+    from workers.tasks import deliver
+
+    sent = 0
+    with app.connection_for_write(broker_url) as connection:
+        for touch_id in touch_ids:
+            deliver.apply_async(args=[touch_id], connection=connection)
+            sent += 1
+    return sent
+
+
+def outcome_counts(outcomes: Mapping[str, int]) -> dict[str, int]:
+    """sent / failed / suppressed / other totals from outcome strings, for summaries."""
+    keys = ("sent", "reminded", "transient", "failed", "suppressed", "skipped", "cancelled")
+    totals = dict.fromkeys(keys, 0)
+    for outcome, n in outcomes.items():
+        key = outcome.split(":")[0]
+        totals[key] = totals.get(key, 0) + n
+    return totals

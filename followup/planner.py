@@ -1,0 +1,461 @@
+"""The planner: holders + policy + touch history + now → touches to create, move and cancel.
+
+A pure function (no clock, no I/O), so a tick, a test with a frozen ``now``, the season simulation and
+the benchmark all run the same code. Each holder's whole season is derived from its dates alone; a tick
+creates the part of it that falls between ``now - catch_up`` (nothing older: no burst after downtime)
+and ``now + horizon``. Seasons are shared between holders with the same dates, which is what makes
+100,000 holders cheap (most new graduates share a start date and offers cluster on a few days).
+
+Rules, in the words of SPEC "Cadence semantics":
+- phases are bounded by anchors; a phase using ``accepted`` waits for the acceptance date; nothing is
+  planned before the offer date; where phases overlap the later phase wins (the earlier is truncated);
+- touch k of a phase falls on ``phase start + k × every`` (months counted from the phase start each
+  time, clamped to month end) while before the phase end, then moves to the next business day at the
+  preferred send time, and never shares a local day with another touch of the same holder;
+- dates never depend on channels: an opt-out changes a touch's channel, never its day;
+- the idempotency key is ``external_id:cadence:phase:seq`` (one-offs ``…:phase:once:name``).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from followup.calendar import BusinessCalendar
+from followup.durations import Interval, shift
+from followup.policy.schema import Cadence, Phase, Policy
+
+ACTIVE_STATUSES = frozenset({"offered", "accepted"})
+PENDING_STATUSES = frozenset({"planned", "reminded"})  # not yet done; cancelled when a holder leaves
+MAX_TOUCHES_PER_PHASE = 2000  # a guard against a runaway interval (e.g. 1d over several years)
+
+STATUS_REASONS = {
+    "declined": "内定辞退のため中止",
+    "withdrawn": "内定取り消し・辞退のため中止",
+    "joined": "入社済みのため中止",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HolderSnapshot:
+    """What the planner needs to know about one holder (no ORM object crosses this line)."""
+
+    id: int
+    external_id: str
+    track: str
+    department: str | None
+    status: str
+    offer_date: date
+    accepted_date: date | None
+    start_date: date
+    reachable: frozenset[str]  # message channels with contact data and no opt-out
+    timezone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExistingTouch:
+    id: int
+    key: str
+    holder_id: int
+    phase: str
+    seq: int
+    kind: str
+    channel: str
+    due_at: datetime
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedTouch:
+    key: str
+    holder_id: int
+    cadence: str
+    phase: str
+    seq: int
+    kind: str  # message | survey | manual
+    channel: str
+    template: str | None
+    event: str | None
+    survey_form: str | None
+    due_at: datetime
+    assignee: str | None = None
+    note: str | None = None
+    reason: str = ""
+
+
+@dataclass
+class PlanResult:
+    create: list[PlannedTouch] = field(default_factory=list)
+    move: list[tuple[int, datetime]] = field(default_factory=list)
+    cancel: list[tuple[int, str]] = field(default_factory=list)
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    # planned touches whose channel was opted out: (touch_id, next reachable channel)
+    rechannel: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """One touch of a season before a channel is chosen (channels depend on the holder, dates do not)."""
+
+    suffix: str  # the key without the external id
+    phase: str
+    seq: int
+    kind: str
+    manual_channel: str | None  # phone/letter/... for manual touches
+    channels: tuple[str, ...]  # preference list for message/survey touches
+    template: str | None
+    event: str | None
+    survey_form: str | None
+    assignee: str | None
+    note: str | None
+    reason: str
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Season:
+    slots: tuple[_Slot, ...]  # sorted by due_at
+    stamps: tuple[float, ...]  # due_at timestamps, for bisect
+    by_suffix: Mapping[str, _Slot]
+
+
+def _phase_bounds(
+    cadence: Cadence, dates: dict[str, date | None], calendar: BusinessCalendar
+) -> list[tuple[date, date] | None]:
+    """[start, end) per phase after anchors, the offer-date floor and later-phase-wins truncation."""
+    offer = dates["offer"]
+    assert offer is not None
+    bounds: list[tuple[date, date] | None] = []
+    for phase in cadence.phases:
+        start = phase.start.resolve(dates, calendar.is_business_day)
+        end = phase.end.resolve(dates, calendar.is_business_day)
+        if start is None or end is None:
+            bounds.append(None)  # e.g. a phase anchored on acceptance before the holder accepted
+            continue
+        start = max(start, offer)
+        bounds.append((start, end) if start < end else None)
+    for index, bound in enumerate(bounds):
+        if bound is None:
+            continue
+        later_starts = [b[0] for b in bounds[index + 1 :] if b is not None]
+        end = min([bound[1], *later_starts])
+        bounds[index] = (bound[0], end) if bound[0] < end else None
+    return bounds
+
+
+def _label(phase: Phase) -> str:
+    return phase.label or phase.name
+
+
+# (suffix, phase, seq, kind, manual_channel, channels, template, event, survey_form, assignee, note, reason)
+_Fields = tuple[
+    str,
+    str,
+    int,
+    str,
+    str | None,
+    tuple[str, ...],
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str,
+]
+_Candidate = tuple[date, tuple[int, int, int], _Fields]
+_PhaseCache = dict[tuple[str, int, date, date], list[_Candidate]]
+
+
+def _phase_candidates(
+    cadence_name: str, p_index: int, phase: Phase, p_start: date, p_end: date, calendar: BusinessCalendar
+) -> list[_Candidate]:
+    """The regular touches of one phase between its bounds, before the calendar moves them."""
+    found: list[_Candidate] = []
+    label = _label(phase)
+    for k in range(MAX_TOUCHES_PER_PHASE):
+        nominal = shift(p_start, phase.every, k, is_business_day=calendar.is_business_day)
+        if nominal >= p_end:
+            break
+        ref = phase.templates[k % len(phase.templates)]
+        survey = phase.survey is not None and (k + 1) % phase.survey.every == 0
+        fields: _Fields = (
+            f"{cadence_name}:{phase.name}:{k}",
+            phase.name,
+            k,
+            "survey" if survey else "message",
+            None,
+            phase.channels,
+            ref.template,
+            ref.event,
+            phase.survey.form if survey and phase.survey else None,
+            None,
+            None,
+            f"{label} 第{k + 1}回 ({phase.every})",
+        )
+        found.append((nominal, (0, p_index, k), fields))
+    return found
+
+
+def _compute_season(
+    cadence_name: str,
+    cadence: Cadence,
+    offer: date,
+    accepted: date | None,
+    start: date,
+    zone: ZoneInfo,
+    calendar: BusinessCalendar,
+    phase_cache: _PhaseCache | None = None,
+) -> _Season:
+    dates: dict[str, date | None] = {"offer": offer, "accepted": accepted, "start": start}
+    bounds = _phase_bounds(cadence, dates, calendar)
+    phase_cache = {} if phase_cache is None else phase_cache
+    candidates: list[_Candidate] = []
+    for p_index, (phase, bound) in enumerate(zip(cadence.phases, bounds, strict=True)):
+        if bound is not None:
+            cache_key = (cadence_name, p_index, bound[0], bound[1])
+            regular = phase_cache.get(cache_key)
+            if regular is None:
+                regular = _phase_candidates(cadence_name, p_index, phase, bound[0], bound[1], calendar)
+                phase_cache[cache_key] = regular
+            candidates.extend(regular)
+        # one-off touches keep their own date even when their phase was overridden by a later one
+        for o_index, one_off in enumerate(phase.one_off):
+            nominal = one_off.at.resolve(dates, calendar.is_business_day)
+            if nominal is None or nominal < offer:
+                continue
+            manual = one_off.kind == "manual"
+            fields: _Fields = (
+                f"{cadence_name}:{phase.name}:once:{one_off.name}",
+                phase.name,
+                -1 - o_index,
+                one_off.kind,
+                one_off.channel if manual else None,
+                () if manual else phase.channels,
+                one_off.template,
+                None,
+                one_off.survey,
+                one_off.assignee,
+                one_off.note or None,
+                f"{_label(phase)} {one_off.name} ({one_off.at})",
+            )
+            candidates.append((nominal, (1, p_index, o_index), fields))
+    candidates.sort(key=lambda c: (c[0], c[1]))
+    used: set[date] = set()
+    slots: list[_Slot] = []
+    stamps: list[float] = []
+    for nominal, _order, fields in candidates:
+        day = calendar.next_business_day(nominal)
+        why = calendar.closed_reason(nominal)
+        while day in used:  # never two touches on one local day for one holder
+            day = calendar.next_business_day(day + timedelta(days=1))
+            why = why or "同日に別の接点あり"
+        used.add(day)
+        reason = fields[11]
+        if day != nominal:
+            reason += f"、{nominal.isoformat()} は{why}のため {day.isoformat()} に移動"
+        due_at, stamp = calendar.moment(day, zone)
+        slots.append(_Slot(*fields[:11], reason, due_at))
+        stamps.append(stamp)
+    # days are distinct and increasing with the due time, so sorting by stamp keeps slots aligned
+    order = sorted(range(len(slots)), key=stamps.__getitem__)
+    ordered = tuple(slots[i] for i in order)
+    return _Season(
+        slots=ordered,
+        stamps=tuple(stamps[i] for i in order),
+        by_suffix={s.suffix: s for s in ordered},
+    )
+
+
+def _channel_for(slot: _Slot, reachable: frozenset[str]) -> str | None:
+    if slot.manual_channel is not None:
+        return slot.manual_channel
+    for channel in slot.channels:
+        if channel in reachable:
+            return channel
+    return None
+
+
+def _materialize(slot: _Slot, holder: HolderSnapshot, cadence_name: str, channel: str) -> PlannedTouch:
+    return PlannedTouch(
+        key=f"{holder.external_id}:{slot.suffix}",
+        holder_id=holder.id,
+        cadence=cadence_name,
+        phase=slot.phase,
+        seq=slot.seq,
+        kind=slot.kind,
+        channel=channel,
+        template=slot.template,
+        event=slot.event,
+        survey_form=slot.survey_form,
+        due_at=slot.due_at,
+        assignee=slot.assignee,
+        note=slot.note,
+        reason=slot.reason,
+    )
+
+
+def _unreachable_reason(slot: _Slot) -> str:
+    return f"no reachable channel ({'/'.join(slot.channels)} all missing or opted out)"
+
+
+class _Seasons:
+    """Seasons computed once per (cadence, dates, time zone) within one planning call."""
+
+    def __init__(self, policy: Policy, calendar: BusinessCalendar) -> None:
+        self.policy = policy
+        self.calendar = calendar
+        self._seasons: dict[tuple[str, date, date | None, date, str | None], _Season] = {}
+        self._cadences: dict[tuple[str, str | None], tuple[str, Cadence] | None] = {}
+        self._phases: _PhaseCache = {}
+
+    def cadence_for(self, holder: HolderSnapshot) -> tuple[str, Cadence] | None:
+        signature = (holder.track, holder.department)
+        if signature not in self._cadences:
+            self._cadences[signature] = self.policy.cadence_for(holder.track, holder.department)
+        return self._cadences[signature]
+
+    def season(self, holder: HolderSnapshot, cadence_name: str, cadence: Cadence) -> _Season:
+        signature = (
+            cadence_name,
+            holder.offer_date,
+            holder.accepted_date,
+            holder.start_date,
+            holder.timezone,
+        )
+        season = self._seasons.get(signature)
+        if season is None:
+            season = _compute_season(
+                cadence_name,
+                cadence,
+                holder.offer_date,
+                holder.accepted_date,
+                holder.start_date,
+                self.calendar.zone(holder.timezone),
+                self.calendar,
+                self._phases,
+            )
+            self._seasons[signature] = season
+        return season
+
+
+def season_schedule(
+    holder: HolderSnapshot,
+    cadence_name: str,
+    cadence: Cadence,
+    policy: Policy,
+    calendar: BusinessCalendar | None = None,
+) -> list[PlannedTouch]:
+    """The holder's whole deterministic season (touches without a reachable channel left out)."""
+    calendar = calendar or BusinessCalendar.from_policy(policy)
+    season = _compute_season(
+        cadence_name,
+        cadence,
+        holder.offer_date,
+        holder.accepted_date,
+        holder.start_date,
+        calendar.zone(holder.timezone),
+        calendar,
+    )
+    touches = []
+    for slot in season.slots:
+        channel = _channel_for(slot, holder.reachable)
+        if channel is not None:
+            touches.append(_materialize(slot, holder, cadence_name, channel))
+    return touches
+
+
+def moved_by(moment: datetime, interval: Interval, sign: int) -> datetime:
+    """``moment`` ± an interval, keeping the time of day (months clamp like everywhere else)."""
+    day = moment.date()
+    return moment + (shift(day, interval, sign) - day)
+
+
+def plan(
+    holders: Iterable[HolderSnapshot],
+    policy: Policy,
+    existing: Mapping[int, Sequence[ExistingTouch]],
+    now: datetime,
+    calendar: BusinessCalendar | None = None,
+) -> PlanResult:
+    """Decide what to create, move and cancel at ``now``; every decision carries its reason."""
+    if now.tzinfo is None:
+        raise ValueError("plan() needs an aware 'now'")
+    calendar = calendar or BusinessCalendar.from_policy(policy)
+    seasons = _Seasons(policy, calendar)
+    low = moved_by(now, policy.scheduler.catch_up, -1)
+    high = moved_by(now, policy.scheduler.horizon, 1)
+    low_stamp, high_stamp = low.timestamp(), high.timestamp()
+    cadence_names = frozenset(policy.cadences)
+    result = PlanResult()
+    create, move, cancel, skipped, rechannel = (
+        result.create,
+        result.move,
+        result.cancel,
+        result.skipped,
+        result.rechannel,
+    )
+    no_history: Sequence[ExistingTouch] = ()
+
+    for holder in holders:
+        history = existing.get(holder.id, no_history)
+        if holder.status not in ACTIVE_STATUSES:
+            reason = STATUS_REASONS.get(holder.status, f"holder {holder.status}")
+            cancel.extend((t.id, reason) for t in history if t.status in PENDING_STATUSES)
+            continue
+        match = seasons.cadence_for(holder)
+        prefix = f"{holder.external_id}:"
+        if match is None:
+            skipped.append((holder.id, f"no cadence for track {holder.track!r}"))
+            gone = "該当するケイデンスがないため中止"
+            cancel.extend((t.id, gone) for t in history if _is_planned_by_us(t, prefix, cadence_names))
+            continue
+        cadence_name, cadence = match
+        season = seasons.season(holder, cadence_name, cadence)
+
+        first = bisect_left(season.stamps, low_stamp)
+        last = bisect_right(season.stamps, high_stamp)
+        if first < last:
+            keys = {t.key for t in history} if history else set()
+            unreachable = False
+            for slot in season.slots[first:last]:
+                key = prefix + slot.suffix
+                if key in keys:
+                    continue
+                channel = _channel_for(slot, holder.reachable)
+                if channel is None:
+                    if not unreachable:
+                        skipped.append((holder.id, _unreachable_reason(slot)))
+                        unreachable = True
+                    continue
+                create.append(_materialize(slot, holder, cadence_name, channel))
+
+        for touch in history:
+            if touch.status != "planned" or not _is_planned_by_us(touch, prefix, cadence_names):
+                continue
+            current = season.by_suffix.get(touch.key[len(prefix) :])
+            if current is None:
+                cancel.append((touch.id, "日程の変更で予定から外れたため中止"))
+                continue
+            if current.due_at != touch.due_at and touch.due_at >= now:
+                if current.due_at < low:
+                    cancel.append((touch.id, "日程の変更で送信時期を過ぎたため中止"))
+                    continue
+                move.append((touch.id, current.due_at))
+            if current.manual_channel is None and touch.channel not in holder.reachable:
+                channel = _channel_for(current, holder.reachable)
+                if channel is None:
+                    cancel.append((touch.id, _unreachable_reason(current)))
+                else:
+                    rechannel.append((touch.id, channel))
+    return result
+
+
+def _is_planned_by_us(touch: ExistingTouch, prefix: str, cadence_names: frozenset[str]) -> bool:
+    """Touches of a cadence (not ad-hoc ones logged by hand or created by another area)."""
+    if not touch.key.startswith(prefix):
+        return False
+    cadence = touch.key[len(prefix) :].split(":", 1)[0]
+    return cadence in cadence_names

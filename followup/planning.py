@@ -1,0 +1,243 @@
+"""The planner's I/O edge: load snapshots in bulk, apply a plan exactly once, hold the scheduler lease.
+
+Exactly once comes from the database, not from code paths: inserts are ``INSERT … ON CONFLICT (key) DO
+NOTHING`` against the unique touch key, and moves/cancels are conditional ``UPDATE … WHERE status =
+'planned'`` so a touch a worker already claimed is never changed under it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from followup.calendar import BusinessCalendar
+from followup.context import AppContext
+from followup.db.models import ChannelOptOut, OfferHolder, SchedulerLease, Touch
+from followup.planner import (
+    ACTIVE_STATUSES,
+    PENDING_STATUSES,
+    ExistingTouch,
+    HolderSnapshot,
+    PlanResult,
+    moved_by,
+    plan,
+)
+from followup.policy.schema import Policy
+
+# Touches older than this before the catch-up window cannot be re-created by a tick, so a tick
+# does not need to read them (keys are unique anyway: a missed one would only be a no-op insert).
+HISTORY_SLACK = timedelta(days=62)
+INSERT_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class PlanCounts:
+    created: int = 0
+    moved: int = 0
+    cancelled: int = 0
+    rechannelled: int = 0
+    skipped: int = 0
+
+
+def _touches() -> Table:
+    return Touch.__table__  # type: ignore[return-value]
+
+
+def load_snapshots(
+    session: Session, policy: Policy, now: datetime | None = None
+) -> tuple[list[HolderSnapshot], dict[int, list[ExistingTouch]]]:
+    """Holders to plan and their touch history, in three queries (no per-holder ORM loop).
+
+    Active holders are loaded, plus inactive ones that still have pending touches (to cancel them).
+    With ``now``, history older than the catch-up window (minus a slack) is not read unless pending.
+    """
+    pending = sorted(PENDING_STATUSES)
+    touch_cols = (
+        Touch.id,
+        Touch.key,
+        Touch.holder_id,
+        Touch.phase,
+        Touch.seq,
+        Touch.kind,
+        Touch.channel,
+        Touch.due_at,
+        Touch.status,
+    )
+    touch_query = select(*touch_cols)
+    if now is not None:
+        since = moved_by(now, policy.scheduler.catch_up, -1) - HISTORY_SLACK
+        touch_query = touch_query.where(or_(Touch.status.in_(pending), Touch.due_at >= since))
+    existing: dict[int, list[ExistingTouch]] = defaultdict(list)
+    for t in session.execute(touch_query):
+        existing[t.holder_id].append(ExistingTouch(*t))
+
+    pending_holders = select(Touch.holder_id).where(Touch.status.in_(pending)).distinct()
+    holder_query = select(
+        OfferHolder.id,
+        OfferHolder.external_id,
+        OfferHolder.track,
+        OfferHolder.department,
+        OfferHolder.status,
+        OfferHolder.offer_date,
+        OfferHolder.accepted_date,
+        OfferHolder.start_date,
+        OfferHolder.email,
+        OfferHolder.line_user_id,
+        OfferHolder.slack_user_id,
+        OfferHolder.timezone,
+        OfferHolder.erased_at,
+    ).where(or_(OfferHolder.status.in_(sorted(ACTIVE_STATUSES)), OfferHolder.id.in_(pending_holders)))
+    opted_out: dict[int, set[str]] = defaultdict(set)
+    for holder_id, channel in session.execute(select(ChannelOptOut.holder_id, ChannelOptOut.channel)):
+        opted_out[holder_id].add(channel)
+
+    holders: list[HolderSnapshot] = []
+    for row in session.execute(holder_query):
+        contact = {"email": row.email, "line": row.line_user_id, "slack": row.slack_user_id}
+        reachable = frozenset(c for c, v in contact.items() if v) - opted_out.get(row.id, set())
+        holders.append(
+            HolderSnapshot(
+                id=row.id,
+                external_id=row.external_id,
+                track=row.track,
+                department=row.department,
+                status="erased" if row.erased_at is not None else row.status,
+                offer_date=row.offer_date,
+                accepted_date=row.accepted_date,
+                start_date=row.start_date,
+                reachable=reachable,
+                timezone=row.timezone,
+            )
+        )
+    return holders, dict(existing)
+
+
+def _insert(session: Session) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(_touches())
+    return sqlite.insert(_touches())
+
+
+def apply_plan(session: Session, result: PlanResult) -> PlanCounts:
+    """Write a plan; counts are what the database actually changed (another planner may have won)."""
+    table = _touches()
+    created = 0
+    rows = [
+        {
+            "key": t.key,
+            "holder_id": t.holder_id,
+            "cadence": t.cadence,
+            "phase": t.phase,
+            "seq": t.seq,
+            "kind": t.kind,
+            "channel": t.channel,
+            "template": t.template,
+            "event": t.event,
+            "survey_form": t.survey_form,
+            "due_at": t.due_at,
+            "status": "planned",
+            "assignee": t.assignee,
+            "note": t.note,
+        }
+        for t in result.create
+    ]
+    if rows:
+        statement = _insert(session).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
+        for start in range(0, len(rows), INSERT_BATCH):
+            created += len(session.execute(statement, rows[start : start + INSERT_BATCH]).all())
+
+    pending = sorted(PENDING_STATUSES)
+    moved = 0
+    move = (
+        update(table)
+        .where(and_(table.c.id == bindparam("touch_id"), table.c.status == "planned"))
+        .values(due_at=bindparam("new_due"))
+    )
+    for touch_id, due_at in result.move:
+        moved += session.execute(move, {"touch_id": touch_id, "new_due": due_at}).rowcount  # type: ignore[attr-defined]
+
+    cancelled = 0
+    cancel = (
+        update(table)
+        .where(and_(table.c.id == bindparam("touch_id"), table.c.status.in_(pending)))
+        .values(status="cancelled", cancel_reason=bindparam("why"))
+    )
+    for touch_id, reason in result.cancel:
+        cancelled += session.execute(cancel, {"touch_id": touch_id, "why": reason}).rowcount  # type: ignore[attr-defined]
+
+    rechannelled = 0
+    rechannel = (
+        update(table)
+        .where(and_(table.c.id == bindparam("touch_id"), table.c.status == "planned"))
+        .values(channel=bindparam("new_channel"))
+    )
+    for touch_id, channel in result.rechannel:
+        rechannelled += session.execute(rechannel, {"touch_id": touch_id, "new_channel": channel}).rowcount  # type: ignore[attr-defined]
+    return PlanCounts(created, moved, cancelled, rechannelled, len(result.skipped))
+
+
+def plan_tick(context: AppContext, now: datetime) -> PlanCounts:
+    """One planning tick: load, plan, apply, commit."""
+    policy = context.policy
+    calendar = BusinessCalendar.from_policy(policy)
+    with context.session() as session:
+        holders, existing = load_snapshots(session, policy, now=now)
+        result = plan(holders, policy, existing, now, calendar)
+        return apply_plan(session, result)
+
+
+def try_acquire_lease(session: Session, name: str, owner: str, ttl: timedelta | float, now: datetime) -> bool:
+    """Take or renew the lease ``name`` for ``owner`` until ``now + ttl``; False while another holds it.
+
+    One statement (an upsert whose update only applies when the lease expired or is ours), so two
+    schedulers racing for it cannot both win. The caller commits (session_scope does).
+    """
+    if not isinstance(ttl, timedelta):
+        ttl = timedelta(seconds=ttl)
+    table: Table = SchedulerLease.__table__  # type: ignore[assignment]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    statement = (
+        insert.values(name=name, owner=owner, expires_at=now + ttl)
+        .on_conflict_do_update(
+            index_elements=["name"],
+            set_={"owner": owner, "expires_at": now + ttl},
+            where=or_(table.c.expires_at < now, table.c.owner == owner),
+        )
+        .returning(table.c.owner)
+    )
+    return session.execute(statement).first() is not None
+
+
+def release_lease(session: Session, name: str, owner: str) -> None:
+    """Give the lease up at shutdown so a standby takes over at once instead of after the TTL."""
+    table: Table = SchedulerLease.__table__  # type: ignore[assignment]
+    session.execute(table.delete().where(and_(table.c.name == name, table.c.owner == owner)))
+
+
+def group_existing(touches: Sequence[ExistingTouch]) -> Mapping[int, list[ExistingTouch]]:
+    """History grouped by holder, the shape :func:`followup.planner.plan` takes."""
+    grouped: dict[int, list[ExistingTouch]] = defaultdict(list)
+    for touch in touches:
+        grouped[touch.holder_id].append(touch)
+    return grouped
+
+
+__all__ = [
+    "PlanCounts",
+    "apply_plan",
+    "group_existing",
+    "load_snapshots",
+    "moved_by",
+    "plan_tick",
+    "release_lease",
+    "try_acquire_lease",
+]

@@ -1,0 +1,201 @@
+"""The HR dashboard and the JSON API, behind ``FOLLOWUP_DASHBOARD_TOKEN``.
+
+Accepted proofs: ``Authorization: Bearer TOKEN``; HTTP basic with any user name and the token as the
+password; or a cookie set by opening any dashboard URL once with ``?token=TOKEN`` (the redirect that
+sets it drops the token from the address bar). The cookie holds an HMAC of the token, not the token.
+With no token configured the dashboard is refused (503): personal data is never served openly.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from followup.db.models import OfferHolder
+from followup.links import secret_key
+from followup.timeline import holder_summaries, holder_timeline
+from followup.web.app import WebState, page, state_of
+
+COOKIE = "followup_dashboard"
+STATUS_LABELS = {
+    "offered": "内定",
+    "accepted": "承諾済",
+    "joined": "入社済",
+    "declined": "辞退",
+    "withdrawn": "内定取消",
+}
+SEVERITY_LABELS = {"high": "高", "medium": "中", "low": "低"}
+KIND_LABELS = {
+    "touch": "連絡",
+    "answer": "回答",
+    "reply": "返信",
+    "change": "変更",
+    "flag": "フラグ",
+    "opt_out": "配信停止",
+    "follow": "友だち追加",
+    "unfollow": "ブロック",
+    "button": "ボタン",
+    "open": "開封",
+}
+
+router = APIRouter()
+
+
+def _cookie_value(state: WebState, token: str) -> str:
+    key = secret_key(state.context.settings).encode("utf-8")
+    return hmac.new(key, b"dashboard:" + token.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _presented_token(request: Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() == "bearer" and credentials:
+        return credentials.strip()
+    if scheme.lower() == "basic" and credentials:
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return decoded.partition(":")[2]
+    return None
+
+
+def require_hr(request: Request) -> None:
+    """A FastAPI dependency: passes for HR, raises 401 (with a basic-auth challenge) or 503 otherwise."""
+    state = state_of(request)
+    expected = state.context.settings.dashboard_token
+    if not expected:
+        raise HTTPException(503, "dashboard disabled: set FOLLOWUP_DASHBOARD_TOKEN")
+    presented = _presented_token(request)
+    if presented is not None and hmac.compare_digest(presented.encode(), expected.encode()):
+        return
+    cookie = request.cookies.get(COOKIE)
+    if cookie and hmac.compare_digest(cookie, _cookie_value(state, expected)):
+        return
+    raise HTTPException(
+        401, "authentication required", headers={"WWW-Authenticate": 'Basic realm="followup"'}
+    )
+
+
+def _login_redirect(request: Request) -> Response | None:
+    """``?token=`` login: a valid token sets the cookie and redirects to the same page without it."""
+    token = request.query_params.get("token")
+    if token is None:
+        return None
+    state = state_of(request)
+    expected = state.context.settings.dashboard_token
+    if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
+        return None  # require_hr decides
+    remaining = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+    target = request.url.path + ("?" + urlencode(remaining) if remaining else "")
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        COOKIE,
+        _cookie_value(state, expected),
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        max_age=12 * 3600,
+        path="/",
+    )
+    return response
+
+
+def sparkline(scores: list[float], width: int = 96, height: int = 24) -> str:
+    """SVG polyline points for pulse scores on the 1–5 axis (higher is drawn higher)."""
+    if not scores:
+        return ""
+    if len(scores) == 1:
+        scores = [scores[0], scores[0]]
+    step = width / (len(scores) - 1)
+    points = []
+    for i, score in enumerate(scores):
+        y = height - (min(max(score, 1.0), 5.0) - 1.0) / 4.0 * (height - 4) - 2
+        points.append(f"{i * step:.1f},{y:.1f}")
+    return " ".join(points)
+
+
+def _phase_labels(state: WebState) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for cadence in state.context.policy.cadences.values():
+        for phase in cadence.phases:
+            labels.setdefault(phase.name, phase.label or phase.name)
+    return labels
+
+
+def _summaries(state: WebState) -> list[dict[str, Any]]:
+    with state.session() as session:
+        return holder_summaries(session, state.clock())
+
+
+def _timeline(state: WebState, external_id: str) -> dict[str, Any] | None:
+    with state.session() as session:
+        holder = session.scalars(select(OfferHolder).where(OfferHolder.external_id == external_id)).first()
+        return holder_timeline(session, holder) if holder else None
+
+
+def _question_texts(state: WebState) -> dict[str, dict[str, str]]:
+    """``{form: {question id: question text}}`` so answers read as questions, not ids."""
+    surveys = state.context.policy.surveys
+    return {name: {q.id: q.text for q in survey.questions} for name, survey in surveys.items()}
+
+
+def _labels(state: WebState) -> dict[str, Any]:
+    return {
+        "question_texts": _question_texts(state),
+        "status_labels": STATUS_LABELS,
+        "severity_labels": SEVERITY_LABELS,
+        "kind_labels": KIND_LABELS,
+        "phase_labels": _phase_labels(state),
+        "company": state.context.policy.organization.name,
+        "sparkline": sparkline,
+    }
+
+
+@router.get("/dashboard", include_in_schema=False, response_class=HTMLResponse)
+async def dashboard(request: Request) -> Response:
+    login = _login_redirect(request)
+    if login is not None:
+        return login
+    require_hr(request)
+    state = state_of(request)
+    rows = await run_in_threadpool(_summaries, state)
+    return page(request, "dashboard.html", {"rows": rows, **_labels(state)})
+
+
+@router.get("/dashboard/holders/{external_id}", include_in_schema=False, response_class=HTMLResponse)
+async def dashboard_holder(request: Request, external_id: str) -> Response:
+    login = _login_redirect(request)
+    if login is not None:
+        return login
+    require_hr(request)
+    state = state_of(request)
+    timeline = await run_in_threadpool(_timeline, state, external_id)
+    if timeline is None:
+        return page(request, "not_found.html", status=404)
+    return page(request, "holder.html", {"t": timeline, **_labels(state)})
+
+
+@router.get("/api/holders", tags=["holders"], dependencies=[Depends(require_hr)])
+async def api_holders(request: Request) -> dict[str, Any]:
+    """All holders: status, phase, last and next touch, pulse scores (oldest first), open flags."""
+    rows = await run_in_threadpool(_summaries, state_of(request))
+    return {"holders": rows}
+
+
+@router.get("/api/holders/{external_id}", tags=["holders"], dependencies=[Depends(require_hr)])
+async def api_holder(request: Request, external_id: str) -> dict[str, Any]:
+    """One holder's timeline: touches, survey responses, engagement events, status changes, flags."""
+    timeline = await run_in_threadpool(_timeline, state_of(request), external_id)
+    if timeline is None:
+        raise HTTPException(404, "no such holder")
+    return timeline

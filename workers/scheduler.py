@@ -1,0 +1,138 @@
+"""The scheduler process (``followup scheduler``): plan, dispatch and report on time, one leader at a time.
+
+APScheduler 3.11 runs the jobs; a database lease decides which of several scheduler processes does
+the work (the others stand by and keep trying, so one takes over within the lease TTL when the leader
+dies). Misfires after downtime are coalesced into one run; the planner's catch-up window, not the
+number of missed runs, decides what is created, so a restart never bursts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from followup.context import AppContext
+from followup.planning import plan_tick, release_lease, try_acquire_lease
+
+log = logging.getLogger("followup.scheduler")
+
+LEASE_NAME = "scheduler"
+LEASE_TTL = timedelta(seconds=90)
+HEARTBEAT_SECONDS = 20
+MISFIRE_GRACE = 6 * 3600  # run a missed job late (once, coalesced) rather than silently skip it
+
+WEEKDAYS = {"mon": "mon", "tue": "tue", "wed": "wed", "thu": "thu", "fri": "fri", "sat": "sat", "sun": "sun"}
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _optional(module: str, name: str) -> Callable[[AppContext, datetime], Any] | None:
+    """A job function from another area, if that area is installed (imported lazily)."""
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+    return found  # type: ignore[no-any-return]
+
+
+class Leader:
+    """Runs work only while this process holds the scheduler lease."""
+
+    def __init__(self, context: AppContext, owner: str, ttl: timedelta = LEASE_TTL) -> None:
+        self.context = context
+        self.owner = owner
+        self.ttl = ttl
+        self.leading = False
+
+    def now(self) -> datetime:
+        return datetime.now(self.context.policy.organization.tz)
+
+    def renew(self) -> bool:
+        with self.context.session() as session:
+            leading = try_acquire_lease(session, LEASE_NAME, self.owner, self.ttl, self.now())
+        if leading != self.leading:
+            log.info("scheduler %s is now %s", self.owner, "the leader" if leading else "standing by")
+        self.leading = leading
+        return leading
+
+    def run(self, name: str, work: Callable[[AppContext, datetime], Any]) -> Any:
+        if not self.renew():
+            return None
+        try:
+            result = work(self.context, self.now())
+        except Exception:  # one failing job must not stop the scheduler
+            log.exception("job %s failed", name)
+            return None
+        log.info("job %s: %s", name, result)
+        return result
+
+    def release(self) -> None:
+        with self.context.session() as session:
+            release_lease(session, LEASE_NAME, self.owner)
+        self.leading = False
+
+
+def add_jobs(scheduler: BaseScheduler, context: AppContext, leader: Leader) -> list[str]:
+    """Register the jobs on ``scheduler``; returns their ids (the tests read them)."""
+    policy = context.policy
+    defaults: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE}
+    scheduler.add_job(leader.renew, "interval", seconds=HEARTBEAT_SECONDS, id="lease", **defaults)
+    scheduler.add_job(
+        leader.run,
+        "interval",
+        minutes=policy.scheduler.plan_every_minutes,
+        args=["plan", plan_tick],
+        id="plan",
+        next_run_time=datetime.now(policy.organization.tz),
+        **defaults,
+    )
+    dispatch = _optional("followup.delivery", "dispatch_due")
+    if dispatch is not None:
+        scheduler.add_job(
+            leader.run, "interval", minutes=1, args=["dispatch", dispatch], id="dispatch", **defaults
+        )
+    report = _optional("followup.report", "send_weekly_report")
+    if report is not None:
+        weekly = policy.report.weekly
+        scheduler.add_job(
+            leader.run,
+            "cron",
+            day_of_week=WEEKDAYS[weekly.day],
+            hour=weekly.time.hour,
+            minute=weekly.time.minute,
+            args=["weekly_report", report],
+            id="weekly_report",
+            **defaults,
+        )
+    return [job.id for job in scheduler.get_jobs()]
+
+
+def build_scheduler(context: AppContext, owner: str) -> tuple[BlockingScheduler, Leader]:
+    scheduler = BlockingScheduler(timezone=context.policy.organization.tz)
+    leader = Leader(context, owner)
+    add_jobs(scheduler, context, leader)
+    return scheduler, leader
+
+
+def run_scheduler(context: AppContext, owner: str | None = None) -> None:
+    """Block running the jobs until interrupted; gives the lease up on the way out."""
+    scheduler, leader = build_scheduler(context, owner or default_owner())
+    log.info("scheduler %s starting (%s)", leader.owner, context.policy.organization.timezone)
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
+        leader.release()
