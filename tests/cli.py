@@ -10,10 +10,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_followup(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO,
-                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_followup(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = REPO, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "followup", *args],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )

@@ -16,8 +16,9 @@ EXAMPLE = (REPO / "config" / "followup.yaml").read_text(encoding="utf-8")
 
 def write_config(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "followup.yaml"
-    path.write_text(text.replace("templates_dir: ../templates", f"templates_dir: {REPO / 'templates'}"),
-                    encoding="utf-8")
+    path.write_text(
+        text.replace("templates_dir: ../templates", f"templates_dir: {REPO / 'templates'}"), encoding="utf-8"
+    )
     return path
 
 
@@ -50,26 +51,67 @@ def test_the_example_policy_loads_with_three_new_grad_phases() -> None:
         ("        every: 1mo", "        every: 1month", "every: 1month", "bad duration '1month'"),
         ("        every: 1mo", "        every: 1.5w", "every: 1.5w", "bad duration '1.5w'"),
         ("        every: 1mo", "        every: 0w", "every: 0w", "must be greater than zero"),
-        ("        to: start - 8w\n        every: 1mo", "        to: start - 8wk\n        every: 1mo",
-         "start - 8wk", "bad anchor 'start - 8wk'"),
-        ("        from: offer + 6w\n        to: start - 8w", "        from: begin + 6w\n        to: start - 8w",
-         "begin + 6w", "bad anchor 'begin + 6w'"),
-        ("        from: offer + 6w\n        to: start - 8w", "        from: offer + 4w\n        to: start - 8w",
-         "from: offer + 4w", "phases overlap"),
-        ("        from: offer\n        to: offer + 6w", "        from: offer + 6w\n        to: offer + 2w",
-         "to: offer + 2w", "is empty"),
-        ("templates: [prestart_checklist, checkin", "templates: [prestart_checklst, checkin",
-         "prestart_checklst", "template 'prestart_checklst' not found"),
-        ("survey: {form: pre_start, every: 4}", "survey: {form: pre_strat, every: 4}",
-         "pre_strat", "survey 'pre_strat' is not defined"),
+        (
+            "        to: start - 8w\n        every: 1mo",
+            "        to: start - 8wk\n        every: 1mo",
+            "start - 8wk",
+            "bad anchor 'start - 8wk'",
+        ),
+        (
+            "        from: offer + 6w\n        to: start - 8w",
+            "        from: begin + 6w\n        to: start - 8w",
+            "begin + 6w",
+            "bad anchor 'begin + 6w'",
+        ),
+        (
+            "        from: offer + 6w\n        to: start - 8w",
+            "        from: offer + 4w\n        to: start - 8w",
+            "from: offer + 4w",
+            "phases overlap",
+        ),
+        (
+            "        from: offer\n        to: offer + 6w",
+            "        from: offer + 6w\n        to: offer + 2w",
+            "to: offer + 2w",
+            "is empty",
+        ),
+        (
+            "templates: [prestart_checklist, checkin",
+            "templates: [prestart_checklst, checkin",
+            "prestart_checklst",
+            "template 'prestart_checklst' not found",
+        ),
+        (
+            "survey: {form: pre_start, every: 4}",
+            "survey: {form: pre_strat, every: 4}",
+            "pre_strat",
+            "survey 'pre_strat' is not defined",
+        ),
         ("    token: ${SLACK_BOT_TOKEN}", "    token: xoxb-123-secret", "xoxb-123-secret", "${ENV_NAME}"),
         ("  timezone: Asia/Tokyo", "  timezone: Asia/Osaka", "Asia/Osaka", "unknown time zone"),
-        ("    start: \"09:00\"\n    end: \"19:00\"", "    start: \"19:00\"\n    end: \"09:00\"", "start: \"19:00\"",
-         "start must be before end"),
+        (
+            '    start: "09:00"\n    end: "19:00"',
+            '    start: "19:00"\n    end: "09:00"',
+            'start: "19:00"',
+            "start must be before end",
+        ),
     ],
-    ids=["unknown-key", "wrong-type", "bad-duration-unit", "fractional-duration", "zero-duration",
-         "bad-offset-unit", "bad-anchor-base", "overlapping-phases", "empty-phase", "missing-template",
-         "missing-survey", "literal-secret", "bad-timezone", "send-window-reversed"],
+    ids=[
+        "unknown-key",
+        "wrong-type",
+        "bad-duration-unit",
+        "fractional-duration",
+        "zero-duration",
+        "bad-offset-unit",
+        "bad-anchor-base",
+        "overlapping-phases",
+        "empty-phase",
+        "missing-template",
+        "missing-survey",
+        "literal-secret",
+        "bad-timezone",
+        "send-window-reversed",
+    ],
 )
 def test_it_rejects_a_bad_policy_naming_line_and_column(
     tmp_path: Path, original: str, broken: str, needle: str, message: str
@@ -105,9 +147,13 @@ def test_a_template_with_an_undefined_variable_is_a_config_error(tmp_path: Path)
     import shutil
 
     shutil.copytree(REPO / "templates", templates)
-    (templates / "messages" / "ja" / "checkin" / "text.j2").write_text("{{ holder.nickname }} 様\n", encoding="utf-8")
+    (templates / "messages" / "ja" / "checkin" / "text.j2").write_text(
+        "{{ holder.nickname }} 様\n", encoding="utf-8"
+    )
     path = tmp_path / "followup.yaml"
-    path.write_text(EXAMPLE.replace("templates_dir: ../templates", f"templates_dir: {templates}"), encoding="utf-8")
+    path.write_text(
+        EXAMPLE.replace("templates_dir: ../templates", f"templates_dir: {templates}"), encoding="utf-8"
+    )
     with pytest.raises(ConfigError) as caught:
         load_policy(path)
     assert any("'checkin' does not render" in str(p) for p in caught.value.problems)
@@ -126,8 +172,15 @@ def test_check_config_exits_2_with_file_line_col(tmp_path: Path) -> None:
     assert f"{path}:{line_of(path.read_text(), 'every: 1month')}:" in result.stderr
 
 
-@pytest.mark.parametrize(("text", "expected"), [("1w", Interval(1, "w")), ("14d", Interval(14, "d")),
-                                                 ("3bd", Interval(3, "bd")), ("1mo", Interval(1, "mo"))])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1w", Interval(1, "w")),
+        ("14d", Interval(14, "d")),
+        ("3bd", Interval(3, "bd")),
+        ("1mo", Interval(1, "mo")),
+    ],
+)
 def test_durations_parse(text: str, expected: Interval) -> None:
     assert parse_interval(text) == expected
 

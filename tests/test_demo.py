@@ -12,11 +12,19 @@ from playwright.sync_api import sync_playwright
 from tests.cli import run_followup
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
-def test_the_demo_flags_the_drifting_holders_and_writes_the_report(tmp_path: Path, chromium_path: str) -> None:
+def test_the_demo_flags_the_drifting_holders_and_writes_the_report(
+    tmp_path: Path, chromium_path: str
+) -> None:
     directory = tmp_path / "demo"
     result = run_followup("demo", "--dir", str(directory), "--json", timeout=120)
     assert result.returncode == 0, result.stderr
@@ -47,7 +55,9 @@ def test_the_demo_flags_the_drifting_holders_and_writes_the_report(tmp_path: Pat
         text = page.inner_text("body")
         assert "内定承諾率" in text and "NG-2027-017" in text
         assert page.locator("img").count() >= 2
-        assert all(page.evaluate("img => img.naturalWidth", img) > 0 for img in page.locator("img").element_handles())
+        assert all(
+            page.evaluate("img => img.naturalWidth", img) > 0 for img in page.locator("img").element_handles()
+        )
         page.screenshot(path=str(ARTIFACTS / "demo-weekly-report.png"), full_page=True)
         browser.close()
 

@@ -27,13 +27,16 @@ def test_import_is_an_upsert_and_history_is_recorded(any_db_url: str) -> None:
         holder = find_holder(session, "NG-2027-003")
         assert holder is not None and holder.status == "offered"
         change_status(session, holder, "accepted", at=NOW + timedelta(days=1))
-        change_start_date(session, holder, date(2027, 4, 5), at=NOW + timedelta(days=2), note="卒業延期なし、調整")
+        change_start_date(
+            session, holder, date(2027, 4, 5), at=NOW + timedelta(days=2), note="卒業延期なし、調整"
+        )
     with session_scope(any_db_url) as session:
         holder = find_holder(session, "NG-2027-003")
         assert holder is not None
         assert holder.accepted_date == date(2026, 6, 2)
-        changes = session.scalars(select(HolderChange).where(HolderChange.holder_id == holder.id)
-                                  .order_by(HolderChange.at)).all()
+        changes = session.scalars(
+            select(HolderChange).where(HolderChange.holder_id == holder.id).order_by(HolderChange.at)
+        ).all()
         assert [(c.field, c.old_value, c.new_value) for c in changes] == [
             ("created", None, "offered"),
             ("status", "offered", "accepted"),
@@ -56,17 +59,42 @@ def test_a_declined_holder_cannot_join(any_db_url: str) -> None:
 
 def test_a_touch_key_is_unique(any_db_url: str) -> None:
     with session_scope(any_db_url) as session:
-        holder = OfferHolder(external_id="X1", name="試験 太郎", email="x@example.jp", offer_date=date(2026, 4, 1),
-                             start_date=date(2027, 4, 1))
+        holder = OfferHolder(
+            external_id="X1",
+            name="試験 太郎",
+            email="x@example.jp",
+            offer_date=date(2026, 4, 1),
+            start_date=date(2027, 4, 1),
+        )
         session.add(holder)
         session.flush()
         due = datetime(2026, 4, 8, 10, tzinfo=JST)
-        session.add(Touch(key="X1:new_grad:initial:1", holder_id=holder.id, cadence="new_grad", phase="initial",
-                          seq=1, kind="message", channel="email", due_at=due))
+        session.add(
+            Touch(
+                key="X1:new_grad:initial:1",
+                holder_id=holder.id,
+                cadence="new_grad",
+                phase="initial",
+                seq=1,
+                kind="message",
+                channel="email",
+                due_at=due,
+            )
+        )
     with pytest.raises(IntegrityError), session_scope(any_db_url) as session:
         holder_id = session.scalars(select(OfferHolder.id)).one()
-        session.add(Touch(key="X1:new_grad:initial:1", holder_id=holder_id, cadence="new_grad", phase="initial",
-                          seq=1, kind="message", channel="email", due_at=due))
+        session.add(
+            Touch(
+                key="X1:new_grad:initial:1",
+                holder_id=holder_id,
+                cadence="new_grad",
+                phase="initial",
+                seq=1,
+                kind="message",
+                channel="email",
+                due_at=due,
+            )
+        )
     with session_scope(any_db_url) as session:
         touch = session.scalars(select(Touch)).one()
         assert touch.due_at == datetime(2026, 4, 8, 1, tzinfo=UTC)
@@ -84,13 +112,33 @@ def test_erasing_a_holder_removes_personal_data_but_keeps_counts(any_db_url: str
         import_holders(session, rows, now=NOW)
         holder = find_holder(session, "NG-2027-001")
         assert holder is not None
-        touch = Touch(key="k1", holder_id=holder.id, cadence="new_grad", phase="initial", seq=0, kind="survey",
-                      channel="email", due_at=NOW, status="sent", note="山田さんへ電話")
+        touch = Touch(
+            key="k1",
+            holder_id=holder.id,
+            cadence="new_grad",
+            phase="initial",
+            seq=0,
+            kind="survey",
+            channel="email",
+            due_at=NOW,
+            status="sent",
+            note="山田さんへ電話",
+        )
         session.add(touch)
         session.flush()
-        session.add(SurveyResponse(touch_id=touch.id, holder_id=holder.id, form="pulse", score=3.0,
-                                   answers={"motivation": 4, "situation": "他社も検討している",
-                                            "comment": "山田です。給与が気になります"}))
+        session.add(
+            SurveyResponse(
+                touch_id=touch.id,
+                holder_id=holder.id,
+                form="pulse",
+                score=3.0,
+                answers={
+                    "motivation": 4,
+                    "situation": "他社も検討している",
+                    "comment": "山田です。給与が気になります",
+                },
+            )
+        )
         holder_id = holder.id
     with session_scope(any_db_url) as session:
         holder = session.get(OfferHolder, holder_id)

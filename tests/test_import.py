@@ -9,8 +9,19 @@ from pathlib import Path
 from tests.cli import REPO, run_followup
 
 SAMPLE = REPO / "config" / "holders.sample.csv"
-JAPANESE_HEADER = ["内定者ID", "氏名", "メールアドレス", "LINEユーザーID", "SlackユーザーID", "採用区分",
-                   "配属予定部署", "内定日", "入社予定日", "ステータス", "メンター"]
+JAPANESE_HEADER = [
+    "内定者ID",
+    "氏名",
+    "メールアドレス",
+    "LINEユーザーID",
+    "SlackユーザーID",
+    "採用区分",
+    "配属予定部署",
+    "内定日",
+    "入社予定日",
+    "ステータス",
+    "メンター",
+]
 
 
 def sample_rows() -> list[list[str]]:
@@ -91,7 +102,11 @@ def test_bad_rows_are_reported_by_line_and_nothing_is_imported(tmp_path: Path) -
     lines = result.stderr.strip().splitlines()
     assert [line.split(":")[1] for line in lines] == ["4", "6", "7", "8", "10", "12"]
     assert "name is empty" in lines[0] and "bad date" in lines[1] and "before offer_date" in lines[2]
-    assert "unknown status" in lines[3] and "duplicate external_id" in lines[4] and "no contact channel" in lines[5]
+    assert (
+        "unknown status" in lines[3]
+        and "duplicate external_id" in lines[4]
+        and "no contact channel" in lines[5]
+    )
     assert holders_json(env) == []
 
 

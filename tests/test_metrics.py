@@ -12,22 +12,60 @@ from followup.metrics import render_metrics
 def test_metrics_report_touches_flags_and_lag(sqlite_url: str) -> None:
     due = datetime.now(UTC) - timedelta(minutes=10)
     with session_scope(sqlite_url) as session:
-        holder = OfferHolder(external_id="M1", name="計測 花子", email="m@example.jp",
-                             offer_date=date(2026, 4, 1), start_date=date(2027, 4, 1))
+        holder = OfferHolder(
+            external_id="M1",
+            name="計測 花子",
+            email="m@example.jp",
+            offer_date=date(2026, 4, 1),
+            start_date=date(2027, 4, 1),
+        )
         session.add(holder)
         session.flush()
-        sent = Touch(key="a", holder_id=holder.id, cadence="c", phase="p", seq=0, kind="message",
-                     channel="email", due_at=due, status="sent")
-        session.add_all([sent, Touch(key="b", holder_id=holder.id, cadence="c", phase="p", seq=1,
-                                     kind="message", channel="line", due_at=due, status="planned")])
+        sent = Touch(
+            key="a",
+            holder_id=holder.id,
+            cadence="c",
+            phase="p",
+            seq=0,
+            kind="message",
+            channel="email",
+            due_at=due,
+            status="sent",
+        )
+        session.add_all(
+            [
+                sent,
+                Touch(
+                    key="b",
+                    holder_id=holder.id,
+                    cadence="c",
+                    phase="p",
+                    seq=1,
+                    kind="message",
+                    channel="line",
+                    due_at=due,
+                    status="planned",
+                ),
+            ]
+        )
         session.flush()
         session.add(DeliveryAttempt(touch_id=sent.id, channel="email", outcome="sent"))
-        session.add(Flag(holder_id=holder.id, rule="neglected", severity="high", reason="r",
-                         first_seen=due, last_seen=due))
+        session.add(
+            Flag(
+                holder_id=holder.id,
+                rule="neglected",
+                severity="high",
+                reason="r",
+                first_seen=due,
+                last_seen=due,
+            )
+        )
     text = render_metrics(session_factory(sqlite_url)).decode()
     assert 'followup_touches{channel="email",status="sent"} 1.0' in text
     assert 'followup_touches{channel="line",status="planned"} 1.0' in text
     assert 'followup_delivery_attempts{channel="email",outcome="sent"} 1.0' in text
     assert 'followup_open_flags{rule="neglected",severity="high"} 1.0' in text
-    lag = float(next(line for line in text.splitlines() if line.startswith("followup_queue_lag_seconds ")).split()[1])
+    lag = float(
+        next(line for line in text.splitlines() if line.startswith("followup_queue_lag_seconds ")).split()[1]
+    )
     assert 590 < lag < 700

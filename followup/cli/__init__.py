@@ -44,8 +44,8 @@ def _register() -> None:
     from followup.cli import (
         config_cmd,
         db_cmd,
-        demo_cmd,
         delivery_cmd,
+        demo_cmd,
         holders_cmd,
         planning_cmd,
         rules_cmd,

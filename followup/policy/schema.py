@@ -191,7 +191,9 @@ class OneOffTouch(Strict):
         if self.kind == "manual" and (self.channel or "phone") not in MANUAL_CHANNELS:
             raise ValueError(f"a manual touch's channel is one of {', '.join(MANUAL_CHANNELS)}")
         if self.kind != "manual" and self.channel is not None:
-            raise ValueError("a message or survey one-off touch is sent on the phase's channels: remove channel")
+            raise ValueError(
+                "a message or survey one-off touch is sent on the phase's channels: remove channel"
+            )
         if self.kind != "manual" and self.template is None:
             raise ValueError("a message or survey one-off touch needs a template")
         if self.kind == "survey" and self.survey is None:
