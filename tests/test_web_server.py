@@ -57,7 +57,10 @@ def test_followup_web_serves_the_app_on_the_given_port(tmp_path: Path) -> None:
 
 def test_a_bad_port_is_a_usage_error() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "followup", "web", "--port", "70000"], cwd=REPO, capture_output=True, timeout=60
+        [sys.executable, "-m", "followup", "web", "--port", "70000"],
+        cwd=REPO,
+        capture_output=True,
+        timeout=60,
     )
     assert result.returncode == 2
 

@@ -153,7 +153,8 @@ def _save_answers(state: WebState, link: SurveyLink, answers: dict[str, Any], ch
         try:
             with state.session() as session:
                 touch = session.get(Touch, link.touch_id)
-                assert touch is not None
+                if touch is None:  # deleted (holder erased) since the link was checked: nothing to keep
+                    return
                 record_response(session, touch, link.survey, answers, state.clock(), channel=channel)
             return
         except IntegrityError:

@@ -121,7 +121,8 @@ def chat_answer(
         if not user_id or expected != user_id:
             return "not_the_holder"
         touch = session.get(Touch, link.touch_id)
-        assert touch is not None
+        if touch is None:
+            return "expired"
         if _seen(session, dedupe_key):
             return "duplicate"
         record_response(
