@@ -69,3 +69,17 @@ def test_metrics_report_touches_flags_and_lag(sqlite_url: str) -> None:
         next(line for line in text.splitlines() if line.startswith("followup_queue_lag_seconds ")).split()[1]
     )
     assert 590 < lag < 700
+
+
+def test_the_web_app_serves_metrics_and_health(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from followup.web import create_app
+    from tests.web_fixtures import make_web_context
+
+    with TestClient(create_app(make_web_context(tmp_path))) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/readyz").status_code == 200
+        response = client.get("/metrics")
+        assert response.status_code == 200
+        assert "followup_queue_lag_seconds 0.0" in response.text

@@ -84,7 +84,7 @@ class SecurityHeaders(BaseHTTPMiddleware):
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
-        if not request.url.path.startswith(("/openapi", "/docs", "/healthz", "/readyz")):
+        if not request.url.path.startswith(("/openapi", "/docs", "/healthz", "/readyz", "/metrics")):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
@@ -340,6 +340,15 @@ async def readyz(request: Request) -> Response:
     )
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus counts from the database (no personal data: only statuses, channels and rules)."""
+    from followup.db.session import session_factory
+    from followup.metrics import render_metrics
+
+    body = await run_in_threadpool(render_metrics, session_factory(state_of(request).context.db_url))
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
 def _local_time_filter(context: AppContext) -> Callable[[Any], str]:
     """ISO timestamps shown in the organisation's time zone as ``2026-07-01 10:00``."""
 
@@ -382,6 +391,7 @@ def create_app(context: AppContext, *, clock: Callable[[], datetime] | None = No
 
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])
     app.add_api_route("/readyz", readyz, methods=["GET"], tags=["health"])
+    app.add_api_route("/metrics", metrics, methods=["GET"], tags=["health"])
     html: dict[str, Any] = {"include_in_schema": False, "response_class": HTMLResponse}
     app.add_api_route("/s/{token}", survey_form, methods=["GET"], **html)
     app.add_api_route("/s/{token}", survey_submit, methods=["POST"], **html)
