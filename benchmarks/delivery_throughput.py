@@ -54,7 +54,9 @@ def smtp_lines(log: Path) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--holders", type=int, default=500, help="messages to deliver (one touch per holder)")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--pool", default="threads", choices=("threads", "prefork", "solo"))
@@ -142,7 +144,9 @@ def main() -> None:
         noop_rate = n / noop_elapsed
         print(f"messages: {n}, workers: {args.pool} x {args.concurrency}, cpus: {os.cpu_count()}")
         print(f"no-op Celery task (broker ceiling): {noop_rate:,.0f} tasks/s ({noop_elapsed:.2f} s)")
-        print(f"delivery to SMTP sink:             {delivery_rate:,.0f} messages/s ({delivery_elapsed:.2f} s)")
+        print(
+            f"delivery to SMTP sink:             {delivery_rate:,.0f} messages/s ({delivery_elapsed:.2f} s)"
+        )
         print(f"SMTP channel alone (no DB, no broker): {channel_rate:,.0f} messages/s")
         print(f"ratio delivery/no-op: {delivery_rate / noop_rate:.2f}")
     finally:

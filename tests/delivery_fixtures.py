@@ -249,11 +249,22 @@ class WorkerProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [
-                    sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-                    f"--pool={self.pool}", f"--concurrency={self.concurrency}", "--loglevel=INFO",
-                    "--without-gossip", "--without-mingle", "--without-heartbeat",
-                    "-n", f"test{os.getpid()}-{time.monotonic_ns()}@%h", *self.extra_args,
-                ],  # fmt: skip
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "workers.celery_app",
+                    "worker",
+                    f"--pool={self.pool}",
+                    f"--concurrency={self.concurrency}",
+                    "--loglevel=INFO",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                    "-n",
+                    f"test{os.getpid()}-{time.monotonic_ns()}@%h",
+                    *self.extra_args,
+                ],
                 cwd=REPO,
                 env={**os.environ, **self.env, "PYTHONPATH": str(REPO)},
                 stdout=log,
@@ -318,7 +329,7 @@ def worker_env(context: AppContext, standins: StandInProcesses, **extra: str) ->
     return env
 
 
-# --- a TCP proxy that can hold connections -------------------------------------------------------------------
+# --- a TCP proxy that can hold connections ---------------------------------------------------------------
 
 
 class HoldingProxy:

@@ -1,4 +1,4 @@
-"""``followup run --once`` in embedded mode (no broker, no credentials: the outbox) and ``followup worker``."""
+"""``followup run --once`` embedded (no broker, no credentials: the outbox) and ``followup worker``."""
 
 from __future__ import annotations
 

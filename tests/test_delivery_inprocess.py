@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported by name are redefined as parameters)
 """Delivery in one process (embedded mode): claim, fallback, cap, retries and recording, against the real
 clients talking to loopback stand-ins. Time is passed in as ``now``, so retries need no sleeping."""
 
@@ -265,7 +266,9 @@ def test_a_holder_with_no_reachable_channel_is_recorded_not_dropped(
     assert "unreachable" in (attempts_of(context, touch_id)[0].error or "")
 
 
-def test_a_declined_holder_is_not_contacted(wired: pytest.MonkeyPatch, tmp_path: Path, smtp_sink: SmtpSink) -> None:
+def test_a_declined_holder_is_not_contacted(
+    wired: pytest.MonkeyPatch, tmp_path: Path, smtp_sink: SmtpSink
+) -> None:
     context = make_context(tmp_path, sqlite(tmp_path))
     with context.session() as s:
         touch_id = add_touch(s, add_holder(s, "NG-13", email="d@example.ac.jp", status="declined"), 1).id

@@ -113,7 +113,9 @@ def test_a_worker_killed_mid_batch_and_restarted_delivers_each_touch_once(
     start = datetime.now(UTC) - timedelta(minutes=10)
     with context.session() as s:
         for i in range(24):  # 6 chat touches, then 6 emails, then 12 mixed
-            channel = "slack" if i < 3 else "line" if i < 6 else "email" if i < 12 else ("slack", "line")[i % 2]
+            channel = (
+                "slack" if i < 3 else "line" if i < 6 else "email" if i < 12 else ("slack", "line")[i % 2]
+            )
             holder = add_holder(
                 s,
                 f"K{i:03d}",
@@ -152,7 +154,9 @@ def test_a_redis_restart_mid_run_loses_no_touch_and_doubles_none(
     try:
         memo = EnqueueMemo(context.settings.claim_timeout)
         run_due(context, datetime.now(UTC), memo=memo)
-        wait_until(lambda: statuses(context).get("sent", 0) >= 3, timeout=30, interval=0.02, what="a few sent")
+        wait_until(
+            lambda: statuses(context).get("sent", 0) >= 3, timeout=30, interval=0.02, what="a few sent"
+        )
         redis_server.restart(downtime=1.0)  # no persistence: the queued tasks are gone
         assert statuses(context).get("planned", 0) > 20  # still to do, and no longer in any queue
         drive(context, until_done=60, timeout=90)
