@@ -34,6 +34,7 @@ from followup.durations import Interval, shift
 from followup.links import LinkSigner
 from followup.policy import Phase, Policy, resolve_env
 from followup.rendering import MessageTemplates, TemplateProblem
+from followup.survey_messages import with_survey_buttons
 
 log = logging.getLogger(__name__)
 
@@ -327,6 +328,12 @@ class Deliverer:
             touch.status, touch.last_error = "failed", error
             touch.attempts += 1
             return "failed: template"
+        slack_blocks, line_messages = rendered.slack_blocks, rendered.line_messages
+        survey = self.context.policy.surveys.get(touch.survey_form or "")
+        if touch.kind == "survey" and survey is not None and channel in ("slack", "line"):
+            slack_blocks, line_messages = with_survey_buttons(
+                slack_blocks, line_messages, survey, self.signer.survey_token(touch.id), context["survey_url"]
+            )
         message = OutboundMessage(
             idempotency_key=touch.key,
             channel=channel,
@@ -334,8 +341,8 @@ class Deliverer:
             subject=rendered.subject,
             text=rendered.text,
             html=rendered.html,
-            slack_blocks=rendered.slack_blocks,
-            line_messages=rendered.line_messages,
+            slack_blocks=slack_blocks,
+            line_messages=line_messages,
             unsubscribe_url=context["unsubscribe_url"],
         )
         return _Prepared(channel, message, "sent")

@@ -137,3 +137,18 @@ def line_quick_reply(survey: Survey, token: str) -> dict[str, Any]:
             }
         )
     return {"items": items[:LINE_QUICK_REPLY_MAX]}
+
+
+def with_survey_buttons(
+    slack_blocks: list[dict[str, Any]] | None,
+    line_messages: list[dict[str, Any]] | None,
+    survey: Survey,
+    token: str,
+    survey_url: str,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """A survey touch's chat payloads with the answer buttons added (Slack rows, LINE quick reply)."""
+    blocks = [*(slack_blocks or []), *slack_survey_blocks(survey, token, survey_url=survey_url)][:50]
+    messages = list(line_messages) if line_messages else None
+    if messages:
+        messages[-1] = {**messages[-1], "quickReply": line_quick_reply(survey, token)}
+    return blocks, messages

@@ -396,3 +396,35 @@ def test_a_row_that_crashes_preparation_is_postponed_not_retried_in_a_loop(
     assert (touch.status, touch.attempts) == ("planned", 1)
     assert touch.due_at > NOW and "a bug" in (touch.last_error or "")
     assert [a.outcome for a in attempts_of(context, touch_id)] == ["transient"]
+
+
+def test_a_survey_touch_in_chat_carries_answer_buttons_for_the_scale_questions(
+    wired: pytest.MonkeyPatch, tmp_path: Path, slack_api: SlackApi, line_api: LineApi
+) -> None:
+    from followup.links import LinkSigner
+    from followup.survey_messages import decode_answer
+
+    context = make_context(tmp_path, sqlite(tmp_path))
+    with context.session() as s:
+        holder = add_holder(s, "NG-3", slack="U777", line="Uxyz")
+        slack_touch = add_touch(s, holder, 1, channel="slack", template="pulse_survey", kind="survey")
+        line_touch = add_touch(s, holder, 2, channel="line", template="pulse_survey", kind="survey")
+        slack_touch.survey_form = line_touch.survey_form = "pulse"
+        slack_id, line_id = slack_touch.id, line_touch.id
+
+    assert deliver_touch(context, slack_id, now=NOW) == "sent"
+    assert deliver_touch(context, line_id, now=NOW) == "sent"
+
+    signer = LinkSigner.from_settings(context.settings)
+    values = [
+        element["value"]
+        for block in slack_api.records[0]["blocks"]
+        if block["type"] == "actions"
+        for element in block["elements"]
+        if "value" in element
+    ]
+    decoded = [decode_answer(v) for v in values]
+    assert {d[1] for d in decoded if d} >= {"motivation", "anxiety", "understanding"}
+    assert all(signer.read_survey_token(d[0], 3600) == slack_id for d in decoded if d)
+    quick = line_api.records[0]["messages"][-1]["quickReply"]["items"]
+    assert len(quick) == 5 and "postback" == quick[0]["action"]["type"]
