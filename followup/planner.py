@@ -113,6 +113,14 @@ class _Slot:
     note: str | None
     reason: str
     due_at: datetime
+    nominal: date | None = None  # the day the cadence asked for, when the calendar moved it
+    why: str | None = None  # why it moved (closed day, another touch that day)
+
+    def explain(self) -> str:
+        if self.nominal is None:
+            return self.reason
+        day = self.due_at.date().isoformat()
+        return f"{self.reason}、{self.nominal.isoformat()} は{self.why}のため {day} に移動"
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +250,7 @@ def _compute_season(
                 f"{_label(phase)} {one_off.name} ({one_off.at})",
             )
             candidates.append((nominal, (1, p_index, o_index), fields))
-    candidates.sort(key=lambda c: (c[0], c[1]))
+    candidates.sort()  # (nominal, order) is unique, so the fields are never compared
     used: set[date] = set()
     slots: list[_Slot] = []
     stamps: list[float] = []
@@ -253,11 +261,11 @@ def _compute_season(
             day = calendar.next_business_day(day + timedelta(days=1))
             why = why or "同日に別の接点あり"
         used.add(day)
-        reason = fields[11]
-        if day != nominal:
-            reason += f"、{nominal.isoformat()} は{why}のため {day.isoformat()} に移動"
         due_at, stamp = calendar.moment(day, zone)
-        slots.append(_Slot(*fields[:11], reason, due_at))
+        if day == nominal:
+            slots.append(_Slot(*fields, due_at))
+        else:
+            slots.append(_Slot(*fields, due_at, nominal, why))
         stamps.append(stamp)
     # days are distinct and increasing with the due time, so sorting by stamp keeps slots aligned
     order = sorted(range(len(slots)), key=stamps.__getitem__)
@@ -293,7 +301,7 @@ def _materialize(slot: _Slot, holder: HolderSnapshot, cadence_name: str, channel
         due_at=slot.due_at,
         assignee=slot.assignee,
         note=slot.note,
-        reason=slot.reason,
+        reason=slot.explain(),
     )
 
 

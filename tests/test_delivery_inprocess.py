@@ -427,4 +427,4 @@ def test_a_survey_touch_in_chat_carries_answer_buttons_for_the_scale_questions(
     assert {d[1] for d in decoded if d} >= {"motivation", "anxiety", "understanding"}
     assert all(signer.read_survey_token(d[0], 3600) == slack_id for d in decoded if d)
     quick = line_api.records[0]["messages"][-1]["quickReply"]["items"]
-    assert len(quick) == 5 and "postback" == quick[0]["action"]["type"]
+    assert len(quick) == 5 and quick[0]["action"]["type"] == "postback"

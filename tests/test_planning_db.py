@@ -59,7 +59,7 @@ def test_planning_twice_creates_each_touch_once(any_db_url: str, tmp_path: Path)
     assert all(t.status == "planned" and t.due_at.tzinfo is not None for t in rows)
 
 
-def test_applying_the_same_plan_twice_inserts_nothing_the_second_time(any_db_url: str, tmp_path: Path) -> None:
+def test_the_same_plan_applied_twice_inserts_nothing_the_second_time(any_db_url: str, tmp_path: Path) -> None:
     add_holders(any_db_url, 1)
     with session_scope(any_db_url) as session:
         holder_id = session.scalar(select(OfferHolder.id))
@@ -84,7 +84,7 @@ def test_applying_the_same_plan_twice_inserts_nothing_the_second_time(any_db_url
     assert len(touches(any_db_url)) == 1
 
 
-def test_a_start_date_change_moves_and_a_decline_cancels_in_the_database(any_db_url: str, tmp_path: Path) -> None:
+def test_a_start_date_change_moves_and_a_decline_cancels_in_the_db(any_db_url: str, tmp_path: Path) -> None:
     add_holders(any_db_url, 1, first_offer=date(2026, 4, 15))
     context = make_context(any_db_url, tmp_path)
     now = datetime(2027, 2, 3, 0, 0, tzinfo=TOKYO)

@@ -19,7 +19,7 @@ from tests.conftest import REPO, make_context
 from workers.scheduler import MISFIRE_GRACE, Leader, add_jobs
 
 
-def test_the_scheduler_plans_dispatches_and_reports_on_the_configured_times(sqlite_url: str, tmp_path: Path) -> None:
+def test_the_scheduler_plans_dispatches_and_reports_on_time(sqlite_url: str, tmp_path: Path) -> None:
     context = make_context(sqlite_url, tmp_path)
     scheduler = BackgroundScheduler(timezone=context.policy.organization.tz)
     ids = add_jobs(scheduler, context, Leader(context, "test"))
@@ -65,8 +65,12 @@ def test_two_scheduler_processes_elect_one_leader_and_create_no_duplicate(tmp_pa
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "followup", "scheduler", "--owner", owner],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for owner in ("sched-a", "sched-b")
     ]
     try:

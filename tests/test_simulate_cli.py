@@ -25,9 +25,17 @@ def env_for(tmp_path: Path) -> dict[str, str]:
 def test_simulating_a_year_over_the_sample_holders_prints_the_summary(tmp_path: Path) -> None:
     out_file = tmp_path / "touches.json"
     result = run_followup(
-        "simulate", "--start", "2026-04-01", "--end", "2027-03-31", "--holders", str(SAMPLE),
-        "--json", str(out_file), env=env_for(tmp_path),
-    )  # fmt: skip
+        "simulate",
+        "--start",
+        "2026-04-01",
+        "--end",
+        "2027-03-31",
+        "--holders",
+        str(SAMPLE),
+        "--json",
+        str(out_file),
+        env=env_for(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     assert "touches per holder per phase" in result.stdout
     assert "touches per month" in result.stdout
@@ -110,9 +118,17 @@ def test_touch_log_completes_the_due_call_or_records_an_ad_hoc_one(tmp_path: Pat
     _add_holder(url)
     run_followup("plan", "--now", "2026-04-15T08:00", env=env_for(tmp_path))
     done = run_followup(
-        "touch", "log", "NG-1", "--channel", "phone", "--at", "2026-04-16T11:30", "--note", "とても喜んでいた",
+        "touch",
+        "log",
+        "NG-1",
+        "--channel",
+        "phone",
+        "--at",
+        "2026-04-16T11:30",
+        "--note",
+        "とても喜んでいた",
         env=env_for(tmp_path),
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr
     with session_scope(url) as session:
         call = session.scalars(select(Touch).where(Touch.channel == "phone")).one()
