@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from followup.calendar import BusinessCalendar
 from followup.durations import Interval, shift
-from followup.policy.schema import Cadence, Phase, Policy
+from followup.policy.schema import Cadence, Phase, Policy, TemplateRef
 
 ACTIVE_STATUSES = frozenset({"offered", "accepted"})
 PENDING_STATUSES = frozenset({"planned", "reminded"})  # not yet done; cancelled when a holder leaves
@@ -189,6 +189,8 @@ def _phase_candidates(
             break
         ref = phase.templates[k % len(phase.templates)]
         survey = phase.survey is not None and (k + 1) % phase.survey.every == 0
+        if survey and phase.survey is not None and phase.survey.template is not None:
+            ref = TemplateRef(template=phase.survey.template)
         fields: _Fields = (
             f"{cadence_name}:{phase.name}:{k}",
             phase.name,
@@ -240,7 +242,7 @@ def _compute_season(
                 phase.name,
                 -1 - o_index,
                 one_off.kind,
-                one_off.channel if manual else None,
+                (one_off.channel or "phone") if manual else None,
                 () if manual else phase.channels,
                 one_off.template,
                 None,

@@ -131,14 +131,15 @@ def test_templates_rotate_and_every_third_touch_is_a_pulse_survey() -> None:
     assert [t.template for t in initial] == [
         "welcome_president",
         "mentor_intro",
-        "checkin",
-        "pulse_survey",
+        "pulse_survey",  # the survey's own message replaces the rotation's "checkin"
         "zadankai_invite",
         "checkin",
+        "pulse_survey",
     ]
     assert [t.kind for t in initial] == ["message", "message", "survey", "message", "message", "survey"]
     assert {t.survey_form for t in initial if t.kind == "survey"} == {"pulse"}
-    assert initial[4].event == "zadankai"
+    assert initial[3].event == "zadankai"
+    assert initial[2].event is None
     assert [t.key for t in initial[:2]] == ["NG-001:new_grad:initial:0", "NG-001:new_grad:initial:1"]
 
 

@@ -194,6 +194,8 @@ def _cross_check(loaded: LoadedPolicy, root: Any, *, check_templates: bool) -> l
                 check_template((*base, "templates", t_index), ref.template)
                 if ref.event is not None and ref.event not in policy.events:
                     add((*base, "templates", t_index), f"event {ref.event!r} is not defined under events:")
+            if phase.survey is not None and phase.survey.template is not None:
+                check_template((*base, "survey", "template"), phase.survey.template)
             if phase.survey is not None and phase.survey.form not in policy.surveys:
                 add((*base, "survey", "form"), f"survey {phase.survey.form!r} is not defined under surveys:")
             for o_index, one_off in enumerate(phase.one_off):

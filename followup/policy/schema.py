@@ -174,6 +174,7 @@ def _to_template_ref(value: Any) -> Any:
 class SurveyEvery(Strict):
     form: str
     every: int = Field(ge=1, description="every Nth touch of the phase carries this survey")
+    template: str | None = "pulse_survey"  # the message that carries the link; None: the rotation's template
 
 
 class OneOffTouch(Strict):
