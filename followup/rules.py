@@ -249,12 +249,15 @@ class RuleEngine:
             self.offer_moments[day] = moment
         return moment
 
+    def _local_date(self, moment: datetime) -> date:
+        return moment.astimezone(self.policy.organization.tz).date()
+
     def _local(self, moment: datetime) -> str:
         return moment.astimezone(self.tz).strftime("%-m/%-d")
 
     def evaluate(self, h: HolderHistory, now: datetime) -> list[FlagDecision]:
-        if h.status not in ACTIVE_STATUSES:
-            return []
+        if h.status not in ACTIVE_STATUSES or self._local_date(now) >= h.start_date:
+            return []  # follow-up ends on the first working day (HR then marks the holder joined)
         rules = self.policy.rules
         out: list[FlagDecision] = []
 

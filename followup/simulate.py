@@ -155,3 +155,59 @@ def simulate_season(
         if progress is not None:
             progress(offset + 1, total)
     return result
+
+
+CADENCE_RULES = frozenset({"neglected", "over_contacted", "unreachable"})
+
+
+class FlagTimeline:
+    """Observer: which flags the cadence itself would raise, and when (evaluated at each weekly report).
+
+    The simulation knows only what the planner would send, not how holders react, so only the rules
+    that judge the cadence are evaluated: ``neglected`` (a gap too long for the phase), ``over_contacted``
+    and ``unreachable``. A flag is noted once, when it first fires, with the report time as ``since``.
+    """
+
+    def __init__(self, policy: Policy) -> None:
+        from followup.rules import RuleEngine
+
+        self.policy = policy
+        self.engine = RuleEngine(policy)
+        weekly = policy.report.weekly
+        self.weekday = ("mon", "tue", "wed", "thu", "fri", "sat", "sun").index(weekly.day)
+        self.report_time = weekly.time
+        self.seen: set[tuple[int, str]] = set()
+
+    def __call__(self, now: datetime, result: SimulationResult) -> None:
+        from followup.rules import HolderHistory, TouchRecord, current_phase
+
+        if now.weekday() != self.weekday:
+            return
+        moment = datetime.combine(now.date(), self.report_time, tzinfo=now.tzinfo)
+        for holder in result.holders:
+            if holder.status not in ("offered", "accepted"):
+                continue
+            match = self.policy.cadence_for(holder.track, holder.department)
+            cadence = match[0] if match else None
+            dates = {"offer": holder.offer_date, "accepted": holder.accepted_date, "start": holder.start_date}
+            history = HolderHistory(
+                holder_id=holder.id,
+                external_id=holder.external_id,
+                name="",
+                status=holder.status,
+                offer_date=holder.offer_date,
+                start_date=holder.start_date,
+                cadence=cadence,
+                phase=current_phase(self.policy, cadence, dates, moment.date()),
+                reachable_channels=tuple(sorted(holder.reachable)),
+                delivered=tuple(
+                    TouchRecord(t.due_at, t.channel, t.kind)
+                    for t in result.by_holder.get(holder.id, [])
+                    if t.due_at <= moment
+                ),
+            )
+            for flag in self.engine.evaluate(history, moment):
+                key = (holder.id, flag.rule)
+                if flag.rule in CADENCE_RULES and key not in self.seen:
+                    self.seen.add(key)
+                    result.notes.append({**flag.record(), "since": moment.isoformat()})

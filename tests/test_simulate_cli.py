@@ -142,3 +142,48 @@ def test_touch_log_completes_the_due_call_or_records_an_ad_hoc_one(tmp_path: Pat
     unknown = run_followup("touch", "log", "NG-404", "--channel", "phone", env=env_for(tmp_path))
     assert unknown.returncode == 2
     assert "NG-404" in unknown.stderr
+
+
+def test_the_simulation_shows_when_a_too_sparse_cadence_would_raise_neglect_flags(tmp_path: Path) -> None:
+    text = (REPO / "config" / "followup.yaml").read_text(encoding="utf-8")
+    sparse = text.replace(
+        "        every: 1mo\n        max_gap: 45d", "        every: 2mo\n        max_gap: 45d", 1
+    )
+    assert sparse != text
+    config = tmp_path / "sparse.yaml"
+    config.write_text(sparse.replace("templates_dir: ../templates", f"templates_dir: {REPO / 'templates'}"))
+    args = ("simulate", "--start", "2026-04-01", "--end", "2026-12-31", "--holders", str(SAMPLE))
+    sparse_run = run_followup("--config", str(config), *args, env=env_for(tmp_path))
+    assert sparse_run.returncode == 0, sparse_run.stderr
+    assert "フラグが立つ時期" in sparse_run.stdout
+    assert "neglected" in sparse_run.stdout and "安定期の上限45日" in sparse_run.stdout
+    example_run = run_followup(*args, env=env_for(tmp_path))
+    assert "no cadence flags" in example_run.stdout
+
+
+def test_the_flag_timeline_notes_each_flag_once_when_it_first_fires() -> None:
+    from followup.holders import read_holders_csv
+    from followup.planner import HolderSnapshot
+    from followup.simulate import FlagTimeline
+
+    policy = load_policy(REPO / "config" / "followup.yaml", check_templates=False).policy
+    rows, _ = read_holders_csv(SAMPLE)
+    row = rows[0]
+    lost = HolderSnapshot(
+        1,
+        row.external_id,
+        row.track,
+        row.department,
+        "accepted",
+        row.offer_date,
+        row.offer_date,
+        row.start_date,
+        frozenset(),
+        None,
+    )
+    result = simulate_season(
+        [lost], policy, date(2026, 4, 1), date(2026, 6, 30), observers=[FlagTimeline(policy)]
+    )
+    rules = [(n["external_id"], n["rule"]) for n in result.notes]
+    assert rules.count((row.external_id, "unreachable")) == 1
+    assert rules.count((row.external_id, "neglected")) == 1

@@ -23,7 +23,7 @@ from followup.db.models import AuditEntry, OfferHolder, Touch
 from followup.errors import Problem, UserInputError
 from followup.planner import HolderSnapshot
 from followup.planning import load_snapshots, plan_tick
-from followup.simulate import SimulationResult, simulate_season
+from followup.simulate import FlagTimeline, SimulationResult, simulate_season
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -213,8 +213,10 @@ def simulate(
             last,
             progress=lambda done, _total: progress.update(task, completed=done),
             calendar=calendar,
+            observers=[FlagTimeline(policy)],
         )
     _print_simulation(result, calendar)
+    _print_simulated_flags(result)
     if json_out is not None:
         json_out.write_text(
             json.dumps(result.records(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
@@ -222,6 +224,19 @@ def simulate(
         out.print(
             f"{len(result.records())} 件の記録を {json_out} に書き出しました", markup=False, highlight=False
         )
+
+
+def _print_simulated_flags(result: SimulationResult) -> None:
+    """When the cadence itself would raise a flag (neglect, over-contact, no reachable channel)."""
+    if not result.notes:
+        out.print("このケイデンスでは、放置・過剰連絡・連絡不能のフラグは立ちません。 (no cadence flags)")
+        return
+    table = Table(title="フラグが立つ時期 (when the cadence would raise flags)")
+    for column in ("週次レポート", "内定者", "ルール", "重要度", "理由"):
+        table.add_column(column, overflow="fold")
+    for note in sorted(result.notes, key=lambda n: (n["since"], n["external_id"])):
+        table.add_row(note["since"][:10], note["external_id"], note["rule"], note["severity"], note["reason"])
+    out.print(table)
 
 
 def scheduler(
