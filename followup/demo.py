@@ -213,7 +213,8 @@ def run_demo(
         for index in range(days + 1):
             day = SEASON_START + timedelta(days=index)
             plan_tick(context, _at(day, 7, context))
-            run_due(context, _at(day, 18, context), limit=10_000)
+            run_due(context, _at(day, 10, context) + timedelta(minutes=5), limit=10_000)
+            run_due(context, _at(day, 18, context), limit=10_000)  # retries and late moves
             _simulate_offer_holders(context, day, result)
             if day.weekday() == 0:
                 result.flags, _ = evaluate_and_persist(context, _at(day, 8, context))

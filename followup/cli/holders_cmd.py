@@ -23,6 +23,17 @@ err = Console(stderr=True, soft_wrap=True)
 holders_app = typer.Typer(
     help="List offer holders, show one with its timeline, change status or start date.", no_args_is_help=True
 )
+TIMELINE_TYPES = {
+    "touch": "接点",
+    "answer": "回答",
+    "reply": "返信",
+    "button": "ボタン回答",
+    "opt_out": "配信停止",
+    "follow": "友だち追加",
+    "unfollow": "ブロック",
+    "change": "変更",
+    "flag": "フラグ",
+}
 STATUS_LABELS = {
     "offered": "内定",
     "accepted": "承諾",
@@ -150,15 +161,21 @@ def register(app: typer.Typer) -> None:
             f"[bold]{h['name']}[/] ({h['external_id']}) {h['track']} {h['department'] or ''} — "
             f"{STATUS_LABELS.get(h['status'], h['status'])}, 内定 {h['offer_date']} → 入社 {h['start_date']}"
         )
-        table = Table(title="タイムライン")
+        tz = context.policy.organization.tz
+        table = Table(title="タイムライン (timeline)")
         for column in ("日時", "種類", "内容", "状態"):
-            table.add_column(column)
-        for item in record.get("events", []):
+            table.add_column(column, overflow="fold")
+        for item in record.get("items", []):
+            at = (
+                datetime.fromisoformat(item["at"]).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+                if item.get("at")
+                else ""
+            )
             table.add_row(
-                str(item.get("at", "")),
-                str(item.get("type", "")),
+                at,
+                TIMELINE_TYPES.get(item.get("type", ""), item.get("type", "")),
                 str(item.get("summary", "")),
-                str(item.get("status", "")),
+                str(item.get("status", "") or ""),
             )
         out.print(table)
 
