@@ -16,8 +16,11 @@ from typing import Any
 _PATTERNS = (
     (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "<email>"),
     (re.compile(r"\bU[0-9a-f]{32}\b"), "<line-user>"),
-    (re.compile(r"\b[UW][A-Z0-9]{8,12}\b"), "<slack-user>"),
+    (re.compile(r"\b[UW](?=[A-Z]*\d)[A-Z0-9]{8,12}\b"), "<slack-user>"),
     (re.compile(r"\b0\d{1,4}-\d{1,4}-\d{3,4}\b"), "<phone>"),
+    # signed links and login tokens in request paths (uvicorn's access log)
+    (re.compile(r"(/s/|/opt-out/)[\w.-]{20,}"), r"\1<token>"),
+    (re.compile(r"([?&]token=)[^&\s\"]+"), r"\1<token>"),
 )
 
 
@@ -33,6 +36,13 @@ class PersonalDataFilter(logging.Filter):
         record.msg = mask(record.getMessage())
         record.args = None
         return True
+
+
+class MaskingFormatter(logging.Formatter):
+    """Plain lines; tracebacks masked too (an exception message can quote an address)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -57,10 +67,20 @@ def configure_logging(*, json_lines: bool = False, level: int = logging.INFO) ->
     handler = logging.StreamHandler()
     handler._followup = True  # type: ignore[attr-defined]
     handler.addFilter(PersonalDataFilter())
-    handler.setFormatter(
-        JsonFormatter()
-        if json_lines
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
+    handler.setFormatter(_formatter(json_lines))
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def _formatter(json_lines: bool) -> logging.Formatter:
+    if json_lines:
+        return JsonFormatter()
+    return MaskingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def protect_handlers(logger: logging.Logger, *, json_lines: bool = False) -> None:
+    """Add the PII filter (and the chosen format) to handlers a framework set up itself (Celery)."""
+    for handler in logger.handlers:
+        if not any(isinstance(f, PersonalDataFilter) for f in handler.filters):
+            handler.addFilter(PersonalDataFilter())
+        handler.setFormatter(_formatter(json_lines))

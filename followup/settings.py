@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     max_attempts: int = 8
     retry_base: float = 60.0
     retry_cap: float = 3600.0
+    # scheduler (workers.scheduler): seconds between dispatch runs; retries become due no sooner than this
+    dispatch_interval: float = 60.0
 
     @property
     def effective_database_url(self) -> str:

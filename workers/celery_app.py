@@ -12,9 +12,13 @@ Settings chosen for "exactly once" with the database as the arbiter:
 
 from __future__ import annotations
 
+import logging
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
+
+from followup.logs import protect_handlers
 
 DEFAULT_QUEUE = "followup"
 VISIBILITY_TIMEOUT = 12 * 3600
@@ -53,3 +57,14 @@ def make_app(broker_url: str | None = None) -> Celery:
 
 
 app = make_app()
+
+
+def _no_personal_data_in_logs(logger: logging.Logger, *args: Any, **kwargs: Any) -> None:
+    """Celery configures its own handlers; give them the PII filter and FOLLOWUP_LOG_JSON's format."""
+    protect_handlers(
+        logger, json_lines=os.environ.get("FOLLOWUP_LOG_JSON", "").lower() in ("1", "true", "yes")
+    )
+
+
+signals.after_setup_logger.connect(_no_personal_data_in_logs, weak=False)
+signals.after_setup_task_logger.connect(_no_personal_data_in_logs, weak=False)

@@ -8,6 +8,7 @@ number of missed runs, decides what is created, so a restart never bursts.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
@@ -96,10 +97,18 @@ def add_jobs(scheduler: BaseScheduler, context: AppContext, leader: Leader) -> l
         next_run_time=datetime.now(policy.organization.tz),
         **defaults,
     )
-    dispatch = _optional("followup.delivery", "dispatch_due")
-    if dispatch is not None:
+    if _optional("followup.delivery", "dispatch_due") is not None:
+        from followup.delivery import EnqueueMemo, dispatch_due
+
+        # the memo keeps a frequent dispatch from publishing a still-queued id again on every run
+        dispatch = functools.partial(dispatch_due, memo=EnqueueMemo(context.settings.claim_timeout))
         scheduler.add_job(
-            leader.run, "interval", minutes=1, args=["dispatch", dispatch], id="dispatch", **defaults
+            leader.run,
+            "interval",
+            seconds=context.settings.dispatch_interval,
+            args=["dispatch", dispatch],
+            id="dispatch",
+            **defaults,
         )
     report = _optional("followup.report", "send_weekly_report")
     if report is not None:

@@ -28,7 +28,13 @@ def web(
     context.policy  # noqa: B018 - load and validate the policy now: a bad file exits 2 before serving
     if not context.settings.dashboard_token:
         console.print("[yellow]FOLLOWUP_DASHBOARD_TOKEN is not set: /dashboard and /api are disabled.[/]")
-    uvicorn.run(create_app(context), host=host, port=port, proxy_headers=True, log_level="info")
+    from followup.logs import configure_logging
+
+    configure_logging(json_lines=context.settings.log_json)
+    # log_config=None: uvicorn's access log goes through our handler, which masks tokens and addresses
+    uvicorn.run(
+        create_app(context), host=host, port=port, proxy_headers=True, log_level="info", log_config=None
+    )
 
 
 def register(app: typer.Typer) -> None:
