@@ -1,8 +1,9 @@
 """Deleting one offer holder's personal data on request (個人情報保護法), keeping anonymous counts.
 
 The holder row stays (so cohort rates and touch counts in past reports still add up) but loses every
-field that identifies a person: name, contact ids, the ATS id, free-text survey answers, message
-payloads of replies, HR notes, and contact values in the change history.
+field that identifies a person: name, contact ids, the ATS id (also inside touch keys), free-text
+survey answers, message payloads of replies, HR notes, provider error texts, and contact values in the
+change history. Messages already written to an outbox folder are files the operator removes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from followup.db.models import (
     AuditEntry,
+    DeliveryAttempt,
     EngagementEvent,
     HolderChange,
     OfferHolder,
@@ -28,6 +30,15 @@ _CONTACT_FIELDS = ("name", "email", "line_user_id", "slack_user_id", "mentor_ema
 def erase_holder(session: Session, holder: OfferHolder, policy: Policy, *, now: datetime, actor: str) -> str:
     """Anonymise ``holder`` in place and return its new pseudonymous id. Pending touches are cancelled."""
     pseudonym = f"erased-{holder.id}"
+    original = holder.external_id
+    for touch in session.scalars(select(Touch).where(Touch.holder_id == holder.id)):
+        if touch.key.startswith(f"{original}:"):  # idempotency keys begin with the ATS id
+            touch.key = pseudonym + touch.key[len(original) :]
+    session.execute(
+        update(DeliveryAttempt)
+        .where(DeliveryAttempt.touch_id.in_(select(Touch.id).where(Touch.holder_id == holder.id)))
+        .values(error=None)
+    )
     holder.external_id = pseudonym
     holder.name = "(削除済み)"
     holder.email = holder.line_user_id = holder.slack_user_id = holder.mentor_email = None

@@ -113,7 +113,7 @@ def test_erasing_a_holder_removes_personal_data_but_keeps_counts(any_db_url: str
         holder = find_holder(session, "NG-2027-001")
         assert holder is not None
         touch = Touch(
-            key="k1",
+            key="NG-2027-001:new_grad:initial:0",
             holder_id=holder.id,
             cadence="new_grad",
             phase="initial",
@@ -151,6 +151,7 @@ def test_erasing_a_holder_removes_personal_data_but_keeps_counts(any_db_url: str
         assert holder.external_id == f"erased-{holder_id}" and holder.erased_at is not None
         response = session.scalars(select(SurveyResponse)).one()
         assert response.answers == {"motivation": 4, "situation": "他社も検討している"}
-        assert session.scalars(select(Touch)).one().note is None
+        touch = session.scalars(select(Touch)).one()
+        assert touch.note is None and touch.key == f"erased-{holder_id}:new_grad:initial:0"
         assert session.scalar(select(OfferHolder.id).where(OfferHolder.external_id == "NG-2027-001")) is None
         assert session.scalars(select(AuditEntry.action)).all()[-1] == "erase_holder"
