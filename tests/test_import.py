@@ -127,3 +127,43 @@ def test_an_unknown_column_is_reported_on_line_1(tmp_path: Path) -> None:
     result = run_followup("import-holders", str(path), env=env_for(tmp_path))
     assert result.returncode == 2
     assert f"{path}:1: unknown column '部門名'" in result.stderr
+
+
+def test_erase_needs_confirmation_then_removes_the_holder_from_lists(tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    run_followup("import-holders", str(SAMPLE), env=env)
+    refused = run_followup("holders", "erase", "NG-2027-001", env=env)
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    erased = run_followup("holders", "erase", "NG-2027-001", "--yes", env=env)
+    assert erased.returncode == 0, erased.stderr
+    ids = {h["external_id"] for h in holders_json(env)}
+    assert "NG-2027-001" not in ids and len(ids) == 30
+    assert not any(h["name"] == "山田 花子" for h in holders_json(env))
+
+
+def test_the_audit_log_records_imports_and_policy_changes(tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from followup.audit import record_policy
+    from followup.db.models import AuditEntry
+    from followup.db.session import session_scope
+    from followup.policy import load_policy
+
+    env = env_for(tmp_path)
+    run_followup("import-holders", str(SAMPLE), env=env)
+    run_followup("run", "--once", "--now", "2026-06-01T10:00+09:00", env=env)
+    url = env["FOLLOWUP_DATABASE_URL"]
+    config = tmp_path / "followup.yaml"
+    config.write_text((REPO / "config" / "followup.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    loaded = load_policy(config, check_templates=False)
+    from datetime import UTC, datetime
+
+    with session_scope(url) as session:
+        assert not record_policy(session, loaded, now=datetime.now(UTC))  # same content as the run's
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("plan_every_minutes: 5", "plan_every_minutes: 10")
+    )
+    with session_scope(url) as session:
+        assert record_policy(session, load_policy(config, check_templates=False), now=datetime.now(UTC))
+        actions = session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)).all()
+    assert actions == ["import_holders", "config_changed", "config_changed"]

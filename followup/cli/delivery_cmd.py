@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from followup.audit import record_policy
 from followup.cli.timeparse import parse_now
 from followup.context import AppContext
 from followup.delivery import DispatchSummary, EnqueueMemo, outcome_counts, run_due
@@ -53,6 +54,8 @@ def run(
     if interval <= 0:
         raise UserInputError(Problem(Path("--interval"), None, None, "must be greater than zero"))
     memo = EnqueueMemo(context.settings.claim_timeout)
+    with context.session() as session:
+        record_policy(session, context.loaded, now=parse_now(now, context))
     while True:
         moment = parse_now(now, context)
         created = _plan(context, moment)

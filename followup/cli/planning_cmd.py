@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy import case, select
 
+from followup.audit import record_policy
 from followup.calendar import BusinessCalendar
 from followup.cli.timeparse import parse_now
 from followup.context import AppContext
@@ -253,6 +254,8 @@ def scheduler(
     context: AppContext = ctx.obj
     context.loaded  # noqa: B018 (fail with FILE:LINE:COL before starting)
     configure_logging(json_lines=context.settings.log_json)
+    with context.session() as session:
+        record_policy(session, context.loaded, now=datetime.now(context.policy.organization.tz))
     run_scheduler(context, owner)
 
 
