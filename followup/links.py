@@ -44,15 +44,20 @@ def secret_key(settings: Settings) -> str:
 
 @dataclass(frozen=True)
 class LinkSigner:
+    """Signs with ``secret``; also accepts links signed with ``previous`` keys (secret rotation)."""
+
     secret: str
     base_url: str
+    previous: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LinkSigner:
-        return cls(secret_key(settings), settings.base_url.rstrip("/"))
+        previous = tuple(k.strip() for k in settings.secret_key_previous.split(",") if k.strip())
+        return cls(secret_key(settings), settings.base_url.rstrip("/"), previous)
 
     def _serializer(self, salt: str) -> URLSafeTimedSerializer:
-        return URLSafeTimedSerializer(self.secret, salt=salt)
+        # itsdangerous signs with the last key of the list and verifies with any of them
+        return URLSafeTimedSerializer([*self.previous, self.secret], salt=salt)
 
     def survey_token(self, touch_id: int) -> str:
         return str(self._serializer(SURVEY_SALT).dumps({"t": touch_id}))

@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     base_url: str = "http://127.0.0.1:8000"
     dashboard_token: str = ""
     secret_key: str = ""  # signs survey links; empty: derived per installation under var/
+    secret_key_previous: str = ""  # comma-separated old keys, still accepted while links age out
     var_dir: Path = Path("var")
     log_json: bool = False
     worker_name: str = Field(default="")
