@@ -66,6 +66,7 @@ class ExistingTouch:
     channel: str
     due_at: datetime
     status: str
+    deferred: bool = False  # delivery retried or held it back: its due time is delivery's, not ours
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,7 +450,7 @@ def plan(
             if current is None:
                 cancel.append((touch.id, "日程の変更で予定から外れたため中止"))
                 continue
-            if current.due_at != touch.due_at and touch.due_at >= now:
+            if current.due_at != touch.due_at and touch.due_at >= now and not touch.deferred:
                 if current.due_at < low:
                     cancel.append((touch.id, "日程の変更で送信時期を過ぎたため中止"))
                     continue

@@ -69,6 +69,7 @@ def load_snapshots(
         Touch.channel,
         Touch.due_at,
         Touch.status,
+        (Touch.attempts + Touch.suppressed_count) > 0,
     )
     touch_query = select(*touch_cols)
     if now is not None:
@@ -76,7 +77,7 @@ def load_snapshots(
         touch_query = touch_query.where(or_(Touch.status.in_(pending), Touch.due_at >= since))
     existing: dict[int, list[ExistingTouch]] = defaultdict(list)
     for t in session.execute(touch_query):
-        existing[t.holder_id].append(ExistingTouch(*t))
+        existing[t[2]].append(ExistingTouch(*t[:9], deferred=bool(t[9])))
 
     pending_holders = select(Touch.holder_id).where(Touch.status.in_(pending)).distinct()
     holder_query = select(
