@@ -409,7 +409,9 @@ def test_a_touch_delivery_deferred_keeps_its_new_due_time_and_is_not_cancelled()
     now = tokyo("2026-04-15T08:00")
     created = plan([NEW_GRAD], POLICY, {}, now, CAL).create
     first = as_existing(created, first_id=1)
-    deferred = [replace(t, due_at=tokyo("2026-04-22T09:00"), deferred=True) if t.seq == 0 else t for t in first]
+    deferred = [
+        replace(t, due_at=tokyo("2026-04-22T09:00"), deferred=True) if t.seq == 0 else t for t in first
+    ]
     for later in ("2026-04-16T08:00", "2026-04-21T08:00"):
         result = plan([NEW_GRAD], POLICY, {1: deferred}, tokyo(later), CAL)
         assert all(touch_id != 1 for touch_id, _ in result.move)
