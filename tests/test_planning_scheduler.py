@@ -23,7 +23,7 @@ def test_the_scheduler_plans_dispatches_and_reports_on_time(sqlite_url: str, tmp
     context = make_context(sqlite_url, tmp_path)
     scheduler = BackgroundScheduler(timezone=context.policy.organization.tz)
     ids = add_jobs(scheduler, context, Leader(context, "test"))
-    assert {"lease", "plan", "dispatch", "weekly_report"} <= set(ids)
+    assert {"lease", "plan", "dispatch", "flags", "weekly_report"} <= set(ids)
     plan_job = scheduler.get_job("plan")
     assert plan_job.trigger.interval == timedelta(minutes=context.policy.scheduler.plan_every_minutes)
     assert plan_job.coalesce is True and plan_job.max_instances == 1

@@ -9,7 +9,6 @@ number of missed runs, decides what is created, so a restart never bursts.
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
 import os
 import socket
@@ -21,7 +20,10 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from followup.context import AppContext
+from followup.delivery import EnqueueMemo, dispatch_due
+from followup.flags import evaluate_and_persist
 from followup.planning import plan_tick, release_lease, try_acquire_lease
+from followup.report import send_weekly_report
 
 log = logging.getLogger("followup.scheduler")
 
@@ -30,20 +32,9 @@ LEASE_TTL = timedelta(seconds=90)
 HEARTBEAT_SECONDS = 20
 MISFIRE_GRACE = 6 * 3600  # run a missed job late (once, coalesced) rather than silently skip it
 
-WEEKDAYS = {"mon": "mon", "tue": "tue", "wed": "wed", "thu": "thu", "fri": "fri", "sat": "sat", "sun": "sun"}
-
 
 def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _optional(module: str, name: str) -> Callable[[AppContext, datetime], Any] | None:
-    """A job function from another area, if that area is installed (imported lazily)."""
-    try:
-        found = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
-    return found  # type: ignore[no-any-return]
 
 
 class Leader:
@@ -97,32 +88,31 @@ def add_jobs(scheduler: BaseScheduler, context: AppContext, leader: Leader) -> l
         next_run_time=datetime.now(policy.organization.tz),
         **defaults,
     )
-    if _optional("followup.delivery", "dispatch_due") is not None:
-        from followup.delivery import EnqueueMemo, dispatch_due
-
-        # the memo keeps a frequent dispatch from publishing a still-queued id again on every run
-        dispatch = functools.partial(dispatch_due, memo=EnqueueMemo(context.settings.claim_timeout))
-        scheduler.add_job(
-            leader.run,
-            "interval",
-            seconds=context.settings.dispatch_interval,
-            args=["dispatch", dispatch],
-            id="dispatch",
-            **defaults,
-        )
-    report = _optional("followup.report", "send_weekly_report")
-    if report is not None:
-        weekly = policy.report.weekly
-        scheduler.add_job(
-            leader.run,
-            "cron",
-            day_of_week=WEEKDAYS[weekly.day],
-            hour=weekly.time.hour,
-            minute=weekly.time.minute,
-            args=["weekly_report", report],
-            id="weekly_report",
-            **defaults,
-        )
+    # the memo keeps a frequent dispatch from publishing a still-queued id again on every run
+    dispatch = functools.partial(dispatch_due, memo=EnqueueMemo(context.settings.claim_timeout))
+    scheduler.add_job(
+        leader.run,
+        "interval",
+        seconds=context.settings.dispatch_interval,
+        args=["dispatch", dispatch],
+        id="dispatch",
+        **defaults,
+    )
+    # flags are kept current (dashboard, metrics) between the weekly reports
+    scheduler.add_job(
+        leader.run, "interval", hours=1, args=["flags", evaluate_and_persist], id="flags", **defaults
+    )
+    weekly = policy.report.weekly
+    scheduler.add_job(
+        leader.run,
+        "cron",
+        day_of_week=weekly.day,
+        hour=weekly.time.hour,
+        minute=weekly.time.minute,
+        args=["weekly_report", send_weekly_report],
+        id="weekly_report",
+        **defaults,
+    )
     return [job.id for job in scheduler.get_jobs()]
 
 
