@@ -66,16 +66,20 @@ def flag_record(flag: Flag, external_id: str) -> dict[str, Any]:
 
 
 def holder_record(holder: OfferHolder, opted_out: list[str]) -> dict[str, Any]:
+    """The holder as JSON (``holders list/show --json``, the API)."""
     return {
         "external_id": holder.external_id,
         "name": holder.name,
         "email": holder.email,
+        "line_user_id": holder.line_user_id,
+        "slack_user_id": holder.slack_user_id,
         "track": holder.track,
         "department": holder.department,
         "status": holder.status,
         "offer_date": _iso(holder.offer_date),
         "accepted_date": _iso(holder.accepted_date),
         "start_date": _iso(holder.start_date),
+        "decline_reason": holder.decline_reason,
         "mentor_email": holder.mentor_email,
         "opted_out_channels": sorted(opted_out),
         "erased": holder.erased_at is not None,

@@ -11,12 +11,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from followup.cli.timeparse import parse_now
 from followup.context import AppContext
 from followup.db.models import HOLDER_STATUSES, OfferHolder
 from followup.errors import Problem, UserInputError
 from followup.holders import change_start_date, change_status, find_holder, import_holders, read_holders_csv
+from followup.timeline import holder_record
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -41,25 +43,6 @@ STATUS_LABELS = {
     "declined": "辞退",
     "withdrawn": "取消",
 }
-
-
-def holder_record(holder: OfferHolder) -> dict[str, Any]:
-    return {
-        "external_id": holder.external_id,
-        "name": holder.name,
-        "email": holder.email,
-        "line_user_id": holder.line_user_id,
-        "slack_user_id": holder.slack_user_id,
-        "track": holder.track,
-        "department": holder.department,
-        "offer_date": holder.offer_date.isoformat(),
-        "accepted_date": holder.accepted_date.isoformat() if holder.accepted_date else None,
-        "start_date": holder.start_date.isoformat(),
-        "status": holder.status,
-        "decline_reason": holder.decline_reason,
-        "mentor_email": holder.mentor_email,
-        "opted_out": sorted(o.channel for o in holder.opt_outs),
-    }
 
 
 def _require_holder(context: AppContext, session: Any, external_id: str) -> OfferHolder:
@@ -111,11 +94,15 @@ def register(app: typer.Typer) -> None:
         """List offer holders with status, track and dates."""
         context: AppContext = ctx.obj
         with context.session() as session:
-            query = select(OfferHolder).order_by(OfferHolder.external_id)
+            query = (
+                select(OfferHolder)
+                .options(selectinload(OfferHolder.opt_outs))
+                .order_by(OfferHolder.external_id)
+            )
             if status:
                 query = query.where(OfferHolder.status == status)
             holders = list(session.scalars(query))
-            records = [holder_record(h) for h in holders]
+            records = [holder_record(h, [o.channel for o in h.opt_outs]) for h in holders]
         if as_json:
             out.print_json(json.dumps(records, ensure_ascii=False))
             return
@@ -152,7 +139,7 @@ def register(app: typer.Typer) -> None:
         context: AppContext = ctx.obj
         with context.session() as session:
             holder = _require_holder(context, session, external_id)
-            record = {"holder": holder_record(holder), **holder_timeline(session, holder)}
+            record = holder_timeline(session, holder)
         if as_json:
             out.print_json(json.dumps(record, ensure_ascii=False, default=str))
             return
