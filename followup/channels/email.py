@@ -127,21 +127,32 @@ class EmailChannel:
         return DeliveryResult(provider_id=str(msg["Message-ID"]))
 
     def _transmit(self, msg: EmailMessage, recipient: str) -> None:
-        s = self.settings
-        smtp: smtplib.SMTP
-        if s.implicit_tls:
-            context = ssl.create_default_context()
-            smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=self.timeout, context=context)
-        else:
-            smtp = smtplib.SMTP(s.host, s.port, timeout=self.timeout)
-        try:
-            if s.starttls:
-                smtp.starttls(context=ssl.create_default_context())
-            if s.username is not None:
-                smtp.login(s.username, s.password or "")
-            smtp.send_message(msg, from_addr=self.sender, to_addrs=[recipient])
-            # Once DATA is accepted the message is delivered: a failing QUIT must not turn into a retry.
-            with contextlib.suppress(smtplib.SMTPException, OSError):
-                smtp.quit()
-        finally:
-            smtp.close()
+        send_over_smtp(self.settings, msg, timeout=self.timeout, from_addr=self.sender, to_addrs=[recipient])
+
+
+def send_over_smtp(
+    settings: SmtpSettings,
+    msg: EmailMessage,
+    *,
+    timeout: float,
+    from_addr: str | None = None,
+    to_addrs: list[str] | None = None,
+) -> None:
+    """One SMTP session to the relay: implicit TLS or STARTTLS and login as the URL says, then DATA."""
+    s = settings
+    smtp: smtplib.SMTP
+    if s.implicit_tls:
+        smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=timeout, context=ssl.create_default_context())
+    else:
+        smtp = smtplib.SMTP(s.host, s.port, timeout=timeout)
+    try:
+        if s.starttls:
+            smtp.starttls(context=ssl.create_default_context())
+        if s.username is not None:
+            smtp.login(s.username, s.password or "")
+        smtp.send_message(msg, from_addr=from_addr, to_addrs=to_addrs)
+        # Once DATA is accepted the message is delivered: a failing QUIT must not turn into a retry.
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            smtp.quit()
+    finally:
+        smtp.close()

@@ -7,8 +7,6 @@ rolls the row back, so the next tick tries again.
 
 from __future__ import annotations
 
-import smtplib
-import ssl
 from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -16,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from followup.channels.email import SmtpSettings
+from followup.channels.email import SmtpSettings, send_over_smtp
 from followup.context import AppContext
 from followup.db.models import ReportRun
 from followup.flags import evaluate_and_persist
@@ -32,24 +30,8 @@ def _outbox(context: AppContext) -> Path:
 
 
 def transmit(msg: EmailMessage, smtp_url: str, timeout: float = 30) -> None:
-    """One SMTP session to the relay (``smtp://`` / ``smtps://`` URL, optional STARTTLS and login)."""
-    s = SmtpSettings(smtp_url)
-    smtp: smtplib.SMTP
-    if s.implicit_tls:
-        smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=timeout, context=ssl.create_default_context())
-    else:
-        smtp = smtplib.SMTP(s.host, s.port, timeout=timeout)
-    try:
-        if s.starttls:
-            smtp.starttls(context=ssl.create_default_context())
-        if s.username is not None:
-            smtp.login(s.username, s.password or "")
-        smtp.send_message(msg)
-    finally:
-        try:
-            smtp.quit()
-        except smtplib.SMTPException:
-            smtp.close()
+    """Send the report through the same SMTP session code as the email channel."""
+    send_over_smtp(SmtpSettings(smtp_url), msg, timeout=timeout)
 
 
 def send_weekly_report(context: AppContext, now: datetime) -> Path | str:
