@@ -33,7 +33,8 @@ from sqlalchemy.orm import Session  # noqa: E402
 from followup.calendar import BusinessCalendar  # noqa: E402
 from followup.db.models import ChannelOptOut, OfferHolder, Touch  # noqa: E402
 from followup.db.session import get_engine, session_scope  # noqa: E402
-from followup.planner import ExistingTouch, HolderSnapshot, moved_by, plan, season_schedule  # noqa: E402
+from followup.durations import shift_moment  # noqa: E402
+from followup.planner import ExistingTouch, HolderSnapshot, plan, season_schedule  # noqa: E402
 from followup.planning import apply_plan, load_snapshots  # noqa: E402
 from followup.policy import Policy, load_policy  # noqa: E402
 
@@ -165,8 +166,8 @@ def build_db(url: str, n: int, policy: Policy) -> None:
 def baseline_tick(session: Session, policy: Policy, now: datetime) -> int:
     """The straightforward way: one ORM object graph per holder, its whole season computed each time."""
     calendar = BusinessCalendar.from_policy(policy)
-    low = moved_by(now, policy.scheduler.catch_up, -1)
-    high = moved_by(now, policy.scheduler.horizon, 1)
+    low = shift_moment(now, policy.scheduler.catch_up, -1)
+    high = shift_moment(now, policy.scheduler.horizon, 1)
     created = 0
     for holder in session.scalars(select(OfferHolder)):
         if holder.status not in ("offered", "accepted"):

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from followup.durations import shift_moment
 from followup.policy import Policy, load_policy
 from followup.rules import (
     ACTIONS,
@@ -28,7 +29,6 @@ from followup.rules import (
     HolderHistory,
     PulseResponse,
     TouchRecord,
-    add_interval,
     current_phase,
     evaluate_many,
 )
@@ -127,9 +127,9 @@ def naive_evaluate(histories: list[HolderHistory], policy: Policy, now: datetime
             if phase.name == h.phase and phase.max_gap is not None:
                 gap = phase.max_gap
         last = max((t.at for t in past), default=datetime.combine(h.offer_date, datetime.min.time(), JST))
-        if now > add_interval(last, gap):
-            flag("neglected", rules.neglected.severity, add_interval(last, gap))
-        window_start = add_interval(now, rules.over_contacted.window, -1)
+        if now > shift_moment(last, gap):
+            flag("neglected", rules.neglected.severity, shift_moment(last, gap))
+        window_start = shift_moment(now, rules.over_contacted.window, -1)
         recent = sorted(t.at for t in past if t.at > window_start)
         if len(recent) > rules.over_contacted.max_touches:
             flag("over_contacted", rules.over_contacted.severity, recent[rules.over_contacted.max_touches])

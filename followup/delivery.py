@@ -30,7 +30,7 @@ from followup.calendar import BusinessCalendar
 from followup.channels import Channel, DeliveryError, DeliveryResult, OutboundMessage, load_channel_class
 from followup.context import AppContext
 from followup.db.models import ACTIVE_STATUSES, ChannelOptOut, DeliveryAttempt, OfferHolder, Touch
-from followup.durations import Interval, shift
+from followup.durations import Interval, shift_moment
 from followup.links import LinkSigner
 from followup.policy import Phase, Policy, resolve_env
 from followup.rendering import MessageTemplates, TemplateProblem
@@ -162,28 +162,16 @@ def backoff_delay(attempts: int, base: float, cap: float, retry_after: float | N
     return float(delay)
 
 
-def _window_start(now: datetime, window: Interval) -> datetime:
-    if window.unit in ("d", "w"):
-        return now - timedelta(days=window.approx_days())
-    return datetime.combine(shift(now.date(), window, -1), now.timetz())
-
-
-def _window_end(start: datetime, window: Interval) -> datetime:
-    if window.unit in ("d", "w"):
-        return start + timedelta(days=window.approx_days())
-    return datetime.combine(shift(start.date(), window), start.timetz())
-
-
 def cap_frees_at(
     sent_times: list[datetime], max_touches: int, window: Interval, now: datetime
 ) -> datetime | None:
     """When the rolling window holds fewer than ``max_touches`` again; None if it already does."""
-    start = _window_start(now, window)
+    start = shift_moment(now, window, -1)
     inside = sorted(t for t in sent_times if t > start)
     if len(inside) < max_touches:
         return None
     oldest_to_leave = inside[len(inside) - max_touches]
-    return max(now, _window_end(oldest_to_leave, window) + timedelta(seconds=1))
+    return max(now, shift_moment(oldest_to_leave, window) + timedelta(seconds=1))
 
 
 # --- claiming -------------------------------------------------------------------------------------------
@@ -391,7 +379,7 @@ class Deliverer:
     def _over_cap(
         self, session: Session, touch: Touch, now: datetime, max_touches: int, window: Interval
     ) -> datetime | None:
-        start = _window_start(now, window)
+        start = shift_moment(now, window, -1)
         when = func.coalesce(Touch.sent_at, Touch.due_at)
         times = list(
             session.scalars(

@@ -10,7 +10,7 @@ import calendar as _calendar
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Literal
 
 Unit = Literal["d", "w", "bd", "mo"]
@@ -87,6 +87,18 @@ def shift(
         if business(current):
             steps -= 1
     return current
+
+
+def shift_moment(
+    moment: datetime,
+    interval: Interval,
+    times: int = 1,
+    *,
+    is_business_day: Callable[[date], bool] | None = None,
+) -> datetime:
+    """``moment`` moved like :func:`shift`, keeping its wall-clock time of day and time zone."""
+    day = moment.date()
+    return moment + (shift(day, interval, times, is_business_day=is_business_day) - day)
 
 
 @dataclass(frozen=True)

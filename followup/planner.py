@@ -25,7 +25,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from followup.calendar import BusinessCalendar
-from followup.durations import Interval, shift
+from followup.durations import shift, shift_moment
 from followup.policy.schema import Cadence, Phase, Policy, TemplateRef
 
 ACTIVE_STATUSES = frozenset({"offered", "accepted"})
@@ -378,12 +378,6 @@ def season_schedule(
     return touches
 
 
-def moved_by(moment: datetime, interval: Interval, sign: int) -> datetime:
-    """``moment`` ± an interval, keeping the time of day (months clamp like everywhere else)."""
-    day = moment.date()
-    return moment + (shift(day, interval, sign) - day)
-
-
 def plan(
     holders: Iterable[HolderSnapshot],
     policy: Policy,
@@ -396,8 +390,8 @@ def plan(
         raise ValueError("plan() needs an aware 'now'")
     calendar = calendar or BusinessCalendar.from_policy(policy)
     seasons = _Seasons(policy, calendar)
-    low = moved_by(now, policy.scheduler.catch_up, -1)
-    high = moved_by(now, policy.scheduler.horizon, 1)
+    low = shift_moment(now, policy.scheduler.catch_up, -1)
+    high = shift_moment(now, policy.scheduler.horizon, 1)
     low_stamp, high_stamp = low.timestamp(), high.timestamp()
     cadence_names = frozenset(policy.cadences)
     result = PlanResult()

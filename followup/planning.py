@@ -20,13 +20,13 @@ from sqlalchemy.orm import Session
 from followup.calendar import BusinessCalendar
 from followup.context import AppContext
 from followup.db.models import ChannelOptOut, OfferHolder, SchedulerLease, Touch
+from followup.durations import shift_moment
 from followup.planner import (
     ACTIVE_STATUSES,
     PENDING_STATUSES,
     ExistingTouch,
     HolderSnapshot,
     PlanResult,
-    moved_by,
     plan,
 )
 from followup.policy.schema import Policy
@@ -73,7 +73,7 @@ def load_snapshots(
     )
     touch_query = select(*touch_cols)
     if now is not None:
-        since = moved_by(now, policy.scheduler.catch_up, -1) - HISTORY_SLACK
+        since = shift_moment(now, policy.scheduler.catch_up, -1) - HISTORY_SLACK
         touch_query = touch_query.where(or_(Touch.status.in_(pending), Touch.due_at >= since))
     existing: dict[int, list[ExistingTouch]] = defaultdict(list)
     for t in session.execute(touch_query):
@@ -237,7 +237,6 @@ __all__ = [
     "apply_plan",
     "group_existing",
     "load_snapshots",
-    "moved_by",
     "plan_tick",
     "release_lease",
     "try_acquire_lease",

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from followup.durations import Interval, add_months, shift
+from followup.durations import Interval, shift_moment
 from followup.policy.schema import Policy
 
 ACTIVE_STATUSES = frozenset({"offered", "accepted"})
@@ -192,18 +192,6 @@ def describe_interval(interval: Interval) -> str:
     return f"{interval.amount}{unit}"
 
 
-def add_interval(moment: datetime, interval: Interval, sign: int = 1) -> datetime:
-    """``moment`` moved by the interval, keeping the time of day (months clamp to the month's end;
-    business days skip weekends only: the rules need no holiday calendar to measure a gap)."""
-    if interval.unit == "d":
-        return moment + sign * timedelta(days=interval.amount)
-    if interval.unit == "w":
-        return moment + sign * timedelta(weeks=interval.amount)
-    if interval.unit == "mo":
-        return datetime.combine(add_months(moment.date(), sign * interval.amount), moment.timetz())
-    return datetime.combine(shift(moment.date(), interval, sign), moment.timetz())
-
-
 def _fixed(interval: Interval) -> timedelta | None:
     if interval.unit == "d":
         return timedelta(days=interval.amount)
@@ -219,7 +207,7 @@ class _Gap:
     label: str  # the phase label for the reason, "" outside phases
 
     def after(self, moment: datetime) -> datetime:
-        return moment + self.fixed if self.fixed is not None else add_interval(moment, self.interval)
+        return moment + self.fixed if self.fixed is not None else shift_moment(moment, self.interval)
 
 
 class RuleEngine:
@@ -332,7 +320,7 @@ class RuleEngine:
             window_start = (
                 now - self.window_fixed
                 if self.window_fixed is not None
-                else add_interval(now, self.window, -1)
+                else shift_moment(now, self.window, -1)
             )
             first = bisect_right(delivered_at, window_start, 0, n_delivered)
             count = n_delivered - first
@@ -442,7 +430,6 @@ __all__ = [
     "PulseResponse",
     "RuleEngine",
     "TouchRecord",
-    "add_interval",
     "current_phase",
     "evaluate",
     "evaluate_many",
