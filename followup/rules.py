@@ -48,16 +48,6 @@ RULE_ORDER = (
 # A high flag outweighs a medium plus a low one: two medium flags (6) outrank one high (5), because two
 # independent warning signs about one holder are worth a look before a single strong one.
 SEVERITY_WEIGHTS: dict[str, int] = {"low": 1, "medium": 3, "high": 5}
-SEVERITY_LABELS: dict[str, str] = {"low": "低", "medium": "中", "high": "高"}
-RULE_LABELS: dict[str, str] = {
-    "neglected": "放置",
-    "over_contacted": "過剰連絡",
-    "low_pulse": "パルス低下",
-    "pulse_drop": "パルス急落",
-    "unresponsive": "無反応",
-    "declining_signal": "辞退の兆候",
-    "unreachable": "連絡不可",
-}
 # Suggested actions, drawn from seeds/000 (内定者フォローの具体策 and its NG behaviours).
 ACTIONS: dict[str, str] = {
     "neglected": "メンター(または人事担当)から個別に電話し、近況と不安を聞いてください。",
@@ -67,15 +57,6 @@ ACTIONS: dict[str, str] = {
     "unresponsive": "連絡手段を変えて(電話や手書きのメッセージなど)個別に連絡してください。",
     "declining_signal": "社長・役員との面談を設定し、仕事内容や条件面を改めて説明してください。",
     "unreachable": "本人に連絡先(メールアドレス・LINE・Slack)を確認し、登録し直してください。",
-}
-CHANNEL_LABELS: dict[str, str] = {
-    "email": "メール",
-    "slack": "Slack",
-    "line": "LINE",
-    "phone": "電話",
-    "letter": "手紙",
-    "meeting": "面談",
-    "other": "その他",
 }
 ENGAGING_MANUAL_CHANNELS = frozenset({"phone", "meeting"})  # a completed call or meeting is two-way
 AUTOMATED_KINDS = frozenset({"message", "survey"})
@@ -423,7 +404,6 @@ def _require_aware(now: datetime) -> None:
 __all__ = [
     "ACTIONS",
     "ACTIVE_STATUSES",
-    "RULE_LABELS",
     "SEVERITY_WEIGHTS",
     "FlagDecision",
     "HolderHistory",

@@ -140,7 +140,7 @@ def test_the_holders_list_shows_status_phase_touches_pulse_and_open_flags(web: W
     assert row["pulse"] == [2.33]
     assert [f["rule"] for f in row["flags"]] == ["declining_signal"]  # the resolved one is not listed
     html = web.client.get("/dashboard", headers=BEARER).text
-    assert "承諾済" in html and "内定直後期" in html and "declining_signal" in html
+    assert "内定承諾" in html and "内定直後期" in html and "declining_signal" in html
     assert "2026-06-29 10:00" in html  # the next touch in Tokyo time
     assert "<polyline" in html
 

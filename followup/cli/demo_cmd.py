@@ -11,19 +11,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from followup.context import AppContext
+from followup.labels import RULE_LABELS
 from followup.rules import sort_by_risk
 
 out = Console()
 SEVERITY = {"high": "[red]高[/]", "medium": "[yellow]中[/]", "low": "低"}
-RULES_JA = {
-    "neglected": "放置",
-    "over_contacted": "過剰連絡",
-    "low_pulse": "意欲低下",
-    "pulse_drop": "意欲急落",
-    "unresponsive": "無反応",
-    "declining_signal": "辞退の兆候",
-    "unreachable": "連絡不能",
-}
 
 
 def register(app: typer.Typer) -> None:
@@ -78,7 +70,7 @@ def register(app: typer.Typer) -> None:
                 table.add_row(
                     str(risk) if index == 0 else "",
                     flag.external_id if index == 0 else "",
-                    RULES_JA.get(flag.rule, flag.rule),
+                    RULE_LABELS.get(flag.rule, flag.rule),
                     SEVERITY.get(flag.severity, flag.severity),
                     flag.reason,
                     flag.action,

@@ -18,6 +18,7 @@ from followup.context import AppContext
 from followup.db.models import HOLDER_STATUSES, OfferHolder
 from followup.errors import Problem, UserInputError
 from followup.holders import change_start_date, change_status, find_holder, import_holders, read_holders_csv
+from followup.labels import STATUS_LABELS, TIMELINE_LABELS
 from followup.timeline import holder_record
 
 out = Console()
@@ -25,24 +26,6 @@ err = Console(stderr=True, soft_wrap=True)
 holders_app = typer.Typer(
     help="List offer holders, show one with its timeline, change status or start date.", no_args_is_help=True
 )
-TIMELINE_TYPES = {
-    "touch": "接点",
-    "answer": "回答",
-    "reply": "返信",
-    "button": "ボタン回答",
-    "opt_out": "配信停止",
-    "follow": "友だち追加",
-    "unfollow": "ブロック",
-    "change": "変更",
-    "flag": "フラグ",
-}
-STATUS_LABELS = {
-    "offered": "内定",
-    "accepted": "承諾",
-    "joined": "入社",
-    "declined": "辞退",
-    "withdrawn": "取消",
-}
 
 
 def _require_holder(context: AppContext, session: Any, external_id: str) -> OfferHolder:
@@ -160,7 +143,7 @@ def register(app: typer.Typer) -> None:
             )
             table.add_row(
                 at,
-                TIMELINE_TYPES.get(item.get("type", ""), item.get("type", "")),
+                TIMELINE_LABELS.get(item.get("type", ""), item.get("type", "")),
                 str(item.get("summary", "")),
                 str(item.get("status", "") or ""),
             )

@@ -30,26 +30,17 @@ from followup.db.models import (
     SurveyResponse,
     Touch,
 )
+from followup.labels import CHANNEL_LABELS, RULE_LABELS, SEVERITY_LABELS, STATUS_LABELS
 from followup.policy.schema import Policy
 from followup.report import charts
 from followup.rules import (
     ACTIVE_STATUSES,
-    CHANNEL_LABELS,
-    RULE_LABELS,
     RULE_ORDER,
-    SEVERITY_LABELS,
     SEVERITY_WEIGHTS,
     current_phase,
     risk_score,
 )
 
-STATUS_LABELS = {
-    "offered": "内定(承諾前)",
-    "accepted": "内定承諾",
-    "joined": "入社済み",
-    "declined": "辞退",
-    "withdrawn": "取消・撤回",
-}
 NO_PHASE = "フェーズ外"
 WEEK = timedelta(days=7)
 

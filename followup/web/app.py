@@ -26,13 +26,13 @@ from followup.context import AppContext
 from followup.db.models import ChannelOptOut, EngagementEvent, OfferHolder, SurveyResponse, Touch
 from followup.db.session import get_engine
 from followup.errors import ConfigError
+from followup.labels import CHANNEL_LABELS
 from followup.links import LinkExpired, LinkInvalid, LinkSigner
-from followup.policy.schema import Survey
+from followup.policy.schema import MESSAGE_CHANNELS, Survey
 from followup.surveys import record_response, validate_answers, validity_seconds
 
 REPO_PAGES = Path(__file__).resolve().parents[2] / "templates" / "pages"
 TOKEN_MAX_AGE = 400 * 24 * 3600  # the outer bound; each survey's own valid_for is checked after
-CHANNEL_LABELS = {"email": "メール", "slack": "Slack", "line": "LINE"}
 
 
 def _utcnow() -> datetime:
@@ -274,7 +274,7 @@ def record_opt_out(state: WebState, holder_id: int, channel: str, source: str) -
 
 def _read_opt_out(state: WebState, token: str) -> tuple[int, str]:
     holder_id, channel = state.signer.read_opt_out_token(token)
-    if channel not in CHANNEL_LABELS:
+    if channel not in MESSAGE_CHANNELS:
         raise LinkInvalid()
     return holder_id, channel
 

@@ -21,31 +21,12 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from followup.db.models import OfferHolder
+from followup.labels import SEVERITY_LABELS, STATUS_LABELS, TIMELINE_LABELS
 from followup.links import secret_key
 from followup.timeline import holder_summaries, holder_timeline
 from followup.web.app import WebState, page, state_of
 
 COOKIE = "followup_dashboard"
-STATUS_LABELS = {
-    "offered": "内定",
-    "accepted": "承諾済",
-    "joined": "入社済",
-    "declined": "辞退",
-    "withdrawn": "内定取消",
-}
-SEVERITY_LABELS = {"high": "高", "medium": "中", "low": "低"}
-KIND_LABELS = {
-    "touch": "連絡",
-    "answer": "回答",
-    "reply": "返信",
-    "change": "変更",
-    "flag": "フラグ",
-    "opt_out": "配信停止",
-    "follow": "友だち追加",
-    "unfollow": "ブロック",
-    "button": "ボタン",
-    "open": "開封",
-}
 
 router = APIRouter()
 
@@ -154,7 +135,7 @@ def _labels(state: WebState) -> dict[str, Any]:
         "question_texts": _question_texts(state),
         "status_labels": STATUS_LABELS,
         "severity_labels": SEVERITY_LABELS,
-        "kind_labels": KIND_LABELS,
+        "kind_labels": TIMELINE_LABELS,
         "phase_labels": _phase_labels(state),
         "company": state.context.policy.organization.name,
         "sparkline": sparkline,

@@ -1,0 +1,43 @@
+"""The Japanese words HR sees for statuses, rules, severities and timeline entries — one place, so
+the CLI, the dashboard, the report and the demo never call the same thing by two names."""
+
+from __future__ import annotations
+
+STATUS_LABELS: dict[str, str] = {
+    "offered": "内定(承諾前)",
+    "accepted": "内定承諾",
+    "joined": "入社済み",
+    "declined": "辞退",
+    "withdrawn": "内定取消",
+}
+SEVERITY_LABELS: dict[str, str] = {"low": "低", "medium": "中", "high": "高"}
+RULE_LABELS: dict[str, str] = {
+    "neglected": "放置",
+    "over_contacted": "過剰連絡",
+    "low_pulse": "パルス低下",
+    "pulse_drop": "パルス急落",
+    "unresponsive": "無反応",
+    "declining_signal": "辞退の兆候",
+    "unreachable": "連絡不可",
+}
+TIMELINE_LABELS: dict[str, str] = {
+    "touch": "連絡",
+    "answer": "回答",
+    "reply": "返信",
+    "button": "ボタン回答",
+    "open": "開封",
+    "change": "変更",
+    "flag": "フラグ",
+    "opt_out": "配信停止",
+    "follow": "友だち追加",
+    "unfollow": "ブロック",
+}
+CHANNEL_LABELS: dict[str, str] = {
+    "email": "メール",
+    "slack": "Slack",
+    "line": "LINE",
+    "phone": "電話",
+    "letter": "手紙",
+    "meeting": "面談",
+    "other": "その他",
+}
