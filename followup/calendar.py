@@ -15,6 +15,7 @@ import jpholiday
 from followup.policy.schema import Policy
 
 WEEKEND = "土日"
+DAY_OFF = "定休日"
 YEAR_END = "年末年始"
 CLOSED = "休業日"
 
@@ -22,6 +23,8 @@ CLOSED = "休業日"
 def _month_day(text: str) -> tuple[int, int]:
     month, day = text.split("-")
     return int(month), int(day)
+
+WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class BusinessCalendar:
@@ -37,10 +40,12 @@ class BusinessCalendar:
         window_start: time = time(9, 0),
         window_end: time = time(19, 0),
         preferred_time: time | None = None,
+        workdays: frozenset[int] = frozenset(range(5)),
     ) -> None:
         if window_start >= window_end:
             raise ValueError("send window start must be before its end")
         self.tz = tz
+        self.workdays = workdays  # date.weekday() numbers: 0 = Monday
         self.japanese_holidays = japanese_holidays
         self.year_end = (_month_day(year_end[0]), _month_day(year_end[1])) if year_end else None
         self.closed_dates = closed_dates
@@ -66,6 +71,7 @@ class BusinessCalendar:
             window_start=cal.send_window.start,
             window_end=cal.send_window.end,
             preferred_time=cal.preferred_time,
+            workdays=frozenset(WEEKDAY_NAMES.index(d) for d in cal.workdays),
         )
 
     def zone(self, name: str | None) -> ZoneInfo:
@@ -86,8 +92,8 @@ class BusinessCalendar:
         if day in self._reasons:
             return self._reasons[day]
         reason: str | None = None
-        if day.weekday() >= 5:
-            reason = WEEKEND
+        if day.weekday() not in self.workdays:
+            reason = WEEKEND if day.weekday() >= 5 else DAY_OFF
         elif self.japanese_holidays and (name := jpholiday.is_holiday_name(day)):
             reason = str(name)
         elif self._in_year_end(day):

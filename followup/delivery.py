@@ -446,7 +446,9 @@ class Deliverer:
             why = "permanent" if error.permanent else f"gave up after {touch.attempts} attempts"
             return f"failed: {why}"
         delay = backoff_delay(touch.attempts, settings.retry_base, settings.retry_cap, error.retry_after)
-        touch.status, touch.due_at = "planned", now + timedelta(seconds=delay)
+        # a retry is a send like any other: never at night, on a weekend or a holiday
+        retry_at = self.calendar.next_allowed(now + timedelta(seconds=delay), touch.holder.timezone)
+        touch.status, touch.due_at = "planned", retry_at
         touch.claimed_at, touch.claimed_by = None, None
         return "transient: retry planned"
 
@@ -463,7 +465,9 @@ class Deliverer:
                         touch.status = "failed"
                     else:
                         delay = backoff_delay(touch.attempts, settings.retry_base, settings.retry_cap)
-                        touch.due_at = now + timedelta(seconds=delay)
+                        touch.due_at = self.calendar.next_allowed(
+                            now + timedelta(seconds=delay), touch.holder.timezone
+                        )
         except Exception:  # the database itself is down: the touch stays planned for the next dispatch
             log.exception("could not postpone touch %s", touch_id)
 

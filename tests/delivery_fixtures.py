@@ -409,6 +409,32 @@ def running(*things: Any) -> Iterator[None]:
                 (thing.close if hasattr(thing, "close") else thing.stop)()
 
 
+ALWAYS_OPEN_CALENDAR = """calendar:
+  holidays: none
+  year_end_closure: null
+  workdays: [mon, tue, wed, thu, fri, sat, sun]
+  send_window: {start: "00:00", end: "23:59"}
+  send_time: "00:00"
+
+"""
+
+
+def always_open_config(directory: Path) -> Path:
+    """The example policy with its calendar open every day around the clock.
+
+    Tests that run real worker processes on the real clock (at whatever hour CI runs) use it, so a
+    retry is not moved to tomorrow's send window; the calendar itself is tested in test_calendar.py.
+    """
+    text = CONFIG.read_text(encoding="utf-8")
+    start, end = text.index("calendar:\n"), text.index("channels:\n")
+    text = text[:start] + ALWAYS_OPEN_CALENDAR + text[end:]
+    text = text.replace("templates_dir: ../templates", f"templates_dir: {REPO / 'templates'}")
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "always-open.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def copy_config(tmp_path: Path) -> Path:
     """config/ and templates/ copied, so a test can add an HR template of its own."""
     shutil.copytree(REPO / "config", tmp_path / "config")

@@ -101,3 +101,12 @@ def test_a_calendar_without_holidays_or_closure_only_closes_weekends() -> None:
     assert cal.is_business_day(date(2026, 12, 30))
     assert not cal.is_business_day(date(2026, 5, 2))
     assert cal.at(date(2026, 5, 2)) == datetime(2026, 5, 4, 9, 30, tzinfo=TOKYO)
+
+
+def test_a_company_that_works_saturdays_can_say_so() -> None:
+    from followup.calendar import BusinessCalendar
+
+    saturday_shop = BusinessCalendar(ZoneInfo("Asia/Tokyo"), workdays=frozenset(range(6)))
+    assert saturday_shop.is_business_day(date(2026, 7, 4))  # a Saturday
+    assert saturday_shop.closed_reason(date(2026, 7, 5)) == "土日"  # Sunday stays closed
+    assert BusinessCalendar(ZoneInfo("Asia/Tokyo")).closed_reason(date(2026, 7, 4)) == "土日"

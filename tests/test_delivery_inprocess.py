@@ -4,7 +4,7 @@ clients talking to loopback stand-ins. Time is passed in as ``now``, so retries 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -428,3 +428,21 @@ def test_a_survey_touch_in_chat_carries_answer_buttons_for_the_scale_questions(
     assert all(signer.read_survey_token(d[0], 3600) == slack_id for d in decoded if d)
     quick = line_api.records[0]["messages"][-1]["quickReply"]["items"]
     assert len(quick) == 5 and quick[0]["action"]["type"] == "postback"
+
+
+def test_a_retry_that_would_fall_after_the_send_window_waits_for_the_next_business_day(
+    wired: pytest.MonkeyPatch, tmp_path: Path, smtp_sink: SmtpSink
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    tokyo = ZoneInfo("Asia/Tokyo")
+    friday_evening = datetime(2026, 7, 17, 18, 59, 30, tzinfo=tokyo)  # Monday 7/20 is 海の日
+    context = make_context(tmp_path, sqlite(tmp_path), retry_base=60.0, retry_cap=600.0)  # retry ≥ 30 s later
+    with context.session() as s:
+        touch = add_touch(s, add_holder(s, "NG-4", email="jiro@example.ac.jp"), 1, due_at=friday_evening)
+        touch_id = touch.id
+    smtp_sink.stop()
+
+    assert deliver_touch(context, touch_id, now=friday_evening) == "transient: retry planned"
+    retry_at = touch_state(context, touch_id).due_at.astimezone(tokyo)
+    assert retry_at == datetime(2026, 7, 21, 10, 0, tzinfo=tokyo)  # not at 19:00+, nor on the weekend/holiday

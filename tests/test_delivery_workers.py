@@ -21,6 +21,7 @@ from tests.delivery_fixtures import (
     WorkerProcess,
     add_holder,
     add_touch,
+    always_open_config,
     make_context,
     statuses,
     wait_until,
@@ -44,7 +45,12 @@ def standins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StandI
 def context(tmp_path: Path, postgres_server: PostgresServer, redis_server: RedisServer) -> AppContext:
     n = next(_db_seq)
     db_url = postgres_server.create_database(f"delivery_{n}_{int(time.time())}")
-    return make_context(tmp_path, db_url, broker_url=redis_server.db_url(n % 15 + 1))
+    return make_context(
+        tmp_path,
+        db_url,
+        broker_url=redis_server.db_url(n % 15 + 1),
+        config=always_open_config(tmp_path / "cfg"),
+    )
 
 
 def seed_batch(context: AppContext, count: int, *, first_due: datetime | None = None) -> dict[str, int]:

@@ -37,7 +37,7 @@ from sqlalchemy import Engine, text
 from followup.channels.email import message_id_for
 from followup.channels.line import retry_key_for
 from followup.db.session import get_engine
-from tests.delivery_fixtures import CHANNEL_ENV, HoldingProxy, wait_until
+from tests.delivery_fixtures import CHANNEL_ENV, HoldingProxy, always_open_config, wait_until
 from tests.services import PostgresServer, RedisServer, _pdeathsig_preexec, free_port, start_redis
 from tests.standins import control, read_jsonl, wait_for_port
 from tests.standins.line_api import DEFAULT_TOKEN as LINE_TOKEN
@@ -45,7 +45,6 @@ from tests.standins.slack_api import DEFAULT_TOKEN as SLACK_TOKEN
 from tests.standins.smtp_sink import read_log
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "config" / "followup.yaml"
 SENDER = "saiyo@example.co.jp"  # channels.email.from in config/followup.yaml
 REPORT_SUBJECT = "【内定者フォロー】週次リスクレポート"
 
@@ -311,7 +310,7 @@ class Topology:
             "PYTHONUNBUFFERED": "1",
             "FOLLOWUP_DATABASE_URL": self.db_url,
             "FOLLOWUP_BROKER_URL": self.redis.url,
-            "FOLLOWUP_CONFIG": str(CONFIG),
+            "FOLLOWUP_CONFIG": str(always_open_config(self.tmp / "cfg")),
             "FOLLOWUP_VAR_DIR": str(var_dir),
             "FOLLOWUP_SECRET_KEY": "reliability-secret",
             "FOLLOWUP_DASHBOARD_TOKEN": "reliability-dashboard",

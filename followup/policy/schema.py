@@ -109,6 +109,7 @@ class YearEndClosure(Strict):
 
 class CalendarPolicy(Strict):
     holidays: Literal["japan", "none"] = "japan"
+    workdays: tuple[Weekday, ...] = Field(("mon", "tue", "wed", "thu", "fri"), min_length=1)
     year_end_closure: YearEndClosure | None = YearEndClosure()
     closed_dates: tuple[date, ...] = ()
     send_window: SendWindow = SendWindow()
