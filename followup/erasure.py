@@ -8,6 +8,8 @@ change history. Messages already written to an outbox folder are files the opera
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -25,6 +27,20 @@ from followup.db.models import (
 from followup.policy import Policy
 
 _CONTACT_FIELDS = ("name", "email", "line_user_id", "slack_user_id", "mentor_email")
+
+
+def erased_id_hash(external_id: str) -> str:
+    """What is kept of an erased ATS id: enough for a later import to recognise and skip the person."""
+    return hashlib.sha256(f"followup-erased:{external_id}".encode()).hexdigest()
+
+
+def erased_ids(session: Session, external_ids: Iterable[str]) -> set[str]:
+    """Those of ``external_ids`` whose holder was erased on request (an import must not bring them back)."""
+    hashes = {
+        str(detail.get("id_hash"))
+        for detail in session.scalars(select(AuditEntry.detail).where(AuditEntry.action == "erase_holder"))
+    }
+    return {external_id for external_id in external_ids if erased_id_hash(external_id) in hashes}
 
 
 def erase_holder(session: Session, holder: OfferHolder, policy: Policy, *, now: datetime, actor: str) -> str:
@@ -61,5 +77,12 @@ def erase_holder(session: Session, holder: OfferHolder, policy: Policy, *, now: 
         survey = policy.surveys.get(response.form)
         free_text = {q.id for q in survey.questions if q.type == "text"} if survey else set(response.answers)
         response.answers = {k: v for k, v in response.answers.items() if k not in free_text}
-    session.add(AuditEntry(at=now, actor=actor, action="erase_holder", detail={"holder": pseudonym}))
+    session.add(
+        AuditEntry(
+            at=now,
+            actor=actor,
+            action="erase_holder",
+            detail={"holder": pseudonym, "id_hash": erased_id_hash(original)},
+        )
+    )
     return pseudonym

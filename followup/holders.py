@@ -11,7 +11,7 @@ import csv
 import io
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import date, datetime
 from pathlib import Path
 
@@ -91,6 +91,16 @@ TRANSITIONS = {
     "declined": {"offered"},
     "withdrawn": {"offered"},
 }
+FIELD_LIMITS = {  # the database column sizes (followup/db/models.py)
+    "external_id": 64,
+    "name": 200,
+    "email": 320,
+    "line_user_id": 64,
+    "slack_user_id": 64,
+    "track": 64,
+    "department": 200,
+    "mentor_email": 320,
+}
 _DATE = re.compile(r"^\s*(\d{4})\s*[-/年.]\s*(\d{1,2})\s*[-/月.]\s*(\d{1,2})\s*日?\s*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -113,6 +123,7 @@ class HolderRow:
     mentor_email: str | None
     accepted_date: date | None = None
     decline_reason: str | None = None
+    columns: frozenset[str] = frozenset(COLUMNS)  # the file's columns: an update touches only these
 
 
 @dataclass(frozen=True)
@@ -120,7 +131,7 @@ class ImportSummary:
     created: int
     updated: int
     unchanged: int
-    skipped: int = 0
+    erased: tuple[str, ...] = ()  # rows skipped: these people had their data erased on request
 
 
 def decode_csv(data: bytes) -> str:
@@ -197,6 +208,10 @@ def _parse_row(line: int, values: dict[str, str], seen: dict[str, int]) -> tuple
     if mentor is not None and not _EMAIL.match(mentor):
         errors.append(f"mentor_email {mentor!r} is not an email address")
     line_id, slack_id = optional("line_user_id"), optional("slack_user_id")
+    for key, limit in FIELD_LIMITS.items():
+        value = optional(key)
+        if value is not None and len(value) > limit:
+            errors.append(f"{key} is longer than {limit} characters")
     if not (email or line_id or slack_id):
         errors.append("no contact channel: give at least one of email, line_user_id, slack_user_id")
     if errors:
@@ -262,7 +277,7 @@ def read_holders_csv(
         row, errors = _parse_row(line, dict(zip(keys, values, strict=True)), seen)
         problems.extend(Problem(path, line, None, message) for message in errors)
         if row is not None:
-            rows.append(row)
+            rows.append(replace(row, columns=frozenset(keys)))
     if problems and not skip_invalid:
         raise ImportRowsError(problems)
     return rows, problems
@@ -312,7 +327,7 @@ def change_status(
     _record(session, holder, "status", holder.status, new_status, at, source, reason)
     holder.status = new_status
     if new_status == "accepted" and holder.accepted_date is None:
-        holder.accepted_date = at.date()
+        holder.accepted_date = at.date()  # ``at`` is in the organisation's zone (callers pass it so)
     if new_status in ("declined", "withdrawn"):
         holder.decline_reason = reason
 
@@ -350,8 +365,14 @@ _PLAIN_FIELDS = (
 def import_holders(
     session: Session, rows: Iterable[HolderRow], *, now: datetime, source: str = "import", actor: str = "cli"
 ) -> ImportSummary:
-    """Upsert by external_id; unchanged rows touch nothing. The caller commits (all or nothing)."""
+    """Upsert by external_id; unchanged rows touch nothing. The caller commits (all or nothing).
+
+    A row for someone whose data was erased on request is skipped, never re-created."""
+    from followup.erasure import erased_ids
+
     rows = list(rows)
+    erased = erased_ids(session, [r.external_id for r in rows])
+    rows = [r for r in rows if r.external_id not in erased]
     existing = {
         h.external_id: h
         for h in session.scalars(
@@ -363,7 +384,7 @@ def import_holders(
         holder = existing.get(row.external_id)
         if holder is None:
             holder = OfferHolder(
-                **{f.name: getattr(row, f.name) for f in fields(row) if f.name not in ("line",)},
+                **{f.name: getattr(row, f.name) for f in fields(row) if f.name not in ("line", "columns")},
                 created_at=now,
                 updated_at=now,
             )
@@ -375,6 +396,8 @@ def import_holders(
             continue
         changed = False
         for name in _PLAIN_FIELDS:
+            if name not in row.columns:
+                continue  # a column the file does not have is not a request to clear the field
             new = getattr(row, name)
             if getattr(holder, name) != new:
                 _record(session, holder, name, getattr(holder, name), new, now, source)
@@ -383,7 +406,7 @@ def import_holders(
         if holder.start_date != row.start_date:
             change_start_date(session, holder, row.start_date, at=now, source=source)
             changed = True
-        if holder.status != row.status:
+        if "status" in row.columns and holder.status != row.status:
             change_status(
                 session, holder, row.status, at=now, reason=row.decline_reason, source=source, check=False
             )
@@ -405,7 +428,7 @@ def import_holders(
             detail={"created": created, "updated": updated, "unchanged": unchanged},
         )
     )
-    return ImportSummary(created, updated, unchanged)
+    return ImportSummary(created, updated, unchanged, tuple(sorted(erased)))
 
 
 def find_holder(session: Session, external_id: str) -> OfferHolder | None:

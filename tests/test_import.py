@@ -138,6 +138,9 @@ def test_erase_needs_confirmation_then_removes_the_holder_from_lists(tmp_path: P
     assert erased.returncode == 0, erased.stderr
     ids = {h["external_id"] for h in holders_json(env)}
     assert "NG-2027-001" not in ids and len(ids) == 30
+    again = run_followup("import-holders", str(SAMPLE), env=env)  # the next ATS export still lists her
+    assert again.returncode == 0 and "NG-2027-001: personal data was erased" in again.stderr
+    assert "NG-2027-001" not in {h["external_id"] for h in holders_json(env)}
     assert not any(h["name"] == "山田 花子" for h in holders_json(env))
 
 
@@ -167,3 +170,28 @@ def test_the_audit_log_records_imports_and_policy_changes(tmp_path: Path) -> Non
         assert record_policy(session, load_policy(config, check_templates=False), now=datetime.now(UTC))
         actions = session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)).all()
     assert actions == ["import_holders", "config_changed", "config_changed"]
+
+
+def test_a_reimport_without_some_columns_leaves_those_fields_alone(tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    run_followup("import-holders", str(SAMPLE), env=env)
+    assert run_followup("holders", "set-status", "NG-2027-003", "accepted", env=env).returncode == 0
+    # an export without status, track, mentor or chat ids: external_id, name, email, offer_date, start_date
+    rows = [[r[0], r[1], r[2], r[7], r[8]] for r in sample_rows()]
+    rows[3][1] = "鈴木 美咲(旧姓 山本)"
+    result = run_followup("import-holders", str(write_csv(tmp_path / "few.csv", rows, "utf-8")), env=env)
+    assert "created 0, updated 1, unchanged 29" in result.stdout, result.stdout + result.stderr
+    holders = {h["external_id"]: h for h in holders_json(env)}
+    assert holders["NG-2027-003"]["status"] == "accepted"  # not reset to offered
+    assert holders["NG-2027-003"]["name"] == "鈴木 美咲(旧姓 山本)"
+    assert holders["NG-2027-003"]["mentor_email"] == "ito.s@example.co.jp"  # not cleared
+
+
+def test_a_value_longer_than_its_column_is_a_row_error_on_every_database(tmp_path: Path) -> None:
+    rows = sample_rows()
+    rows[2][0] = "X" * 65
+    result = run_followup(
+        "import-holders", str(write_csv(tmp_path / "long.csv", rows, "utf-8")), env=env_for(tmp_path)
+    )
+    assert result.returncode == 2
+    assert "long.csv:3: external_id is longer than 64 characters" in result.stderr

@@ -54,14 +54,18 @@ def register(app: typer.Typer) -> None:
         """
         context: AppContext = ctx.obj
         rows, problems = read_holders_csv(file, skip_invalid=skip_invalid)
-        now = datetime.now().astimezone()
+        now = parse_now(None, context)
         with context.session() as session:
             summary = import_holders(session, rows, now=now, source=f"import:{file.name}")
         skipped = len({problem.line for problem in problems})
+        for external_id in summary.erased:
+            err.print(f"skipped {external_id}: personal data was erased on request (not re-imported)")
         for problem in problems:
             err.print(f"skipped {problem}", markup=False, highlight=False)
         if as_json:
-            out.print_json(json.dumps({**summary.__dict__, "skipped": skipped}))
+            out.print_json(
+                json.dumps({**summary.__dict__, "erased": list(summary.erased), "skipped": skipped})
+            )
         else:
             out.print(
                 f"imported {file}: created {summary.created}, updated {summary.updated}, "

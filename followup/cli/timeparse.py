@@ -22,4 +22,5 @@ def parse_now(text: str | None, context: AppContext) -> datetime:
                 Path("--now"), None, None, f"bad date-time {text!r} (ISO 8601, e.g. 2026-11-30T10:00+09:00)"
             )
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
+    # always in the organisation's zone, so ``.date()`` is the local calendar day (e.g. an acceptance date)
+    return moment.astimezone(tz) if moment.tzinfo else moment.replace(tzinfo=tz)
