@@ -276,6 +276,12 @@ class Deliverer:
             touch.status, touch.cancel_reason = "cancelled", reason
             touch.claimed_by = None
             return f"cancelled: {reason}"
+        allowed = self.calendar.next_allowed(now, holder.timezone)
+        if allowed != now:
+            # due long ago (an import's catch-up, an outage): still never at night, a weekend or a holiday
+            touch.status, touch.due_at = "planned", allowed
+            touch.claimed_at, touch.claimed_by = None, None
+            return "deferred: outside the send window"
         if touch.kind == "manual":
             return self._reminder(touch, holder)
 
@@ -586,7 +592,11 @@ def run_due(
                 memo.mark(ids)
         return summary
     for touch_id in ids:
-        outcome = deliver_touch(context, touch_id, now=now)
+        try:
+            outcome = deliver_touch(context, touch_id, now=now)
+        except Exception:  # one bad row (already postponed) or a database hiccup must not stop the batch
+            log.exception("delivering touch %s failed", touch_id)
+            outcome = "failed: unexpected error"
         summary.outcomes[outcome] += 1
         summary.dispatched += 1
     return summary
@@ -615,7 +625,7 @@ def enqueue(broker_url: str, touch_ids: list[int]) -> int:
 
 def outcome_counts(outcomes: Mapping[str, int]) -> dict[str, int]:
     """sent / failed / suppressed / other totals from outcome strings, for summaries."""
-    keys = ("sent", "reminded", "transient", "failed", "suppressed", "skipped", "cancelled")
+    keys = ("sent", "reminded", "transient", "failed", "suppressed", "deferred", "skipped", "cancelled")
     totals = dict.fromkeys(keys, 0)
     for outcome, n in outcomes.items():
         key = outcome.split(":")[0]

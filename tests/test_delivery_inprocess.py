@@ -446,3 +446,23 @@ def test_a_retry_that_would_fall_after_the_send_window_waits_for_the_next_busine
     assert deliver_touch(context, touch_id, now=friday_evening) == "transient: retry planned"
     retry_at = touch_state(context, touch_id).due_at.astimezone(tokyo)
     assert retry_at == datetime(2026, 7, 21, 10, 0, tzinfo=tokyo)  # not at 19:00+, nor on the weekend/holiday
+
+
+def test_a_touch_found_due_at_night_waits_for_the_send_window_instead_of_going_out(
+    wired: pytest.MonkeyPatch, tmp_path: Path, smtp_sink: SmtpSink
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    tokyo = ZoneInfo("Asia/Tokyo")
+    context = make_context(tmp_path, sqlite(tmp_path))
+    with context.session() as s:
+        due = datetime(2026, 7, 3, 10, 0, tzinfo=tokyo)  # Friday morning; the system was down until Saturday
+        touch_id = add_touch(s, add_holder(s, "NG-5", email="saburo@example.ac.jp"), 1, due_at=due).id
+
+    saturday_night = datetime(2026, 7, 4, 23, 30, tzinfo=tokyo)
+    assert deliver_touch(context, touch_id, now=saturday_night) == "deferred: outside the send window"
+    assert smtp_sink.count_for("saburo@example.ac.jp") == 0
+    touch = touch_state(context, touch_id)
+    assert touch.status == "planned" and touch.attempts == 0
+    assert touch.due_at.astimezone(tokyo) == datetime(2026, 7, 6, 10, 0, tzinfo=tokyo)
+    assert deliver_touch(context, touch_id, now=touch.due_at) == "sent"

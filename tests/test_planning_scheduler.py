@@ -10,6 +10,7 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 
@@ -28,8 +29,8 @@ def test_the_scheduler_plans_dispatches_and_reports_on_time(sqlite_url: str, tmp
     assert plan_job.trigger.interval == timedelta(minutes=context.policy.scheduler.plan_every_minutes)
     assert plan_job.coalesce is True and plan_job.max_instances == 1
     assert plan_job.misfire_grace_time == MISFIRE_GRACE  # not APScheduler's silent 1-second default
-    report = str(scheduler.get_job("weekly_report").trigger)
-    assert "day_of_week='mon'" in report and "hour='8'" in report and "minute='30'" in report
+    report = scheduler.get_job("weekly_report")
+    assert report.trigger.interval == timedelta(minutes=10)  # polled: a missed minute is not a lost week
 
 
 def test_only_the_lease_holder_runs_a_job(sqlite_url: str, tmp_path: Path) -> None:
@@ -97,3 +98,37 @@ def test_two_scheduler_processes_elect_one_leader_and_create_no_duplicate(tmp_pa
                 proc.wait()
     logs = "".join(proc.stdout.read() for proc in procs if proc.stdout)
     assert "is now the leader" in logs
+
+
+def test_the_weekly_report_is_due_from_its_time_until_the_end_of_its_week() -> None:
+    from zoneinfo import ZoneInfo
+
+    from followup.policy import load_policy
+    from followup.report import report_due_at
+
+    policy = load_policy(REPO / "config" / "followup.yaml", check_templates=False).policy  # mon 08:30
+    tokyo = ZoneInfo("Asia/Tokyo")
+    monday = datetime(2026, 11, 30, 8, 30, tzinfo=tokyo)
+    assert report_due_at(policy, monday) == monday
+    assert report_due_at(policy, monday - timedelta(minutes=1)) == monday - timedelta(days=7)
+    assert report_due_at(policy, datetime(2026, 12, 3, 23, 0, tzinfo=tokyo)) == monday  # Thursday: still due
+
+
+def test_a_report_missed_at_its_minute_is_sent_by_a_later_poll_once(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    from followup.db.models import ReportRun
+    from followup.report import send_weekly_report_if_due
+
+    monkeypatch.delenv("SMTP_URL", raising=False)  # the report goes to the outbox
+    context = make_context(sqlite_url, tmp_path)
+    tokyo = ZoneInfo("Asia/Tokyo")
+    assert send_weekly_report_if_due(context, datetime(2026, 11, 30, 8, 0, tzinfo=tokyo)) is None  # too early
+    sent = send_weekly_report_if_due(context, datetime(2026, 11, 30, 11, 40, tzinfo=tokyo))  # the poll after
+    assert sent is not None and Path(str(sent)).name == "weekly-2026-W49.eml" and Path(str(sent)).exists()
+    again = send_weekly_report_if_due(context, datetime(2026, 12, 2, 9, 0, tzinfo=tokyo))
+    assert again == str(sent)  # already sent this week: the recorded result, nothing new
+    with session_scope(sqlite_url) as session:
+        assert [r.week for r in session.scalars(select(ReportRun))] == ["2026-W49"]

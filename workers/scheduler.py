@@ -11,7 +11,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import socket
+import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,14 +25,15 @@ from followup.context import AppContext
 from followup.delivery import EnqueueMemo, dispatch_due
 from followup.flags import evaluate_and_persist
 from followup.planning import plan_tick, release_lease, try_acquire_lease
-from followup.report import send_weekly_report
+from followup.report import send_weekly_report_if_due
 
 log = logging.getLogger("followup.scheduler")
 
 LEASE_NAME = "scheduler"
 LEASE_TTL = timedelta(seconds=90)
 HEARTBEAT_SECONDS = 20
-MISFIRE_GRACE = 6 * 3600  # run a missed job late (once, coalesced) rather than silently skip it
+MISFIRE_GRACE = 6 * 3600
+REPORT_POLL_MINUTES = 10  # run a missed job late (once, coalesced) rather than silently skip it
 
 
 def default_owner() -> str:
@@ -102,14 +105,12 @@ def add_jobs(scheduler: BaseScheduler, context: AppContext, leader: Leader) -> l
     scheduler.add_job(
         leader.run, "interval", hours=1, args=["flags", evaluate_and_persist], id="flags", **defaults
     )
-    weekly = policy.report.weekly
+    # polled, not a single cron firing: a failed or missed send is retried within the week
     scheduler.add_job(
         leader.run,
-        "cron",
-        day_of_week=weekly.day,
-        hour=weekly.time.hour,
-        minute=weekly.time.minute,
-        args=["weekly_report", send_weekly_report],
+        "interval",
+        minutes=REPORT_POLL_MINUTES,
+        args=["weekly_report", send_weekly_report_if_due],
         id="weekly_report",
         **defaults,
     )
@@ -127,6 +128,8 @@ def run_scheduler(context: AppContext, owner: str | None = None) -> None:
     """Block running the jobs until interrupted; gives the lease up on the way out."""
     scheduler, leader = build_scheduler(context, owner or default_owner())
     log.info("scheduler %s starting (%s)", leader.owner, context.policy.organization.timezone)
+    # docker stop sends SIGTERM: leave through the finally below, so the standby takes over at once
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
     try:
         scheduler.start()
     except (KeyboardInterrupt, SystemExit):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +17,7 @@ from followup.context import AppContext
 from followup.delivery import DispatchSummary, EnqueueMemo, outcome_counts, run_due
 from followup.errors import Problem, UserInputError
 
+log = logging.getLogger("followup.run")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -58,8 +61,17 @@ def run(
         record_policy(session, context.loaded, now=parse_now(now, context))
     while True:
         moment = parse_now(now, context)
-        created = _plan(context, moment)
-        summary = run_due(context, moment, memo=memo)
+        try:
+            created = _plan(context, moment)
+            summary = run_due(context, moment, memo=memo)
+        except Exception as exc:
+            if once:
+                raise
+            # the database or the broker is briefly away: the long-running job keeps going
+            log.exception("run pass failed")
+            err.print(f"エラー: {type(exc).__name__} — retrying in {interval:g} s", markup=False)
+            time.sleep(interval)
+            continue
         out.print(_summary_line(created, summary), markup=False, highlight=False)
         if summary.recovered:
             err.print(f"復旧: 作業者が失われた送信 {summary.recovered}件を再計画しました (recovered claims)")
@@ -90,6 +102,8 @@ def worker(
     if pool not in ("prefork", "threads", "solo"):
         raise UserInputError(Problem(Path("--pool"), None, None, "expected prefork, threads or solo"))
     context.loaded  # noqa: B018 (fail here, with FILE:LINE:COL, before any worker process starts)
+    # the worker processes build their own context from the environment: give them this --config
+    os.environ["FOLLOWUP_CONFIG"] = str(context.config_file.resolve())
     import workers.tasks  # noqa: F401 (registers the tasks on the app the worker runs)
     from workers.celery_app import app
 

@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
+from uuid import uuid4
 
 import typer
 from rich import box
@@ -302,7 +303,7 @@ def touch_log(
             action = f"{touch.phase} の予定 ({touch.key}) を実施済みにしました"
         else:
             touch = Touch(
-                key=f"{external_id}:adhoc:{channel.value}:{moment.astimezone(tz):%Y%m%dT%H%M%S}",
+                key=f"{external_id}:adhoc:{channel.value}:{moment.astimezone(tz):%Y%m%dT%H%M%S}:{uuid4().hex[:6]}",
                 holder_id=holder.id,
                 cadence="adhoc",
                 phase="log",

@@ -2,7 +2,7 @@
 
 from followup.report.data import WeeklyReport, build_report, iso_week
 from followup.report.render import build_email, render_html, render_text
-from followup.report.send import send_weekly_report
+from followup.report.send import report_due_at, send_weekly_report, send_weekly_report_if_due
 
 __all__ = [
     "WeeklyReport",
@@ -11,5 +11,7 @@ __all__ = [
     "iso_week",
     "render_html",
     "render_text",
+    "report_due_at",
     "send_weekly_report",
+    "send_weekly_report_if_due",
 ]

@@ -7,7 +7,7 @@ rolls the row back, so the next tick tries again.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from followup.channels.email import SmtpSettings, send_over_smtp
 from followup.context import AppContext
 from followup.db.models import ReportRun
 from followup.flags import evaluate_and_persist
-from followup.policy import resolve_env
+from followup.policy import Policy, resolve_env
 from followup.report.data import build_report, iso_week
 from followup.report.render import build_email
 
@@ -67,3 +67,27 @@ def send_weekly_report(context: AppContext, now: datetime) -> Path | str:
             result.write_bytes(msg.as_bytes())
         run.summary = {**report.summary(), "delivered": str(result)}
     return result
+
+
+WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def report_due_at(policy: Policy, now: datetime) -> datetime:
+    """The latest scheduled report moment (``report.weekly.day`` at ``.time``) at or before ``now``."""
+    weekly = policy.report.weekly
+    local = now.astimezone(policy.organization.tz)
+    back = (local.weekday() - WEEKDAY_NAMES.index(weekly.day)) % 7
+    due = datetime.combine(local.date() - timedelta(days=back), weekly.time, tzinfo=local.tzinfo)
+    return due if due <= local else due - timedelta(days=7)
+
+
+def send_weekly_report_if_due(context: AppContext, now: datetime) -> Path | str | None:
+    """The scheduler's job, run every few minutes: sends this week's report once its time has come.
+
+    Polling instead of one cron firing means a report survives an SMTP error, a restart or a leader
+    handover at the scheduled minute: the next run sends it (the ReportRun week key keeps it single).
+    """
+    due = report_due_at(context.policy, now)
+    if iso_week(due, context.policy) != iso_week(now, context.policy):
+        return None  # last week's slot: its week is over, the next report comes at this week's time
+    return send_weekly_report(context, now)
