@@ -263,6 +263,13 @@ def _compute_season(
         while day in used:  # never two touches on one local day for one holder
             day = calendar.next_business_day(day + timedelta(days=1))
             why = why or "同日に別の接点あり"
+        if day >= start:
+            # moving forward would reach the first working day (e.g. year-end closure just before a
+            # January start): move back to the last free business day before it instead, or drop it
+            earlier = _free_business_day_before(nominal, offer, used, calendar)
+            if earlier is None:
+                continue
+            day, why = earlier, why or "入社日より前に前倒し"
         used.add(day)
         due_at, stamp = calendar.moment(day, zone)
         if day == nominal:
@@ -278,6 +285,18 @@ def _compute_season(
         stamps=tuple(stamps[i] for i in order),
         by_suffix={s.suffix: s for s in ordered},
     )
+
+
+def _free_business_day_before(
+    day: date, earliest: date, used: set[date], calendar: BusinessCalendar
+) -> date | None:
+    """The latest business day before ``day`` (not before ``earliest``) with no touch yet, if any."""
+    candidate = day - timedelta(days=1)
+    while candidate >= earliest:
+        if calendar.is_business_day(candidate) and candidate not in used:
+            return candidate
+        candidate -= timedelta(days=1)
+    return None
 
 
 def _channel_for(slot: _Slot, reachable: frozenset[str]) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -416,3 +416,29 @@ def test_a_touch_delivery_deferred_keeps_its_new_due_time_and_is_not_cancelled()
         result = plan([NEW_GRAD], POLICY, {1: deferred}, tokyo(later), CAL)
         assert all(touch_id != 1 for touch_id, _ in result.move)
         assert all(touch_id != 1 for touch_id, _ in result.cancel)
+
+
+def test_a_touch_pushed_past_the_year_end_closure_moves_before_a_january_start_instead() -> None:
+    # start Monday 2026-01-05: start - 1w is 12/29, inside 年末年始; forward would be the first working day
+    mid = holder("2025-11-17", "2026-01-05", track="mid_career")
+    pre_start = [t for t in season(mid) if t.phase == "pre_start"]
+    assert [(t.template, t.due_at.date().isoformat()) for t in pre_start] == [
+        ("prestart_checklist", "2025-12-22"),
+        ("first_day_schedule", "2025-12-26"),  # the last business day before the closure
+    ]
+
+
+def test_no_touch_is_ever_due_on_or_after_the_start_date() -> None:
+    offers = [date(2026, 4, 1) + timedelta(days=d) for d in range(0, 330, 7)]
+    starts = [date(2026, 10, 1) + timedelta(days=d) for d in range(0, 200, 3)]
+    checked = 0
+    for offer in offers:
+        for start in starts:
+            if start <= offer + timedelta(days=14):
+                continue
+            for track in ("new_grad", "mid_career"):
+                h = holder(offer.isoformat(), start.isoformat(), track=track)
+                late = [t for t in season(h) if t.due_at.astimezone(TOKYO).date() >= start]
+                assert late == [], (offer, start, track, late[:1])
+                checked += 1
+    assert checked > 1000
