@@ -6,7 +6,9 @@ secret and a purpose-specific salt, so a survey token cannot be replayed as an o
 
 from __future__ import annotations
 
+import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,11 +37,19 @@ def secret_key(settings: Settings) -> str:
     path = Path(settings.var_dir) / "secret_key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(secrets.token_urlsafe(48))
-        tmp.chmod(0o600)
-        tmp.replace(path)
-    return path.read_text().strip()
+        try:  # O_EXCL: two processes starting at once agree on one key (the second reads the first's)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as file:
+                file.write(secrets.token_urlsafe(48))
+    for _ in range(50):  # the creator may still be writing
+        key = path.read_text().strip()
+        if key:
+            return key
+        time.sleep(0.01)
+    raise RuntimeError(f"{path} is empty: delete it or set FOLLOWUP_SECRET_KEY")
 
 
 @dataclass(frozen=True)

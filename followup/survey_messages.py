@@ -49,7 +49,7 @@ def decode_answer(data: str) -> tuple[str, str, int] | None:
         token, question, value = fields["s"][0], fields["q"][0], fields["v"][0]
     except (KeyError, IndexError):
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         return None
     return token, question, int(value)
 

@@ -149,3 +149,10 @@ def test_the_pre_start_survey_renders_its_own_questions(web: WebEnv) -> None:
 def test_health_and_readiness(web: WebEnv) -> None:
     assert web.client.get("/healthz").json() == {"status": "ok"}
     assert web.client.get("/readyz").json()["database"] is True
+
+
+def test_a_unicode_digit_in_a_scale_answer_is_a_form_error_not_a_crash(web: WebEnv) -> None:
+    touch_id = web.survey_touch(web.holder())
+    response = web.client.post(_path(web, touch_id), data={**GOOD, "motivation": "²"})
+    assert response.status_code == 422  # the form again, with its Japanese error
+    assert web.count(SurveyResponse) == 0

@@ -235,3 +235,13 @@ def test_a_follow_from_an_unknown_line_user_is_kept_for_hr_to_match(web: WebEnv)
     line_post(web, [line_event("follow", "01NEW", user="Unew")])
     [event] = web.events("follow")
     assert event.holder_id is None and event.payload == {"userId": "Unew"}
+
+
+def test_a_non_ascii_line_signature_gets_401_not_500(web: WebEnv) -> None:
+    body = json.dumps({"destination": "U" + "x" * 32, "events": []}).encode()
+    response = web.client.post(
+        "/webhooks/line",
+        content=body,
+        headers={"Content-Type": "application/json", "X-Line-Signature": "é".encode()},
+    )
+    assert response.status_code == 401

@@ -60,7 +60,7 @@ def require_hr(request: Request) -> None:
     if presented is not None and hmac.compare_digest(presented.encode(), expected.encode()):
         return
     cookie = request.cookies.get(COOKIE)
-    if cookie and hmac.compare_digest(cookie, _cookie_value(state, expected)):
+    if cookie and hmac.compare_digest(cookie.encode(), _cookie_value(state, expected).encode()):
         return
     raise HTTPException(
         401, "authentication required", headers={"WWW-Authenticate": 'Basic realm="followup"'}

@@ -31,9 +31,9 @@ def verify_slack(
     """True only for a correctly signed request whose timestamp is within ``window`` seconds of ``now``."""
     if not secret or not timestamp or not signature:
         return False
-    if not timestamp.isdigit() or abs(now - int(timestamp)) > window:
+    if not (timestamp.isascii() and timestamp.isdigit()) or abs(now - int(timestamp)) > window:
         return False
-    return hmac.compare_digest(slack_signature(secret, timestamp, body), signature)
+    return hmac.compare_digest(slack_signature(secret, timestamp, body).encode(), signature.encode())
 
 
 def line_signature(secret: str, body: bytes) -> str:
@@ -44,4 +44,4 @@ def line_signature(secret: str, body: bytes) -> str:
 def verify_line(secret: str | None, signature: str | None, body: bytes) -> bool:
     if not secret or not signature:
         return False
-    return hmac.compare_digest(line_signature(secret, body), signature)
+    return hmac.compare_digest(line_signature(secret, body).encode(), signature.encode())
