@@ -245,3 +245,20 @@ def test_the_report_command_writes_html_and_sends(
     assert again.returncode == 0 and "送信済み" in again.stderr
     assert (tmp_path / "reports" / "weekly-2026-W22.html").exists()
     assert len(sink.messages) == 1
+
+
+def test_an_hr_edited_report_template_cannot_reach_python_internals(
+    report: WeeklyReport, tmp_path: Path
+) -> None:
+    import shutil
+
+    from jinja2.exceptions import SecurityError
+
+    from followup.report import render_html
+
+    root = tmp_path / "templates"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "templates" / "report", root / "report")
+    page = root / "report" / "weekly.html.j2"
+    page.write_text("{{ cycler.__init__.__globals__.os.popen('id').read() }}", encoding="utf-8")
+    with pytest.raises(SecurityError):
+        render_html(report, templates_root=root)

@@ -33,7 +33,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-NOW = datetime.now(UTC)
+NOW = datetime(2026, 6, 22, 1, 0, tzinfo=UTC)  # 10:00 in Tokyo, a Monday: inside the send window
 
 
 @pytest.fixture

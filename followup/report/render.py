@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal, cast
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from premailer import Premailer
 
 from followup.policy.schema import Policy
@@ -46,7 +47,7 @@ def _minute(moment: datetime) -> str:
 
 def _environment(templates_root: Path | None) -> Environment:
     root = (templates_root or DEFAULT_TEMPLATES) / "report"
-    env = Environment(
+    env = ImmutableSandboxedEnvironment(  # HR may edit these templates too
         loader=FileSystemLoader(root),
         autoescape=select_autoescape(["html", "html.j2"]),
         undefined=StrictUndefined,

@@ -16,7 +16,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import FileSystemLoader, select_autoescape
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -67,7 +68,7 @@ def pages_dir(context: AppContext) -> Path:
 
 
 def _templates(directory: Path) -> Jinja2Templates:
-    env = Environment(
+    env = ImmutableSandboxedEnvironment(  # HR may edit these templates too
         loader=FileSystemLoader(str(directory)),
         autoescape=select_autoescape(default=True, default_for_string=True),
         trim_blocks=True,
