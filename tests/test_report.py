@@ -262,3 +262,21 @@ def test_an_hr_edited_report_template_cannot_reach_python_internals(
     page.write_text("{{ cycler.__init__.__globals__.os.popen('id').read() }}", encoding="utf-8")
     with pytest.raises(SecurityError):
         render_html(report, templates_root=root)
+
+
+def test_erasing_a_declined_holder_does_not_change_the_decline_rate(context: AppContext) -> None:
+    from followup.erasure import erase_holder
+    from followup.report import build_report
+
+    with context.session() as session:
+        before = build_report(session, context.policy, NOW).kpi
+        declined = session.scalars(select(OfferHolder).where(OfferHolder.status == "declined")).first()
+        assert declined is not None
+        erase_holder(session, declined, context.policy, now=NOW, actor="test")
+    with context.session() as session:
+        after = build_report(session, context.policy, NOW).kpi
+    assert (after.offers, after.declined, after.decline_rate) == (
+        before.offers,
+        before.declined,
+        before.decline_rate,
+    )

@@ -223,14 +223,15 @@ def build_report(session: Session, policy: Policy, now: datetime) -> WeeklyRepor
             OfferHolder.offer_date,
             OfferHolder.accepted_date,
             OfferHolder.start_date,
-        ).where(OfferHolder.erased_at.is_(None))
-    ).all()
+            OfferHolder.erased_at,
+        )
+    ).all()  # erased holders too: cohort counts and rates must still add up after a deletion request
     status_counter = Counter(row.status for row in holders)
     status_counts = [(s, STATUS_LABELS[s], status_counter[s]) for s in HOLDER_STATUSES]
     phase_of: dict[int, str] = {}
     phase_counter: Counter[str] = Counter()
     for row in holders:
-        if row.status not in ACTIVE_STATUSES:
+        if row.status not in ACTIVE_STATUSES or row.erased_at is not None:
             continue
         match = policy.cadence_for(row.track, row.department)
         cadence = match[0] if match else None
