@@ -147,7 +147,10 @@ def record_response(
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     form = touch.survey_form or ""
-    response = session.scalars(select(SurveyResponse).where(SurveyResponse.touch_id == touch.id)).first()
+    # FOR UPDATE (PostgreSQL): two button answers merging at once must not overwrite each other
+    response = session.scalars(
+        select(SurveyResponse).where(SurveyResponse.touch_id == touch.id).with_for_update()
+    ).first()
     if response is None:
         merged = dict(answers)
         response = SurveyResponse(

@@ -111,30 +111,36 @@ def chat_answer(
     question = next((q for q in link.survey.questions if q.id == question_id), None)
     if question is None or question.type != "scale" or not 1 <= value <= 5:
         return "ignored"
-    with state.session() as session:
-        holder = session.get(OfferHolder, link.holder_id)
-        expected = (
-            holder.slack_user_id
-            if (holder and channel == "slack")
-            else (holder.line_user_id if holder else None)
-        )
-        if not user_id or expected != user_id:
-            return "not_the_holder"
-        touch = session.get(Touch, link.touch_id)
-        if touch is None:
-            return "expired"
-        if _seen(session, dedupe_key):
-            return "duplicate"
-        record_response(
-            session,
-            touch,
-            link.survey,
-            {question_id: value},
-            at,
-            merge=True,
-            channel=channel,
-            dedupe_key=dedupe_key,
-        )
+    for attempt in range(2):  # two first presses at once: the loser of the insert race merges instead
+        try:
+            with state.session() as session:
+                holder = session.get(OfferHolder, link.holder_id)
+                expected = (
+                    holder.slack_user_id
+                    if (holder and channel == "slack")
+                    else (holder.line_user_id if holder else None)
+                )
+                if not user_id or expected != user_id:
+                    return "not_the_holder"
+                touch = session.get(Touch, link.touch_id)
+                if touch is None:
+                    return "expired"
+                if _seen(session, dedupe_key):
+                    return "duplicate"
+                record_response(
+                    session,
+                    touch,
+                    link.survey,
+                    {question_id: value},
+                    at,
+                    merge=True,
+                    channel=channel,
+                    dedupe_key=dedupe_key,
+                )
+            break
+        except IntegrityError:
+            if attempt:
+                raise
     return "recorded"
 
 
