@@ -156,7 +156,11 @@ def load_histories(session: Session, policy: Policy, now: datetime) -> list[Hold
         cadence = match[0] if match else None
         phase = current_phase(policy, cadence, {"offer": offer, "accepted": accepted, "start": start}, today)
         contacts = {"email": email, "slack": slack, "line": line}
-        reachable = tuple(c for c in MESSAGE_CHANNELS if contacts[c] and c not in opted.get(hid, ()))
+        # only the channels the cadence uses (the current phase's, else any phase's) can reach the holder
+        usable = _cadence_channels(policy, cadence, phase)
+        reachable = tuple(
+            c for c in MESSAGE_CHANNELS if c in usable and contacts[c] and c not in opted.get(hid, ())
+        )
         out.append(
             HolderHistory(
                 holder_id=hid,
@@ -176,6 +180,14 @@ def load_histories(session: Session, policy: Policy, now: datetime) -> list[Hold
             )
         )
     return out
+
+
+def _cadence_channels(policy: Policy, cadence: str | None, phase: str | None) -> frozenset[str]:
+    if cadence is None:
+        return frozenset(MESSAGE_CHANNELS)
+    phases = policy.cadences[cadence].phases
+    chosen = [p for p in phases if p.name == phase] or list(phases)
+    return frozenset(channel for p in chosen for channel in p.channels)
 
 
 def persist_flags(session: Session, decisions: Iterable[FlagDecision], now: datetime) -> FlagChanges:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -104,3 +104,30 @@ def test_a_bad_now_exits_with_status_two(sqlite_url: str, tmp_path: Path) -> Non
     result = run_followup("flags", "--now", "next monday", env=env)
     assert result.returncode == 2
     assert "--now" in result.stderr
+
+
+def test_a_holder_reachable_only_on_a_channel_the_phase_does_not_use_is_unreachable(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    from tests.rules_fixtures import add_holder
+
+    repo = Path(__file__).resolve().parent.parent
+    text = (repo / "config" / "followup.yaml").read_text(encoding="utf-8")
+    email_only = text.replace("        channels: [line, email, slack]", "        channels: [email]", 1)
+    assert email_only != text
+    config = tmp_path / "email-only.yaml"
+    config.write_text(
+        email_only.replace("templates_dir: ../templates", f"templates_dir: {repo / 'templates'}")
+    )
+    context = make_context(sqlite_url, tmp_path, config=config)
+    with context.session() as session:
+        add_holder(
+            session,
+            "S-001",
+            "スラック 太郎",
+            email=None,
+            slack_user_id="U0SLACK0001",
+            offer_date=date(2026, 5, 1),
+        )
+    decisions, _ = evaluate_and_persist(context, NOW)  # NOW is in the initial phase (email only)
+    assert ("S-001", "unreachable") in {(d.external_id, d.rule) for d in decisions}
