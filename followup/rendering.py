@@ -167,12 +167,41 @@ def honorific(value: Any, suffix: str = "様") -> str:
 # --- the sandbox ---------------------------------------------------------------------------------------
 
 
+_WIDTH_METHODS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs"})
+_HUGE_WIDTH = re.compile(r"[%:{][^}%a-zA-Z]*?\d{6,}")  # a width of 100,000 characters or more
+
+
 class _HRSandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox, plus caps on ``*`` and ``**`` so a template cannot allocate gigabytes."""
 
-    intercepted_binops = frozenset(["*", "**"])
+    intercepted_binops = frozenset(["*", "**", "%"])
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        """Width arguments (``'x'.ljust(10**8)``) are capped like repetition."""
+        name = getattr(__obj, "__name__", "")
+        widths = (a for a in (*args, *kwargs.values()) if isinstance(a, int))
+        if (
+            isinstance(getattr(__obj, "__self__", None), str)
+            and name in _WIDTH_METHODS
+            and any(w > _MAX_SEQUENCE for w in widths)
+        ):
+            raise SecurityError(f"str.{name} width larger than {_MAX_SEQUENCE}")
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """``'{:>99999999}'.format(x)`` (the sandbox wraps str.format here): cap the width too."""
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None and _HUGE_WIDTH.search(value.__self__):
+
+            def refuse(*_args: Any, **_kwargs: Any) -> str:
+                raise SecurityError(f"format width larger than {_MAX_SEQUENCE}")
+
+            return refuse
+        return wrapped
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "%" and isinstance(left, str) and _HUGE_WIDTH.search(left):
+            raise SecurityError(f"format width larger than {_MAX_SEQUENCE}")
         if operator == "**" and isinstance(right, int) and abs(right) > _MAX_EXPONENT:
             raise SecurityError(f"exponent {right} is larger than {_MAX_EXPONENT}")
         if operator == "*":
@@ -192,6 +221,17 @@ def _is_html(template_name: str | None) -> bool:
     )
 
 
+def _capped_filter(name: str, original: Any) -> Any:
+    """A built-in filter whose width argument is capped (``'x'|center(10**8)`` would allocate 100 MB)."""
+
+    def capped(value: Any, width: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(width, int) and width > _MAX_SEQUENCE:
+            raise SecurityError(f"{name} width larger than {_MAX_SEQUENCE}")
+        return original(value, *args, **kwargs) if width is None else original(value, width, *args, **kwargs)
+
+    return capped
+
+
 def _make_env(root: Path) -> _HRSandbox:
     env = _HRSandbox(
         loader=FileSystemLoader(str(root)),
@@ -204,6 +244,8 @@ def _make_env(root: Path) -> _HRSandbox:
     env.filters.update(
         jdate=jdate, jdatetime=jdatetime, edate=edate, edatetime=edatetime, honorific=honorific
     )
+    for name in ("center", "indent", "truncate", "wordwrap"):
+        env.filters[name] = _capped_filter(name, env.filters[name])
     return env
 
 

@@ -224,6 +224,11 @@ def test_check_catches_an_unguarded_optional_link(tmp_path: Path) -> None:
         "{{ '{0.__class__.__mro__}'.format('') }}",
         "{% set x = [] %}{{ x.append(1) }}",
         "{{ 'x' * 100000000 }}",
+        "{{ 'x'.ljust(100000000) }}",
+        "{{ '%100000000s' % 'x' }}",
+        "{{ '{:>100000000}'.format('x') }}",
+        "{{ 'x' | center(100000000) }}",
+        "{{ 'ab' | indent(100000000, first=True) }}",
     ],
 )
 def test_template_injection_is_a_problem_and_never_runs(tmp_path: Path, payload: str) -> None:
