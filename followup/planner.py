@@ -470,10 +470,10 @@ def plan(
                 move.append((touch.id, current.due_at))
             if current.manual_channel is None and touch.channel not in holder.reachable:
                 channel = _channel_for(current, holder.reachable)
-                if channel is None:
-                    cancel.append((touch.id, _unreachable_reason(current)))
-                else:
+                if channel is not None:
                     rechannel.append((touch.id, channel))
+                # none left: the touch stays planned (HR may add a LINE id tomorrow); if it is still
+                # unreachable when due, delivery records it as failed and the rules flag the holder
     return result
 
 

@@ -442,3 +442,13 @@ def test_no_touch_is_ever_due_on_or_after_the_start_date() -> None:
                 assert late == [], (offer, start, track, late[:1])
                 checked += 1
     assert checked > 1000
+
+
+def test_a_planned_touch_is_kept_when_every_channel_is_briefly_lost() -> None:
+    now = tokyo("2026-04-14T09:00")
+    created = plan([NEW_GRAD], POLICY, {}, now, CAL).create
+    nobody = replace(NEW_GRAD, reachable=frozenset())  # opted out of the only channel an hour ago
+    result = plan([nobody], POLICY, {1: as_existing(created)}, now, CAL)
+    assert result.cancel == [] and result.rechannel == []  # not burnt: a new LINE id can still carry it
+    back = replace(NEW_GRAD, reachable=frozenset({"line"}))
+    assert plan([back], POLICY, {1: as_existing(created)}, now, CAL).cancel == []
