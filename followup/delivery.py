@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from followup.calendar import BusinessCalendar
@@ -413,11 +414,27 @@ class Deliverer:
             log.exception("channel %s raised unexpectedly", prepared.channel)
             error = DeliveryError(f"{type(exc).__name__}: {exc}", permanent=False)
         finished = now + timedelta(seconds=time.monotonic() - started)
-        with self.context.session() as session:
-            touch = session.get(Touch, touch_id, with_for_update=True)
-            if touch is None:
-                return "skipped: touch deleted"
-            return self._apply(session, touch, prepared, result, error, now, finished, token, worker)
+        # The message may be out already: recording it must survive a database blip (a failover), or the
+        # stale-claim recovery would send it again. Retry for up to half the claim timeout, then say so.
+        deadline = time.monotonic() + self.context.settings.claim_timeout / 2
+        pause = 0.2
+        while True:
+            try:
+                with self.context.session() as session:
+                    touch = session.get(Touch, touch_id, with_for_update=True)
+                    if touch is None:
+                        return "skipped: touch deleted"
+                    return self._apply(session, touch, prepared, result, error, now, finished, token, worker)
+            except OperationalError:
+                if time.monotonic() + pause > deadline:
+                    log.error(
+                        "could not record the result of touch %s (provider id %s): it may be sent again",
+                        touch_id,
+                        result.provider_id if result else "-",
+                    )
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     def _apply(
         self,

@@ -466,3 +466,28 @@ def test_a_touch_found_due_at_night_waits_for_the_send_window_instead_of_going_o
     assert touch.status == "planned" and touch.attempts == 0
     assert touch.due_at.astimezone(tokyo) == datetime(2026, 7, 6, 10, 0, tzinfo=tokyo)
     assert deliver_touch(context, touch_id, now=touch.due_at) == "sent"
+
+
+def test_a_database_blip_while_recording_a_sent_message_is_retried_not_resent(
+    wired: pytest.MonkeyPatch, tmp_path: Path, smtp_sink: SmtpSink
+) -> None:
+    # a failover cannot be staged on SQLite: the seam fails the first recording attempt like one would
+    from sqlalchemy.exc import OperationalError
+
+    from followup.delivery import Deliverer
+
+    context = make_context(tmp_path, sqlite(tmp_path))
+    with context.session() as s:
+        touch_id = add_touch(s, add_holder(s, "NG-6", email="shiro@example.ac.jp"), 1).id
+    original, calls = Deliverer._apply, []
+
+    def flaky(self: Deliverer, *args: object) -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("UPDATE touches", {}, Exception("server closed the connection"))
+        return original(self, *args)  # type: ignore[arg-type]
+
+    wired.setattr(Deliverer, "_apply", flaky)
+    assert deliver_touch(context, touch_id, now=NOW) == "sent"
+    assert len(calls) == 2 and smtp_sink.count_for("shiro@example.ac.jp") == 1
+    assert touch_state(context, touch_id).status == "sent"
