@@ -212,6 +212,7 @@ def persist_flags(session: Session, decisions: Iterable[FlagDecision], now: date
                 severity=decision.severity,
                 reason=decision.reason,
                 action=decision.action,
+                since=decision.since,
                 first_seen=now,
                 last_seen=now,
             )

@@ -59,7 +59,8 @@ def flag_record(flag: Flag, external_id: str) -> dict[str, Any]:
         "severity": flag.severity,
         "reason": flag.reason,
         "action": flag.action,
-        "since": _iso(flag.first_seen),
+        "since": _iso(flag.since or flag.first_seen),  # the same meaning as ``followup flags --json``
+        "first_seen": _iso(flag.first_seen),
         "last_seen": _iso(flag.last_seen),
         "resolved_at": _iso(flag.resolved_at),
     }

@@ -97,6 +97,10 @@ def test_the_flags_command_lists_spec_records_as_json(sqlite_url: str, tmp_path:
     assert records[0]["external_id"] == "N-005"  # low pulse + drop: the highest risk comes first
     table = run_followup("flags", "--now", NOW.isoformat(), env=env)
     assert table.returncode == 0 and "N-002" in table.stdout and "継続 6件" in table.stdout
+    # holders show --json (and the API) give each flag the same "since" as the flags command
+    shown = json.loads(run_followup("holders", "show", "N-002", "--json", env=env).stdout)
+    by_rule = {r["rule"]: r["since"] for r in records if r["external_id"] == "N-002"}
+    assert by_rule and {f["rule"]: f["since"] for f in shown["flags"]} == by_rule
 
 
 def test_a_bad_now_exits_with_status_two(sqlite_url: str, tmp_path: Path) -> None:

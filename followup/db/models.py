@@ -217,7 +217,8 @@ class Flag(Base):
     severity: Mapped[str] = mapped_column(String(8))
     reason: Mapped[str] = mapped_column(Text)
     action: Mapped[str] = mapped_column(Text, default="")
-    first_seen: Mapped[datetime] = mapped_column()
+    since: Mapped[datetime | None] = mapped_column()  # when the condition began (e.g. the neglect deadline)
+    first_seen: Mapped[datetime] = mapped_column()  # when an evaluation first noticed it
     last_seen: Mapped[datetime] = mapped_column()
     resolved_at: Mapped[datetime | None] = mapped_column()
 
