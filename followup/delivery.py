@@ -71,19 +71,15 @@ def build_channels(context: AppContext) -> dict[str, Channel]:
     else:
         out["email"] = _outbox(outbox, "email", email.sender, email.sender_name)
 
-    slack_token = resolve_env(channels_policy.slack.token)
-    if slack_token:
-        api_url = resolve_env(channels_policy.slack.api_url)
-        out["slack"] = load_channel_class("slack")(slack_token, api_url)  # type: ignore[call-arg]
-    else:
-        out["slack"] = _outbox(outbox, "slack", email.sender, email.sender_name)
-
-    line_token = resolve_env(channels_policy.line.access_token)
-    if line_token:
-        api_url = resolve_env(channels_policy.line.api_url)
-        out["line"] = load_channel_class("line")(line_token, api_url)  # type: ignore[call-arg]
-    else:
-        out["line"] = _outbox(outbox, "line", email.sender, email.sender_name)
+    for name, token_ref, api_ref in (
+        ("slack", channels_policy.slack.token, channels_policy.slack.api_url),
+        ("line", channels_policy.line.access_token, channels_policy.line.api_url),
+    ):
+        token = resolve_env(token_ref)
+        if token:
+            out[name] = load_channel_class(name)(token, resolve_env(api_ref))  # type: ignore[call-arg]
+        else:
+            out[name] = _outbox(outbox, name, email.sender, email.sender_name)
     return out
 
 

@@ -188,27 +188,31 @@ def _survey_page(
     )
 
 
-async def survey_form(request: Request, token: str) -> Response:
-    """Show the form, prefilled with the earlier answers. Records nothing (mail scanners open links)."""
-    state = state_of(request)
+async def _link_or_refusal(request: Request, token: str) -> SurveyLink | Response:
+    """The survey behind ``token``, or the page that refuses it (403 forged, 410 expired)."""
     try:
-        link = await run_in_threadpool(resolve_survey_link, state, token)
+        return await run_in_threadpool(resolve_survey_link, state_of(request), token)
     except LinkInvalid:
         return forbidden(request)
     except LinkExpired:
         return expired(request)
+
+
+async def survey_form(request: Request, token: str) -> Response:
+    """Show the form, prefilled with the earlier answers. Records nothing (mail scanners open links)."""
+    state = state_of(request)
+    link = await _link_or_refusal(request, token)
+    if isinstance(link, Response):
+        return link
     previous = await run_in_threadpool(_previous_answers, state, link.touch_id)
     return _survey_page(request, link, token, previous, {}, bool(previous))
 
 
 async def survey_submit(request: Request, token: str) -> Response:
     state = state_of(request)
-    try:
-        link = await run_in_threadpool(resolve_survey_link, state, token)
-    except LinkInvalid:
-        return forbidden(request)
-    except LinkExpired:
-        return expired(request)
+    link = await _link_or_refusal(request, token)
+    if isinstance(link, Response):
+        return link
     form = await request.form()
     data = {key: form.get(key) for key in form}
     answers, errors = validate_answers(link.survey, data)
