@@ -111,7 +111,7 @@ def main() -> None:
             noop_elapsed = time.perf_counter() - started
 
         # The real thing: every touch claimed, rendered, sent over SMTP, recorded.
-        from followup.delivery import run_due
+        from followup.delivery.deliver import run_due
 
         started = time.perf_counter()
         summary = run_due(context, datetime.now(UTC), limit=n)
@@ -126,7 +126,7 @@ def main() -> None:
 
         from followup.channels.base import OutboundMessage
         from followup.channels.email import EmailChannel
-        from followup.rendering import MessageTemplates, sample_context
+        from followup.rendering.templates import MessageTemplates, sample_context
 
         rendered = MessageTemplates(context.templates_root).render("checkin", sample_context())
         channel = EmailChannel(f"smtp://127.0.0.1:{smtp_port}", "saiyo@example.co.jp", "人事部")

@@ -31,12 +31,12 @@ from sqlalchemy import select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from followup.calendar import BusinessCalendar  # noqa: E402
+from followup.config import Policy, load_policy  # noqa: E402
 from followup.db.models import ChannelOptOut, OfferHolder, Touch  # noqa: E402
 from followup.db.session import get_engine, session_scope  # noqa: E402
 from followup.durations import shift_moment  # noqa: E402
-from followup.planner import ExistingTouch, HolderSnapshot, plan, season_schedule  # noqa: E402
-from followup.planning import apply_plan, load_snapshots  # noqa: E402
-from followup.policy import Policy, load_policy  # noqa: E402
+from followup.planning.planner import ExistingTouch, HolderSnapshot, plan, season_schedule  # noqa: E402
+from followup.planning.store import apply_plan, load_snapshots  # noqa: E402
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 NOW = datetime(2026, 11, 16, 9, 0, tzinfo=TOKYO)

@@ -20,9 +20,9 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from followup.config import Policy, load_policy
 from followup.durations import shift_moment
-from followup.policy import Policy, load_policy
-from followup.rules import (
+from followup.flags.rules import (
     ACTIONS,
     ACTIVE_STATUSES,
     FlagDecision,

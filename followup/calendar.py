@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import jpholiday
 
-from followup.policy.schema import Policy
+from followup.config.schema import Policy
 
 WEEKEND = "土日"
 DAY_OFF = "定休日"
@@ -23,6 +23,7 @@ CLOSED = "休業日"
 def _month_day(text: str) -> tuple[int, int]:
     month, day = text.split("-")
     return int(month), int(day)
+
 
 WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 

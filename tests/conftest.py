@@ -88,7 +88,7 @@ def any_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 def make_context(db_url: str, var_dir: Path, config: Path = REPO / "config" / "followup.yaml") -> Any:
     """An AppContext on the given database, with var/ (outbox, secret key) in ``var_dir``."""
-    from followup.context import AppContext
-    from followup.settings import Settings
+    from followup.config.context import AppContext
+    from followup.config.settings import Settings
 
     return AppContext(settings=Settings(database_url=db_url, var_dir=var_dir, config=config))

@@ -22,10 +22,10 @@ from typing import Any
 
 from sqlalchemy import select as sql_select
 
-from followup.context import AppContext
+from followup.config.context import AppContext
+from followup.config.settings import Settings
 from followup.db.models import DeliveryAttempt, OfferHolder, Touch
 from followup.db.session import get_engine
-from followup.settings import Settings
 from tests.standins import control, free_port, read_jsonl, spawn, wait_for_port
 from tests.standins.line_api import DEFAULT_TOKEN as LINE_TOKEN
 from tests.standins.slack_api import DEFAULT_TOKEN as SLACK_TOKEN

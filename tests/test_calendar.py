@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from followup.calendar import BusinessCalendar
-from followup.policy import load_policy
+from followup.config import load_policy
 
 REPO = Path(__file__).resolve().parent.parent
 POLICY = load_policy(REPO / "config" / "followup.yaml", check_templates=False).policy

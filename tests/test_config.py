@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from followup.config import load_policy
 from followup.durations import Interval, parse_anchor, parse_interval
 from followup.errors import ConfigError
-from followup.policy import load_policy
 from tests.cli import REPO, run_followup
 
 EXAMPLE = (REPO / "config" / "followup.yaml").read_text(encoding="utf-8")

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from followup.channels.line import retry_key_for
 from followup.db.models import ChannelOptOut, Touch
-from followup.delivery import (
+from followup.delivery.deliver import (
     EnqueueMemo,
     backoff_delay,
     build_channels,
@@ -401,8 +401,8 @@ def test_a_row_that_crashes_preparation_is_postponed_not_retried_in_a_loop(
 def test_a_survey_touch_in_chat_carries_answer_buttons_for_the_scale_questions(
     wired: pytest.MonkeyPatch, tmp_path: Path, slack_api: SlackApi, line_api: LineApi
 ) -> None:
-    from followup.links import LinkSigner
-    from followup.survey_messages import decode_answer
+    from followup.delivery.links import LinkSigner
+    from followup.engagement.buttons import decode_answer
 
     context = make_context(tmp_path, sqlite(tmp_path))
     with context.session() as s:
@@ -474,7 +474,7 @@ def test_a_database_blip_while_recording_a_sent_message_is_retried_not_resent(
     # a failover cannot be staged on SQLite: the seam fails the first recording attempt like one would
     from sqlalchemy.exc import OperationalError
 
-    from followup.delivery import Deliverer
+    from followup.delivery.deliver import Deliverer
 
     context = make_context(tmp_path, sqlite(tmp_path))
     with context.session() as s:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from followup.context import AppContext
-from followup.delivery import EnqueueMemo, run_due
+from followup.config.context import AppContext
+from followup.delivery.deliver import EnqueueMemo, run_due
 from tests.delivery_fixtures import (
     CHANNEL_ENV,
     HoldingProxy,

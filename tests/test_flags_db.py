@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from followup.db.models import Flag, OfferHolder
-from followup.flags import evaluate_and_persist, load_histories
+from followup.flags.store import evaluate_and_persist, load_histories
 from tests.cli import run_followup
 from tests.conftest import make_context
 from tests.rules_fixtures import EXPECTED_FLAGS, NOW, add_touch, seed_cohort

@@ -10,7 +10,13 @@ from sqlalchemy.exc import IntegrityError
 
 from followup.db.models import HolderChange, OfferHolder, Touch
 from followup.db.session import session_scope
-from followup.holders import change_start_date, change_status, find_holder, import_holders, read_holders_csv
+from followup.holders.importer import (
+    change_start_date,
+    change_status,
+    find_holder,
+    import_holders,
+    read_holders_csv,
+)
 from tests.cli import REPO
 
 JST = timezone(timedelta(hours=9))
@@ -102,9 +108,9 @@ def test_a_touch_key_is_unique(any_db_url: str) -> None:
 
 
 def test_erasing_a_holder_removes_personal_data_but_keeps_counts(any_db_url: str) -> None:
+    from followup.config import load_policy
     from followup.db.models import AuditEntry, SurveyResponse
-    from followup.erasure import erase_holder
-    from followup.policy import load_policy
+    from followup.holders.erasure import erase_holder
 
     policy = load_policy(REPO / "config" / "followup.yaml", check_templates=False).policy
     rows, _ = read_holders_csv(REPO / "config" / "holders.sample.csv")

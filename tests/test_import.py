@@ -147,10 +147,10 @@ def test_erase_needs_confirmation_then_removes_the_holder_from_lists(tmp_path: P
 def test_the_audit_log_records_imports_and_policy_changes(tmp_path: Path) -> None:
     from sqlalchemy import select
 
-    from followup.audit import record_policy
+    from followup.config import load_policy
     from followup.db.models import AuditEntry
     from followup.db.session import session_scope
-    from followup.policy import load_policy
+    from followup.ops.audit import record_policy
 
     env = env_for(tmp_path)
     run_followup("import-holders", str(SAMPLE), env=env)

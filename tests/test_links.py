@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from followup.links import LinkInvalid, LinkSigner
+from followup.delivery.links import LinkInvalid, LinkSigner
 
 
 def test_links_signed_with_the_previous_key_still_open_after_rotation() -> None:

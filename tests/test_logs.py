@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from followup.logs import configure_logging, mask
+from followup.ops.logs import configure_logging, mask
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from followup.db.models import DeliveryAttempt, Flag, OfferHolder, Touch
 from followup.db.session import session_factory, session_scope
-from followup.metrics import render_metrics
+from followup.ops.metrics import render_metrics
 
 
 def test_metrics_report_touches_flags_and_lag(sqlite_url: str) -> None:

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import jpholiday
 
 from followup.calendar import BusinessCalendar
-from followup.planner import ExistingTouch, HolderSnapshot, PlannedTouch, plan, season_schedule
-from followup.policy import load_policy
-from followup.policy.schema import Cadence
+from followup.config import load_policy
+from followup.config.schema import Cadence
+from followup.planning.planner import ExistingTouch, HolderSnapshot, PlannedTouch, plan, season_schedule
 
 REPO = Path(__file__).resolve().parent.parent
 POLICY = load_policy(REPO / "config" / "followup.yaml", check_templates=False).policy

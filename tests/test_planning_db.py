@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 
 from followup.db.models import ChannelOptOut, OfferHolder, Touch
 from followup.db.session import session_scope
-from followup.planner import PlannedTouch, PlanResult
-from followup.planning import apply_plan, load_snapshots, plan_tick, try_acquire_lease
+from followup.planning.planner import PlannedTouch, PlanResult
+from followup.planning.store import apply_plan, load_snapshots, plan_tick, try_acquire_lease
 from tests.conftest import REPO, make_context
 
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -153,9 +153,9 @@ WORKER = textwrap.dedent(
     import json, sys, time
     from datetime import datetime
     from pathlib import Path
-    from followup.context import AppContext
-    from followup.planning import plan_tick, try_acquire_lease
-    from followup.settings import Settings
+    from followup.config.context import AppContext
+    from followup.planning.store import plan_tick, try_acquire_lease
+    from followup.config.settings import Settings
 
     url, var_dir, go_at, now, owner = sys.argv[1:6]
     context = AppContext(settings=Settings(database_url=url, var_dir=Path(var_dir)))

@@ -103,7 +103,7 @@ def test_two_scheduler_processes_elect_one_leader_and_create_no_duplicate(tmp_pa
 def test_the_weekly_report_is_due_from_its_time_until_the_end_of_its_week() -> None:
     from zoneinfo import ZoneInfo
 
-    from followup.policy import load_policy
+    from followup.config import load_policy
     from followup.report import report_due_at
 
     policy = load_policy(REPO / "config" / "followup.yaml", check_templates=False).policy  # mon 08:30

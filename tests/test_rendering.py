@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from followup.rendering import (
+from followup.rendering.templates import (
     LINE_TEXT_LIMIT,
     MessageTemplates,
     TemplateProblem,

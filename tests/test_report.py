@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from followup.context import AppContext
+from followup.config.context import AppContext
 from followup.db.models import OfferHolder, ReportRun
-from followup.flags import evaluate_and_persist
+from followup.flags.store import evaluate_and_persist
 from followup.report import (
     WeeklyReport,
     build_email,
@@ -265,7 +265,7 @@ def test_an_hr_edited_report_template_cannot_reach_python_internals(
 
 
 def test_erasing_a_declined_holder_does_not_change_the_decline_rate(context: AppContext) -> None:
-    from followup.erasure import erase_holder
+    from followup.holders.erasure import erase_holder
     from followup.report import build_report
 
     with context.session() as session:

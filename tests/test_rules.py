@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from followup.policy import Policy, load_policy
-from followup.rules import (
+from followup.config import Policy, load_policy
+from followup.flags.rules import (
     ACTIONS,
     FlagDecision,
     HolderHistory,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from followup.config import load_policy
 from followup.db.models import OfferHolder, Touch
 from followup.db.session import session_scope
-from followup.policy import load_policy
-from followup.simulate import simulate_season
+from followup.planning.simulate import simulate_season
 from tests.cli import REPO, run_followup
 
 SAMPLE = REPO / "config" / "holders.sample.csv"
@@ -162,9 +162,9 @@ def test_the_simulation_shows_when_a_too_sparse_cadence_would_raise_neglect_flag
 
 
 def test_the_flag_timeline_notes_each_flag_once_when_it_first_fires() -> None:
-    from followup.holders import read_holders_csv
-    from followup.planner import HolderSnapshot
-    from followup.simulate import FlagTimeline
+    from followup.holders.importer import read_holders_csv
+    from followup.planning.planner import HolderSnapshot
+    from followup.planning.simulate import FlagTimeline
 
     policy = load_policy(REPO / "config" / "followup.yaml", check_templates=False).policy
     rows, _ = read_holders_csv(SAMPLE)

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from followup.config import load_policy
+from followup.config.schema import Question, Survey
 from followup.db.models import EngagementEvent, SurveyResponse, Touch
 from followup.durations import Interval
-from followup.policy import load_policy
-from followup.policy.schema import Question, Survey
-from followup.survey_messages import decode_answer, encode_answer, line_quick_reply, slack_survey_blocks
-from followup.surveys import (
+from followup.engagement.buttons import decode_answer, encode_answer, line_quick_reply, slack_survey_blocks
+from followup.engagement.surveys import (
     MSG_CHOICE,
     MSG_REQUIRED,
     MSG_SCALE,

@@ -16,8 +16,8 @@ import pytest
 
 from followup.db.models import Touch
 from followup.db.session import dispose_engines
-from followup.delivery import deliver_touch
-from followup.surveys import record_response
+from followup.delivery.deliver import deliver_touch
+from followup.engagement.surveys import record_response
 from followup.web import create_app
 from tests.services import free_port
 from tests.web_fixtures import DASHBOARD_TOKEN, REPO, ServerThread, WebEnv, make_web_context
@@ -44,7 +44,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[We
     context = make_web_context(tmp_path, base_url=f"http://127.0.0.1:{port}")
     server = ServerThread(create_app(context), port)
     server.start()
-    from followup.links import LinkSigner
+    from followup.delivery.links import LinkSigner
 
     env = WebEnv(context, LinkSigner.from_settings(context.settings), None, tmp_path)  # type: ignore[arg-type]
     try:

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from followup.db.models import EngagementEvent, Flag, OfferHolder, Touch
-from followup.holders import change_status
-from followup.timeline import holder_timeline
+from followup.holders.importer import change_status
+from followup.holders.timeline import holder_timeline
 from followup.web import create_app
 from tests import web_fixtures
 from tests.web_fixtures import DASHBOARD_TOKEN, WebEnv, make_web_context

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from followup.db.models import ChannelOptOut, Touch
-from followup.delivery import deliver_touch
+from followup.delivery.deliver import deliver_touch
 from tests import web_fixtures
 from tests.web_fixtures import WebEnv
 

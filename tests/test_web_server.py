@@ -15,7 +15,7 @@ import pytest
 
 from followup.db.models import EngagementEvent, SurveyResponse
 from followup.db.session import get_engine
-from followup.links import LinkSigner
+from followup.delivery.links import LinkSigner
 from followup.web import create_app
 from tests.services import free_port
 from tests.web_fixtures import REPO, ServerThread, WebEnv, make_web_context

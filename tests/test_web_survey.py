@@ -8,7 +8,7 @@ import time_machine
 from itsdangerous import URLSafeTimedSerializer
 
 from followup.db.models import OfferHolder, SurveyResponse
-from followup.links import SURVEY_SALT
+from followup.delivery.links import SURVEY_SALT
 from tests import web_fixtures
 from tests.web_fixtures import WebEnv
 

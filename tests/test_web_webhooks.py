@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import pytest
 
 from followup.db.models import ChannelOptOut, EngagementEvent, SurveyResponse
-from followup.survey_messages import line_quick_reply, slack_survey_blocks
+from followup.engagement.buttons import line_quick_reply, slack_survey_blocks
 from tests import web_fixtures
 from tests.web_fixtures import LINE_SECRET, SLACK_SECRET, WebEnv
 

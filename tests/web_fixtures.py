@@ -15,11 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from followup.context import AppContext
+from followup.config.context import AppContext
+from followup.config.settings import Settings
 from followup.db.models import EngagementEvent, OfferHolder, SurveyResponse, Touch
 from followup.db.session import dispose_engines, get_engine
-from followup.links import LinkSigner
-from followup.settings import Settings
+from followup.delivery.links import LinkSigner
 from followup.web import create_app
 
 REPO = Path(__file__).resolve().parents[1]

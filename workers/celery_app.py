@@ -3,7 +3,7 @@
 Settings chosen for "exactly once" with the database as the arbiter:
 
 - ``task_acks_late`` + ``task_reject_on_worker_lost``: a task whose worker dies is delivered again rather
-  than lost; the atomic claim in ``followup.delivery`` turns the second run into a no-op.
+  than lost; the atomic claim in ``followup.delivery.deliver`` turns the second run into a no-op.
 - ``worker_prefetch_multiplier=1``: a killed worker takes at most one reserved task per process with it.
 - A long ``visibility_timeout``: Redis redelivers an unacknowledged message after this long. Our tasks
   are short and never carry an ETA (``due_at`` lives in the database and is enqueued only when due), so
@@ -18,7 +18,7 @@ from typing import Any
 
 from celery import Celery, signals
 
-from followup.logs import protect_handlers
+from followup.ops.logs import protect_handlers
 
 DEFAULT_QUEUE = "followup"
 VISIBILITY_TIMEOUT = 12 * 3600

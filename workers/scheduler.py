@@ -21,10 +21,10 @@ from typing import Any
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from followup.context import AppContext
-from followup.delivery import EnqueueMemo, dispatch_due
-from followup.flags import evaluate_and_persist
-from followup.planning import plan_tick, release_lease, try_acquire_lease
+from followup.config.context import AppContext
+from followup.delivery.deliver import EnqueueMemo, dispatch_due
+from followup.flags.store import evaluate_and_persist
+from followup.planning.store import plan_tick, release_lease, try_acquire_lease
 from followup.report import send_weekly_report_if_due
 
 log = logging.getLogger("followup.scheduler")

@@ -1,4 +1,4 @@
-"""Thin tasks: they take ids, build the process's AppContext once, and call ``followup.delivery``."""
+"""Thin tasks: they take ids, build the process's AppContext once, and call ``followup.delivery.deliver``."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 
 from celery.signals import worker_process_init
 
-from followup.context import AppContext
+from followup.config.context import AppContext
 from followup.db.session import dispose_engines
-from followup.delivery import deliver_touch
+from followup.delivery.deliver import deliver_touch
 from workers.celery_app import app
 
 _context: AppContext | None = None

@@ -2,7 +2,7 @@
 
 A channel turns an already-rendered :class:`OutboundMessage` into one provider call. It returns a
 :class:`DeliveryResult` or raises :class:`DeliveryError`, saying whether a retry could help. Retries,
-claiming and recording live in one shared place (``followup.delivery``), never in a channel.
+claiming and recording live in one shared place (``followup.delivery.deliver``), never in a channel.
 """
 
 from __future__ import annotations

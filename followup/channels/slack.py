@@ -1,7 +1,7 @@
 """Slack direct messages through the real Web API client.
 
 slack-sdk's own retry handlers are switched off: a silent retry inside the client could post twice after
-a lost response, and would hide 429s from the one shared retry policy (``followup.delivery``).
+a lost response, and would hide 429s from the one shared retry policy (``followup.delivery.deliver``).
 """
 
 from __future__ import annotations

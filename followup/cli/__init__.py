@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from followup.context import AppContext
+from followup.config.context import AppContext
 from followup.errors import UserInputError
 
 app = typer.Typer(

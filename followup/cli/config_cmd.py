@@ -8,8 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from followup.context import AppContext
-from followup.policy import Policy
+from followup.config import Policy
+from followup.config.context import AppContext
 
 out = Console()
 

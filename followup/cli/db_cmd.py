@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from followup.context import AppContext
+from followup.config.context import AppContext
 from followup.db.session import upgrade
 
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)

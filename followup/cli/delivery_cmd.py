@@ -11,11 +11,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from followup.audit import record_policy
 from followup.cli.timeparse import parse_now
-from followup.context import AppContext
-from followup.delivery import DispatchSummary, EnqueueMemo, outcome_counts, run_due
+from followup.config.context import AppContext
+from followup.delivery.deliver import DispatchSummary, EnqueueMemo, outcome_counts, run_due
 from followup.errors import Problem, UserInputError
+from followup.ops.audit import record_policy
 
 log = logging.getLogger("followup.run")
 out = Console(soft_wrap=True)
@@ -24,7 +24,7 @@ err = Console(stderr=True, soft_wrap=True)
 
 def _plan(context: AppContext, now: Any) -> int:
     """Planner first, so a touch due now is created and sent in the same run."""
-    from followup.planning import plan_tick
+    from followup.planning.store import plan_tick
 
     counts = plan_tick(context, now)
     return int(getattr(counts, "created", 0))

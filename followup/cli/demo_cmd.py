@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from followup.context import AppContext
+from followup.config.context import AppContext
+from followup.flags.rules import sort_by_risk
 from followup.labels import RULE_LABELS
-from followup.rules import sort_by_risk
 
 out = Console()
 SEVERITY = {"high": "[red]高[/]", "medium": "[yellow]中[/]", "low": "低"}
@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         really rendered and written, simulated offer holders answer surveys (a few drift away),
         flags are evaluated every Monday, and the weekly at-risk report is written as HTML.
         """
-        from followup.demo import SEASON_END, SEASON_START, run_demo
+        from followup.cli.demo_season import SEASON_END, SEASON_START, run_demo
 
         context: AppContext = ctx.obj
         with Progress(

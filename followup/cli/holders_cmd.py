@@ -14,12 +14,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from followup.cli.timeparse import parse_now
-from followup.context import AppContext
+from followup.config.context import AppContext
 from followup.db.models import HOLDER_STATUSES, OfferHolder
 from followup.errors import Problem, UserInputError
-from followup.holders import change_start_date, change_status, find_holder, import_holders, read_holders_csv
+from followup.holders.importer import (
+    change_start_date,
+    change_status,
+    find_holder,
+    import_holders,
+    read_holders_csv,
+)
+from followup.holders.timeline import holder_record
 from followup.labels import STATUS_LABELS, TIMELINE_LABELS
-from followup.timeline import holder_record
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -121,7 +127,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the holder and timeline as JSON."),
     ) -> None:
         """Show one offer holder with the timeline: touches, answers, replies, status changes, flags."""
-        from followup.timeline import holder_timeline
+        from followup.holders.timeline import holder_timeline
 
         context: AppContext = ctx.obj
         with context.session() as session:
@@ -203,7 +209,7 @@ def register(app: typer.Typer) -> None:
         yes: bool = typer.Option(False, "--yes", help="Confirm: this cannot be undone."),
     ) -> None:
         """Delete one holder's personal data on request (個人情報保護法), keeping anonymous counts."""
-        from followup.erasure import erase_holder
+        from followup.holders.erasure import erase_holder
 
         context: AppContext = ctx.obj
         if not yes:

@@ -17,15 +17,15 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy import case, select
 
-from followup.audit import record_policy
 from followup.calendar import BusinessCalendar
 from followup.cli.timeparse import parse_now
-from followup.context import AppContext
+from followup.config.context import AppContext
 from followup.db.models import AuditEntry, OfferHolder, Touch
 from followup.errors import Problem, UserInputError
-from followup.planner import HolderSnapshot
-from followup.planning import load_snapshots, plan_tick
-from followup.simulate import FlagTimeline, SimulationResult, simulate_season
+from followup.ops.audit import record_policy
+from followup.planning.planner import HolderSnapshot
+from followup.planning.simulate import FlagTimeline, SimulationResult, simulate_season
+from followup.planning.store import load_snapshots, plan_tick
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -80,7 +80,7 @@ def plan(ctx: typer.Context, now: NowOption = None) -> None:
 
 
 def _snapshots_from_csv(path: Path) -> list[HolderSnapshot]:
-    from followup.holders import read_holders_csv
+    from followup.holders.importer import read_holders_csv
 
     rows, _problems = read_holders_csv(path)
     return [
@@ -249,7 +249,7 @@ def scheduler(
 ) -> None:
     """Run the scheduler: plan every few minutes, dispatch due touches, send the weekly report.
     複数起動しても、作業するのは1つだけです (a database lease)。"""
-    from followup.logs import configure_logging
+    from followup.ops.logs import configure_logging
     from workers.scheduler import run_scheduler
 
     context: AppContext = ctx.obj

@@ -12,12 +12,12 @@ from rich.table import Table
 from sqlalchemy import select
 
 from followup.cli.timeparse import parse_now
-from followup.context import AppContext
+from followup.config.context import AppContext
 from followup.db.models import ReportRun
-from followup.flags import evaluate_and_persist
+from followup.flags.rules import sort_by_risk
+from followup.flags.store import evaluate_and_persist
 from followup.labels import RULE_LABELS, SEVERITY_LABELS
 from followup.report import build_report, iso_week, render_html, send_weekly_report
-from followup.rules import sort_by_risk
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

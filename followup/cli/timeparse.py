@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from followup.context import AppContext
+from followup.config.context import AppContext
 from followup.errors import Problem, UserInputError
 
 

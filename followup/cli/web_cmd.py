@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from followup.context import AppContext
+from followup.config.context import AppContext
 
 console = Console(stderr=True)
 
@@ -28,7 +28,7 @@ def web(
     context.policy  # noqa: B018 - load and validate the policy now: a bad file exits 2 before serving
     if not context.settings.dashboard_token:
         console.print("[yellow]FOLLOWUP_DASHBOARD_TOKEN is not set: /dashboard and /api are disabled.[/]")
-    from followup.logs import configure_logging
+    from followup.ops.logs import configure_logging
 
     configure_logging(json_lines=context.settings.log_json)
     # log_config=None: uvicorn's access log goes through our handler, which masks tokens and addresses

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from followup.config.schema import Policy
 from followup.db.models import (
     HOLDER_STATUSES,
     DeliveryAttempt,
@@ -30,16 +31,15 @@ from followup.db.models import (
     SurveyResponse,
     Touch,
 )
-from followup.labels import CHANNEL_LABELS, RULE_LABELS, SEVERITY_LABELS, STATUS_LABELS
-from followup.policy.schema import Policy
-from followup.report import charts
-from followup.rules import (
+from followup.flags.rules import (
     ACTIVE_STATUSES,
     RULE_ORDER,
     SEVERITY_WEIGHTS,
     current_phase,
     risk_score,
 )
+from followup.labels import CHANNEL_LABELS, RULE_LABELS, SEVERITY_LABELS, STATUS_LABELS
+from followup.report import charts
 
 NO_PHASE = "フェーズ外"
 WEEK = timedelta(days=7)

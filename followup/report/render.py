@@ -27,7 +27,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from premailer import Premailer
 
-from followup.policy.schema import Policy
+from followup.config.schema import Policy
 from followup.report.data import WeeklyReport
 
 DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"

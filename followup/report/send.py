@@ -15,16 +15,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from followup.channels.email import SmtpSettings, send_over_smtp
-from followup.context import AppContext
+from followup.config import Policy, resolve_env
+from followup.config.context import AppContext
 from followup.db.models import ReportRun
-from followup.flags import evaluate_and_persist
-from followup.policy import Policy, resolve_env
+from followup.flags.store import evaluate_and_persist
 from followup.report.data import build_report, iso_week
 from followup.report.render import build_email
 
 
 def _outbox(context: AppContext) -> Path:
-    from followup.delivery import outbox_directory  # the delivery area owns the outbox convention
+    from followup.delivery.deliver import outbox_directory  # the delivery area owns the outbox convention
 
     return outbox_directory(context)
 

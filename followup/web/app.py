@@ -23,14 +23,14 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
-from followup.context import AppContext
+from followup.config.context import AppContext
+from followup.config.schema import MESSAGE_CHANNELS, Survey
 from followup.db.models import ChannelOptOut, EngagementEvent, OfferHolder, SurveyResponse, Touch
 from followup.db.session import get_engine
+from followup.delivery.links import LinkExpired, LinkInvalid, LinkSigner
+from followup.engagement.surveys import record_response, validate_answers, validity_seconds
 from followup.errors import ConfigError
 from followup.labels import CHANNEL_LABELS
-from followup.links import LinkExpired, LinkInvalid, LinkSigner
-from followup.policy.schema import MESSAGE_CHANNELS, Survey
-from followup.surveys import record_response, validate_answers, validity_seconds
 
 REPO_PAGES = Path(__file__).resolve().parents[2] / "templates" / "pages"
 TOKEN_MAX_AGE = 400 * 24 * 3600  # the outer bound; each survey's own valid_for is checked after
@@ -348,7 +348,7 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     """Prometheus counts from the database (no personal data: only statuses, channels and rules)."""
     from followup.db.session import session_factory
-    from followup.metrics import render_metrics
+    from followup.ops.metrics import render_metrics
 
     body = await run_in_threadpool(render_metrics, session_factory(state_of(request).context.db_url))
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -21,9 +21,9 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from followup.db.models import OfferHolder
+from followup.delivery.links import secret_key
+from followup.holders.timeline import holder_summaries, holder_timeline
 from followup.labels import SEVERITY_LABELS, STATUS_LABELS, TIMELINE_LABELS
-from followup.links import secret_key
-from followup.timeline import holder_summaries, holder_timeline
 from followup.web.app import WebState, page, state_of
 
 COOKIE = "followup_dashboard"

@@ -20,11 +20,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from followup.config import resolve_env
 from followup.db.models import ChannelOptOut, EngagementEvent, OfferHolder, Touch
-from followup.links import LinkExpired, LinkInvalid
-from followup.policy import resolve_env
-from followup.survey_messages import ACTION_PREFIX, decode_answer
-from followup.surveys import record_response
+from followup.delivery.links import LinkExpired, LinkInvalid
+from followup.engagement.buttons import ACTION_PREFIX, decode_answer
+from followup.engagement.surveys import record_response
 from followup.web.app import WebState, resolve_survey_link, state_of
 from followup.web.signatures import verify_line, verify_slack
 

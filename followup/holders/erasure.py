@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from followup.config import Policy
 from followup.db.models import (
     AuditEntry,
     DeliveryAttempt,
@@ -24,7 +25,6 @@ from followup.db.models import (
     SurveyResponse,
     Touch,
 )
-from followup.policy import Policy
 
 _CONTACT_FIELDS = ("name", "email", "line_user_id", "slack_user_id", "mentor_email")
 

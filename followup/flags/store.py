@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from followup.context import AppContext
+from followup.config.context import AppContext
+from followup.config.schema import Policy
 from followup.db.models import (
     ACTIVE_STATUSES,
     ChannelOptOut,
@@ -27,8 +28,7 @@ from followup.db.models import (
     SurveyResponse,
     Touch,
 )
-from followup.policy.schema import Policy
-from followup.rules import (
+from followup.flags.rules import (
     FlagDecision,
     HolderHistory,
     PulseResponse,

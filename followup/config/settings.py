@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     var_dir: Path = Path("var")
     log_json: bool = False
     worker_name: str = Field(default="")
-    # delivery (followup.delivery): a claim older than this is taken back; retries back off exponentially
+    # delivery: a claim older than this is taken back; retries back off exponentially
     claim_timeout: float = 300.0
     max_attempts: int = 8
     retry_base: float = 60.0

@@ -22,9 +22,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from followup.config.schema import Question, Survey
 from followup.db.models import EngagementEvent, SurveyResponse, Touch
 from followup.durations import Interval
-from followup.policy.schema import Question, Survey
 
 SCALE_MIN = 1
 SCALE_MAX = 5

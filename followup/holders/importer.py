@@ -368,7 +368,7 @@ def import_holders(
     """Upsert by external_id; unchanged rows touch nothing. The caller commits (all or nothing).
 
     A row for someone whose data was erased on request is skipped, never re-created."""
-    from followup.erasure import erased_ids
+    from followup.holders.erasure import erased_ids
 
     rows = list(rows)
     erased = erased_ids(session, [r.external_id for r in rows])

@@ -18,10 +18,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from followup.calendar import BusinessCalendar
-from followup.context import AppContext
+from followup.config.context import AppContext
+from followup.config.schema import Policy
 from followup.db.models import ChannelOptOut, OfferHolder, SchedulerLease, Touch
 from followup.durations import shift_moment
-from followup.planner import (
+from followup.planning.planner import (
     ACTIVE_STATUSES,
     PENDING_STATUSES,
     ExistingTouch,
@@ -29,7 +30,6 @@ from followup.planner import (
     PlanResult,
     plan,
 )
-from followup.policy.schema import Policy
 
 # Touches older than this before the catch-up window cannot be re-created by a tick, so a tick
 # does not need to read them (keys are unique anyway: a missed one would only be a no-op insert).
@@ -225,7 +225,7 @@ def release_lease(session: Session, name: str, owner: str) -> None:
 
 
 def group_existing(touches: Sequence[ExistingTouch]) -> Mapping[int, list[ExistingTouch]]:
-    """History grouped by holder, the shape :func:`followup.planner.plan` takes."""
+    """History grouped by holder, the shape :func:`followup.planning.planner.plan` takes."""
     grouped: dict[int, list[ExistingTouch]] = defaultdict(list)
     for touch in touches:
         grouped[touch.holder_id].append(touch)

@@ -17,9 +17,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
+from followup.config.schema import ENV_REF, Policy
 from followup.durations import Anchor
 from followup.errors import ConfigError, Problem
-from followup.policy.schema import ENV_REF, Policy
 
 Loc = Sequence[int | str]
 
@@ -156,7 +156,7 @@ def _cross_check(loaded: LoadedPolicy, root: Any, *, check_templates: bool) -> l
 
     templates = None
     if check_templates:
-        from followup.rendering import MessageTemplates, TemplateProblem
+        from followup.rendering.templates import MessageTemplates, TemplateProblem
 
         templates = MessageTemplates(loaded.templates_root, policy.organization.locale)
         checked: set[str] = set()

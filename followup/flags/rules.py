@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from followup.config.schema import Policy
 from followup.durations import Interval, shift_moment
-from followup.policy.schema import Policy
 
 ACTIVE_STATUSES = frozenset({"offered", "accepted"})
 RULE_ORDER = (

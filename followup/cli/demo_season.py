@@ -22,17 +22,17 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from followup.context import AppContext
+from followup.config.context import AppContext
+from followup.config.settings import Settings
 from followup.db.models import ChannelOptOut, EngagementEvent, OfferHolder, Touch
 from followup.db.session import dispose_engines
-from followup.delivery import run_due
-from followup.flags import evaluate_and_persist
-from followup.holders import change_status, find_holder, import_holders, read_holders_csv
-from followup.planning import plan_tick
+from followup.delivery.deliver import run_due
+from followup.engagement.surveys import record_response
+from followup.flags.rules import FlagDecision
+from followup.flags.store import evaluate_and_persist
+from followup.holders.importer import change_status, find_holder, import_holders, read_holders_csv
+from followup.planning.store import plan_tick
 from followup.report import build_report, render_html, send_weekly_report
-from followup.rules import FlagDecision
-from followup.settings import Settings
-from followup.surveys import record_response
 
 SEASON_START = date(2026, 4, 1)
 SEASON_END = date(2026, 11, 30)  # a Monday: the weekly report is written for this morning

@@ -1,6 +1,6 @@
 """The HR policy (cadences, calendar, channels, rules, surveys, report) and its loader."""
 
-from followup.policy.loader import LoadedPolicy, load_policy, resolve_env
-from followup.policy.schema import Cadence, Phase, Policy
+from followup.config.loader import LoadedPolicy, load_policy, resolve_env
+from followup.config.schema import Cadence, Phase, Policy
 
 __all__ = ["Cadence", "LoadedPolicy", "Phase", "Policy", "load_policy", "resolve_env"]

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from followup.config import LoadedPolicy
 from followup.db.models import AuditEntry
-from followup.policy import LoadedPolicy
 
 
 def current_actor() -> str:

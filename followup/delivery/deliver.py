@@ -29,13 +29,13 @@ from sqlalchemy.orm import Session
 
 from followup.calendar import BusinessCalendar
 from followup.channels import Channel, DeliveryError, DeliveryResult, OutboundMessage, load_channel_class
-from followup.context import AppContext
+from followup.config import Phase, Policy, resolve_env
+from followup.config.context import AppContext
 from followup.db.models import ACTIVE_STATUSES, ChannelOptOut, DeliveryAttempt, OfferHolder, Touch
+from followup.delivery.links import LinkSigner
 from followup.durations import Interval, shift_moment
-from followup.links import LinkSigner
-from followup.policy import Phase, Policy, resolve_env
-from followup.rendering import MessageTemplates, TemplateProblem
-from followup.survey_messages import with_survey_buttons
+from followup.engagement.buttons import with_survey_buttons
+from followup.rendering.templates import MessageTemplates, TemplateProblem
 
 log = logging.getLogger(__name__)
 

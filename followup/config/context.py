@@ -10,9 +10,9 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from followup.config import LoadedPolicy, Policy, load_policy
+from followup.config.settings import Settings, get_settings
 from followup.db.session import session_scope
-from followup.policy import LoadedPolicy, Policy, load_policy
-from followup.settings import Settings, get_settings
 
 
 @dataclass

@@ -18,8 +18,8 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from followup.calendar import BusinessCalendar
-from followup.planner import ExistingTouch, HolderSnapshot, plan
-from followup.policy.schema import Policy
+from followup.config.schema import Policy
+from followup.planning.planner import ExistingTouch, HolderSnapshot, plan
 
 Progress = Callable[[int, int], None]  # (days done, days in total)
 
@@ -169,7 +169,7 @@ class FlagTimeline:
     """
 
     def __init__(self, policy: Policy) -> None:
-        from followup.rules import RuleEngine
+        from followup.flags.rules import RuleEngine
 
         self.policy = policy
         self.engine = RuleEngine(policy)
@@ -179,7 +179,7 @@ class FlagTimeline:
         self.seen: set[tuple[int, str]] = set()
 
     def __call__(self, now: datetime, result: SimulationResult) -> None:
-        from followup.rules import HolderHistory, TouchRecord, current_phase
+        from followup.flags.rules import HolderHistory, TouchRecord, current_phase
 
         if now.weekday() != self.weekday:
             return

@@ -25,8 +25,8 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from followup.calendar import BusinessCalendar
+from followup.config.schema import Cadence, Phase, Policy, TemplateRef
 from followup.durations import shift, shift_moment
-from followup.policy.schema import Cadence, Phase, Policy, TemplateRef
 
 ACTIVE_STATUSES = frozenset({"offered", "accepted"})
 PENDING_STATUSES = frozenset({"planned", "reminded"})  # not yet done; cancelled when a holder leaves

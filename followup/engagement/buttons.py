@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from followup.policy.schema import Question, Survey
+from followup.config.schema import Question, Survey
 
 SLACK_BUTTON_TEXT_LIMIT = 75
 SLACK_VALUE_LIMIT = 2000

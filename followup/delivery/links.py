@@ -15,7 +15,7 @@ from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from followup.settings import Settings
+from followup.config.settings import Settings
 
 SURVEY_SALT = "followup.survey"
 OPT_OUT_SALT = "followup.opt-out"

@@ -1,0 +1,1 @@
+"""Delivery: claim a due touch, build its message, send it through a channel, record the outcome."""

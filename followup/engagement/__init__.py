@@ -1,0 +1,1 @@
+"""Engagement: what offer holders send back (survey answers, buttons, replies, opt-outs)."""

@@ -1,0 +1,1 @@
+"""Flags: the pure rule engine and its database edge (histories in, flags out)."""

@@ -1,0 +1,1 @@
+"""Offer holders: CSV import, lifecycle changes, erasure and the timeline of one person."""

@@ -1,0 +1,1 @@
+"""Operations: structured logs, metrics and the audit log."""
