@@ -28,6 +28,7 @@ from tests.delivery_fixtures import (
     worker_env,
 )
 from tests.services import PostgresServer, RedisServer
+from workers.celery_app import publish_deliveries
 
 _db_seq = itertools.count(1)
 
@@ -80,7 +81,7 @@ def drive(context: AppContext, until_done: int, timeout: float, during: object =
         if time.monotonic() > deadline:
             raise AssertionError(f"not all sent after {timeout}s: {statuses(context)}")
         try:
-            run_due(context, datetime.now(UTC), memo=memo)
+            run_due(context, datetime.now(UTC), memo=memo, publish=publish_deliveries)
         except Exception as exc:  # the broker may be restarting: the next tick tries again
             print(f"dispatch failed: {type(exc).__name__}: {exc}")
         time.sleep(0.2)
@@ -99,7 +100,9 @@ def test_a_celery_worker_delivers_a_mixed_batch_exactly_once(
     worker = WorkerProcess(worker_env(context, standins), tmp_path / "worker.log").start()
     try:
         drive(context, until_done=30, timeout=60)
-        run_due(context, datetime.now(UTC))  # a late duplicate enqueue changes nothing
+        run_due(
+            context, datetime.now(UTC), publish=publish_deliveries
+        )  # a late duplicate enqueue changes nothing
         time.sleep(0.5)
     finally:
         worker.stop()
@@ -135,7 +138,7 @@ def test_a_worker_killed_mid_batch_and_restarted_delivers_each_touch_once(
     worker = WorkerProcess(env, tmp_path / "worker.log", concurrency=4).start()
     memo = EnqueueMemo(context.settings.claim_timeout)
     try:
-        run_due(context, datetime.now(UTC), memo=memo)
+        run_due(context, datetime.now(UTC), memo=memo, publish=publish_deliveries)
         wait_until(lambda: proxy.held >= 4, timeout=30, what="four SMTP connections held")
         assert statuses(context).get("sending", 0) == 4
         worker.kill9()
@@ -159,7 +162,7 @@ def test_a_redis_restart_mid_run_loses_no_touch_and_doubles_none(
     worker = WorkerProcess(worker_env(context, standins), tmp_path / "worker.log", concurrency=1).start()
     try:
         memo = EnqueueMemo(context.settings.claim_timeout)
-        run_due(context, datetime.now(UTC), memo=memo)
+        run_due(context, datetime.now(UTC), memo=memo, publish=publish_deliveries)
         wait_until(
             lambda: statuses(context).get("sent", 0) >= 3, timeout=30, interval=0.02, what="a few sent"
         )
@@ -180,7 +183,7 @@ def test_an_smtp_outage_during_a_batch_is_retried_until_delivered_once(
     worker = WorkerProcess(worker_env(context, standins), tmp_path / "worker.log").start()
     try:
         memo = EnqueueMemo(context.settings.claim_timeout)
-        run_due(context, datetime.now(UTC), memo=memo)
+        run_due(context, datetime.now(UTC), memo=memo, publish=publish_deliveries)
         wait_until(lambda: statuses(context).get("sent", 0) >= 6, timeout=30, what="chat touches sent")
         time.sleep(1.5)  # emails fail and are re-planned with backoff while the relay is down
         assert statuses(context).get("sent", 0) == 6

@@ -192,7 +192,7 @@ def test_the_openapi_document_describes_the_json_api_only(web: WebEnv) -> None:
 def test_an_hr_edited_page_template_is_rendered_in_the_sandbox(tmp_path: Path) -> None:
     from jinja2.exceptions import SecurityError
 
-    from followup.web.app import _templates
+    from followup.web.state import templates_for as _templates
 
     (tmp_path / "evil.html").write_text("{{ ''.__class__.__mro__[1].__subclasses__() }}", encoding="utf-8")
     with pytest.raises(SecurityError):

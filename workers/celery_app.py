@@ -57,6 +57,18 @@ def make_app(broker_url: str | None = None) -> Celery:
 
 
 app = make_app()
+DELIVER_TASK = "followup.deliver"
+
+
+def publish_deliveries(broker_url: str, touch_ids: list[int]) -> int:
+    """Publish one ``followup.deliver(touch_id)`` per id, by task name. Publishing twice is harmless (the
+    claim decides); an id that cannot be published stays ``planned`` and the next dispatch publishes it."""
+    sent = 0
+    with app.connection_for_write(broker_url) as connection:
+        for touch_id in touch_ids:
+            app.send_task(DELIVER_TASK, args=[touch_id], connection=connection, queue=DEFAULT_QUEUE)
+            sent += 1
+    return sent
 
 
 def _no_personal_data_in_logs(logger: logging.Logger, *args: Any, **kwargs: Any) -> None:

@@ -26,6 +26,7 @@ from followup.delivery.deliver import EnqueueMemo, dispatch_due
 from followup.flags.store import evaluate_and_persist
 from followup.planning.store import plan_tick, release_lease, try_acquire_lease
 from followup.report import send_weekly_report_if_due
+from workers.celery_app import publish_deliveries
 
 log = logging.getLogger("followup.scheduler")
 
@@ -92,7 +93,9 @@ def add_jobs(scheduler: BaseScheduler, context: AppContext, leader: Leader) -> l
         **defaults,
     )
     # the memo keeps a frequent dispatch from publishing a still-queued id again on every run
-    dispatch = functools.partial(dispatch_due, memo=EnqueueMemo(context.settings.claim_timeout))
+    dispatch = functools.partial(
+        dispatch_due, memo=EnqueueMemo(context.settings.claim_timeout), publish=publish_deliveries
+    )
     scheduler.add_job(
         leader.run,
         "interval",

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from followup.cli.timeparse import parse_now
 from followup.config.context import AppContext
-from followup.delivery.deliver import DispatchSummary, EnqueueMemo, outcome_counts, run_due
+from followup.delivery.deliver import DispatchSummary, EnqueueMemo, Publish, outcome_counts, run_due
 from followup.errors import Problem, UserInputError
 from followup.ops.audit import record_policy
 
@@ -43,6 +43,15 @@ def _summary_line(created: int, summary: DispatchSummary) -> str:
     )
 
 
+def _publisher(context: AppContext) -> Publish | None:
+    """With a broker, the workers' publisher (imported only then: Celery is heavy to import)."""
+    if not context.settings.broker_url:
+        return None
+    from workers.celery_app import publish_deliveries
+
+    return publish_deliveries
+
+
 def run(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="Plan and deliver what is due, then exit.")] = False,
@@ -57,13 +66,14 @@ def run(
     if interval <= 0:
         raise UserInputError(Problem(Path("--interval"), None, None, "must be greater than zero"))
     memo = EnqueueMemo(context.settings.claim_timeout)
+    publish = _publisher(context)
     with context.session() as session:
         record_policy(session, context.loaded, now=parse_now(now, context))
     while True:
         moment = parse_now(now, context)
         try:
             created = _plan(context, moment)
-            summary = run_due(context, moment, memo=memo)
+            summary = run_due(context, moment, memo=memo, publish=publish)
         except Exception as exc:
             if once:
                 raise

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -586,21 +586,35 @@ class EnqueueMemo:
         self._at.update(dict.fromkeys(ids, clock))
 
 
+Publish = Callable[[str, list[int]], int]
+"""Hands touch ids to the workers: ``publish(broker_url, ids) -> how many were published``.
+
+The worker side provides it (``workers.celery_app.publish_deliveries``), so the domain never imports
+the workers: it rings the doorbell by task name through whatever callable it is given.
+"""
+
+
 def run_due(
-    context: AppContext, now: datetime, limit: int = 1000, memo: EnqueueMemo | None = None
+    context: AppContext,
+    now: datetime,
+    limit: int = 1000,
+    memo: EnqueueMemo | None = None,
+    publish: Publish | None = None,
 ) -> DispatchSummary:
-    """Recover lost claims, then deliver (embedded) or enqueue (broker) every touch that is due."""
+    """Recover lost claims, then deliver (embedded) or publish (broker) every touch that is due."""
     summary = DispatchSummary()
     with context.session() as session:
         summary.recovered = recover_stale_claims(session, now, context.settings.claim_timeout)
         ids = due_touch_ids(session, now, limit)
     # committed and closed: a worker that picks an id up sees the same rows we saw
     if context.settings.broker_url:
+        if publish is None:
+            raise RuntimeError("FOLLOWUP_BROKER_URL is set but no publish callable was given")
         summary.enqueued = True
         if memo is not None:
             ids = memo.fresh(ids)
         if ids:
-            summary.dispatched = enqueue(context.settings.broker_url, ids)
+            summary.dispatched = publish(context.settings.broker_url, ids)
             if memo is not None:
                 memo.mark(ids)
         return summary
@@ -616,24 +630,14 @@ def run_due(
 
 
 def dispatch_due(
-    context: AppContext, now: datetime, limit: int = 1000, memo: EnqueueMemo | None = None
+    context: AppContext,
+    now: datetime,
+    limit: int = 1000,
+    memo: EnqueueMemo | None = None,
+    publish: Publish | None = None,
 ) -> int:
     """How many due touches were delivered in-process or handed to the workers."""
-    return run_due(context, now, limit, memo).dispatched
-
-
-def enqueue(broker_url: str, touch_ids: list[int]) -> int:
-    """Publish one ``deliver(touch_id)`` task per id. Publishing twice is harmless (the claim decides);
-    an id that cannot be published stays ``planned`` and is enqueued by the next dispatch."""
-    from workers.celery_app import app
-    from workers.tasks import deliver
-
-    sent = 0
-    with app.connection_for_write(broker_url) as connection:
-        for touch_id in touch_ids:
-            deliver.apply_async(args=[touch_id], connection=connection)
-            sent += 1
-    return sent
+    return run_due(context, now, limit, memo, publish).dispatched
 
 
 def outcome_counts(outcomes: Mapping[str, int]) -> dict[str, int]:

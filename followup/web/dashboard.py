@@ -24,7 +24,7 @@ from followup.db.models import OfferHolder
 from followup.delivery.links import secret_key
 from followup.holders.timeline import holder_summaries, holder_timeline
 from followup.labels import SEVERITY_LABELS, STATUS_LABELS, TIMELINE_LABELS
-from followup.web.app import WebState, page, state_of
+from followup.web.state import WebState, page, state_of
 
 COOKIE = "followup_dashboard"
 

@@ -25,8 +25,9 @@ from followup.db.models import ChannelOptOut, EngagementEvent, OfferHolder, Touc
 from followup.delivery.links import LinkExpired, LinkInvalid
 from followup.engagement.buttons import ACTION_PREFIX, decode_answer
 from followup.engagement.surveys import record_response
-from followup.web.app import WebState, resolve_survey_link, state_of
 from followup.web.signatures import verify_line, verify_slack
+from followup.web.state import WebState, state_of
+from followup.web.surveys import resolve_survey_link
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
