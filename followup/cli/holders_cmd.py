@@ -30,7 +30,7 @@ from followup.labels import STATUS_LABELS, TIMELINE_LABELS
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 holders_app = typer.Typer(
-    help="List offer holders, show one with its timeline, change status or start date.", no_args_is_help=True
+    help="List offer holders (the default), show one with its timeline, change status or start date."
 )
 
 
@@ -85,6 +85,15 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print JSON records."),
     ) -> None:
         """List offer holders with status, track and dates."""
+        if status is not None and status not in HOLDER_STATUSES:
+            raise UserInputError(
+                Problem(
+                    Path("--status"),
+                    None,
+                    None,
+                    f"unknown status {status!r}; use one of: {', '.join(HOLDER_STATUSES)}",
+                )
+            )
         context: AppContext = ctx.obj
         with context.session() as session:
             query = (
@@ -222,5 +231,11 @@ def register(app: typer.Typer) -> None:
                 session, holder, context.policy, now=datetime.now().astimezone(), actor="cli"
             )
         out.print(f"{external_id}: personal data erased (now {pseudonym})")
+
+    @holders_app.callback(invoke_without_command=True)
+    def holders_default(ctx: typer.Context) -> None:
+        """`followup holders` alone lists everyone, like `followup holders list`."""
+        if ctx.invoked_subcommand is None:
+            list_holders(ctx, status=None, as_json=False)
 
     app.add_typer(holders_app, name="holders")

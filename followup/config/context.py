@@ -7,12 +7,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from followup.config import LoadedPolicy, Policy, load_policy
 from followup.config.settings import Settings, get_settings
-from followup.db.session import session_scope
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 @dataclass
@@ -43,5 +44,7 @@ class AppContext:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
+        from followup.db.session import session_scope  # the ORM only for commands that use the database
+
         with session_scope(self.db_url) as session:
             yield session

@@ -1,0 +1,61 @@
+"""How long the ``followup`` command takes to start, beside ``python -c pass`` in the same run.
+
+    python benchmarks/cli_startup.py [--runs 7]
+
+Each command runs as a user types it (a fresh interpreter, ``python -m followup``), several times; the
+median is printed with the target from issue 10 (``--help`` ≤ 0.3 s, ``check-config`` ≤ 0.8 s on this
+2-core machine). The baseline is the bare interpreter start, so the ratio is the cost of our imports
+and work over Python's own start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CASES = (
+    ("python -c pass", [sys.executable, "-c", "pass"], None),
+    ("followup --help", [sys.executable, "-m", "followup", "--help"], 0.3),
+    ("followup holders --help", [sys.executable, "-m", "followup", "holders", "--help"], None),
+    ("followup check-config", [sys.executable, "-m", "followup", "check-config"], 0.8),
+)
+
+
+def median_seconds(command: list[str], runs: int, env: dict[str, str]) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "FOLLOWUP_DATABASE_URL": f"sqlite:///{tmp}/bench.db"}
+        results = {label: median_seconds(cmd, args.runs, env) for label, cmd, _ in CASES}
+    baseline = results["python -c pass"]
+    for label, _, target in CASES:
+        verdict = ""
+        if target is not None:
+            verdict = f"  target ≤ {target:.1f} s: " + ("met" if results[label] <= target else "MISSED")
+        print(f"{label:28s} {results[label]:6.3f} s (median of {args.runs}){verdict}")
+    help_time = results["followup --help"]
+    print(
+        f"followup --help {help_time:.3f} s / python -c pass {baseline:.3f} s:"
+        f" ratio {help_time / baseline:.1f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
