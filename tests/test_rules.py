@@ -401,3 +401,12 @@ def test_a_rule_missing_from_the_display_order_sorts_after_the_known_ones(policy
     [(risk, ordered)] = sort_by_risk(flags)
     assert [f.rule for f in ordered] == ["neglected", "a_new_rule", "awaiting_acceptance"]
     assert risk == 5 + 5 + 3
+
+
+def test_every_built_in_rule_has_its_action_label_display_place_and_settings(policy: Policy) -> None:
+    from followup.flags.risk import RULE_ORDER
+    from followup.labels import RULE_LABELS
+
+    names = [rule.__name__ for rule in RULES]
+    assert set(names) == set(ACTIONS) == set(RULE_LABELS) == set(RULE_ORDER)
+    assert all(hasattr(policy.rules, name) for name in names)
