@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import jpholiday
 
 from followup.config.schema import Policy
+from followup.vocab import WEEKDAYS
 
 WEEKEND = "土日"
 DAY_OFF = "定休日"
@@ -25,7 +26,7 @@ def _month_day(text: str) -> tuple[int, int]:
     return int(month), int(day)
 
 
-WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEKDAY_NAMES = WEEKDAYS  # the policy's names, Monday first (followup.vocab)
 
 
 class BusinessCalendar:

@@ -11,17 +11,23 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from followup.config import Policy, load_policy
+from followup.flags.phase import holder_phase
 from followup.flags.rules import (
     ACTIONS,
+    RULES,
     FlagDecision,
     HolderHistory,
     PulseResponse,
+    RuleParams,
     TouchRecord,
     current_phase,
+    decide,
     evaluate,
     evaluate_many,
     risk_score,
+    sort_by_risk,
 )
+from followup.vocab import HolderStatus
 
 JST = ZoneInfo("Asia/Tokyo")
 T0 = datetime(2026, 5, 11, 10, 0, tzinfo=JST)  # a Monday, in the new-grad "initial" phase of a 4/1 offer
@@ -324,3 +330,83 @@ def test_the_current_phase_follows_the_anchors_and_the_later_phase_wins(policy: 
     assert current_phase(policy, "new_grad", dates, date(2027, 4, 1)) is None
     late = {"offer": date(2027, 3, 1), "accepted": None, "start": date(2027, 4, 1)}
     assert current_phase(policy, "new_grad", late, date(2027, 3, 2)) == "pre_start"  # overlaps initial
+
+
+def test_holder_phase_picks_the_cadence_for_the_track_and_the_phase_for_the_day(policy: Policy) -> None:
+    def phase_on(day: date, track: str = "new_grad") -> tuple[str | None, str | None]:
+        return holder_phase(
+            policy,
+            track=track,
+            department=None,
+            offer_date=date(2026, 4, 1),
+            accepted_date=None,
+            start_date=date(2027, 4, 1),
+            today=day,
+        )
+
+    assert phase_on(date(2026, 4, 1)) == ("new_grad", "initial")
+    assert phase_on(date(2026, 5, 13)) == ("new_grad", "steady")
+    assert phase_on(date(2027, 4, 1)) == ("new_grad", None)  # follow-up is over on the start date
+
+
+# --- adding a rule (CONTRIBUTING.md, "How to add a rule") ----------------------------------------
+
+MAX_WAIT = timedelta(days=30)
+
+
+def awaiting_acceptance(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision | None:
+    """The worked example: an offer still unanswered 30 days after the offer date (承諾待ち)."""
+    if h.status != HolderStatus.OFFERED:
+        return None
+    deadline = p.offer_at(h.offer_date) + MAX_WAIT
+    if now <= deadline:
+        return None
+    reason = f"内定日({p.local(p.offer_at(h.offer_date))})から30日以上、承諾の回答がありません。"
+    return decide(
+        h, "awaiting_acceptance", "medium", reason, deadline, action="人事担当から電話してください。"
+    )
+
+
+def test_a_rule_defined_outside_the_engine_runs_when_passed_in(policy: Policy) -> None:
+    offer_midnight = datetime(2026, 4, 1, tzinfo=JST)
+    history = holder(delivered=(sent(offer_midnight + timedelta(days=29)),))
+    rules = (*RULES, awaiting_acceptance)
+    assert "awaiting_acceptance" not in rules_of(evaluate(history, policy, offer_midnight + MAX_WAIT, rules))
+    later = offer_midnight + MAX_WAIT + timedelta(seconds=1)
+    flag = only(evaluate(history, policy, later, rules), "awaiting_acceptance")
+    assert flag.since == offer_midnight + MAX_WAIT
+    assert "内定日(4/1)から30日以上" in flag.reason and flag.action == "人事担当から電話してください。"
+    assert evaluate_many([history], policy, later, rules) == evaluate(history, policy, later, rules)
+    # accepted holders are not waiting; inactive ones are skipped by the engine before any rule runs
+    assert evaluate(replace(history, status="accepted"), policy, later, (awaiting_acceptance,)) == []
+    assert evaluate(replace(history, status="declined"), policy, later, (awaiting_acceptance,)) == []
+    # the default is the built-in tuple, which does not know the new rule
+    assert "awaiting_acceptance" not in rules_of(evaluate(history, policy, later))
+
+
+def test_the_engine_runs_exactly_the_rules_it_is_given(policy: Policy) -> None:
+    history = holder(reachable_channels=(), delivered=())
+    now = datetime(2026, 6, 1, tzinfo=JST)
+    assert rules_of(evaluate(history, policy, now)) == {"neglected", "unreachable"}
+    assert rules_of(evaluate(history, policy, now, (awaiting_acceptance,))) == {"awaiting_acceptance"}
+    assert evaluate(history, policy, now, ()) == []
+
+
+def test_a_rule_missing_from_the_display_order_sorts_after_the_known_ones(policy: Policy) -> None:
+    def a_new_rule(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision:
+        return decide(h, "a_new_rule", "high", "テスト", now, action="テスト")  # sorts first by name
+
+    now = datetime(2026, 6, 1, tzinfo=JST)
+    flags = evaluate(holder(delivered=()), policy, now, (a_new_rule, awaiting_acceptance, *RULES))
+    [(risk, ordered)] = sort_by_risk(flags)
+    assert [f.rule for f in ordered] == ["neglected", "a_new_rule", "awaiting_acceptance"]
+    assert risk == 5 + 5 + 3
+
+
+def test_every_built_in_rule_has_its_action_label_display_place_and_settings(policy: Policy) -> None:
+    from followup.flags.risk import RULE_ORDER
+    from followup.labels import RULE_LABELS
+
+    names = [rule.__name__ for rule in RULES]
+    assert set(names) == set(ACTIONS) == set(RULE_LABELS) == set(RULE_ORDER)
+    assert all(hasattr(policy.rules, name) for name in names)

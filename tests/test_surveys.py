@@ -57,6 +57,15 @@ def test_declining_answers_are_the_choices_marked_declining() -> None:
     assert declining_answers(PRE_START, {"preparation": "入社を迷っている"}) == ["入社を迷っている"]
 
 
+def test_declining_answers_also_count_inside_a_list_of_answers() -> None:
+    # The one definition for storing a response and for quoting it in the flag. The store's old copy
+    # read lists of answers and the survey's did not, so a list could be quoted but never flagged.
+    answers = {"situation": ["就職活動は終えた", "迷っている"], "motivation": 4}
+    assert declining_answers(PULSE, answers) == ["迷っている"]
+    assert declining_answers(PULSE, {"situation": ("他社も検討している",)}) == ["他社も検討している"]
+    assert declining_answers(PULSE, {"situation": 3, "comment": "迷っている"}) == []  # not a choice answer
+
+
 def test_valid_form_input_becomes_typed_answers() -> None:
     answers, errors = validate_answers(
         PULSE,

@@ -15,7 +15,7 @@ from sqlalchemy.orm import selectinload
 
 from followup.cli.timeparse import parse_now
 from followup.config.context import AppContext
-from followup.db.models import HOLDER_STATUSES, OfferHolder
+from followup.db.models import OfferHolder
 from followup.errors import Problem, UserInputError
 from followup.holders.importer import (
     change_start_date,
@@ -26,6 +26,7 @@ from followup.holders.importer import (
 )
 from followup.holders.timeline import holder_record
 from followup.labels import STATUS_LABELS, TIMELINE_LABELS
+from followup.vocab import HOLDER_STATUSES
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)

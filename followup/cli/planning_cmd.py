@@ -26,6 +26,7 @@ from followup.ops.audit import record_policy
 from followup.planning.planner import HolderSnapshot
 from followup.planning.simulate import FlagTimeline, SimulationResult, simulate_season
 from followup.planning.store import load_snapshots, plan_tick
+from followup.vocab import ACTIVE_STATUSES
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -129,7 +130,7 @@ def _print_simulation(result: SimulationResult, calendar: BusinessCalendar) -> N
             str(counts.get("manual", 0)),
             str(sum(counts.values())),
             "; ".join(sorted(result.skipped.get(holder.id, ())))
-            or ("" if holder.status in ("offered", "accepted") else holder.status),
+            or ("" if holder.status in ACTIVE_STATUSES else holder.status),
         )
     out.print(holders_table)
 

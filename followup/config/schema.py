@@ -27,6 +27,7 @@ from followup.durations import Anchor, Interval, parse_anchor, parse_interval
 ENV_REF = re.compile(r"^\$\{([A-Z_][A-Z0-9_]*)\}$")
 MESSAGE_CHANNELS = ("email", "slack", "line")
 MANUAL_CHANNELS = ("phone", "letter", "meeting", "other")
+# the words of followup.vocab (Severity, WEEKDAYS); tests/test_vocab.py keeps the two in step
 Severity = Literal["low", "medium", "high"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 

@@ -28,6 +28,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# The status and kind columns hold the strings of followup.vocab (re-exported for older imports).
+from followup.vocab import ACTIVE_STATUSES as ACTIVE_STATUSES
+from followup.vocab import HOLDER_STATUSES as HOLDER_STATUSES
+from followup.vocab import TOUCH_KINDS as TOUCH_KINDS
+from followup.vocab import TOUCH_STATUSES as TOUCH_STATUSES
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware datetimes in, aware UTC datetimes out, on SQLite (no time zones) and PostgreSQL alike."""
@@ -55,13 +61,6 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}  # noqa: RUF012 (SQLAlchemy API)
-
-
-HOLDER_STATUSES = ("offered", "accepted", "joined", "declined", "withdrawn")
-ACTIVE_STATUSES = ("offered", "accepted")
-TOUCH_KINDS = ("message", "survey", "manual")
-# planned → sending → sent | failed; planned → cancelled; manual: planned → reminded → done
-TOUCH_STATUSES = ("planned", "sending", "sent", "failed", "cancelled", "reminded", "done")
 
 
 class OfferHolder(Base):

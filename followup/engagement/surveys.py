@@ -68,12 +68,20 @@ def pulse_score(survey: Survey, answers: Mapping[str, Any]) -> float | None:
 
 
 def declining_answers(survey: Survey, answers: Mapping[str, Any]) -> list[str]:
-    """The answers that signal the holder may decline (``declining:`` choices), in order."""
+    """The answers that signal the holder may decline (``declining:`` choices), in question order.
+
+    The one definition, used when a response is stored (its ``declining`` column) and when the rules
+    quote what was said. A value may be one answer or a list of them (answers merged from several
+    sources, or imported); every listed answer that the question marks as declining counts, whatever
+    the question's type.
+    """
     found: list[str] = []
     for question in survey.questions:
+        if not question.declining:
+            continue
         value = answers.get(question.id)
-        if question.type == "choice" and isinstance(value, str) and value in question.declining:
-            found.append(value)
+        values = value if isinstance(value, list | tuple) else (value,)
+        found.extend(v for v in values if isinstance(v, str) and v in question.declining)
     return found
 
 

@@ -22,32 +22,27 @@ Definitions (the tests pin each one):
   holder's last sign of engagement (a reply, an answer, a button, a survey response, or a completed phone
   call or meeting). Letters and other manual touches neither count nor reset.
 * ``unreachable``: no message channel left (no address, or opted out of every one).
+
+Each rule is a small function ``(history, now, params) -> FlagDecision | None`` and :data:`RULES` is
+the tuple the engine runs, in order; ``params`` is the :class:`RuleParams` resolved once from the
+policy. Adding a rule is one function, one entry in ``RULES`` and one test (CONTRIBUTING.md, "How to
+add a rule").
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from followup.config.schema import Policy
+from followup.config.schema import Policy, Rules
 from followup.durations import Interval, shift_moment
+from followup.flags.phase import current_phase
+from followup.flags.risk import RULE_ORDER, SEVERITY_WEIGHTS, holder_order, risk_score, sort_flags
+from followup.vocab import ACTIVE_STATUSES, TouchKind
 
-ACTIVE_STATUSES = frozenset({"offered", "accepted"})
-RULE_ORDER = (
-    "declining_signal",
-    "low_pulse",
-    "neglected",
-    "unreachable",
-    "pulse_drop",
-    "unresponsive",
-    "over_contacted",
-)
-# A high flag outweighs a medium plus a low one: two medium flags (6) outrank one high (5), because two
-# independent warning signs about one holder are worth a look before a single strong one.
-SEVERITY_WEIGHTS: dict[str, int] = {"low": 1, "medium": 3, "high": 5}
 # Suggested actions, drawn from seeds/000 (内定者フォローの具体策 and its NG behaviours).
 ACTIONS: dict[str, str] = {
     "neglected": "メンター(または人事担当)から個別に電話し、近況と不安を聞いてください。",
@@ -59,7 +54,7 @@ ACTIONS: dict[str, str] = {
     "unreachable": "本人に連絡先(メールアドレス・LINE・Slack)を確認し、登録し直してください。",
 }
 ENGAGING_MANUAL_CHANNELS = frozenset({"phone", "meeting"})  # a completed call or meeting is two-way
-AUTOMATED_KINDS = frozenset({"message", "survey"})
+AUTOMATED_KINDS = frozenset({TouchKind.MESSAGE.value, TouchKind.SURVEY.value})
 _EPSILON = 1e-9
 
 
@@ -158,15 +153,6 @@ class FlagDecision:
         }
 
 
-def risk_score(flags: Iterable[FlagDecision] | Iterable[str]) -> int:
-    """Sum of severity weights (low 1, medium 3, high 5) over a holder's open flags."""
-    total = 0
-    for flag in flags:
-        severity = flag if isinstance(flag, str) else flag.severity
-        total += SEVERITY_WEIGHTS.get(severity, 0)
-    return total
-
-
 def describe_interval(interval: Interval) -> str:
     """``14d`` → 14日, ``2w`` → 2週間, ``1mo`` → 1か月, ``3bd`` → 3営業日."""
     unit = {"d": "日", "w": "週間", "bd": "営業日", "mo": "か月"}[interval.unit]
@@ -191,12 +177,30 @@ class _Gap:
         return moment + self.fixed if self.fixed is not None else shift_moment(moment, self.interval)
 
 
-class RuleEngine:
-    """The policy's rule parameters resolved once; :meth:`evaluate` is then cheap per holder."""
+# --- the parameters every rule reads, resolved once per policy -------------------------------------
+
+
+class RuleParams:
+    """The policy's rule settings, resolved once: ``rules`` is the policy's ``rules:`` section (a rule
+    reads its own entry, e.g. ``params.rules.low_pulse.threshold``); the rest are the look-ups that
+    would otherwise be repeated for every holder (phase gaps, the contact window, the time zone)."""
+
+    __slots__ = (
+        "default_gap",
+        "gaps",
+        "offer_moments",
+        "policy",
+        "rules",
+        "tz",
+        "window",
+        "window_fixed",
+        "window_text",
+    )
 
     def __init__(self, policy: Policy) -> None:
         rules = policy.rules
         self.policy = policy
+        self.rules: Rules = rules
         self.tz = ZoneInfo(policy.organization.timezone)
         self.default_gap = _Gap(rules.neglected.max_gap, _fixed(rules.neglected.max_gap), "")
         self.gaps: dict[tuple[str | None, str | None], _Gap] = {}
@@ -211,189 +215,262 @@ class RuleEngine:
         self.window_text = describe_interval(self.window)
         self.offer_moments: dict[date, datetime] = {}
 
-    def _offer_at(self, day: date) -> datetime:
+    def offer_at(self, day: date) -> datetime:
+        """The start of the offer day in the organisation's time zone (cached: cohorts share days)."""
         moment = self.offer_moments.get(day)
         if moment is None:
             moment = datetime.combine(day, time(0, 0), self.tz)
             self.offer_moments[day] = moment
         return moment
 
-    def _local_date(self, moment: datetime) -> date:
+    def local_date(self, moment: datetime) -> date:
         return moment.astimezone(self.policy.organization.tz).date()
 
-    def _local(self, moment: datetime) -> str:
+    def local(self, moment: datetime) -> str:
+        """``5/11``: how a reason names a day."""
         return moment.astimezone(self.tz).strftime("%-m/%-d")
 
+
+Rule = Callable[[HolderHistory, datetime, RuleParams], FlagDecision | None]
+
+
+def decide(
+    h: HolderHistory, rule: str, severity: str, reason: str, since: datetime, action: str | None = None
+) -> FlagDecision:
+    """The decision a rule returns; the suggested action defaults to the rule's entry in ``ACTIONS``."""
+    return FlagDecision(
+        h.holder_id, h.external_id, rule, severity, reason, ACTIONS[rule] if action is None else action, since
+    )
+
+
+# --- the rules --------------------------------------------------------------------------------------
+# Each looks at the history up to ``now`` only (binary search over the sorted times) and returns one
+# decision or None. The engine has already skipped inactive holders.
+
+
+def declining_signal(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision | None:
+    """The latest survey response at ``now`` chose a declining answer (e.g. 他社も検討している)."""
+    n = bisect_right(h.responded_at, now) if h.responded_at else 0
+    if not n:
+        return None
+    latest = h.responses[n - 1]
+    if not latest.declining:
+        return None
+    said = "・".join(f"「{a}」" for a in latest.declining_answers) or "辞退を考えている旨"
+    return decide(
+        h,
+        "declining_signal",
+        p.rules.declining_signal.severity,
+        f"{p.local(latest.submitted_at)}のサーベイで{said}と回答しています。",
+        latest.submitted_at,
+    )
+
+
+def low_pulse(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision | None:
+    """The latest pulse score at ``now`` is below the threshold."""
+    n = bisect_right(h.responded_at, now) if h.responded_at else 0
+    if not n:
+        return None
+    latest = h.responses[n - 1]
+    score = latest.score
+    threshold = p.rules.low_pulse.threshold
+    if score is None or score >= threshold:
+        return None
+    return decide(
+        h,
+        "low_pulse",
+        p.rules.low_pulse.severity,
+        f"最新のパルスサーベイのスコアが{score:.1f}です(基準{threshold:.1f}未満、5段階)。",
+        latest.submitted_at,
+    )
+
+
+def pulse_drop(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision | None:
+    """The latest pulse score at ``now`` fell by at least ``drop`` from the one before it."""
+    n = bisect_right(h.responded_at, now) if h.responded_at else 0
+    if n < 2:
+        return None
+    latest = h.responses[n - 1]
+    score = latest.score
+    previous = h.responses[n - 2].score
+    if score is None or previous is None or previous - score < p.rules.pulse_drop.drop - _EPSILON:
+        return None
+    return decide(
+        h,
+        "pulse_drop",
+        p.rules.pulse_drop.severity,
+        f"パルスサーベイのスコアが{previous:.1f}から{score:.1f}に下がりました(−{previous - score:.1f})。",
+        latest.submitted_at,
+    )
+
+
+def neglected(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision | None:
+    """More than the phase's ``max_gap`` since the last delivered touch, or since the offer date."""
+    delivered_at = h.delivered_at
+    n = bisect_right(delivered_at, now) if delivered_at else 0
+    gap = p.gaps.get((h.cadence, h.phase), p.default_gap)
+    if n:
+        last = delivered_at[n - 1]
+        deadline = gap.after(last)
+        if now <= deadline:
+            return None
+        where = f"{gap.label}の" if gap.label else ""
+        reason = (
+            f"最後の連絡({p.local(last)})から{(now - last).days}日間、連絡が届いていません"
+            f"({where}上限{describe_interval(gap.interval)})。"
+        )
+    else:
+        offer_at = p.offer_at(h.offer_date)
+        deadline = gap.after(offer_at)
+        if now <= deadline:
+            return None
+        reason = (
+            f"内定日({p.local(offer_at)})から{(now - offer_at).days}日間、一度も連絡が届いていません"
+            f"(上限{describe_interval(gap.interval)})。"
+        )
+    return decide(h, "neglected", p.rules.neglected.severity, reason, deadline)
+
+
+def over_contacted(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision | None:
+    """More than ``max_touches`` delivered touches in ``(now - window, now]``, all channels together."""
+    cap = p.rules.over_contacted.max_touches
+    delivered_at = h.delivered_at
+    if len(delivered_at) <= cap:
+        return None
+    n = bisect_right(delivered_at, now)
+    if n <= cap:
+        return None
+    window_start = now - p.window_fixed if p.window_fixed is not None else shift_moment(now, p.window, -1)
+    first = bisect_right(delivered_at, window_start, 0, n)
+    count = n - first
+    if count <= cap:
+        return None
+    return decide(
+        h,
+        "over_contacted",
+        p.rules.over_contacted.severity,
+        f"直近{p.window_text}で{count}回連絡しています(上限{cap}回)。",
+        delivered_at[first + cap],
+    )
+
+
+def unresponsive(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision | None:
+    """At least ``consecutive`` automated touches delivered after the last sign of engagement."""
+    automated_at = h.automated_at
+    k = p.rules.unresponsive.consecutive
+    if len(automated_at) < k:
+        return None
+    end = bisect_right(automated_at, now)
+    if end < k:
+        return None
+    engaged_at = h.engaged_at
+    e = bisect_right(engaged_at, now) if engaged_at else 0
+    begin = bisect_right(automated_at, engaged_at[e - 1], 0, end) if e else 0
+    streak = end - begin
+    if streak < k:
+        return None
+    return decide(
+        h,
+        "unresponsive",
+        p.rules.unresponsive.severity,
+        f"直近{streak}回の連絡に返信・回答がありません。",
+        automated_at[begin + k - 1],
+    )
+
+
+def unreachable(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision | None:
+    """No message channel left: since the last opt-out, or the offer date if there was no address."""
+    if h.reachable_channels:
+        return None
+    n = bisect_right(h.opt_outs, now) if h.opt_outs else 0
+    since = h.opt_outs[n - 1] if n else p.offer_at(h.offer_date)
+    return decide(
+        h,
+        "unreachable",
+        p.rules.unreachable.severity,
+        "連絡できるチャネルがありません(メール・Slack・LINEが未登録か、すべて配信停止)。",
+        since,
+    )
+
+
+# The built-in rules, in the order their flags are returned (display order is RULE_ORDER).
+RULES: tuple[Rule, ...] = (
+    declining_signal,
+    low_pulse,
+    pulse_drop,
+    neglected,
+    over_contacted,
+    unresponsive,
+    unreachable,
+)
+
+
+# --- the engine ---------------------------------------------------------------------------------------
+
+
+class RuleEngine:
+    """The policy resolved once (:class:`RuleParams`) and a tuple of rules; :meth:`evaluate` is then
+    cheap per holder. ``rules`` defaults to the built-in :data:`RULES`."""
+
+    def __init__(self, policy: Policy, rules: Sequence[Rule] = RULES) -> None:
+        self.policy = policy
+        self.params = RuleParams(policy)
+        self.tz = self.params.tz
+        self.rules: tuple[Rule, ...] = tuple(rules)
+
     def evaluate(self, h: HolderHistory, now: datetime) -> list[FlagDecision]:
-        if h.status not in ACTIVE_STATUSES or self._local_date(now) >= h.start_date:
+        if h.status not in ACTIVE_STATUSES or self.params.local_date(now) >= h.start_date:
             return []  # follow-up ends on the first working day (HR then marks the holder joined)
-        rules = self.policy.rules
+        params = self.params
         out: list[FlagDecision] = []
+        for rule in self.rules:
+            decision = rule(h, now, params)
+            if decision is not None:
+                out.append(decision)
+        return out
 
-        def flag(rule: str, severity: str, reason: str, since: datetime) -> None:
-            out.append(FlagDecision(h.holder_id, h.external_id, rule, severity, reason, ACTIONS[rule], since))
-
-        # --- responses: latest and previous at `now`
-        n_resp = bisect_right(h.responded_at, now) if h.responded_at else 0
-        if n_resp:
-            latest = h.responses[n_resp - 1]
-            if latest.declining:
-                said = "・".join(f"「{a}」" for a in latest.declining_answers) or "辞退を考えている旨"
-                flag(
-                    "declining_signal",
-                    rules.declining_signal.severity,
-                    f"{self._local(latest.submitted_at)}のサーベイで{said}と回答しています。",
-                    latest.submitted_at,
-                )
-            score = latest.score
-            if score is not None:
-                if score < rules.low_pulse.threshold:
-                    flag(
-                        "low_pulse",
-                        rules.low_pulse.severity,
-                        f"最新のパルスサーベイのスコアが{score:.1f}です"
-                        f"(基準{rules.low_pulse.threshold:.1f}未満、5段階)。",
-                        latest.submitted_at,
-                    )
-                if n_resp >= 2:
-                    previous = h.responses[n_resp - 2].score
-                    if previous is not None and previous - score >= rules.pulse_drop.drop - _EPSILON:
-                        flag(
-                            "pulse_drop",
-                            rules.pulse_drop.severity,
-                            f"パルスサーベイのスコアが{previous:.1f}から{score:.1f}に"
-                            f"下がりました(−{previous - score:.1f})。",
-                            latest.submitted_at,
-                        )
-
-        # --- neglected: since the last delivered touch, or the offer date
-        delivered_at = h.delivered_at
-        n_delivered = bisect_right(delivered_at, now) if delivered_at else 0
-        gap = self.gaps.get((h.cadence, h.phase), self.default_gap)
-        if n_delivered:
-            last = delivered_at[n_delivered - 1]
-            deadline = gap.after(last)
-            if now > deadline:
-                days = (now - last).days
-                where = f"{gap.label}の" if gap.label else ""
-                flag(
-                    "neglected",
-                    rules.neglected.severity,
-                    f"最後の連絡({self._local(last)})から{days}日間、連絡が届いていません"
-                    f"({where}上限{describe_interval(gap.interval)})。",
-                    deadline,
-                )
-        else:
-            offer_at = self._offer_at(h.offer_date)
-            deadline = gap.after(offer_at)
-            if now > deadline:
-                days = (now - offer_at).days
-                flag(
-                    "neglected",
-                    rules.neglected.severity,
-                    f"内定日({self._local(offer_at)})から{days}日間、一度も連絡が届いていません"
-                    f"(上限{describe_interval(gap.interval)})。",
-                    deadline,
-                )
-
-        # --- over_contacted: delivered touches in (now - window, now]
-        if n_delivered > rules.over_contacted.max_touches:
-            window_start = (
-                now - self.window_fixed
-                if self.window_fixed is not None
-                else shift_moment(now, self.window, -1)
-            )
-            first = bisect_right(delivered_at, window_start, 0, n_delivered)
-            count = n_delivered - first
-            cap = rules.over_contacted.max_touches
-            if count > cap:
-                flag(
-                    "over_contacted",
-                    rules.over_contacted.severity,
-                    f"直近{self.window_text}で{count}回連絡しています(上限{cap}回)。",
-                    delivered_at[first + cap],
-                )
-
-        # --- unresponsive: automated touches after the last engagement
-        automated_at = h.automated_at
-        k = rules.unresponsive.consecutive
-        if len(automated_at) >= k:
-            end = bisect_right(automated_at, now)
-            if end >= k:
-                engaged_at = h.engaged_at
-                e = bisect_right(engaged_at, now) if engaged_at else 0
-                begin = bisect_right(automated_at, engaged_at[e - 1], 0, end) if e else 0
-                streak = end - begin
-                if streak >= k:
-                    flag(
-                        "unresponsive",
-                        rules.unresponsive.severity,
-                        f"直近{streak}回の連絡に返信・回答がありません。",
-                        automated_at[begin + k - 1],
-                    )
-
-        # --- unreachable
-        if not h.reachable_channels:
-            n_opt = bisect_right(h.opt_outs, now) if h.opt_outs else 0
-            since = h.opt_outs[n_opt - 1] if n_opt else self._offer_at(h.offer_date)
-            flag(
-                "unreachable",
-                rules.unreachable.severity,
-                "連絡できるチャネルがありません(メール・Slack・LINEが未登録か、すべて配信停止)。",
-                since,
-            )
+    def evaluate_many(self, histories: Iterable[HolderHistory], now: datetime) -> list[FlagDecision]:
+        """The same as :meth:`evaluate` per holder, with ``now``'s local date computed once."""
+        params = self.params
+        rules = self.rules
+        today = params.local_date(now)
+        out: list[FlagDecision] = []
+        append = out.append
+        for h in histories:
+            if h.status not in ACTIVE_STATUSES or today >= h.start_date:
+                continue
+            for rule in rules:
+                decision = rule(h, now, params)
+                if decision is not None:
+                    append(decision)
         return out
 
 
-def evaluate(history: HolderHistory, policy: Policy, now: datetime) -> list[FlagDecision]:
+def evaluate(
+    history: HolderHistory, policy: Policy, now: datetime, rules: Sequence[Rule] = RULES
+) -> list[FlagDecision]:
     """The flags one holder raises at ``now`` (inactive holders raise none)."""
     _require_aware(now)
-    return RuleEngine(policy).evaluate(history, now)
+    return RuleEngine(policy, rules).evaluate(history, now)
 
 
-def evaluate_many(histories: Sequence[HolderHistory], policy: Policy, now: datetime) -> list[FlagDecision]:
+def evaluate_many(
+    histories: Sequence[HolderHistory], policy: Policy, now: datetime, rules: Sequence[Rule] = RULES
+) -> list[FlagDecision]:
     """The batch path: the same rules, policy resolved once, no per-holder setup."""
     _require_aware(now)
-    engine = RuleEngine(policy)
-    run = engine.evaluate
-    out: list[FlagDecision] = []
-    extend = out.extend
-    for history in histories:
-        extend(run(history, now))
-    return out
+    return RuleEngine(policy, rules).evaluate_many(histories, now)
 
 
 def sort_by_risk(decisions: Iterable[FlagDecision]) -> list[tuple[int, list[FlagDecision]]]:
-    """Decisions grouped per holder, riskiest holder first, flags within a holder by rule order."""
+    """Decisions grouped per holder, riskiest holder first, flags within a holder in display order
+    (:mod:`followup.flags.risk`)."""
     grouped: dict[int, list[FlagDecision]] = {}
     for decision in decisions:
         grouped.setdefault(decision.holder_id, []).append(decision)
-    order = {rule: i for i, rule in enumerate(RULE_ORDER)}
-    rows = [
-        (risk_score(flags), sorted(flags, key=lambda f: (-SEVERITY_WEIGHTS[f.severity], order[f.rule])))
-        for flags in grouped.values()
-    ]
-    rows.sort(key=lambda row: (-row[0], row[1][0].external_id))
+    rows = [(risk_score(flags), sort_flags(flags)) for flags in grouped.values()]
+    rows.sort(key=lambda row: holder_order(row[0], row[1][0].external_id))
     return rows
-
-
-def current_phase(
-    policy: Policy,
-    cadence_name: str | None,
-    dates: dict[str, date | None],
-    today: date,
-) -> str | None:
-    """The cadence phase whose ``[from, to)`` contains ``today``; where phases overlap the later one
-    wins (SPEC). None when no phase applies (before the offer, after the start, or an anchor the holder
-    lacks, e.g. ``accepted`` before acceptance)."""
-    if cadence_name is None or cadence_name not in policy.cadences:
-        return None
-    found: str | None = None
-    for phase in policy.cadences[cadence_name].phases:
-        begin, end = phase.start.resolve(dates), phase.end.resolve(dates)
-        if begin is not None and end is not None and begin <= today < end:
-            found = phase.name
-    return found
 
 
 def _require_aware(now: datetime) -> None:
@@ -404,14 +481,20 @@ def _require_aware(now: datetime) -> None:
 __all__ = [
     "ACTIONS",
     "ACTIVE_STATUSES",
+    "RULES",
+    "RULE_ORDER",
     "SEVERITY_WEIGHTS",
     "FlagDecision",
     "HolderHistory",
     "PulseResponse",
+    "Rule",
     "RuleEngine",
+    "RuleParams",
     "TouchRecord",
     "current_phase",
+    "decide",
     "evaluate",
     "evaluate_many",
     "risk_score",
+    "sort_by_risk",
 ]

@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 from followup.config.context import AppContext
 from followup.config.schema import Policy
 from followup.db.models import (
-    ACTIVE_STATUSES,
     ChannelOptOut,
     DeliveryAttempt,
     EngagementEvent,
@@ -28,17 +27,21 @@ from followup.db.models import (
     SurveyResponse,
     Touch,
 )
+from followup.engagement.surveys import declining_answers
+from followup.flags.phase import holder_phase
 from followup.flags.rules import (
     FlagDecision,
     HolderHistory,
     PulseResponse,
     TouchRecord,
-    current_phase,
     evaluate_many,
 )
+from followup.vocab import ACTIVE_STATUSES, DELIVERED_TOUCH_STATUSES, TouchStatus
 
 MESSAGE_CHANNELS = ("email", "slack", "line")
 ENGAGEMENT_KINDS = ("reply", "answer", "button")
+# the touches a history holds: delivered ones (contact) and failed sends (kept, never contact)
+HISTORY_TOUCH_STATUSES = (*DELIVERED_TOUCH_STATUSES, TouchStatus.FAILED.value)
 
 
 @dataclass
@@ -55,14 +58,7 @@ def _declining_answers(policy: Policy, form: str, answers: dict[str, Any] | None
     survey = policy.surveys.get(form)
     if survey is None or not answers:
         return ()
-    found: list[str] = []
-    for question in survey.questions:
-        if not question.declining:
-            continue
-        value = answers.get(question.id)
-        values = value if isinstance(value, list) else [value]
-        found.extend(str(v) for v in values if v in question.declining)
-    return tuple(found)
+    return tuple(declining_answers(survey, answers))
 
 
 def load_histories(session: Session, policy: Policy, now: datetime) -> list[HolderHistory]:
@@ -105,10 +101,10 @@ def load_histories(session: Session, policy: Policy, now: datetime) -> list[Hold
     for holder_id, kind, channel, status, at in session.execute(
         select(Touch.holder_id, Touch.kind, Touch.channel, Touch.status, touch_at)
         .join(OfferHolder, OfferHolder.id == Touch.holder_id)
-        .where(*active, Touch.status.in_(("sent", "done", "failed")), touch_at <= now)
+        .where(*active, Touch.status.in_(HISTORY_TOUCH_STATUSES), touch_at <= now)
         .order_by(touch_at)
     ):
-        if status == "failed":
+        if status == TouchStatus.FAILED:
             undelivered[holder_id].append(TouchRecord(at, channel, kind, "failed"))
         else:
             delivered[holder_id].append(TouchRecord(at, channel, kind, "delivered"))
@@ -152,9 +148,15 @@ def load_histories(session: Session, policy: Policy, now: datetime) -> list[Hold
     out: list[HolderHistory] = []
     for row in holders:
         (hid, ext, name, status, offer, accepted, start, track, dept, email, slack, line) = row
-        match = policy.cadence_for(track, dept)
-        cadence = match[0] if match else None
-        phase = current_phase(policy, cadence, {"offer": offer, "accepted": accepted, "start": start}, today)
+        cadence, phase = holder_phase(
+            policy,
+            track=track,
+            department=dept,
+            offer_date=offer,
+            accepted_date=accepted,
+            start_date=start,
+            today=today,
+        )
         contacts = {"email": email, "slack": slack, "line": line}
         # only the channels the cadence uses (the current phase's, else any phase's) can reach the holder
         usable = _cadence_channels(policy, cadence, phase)

@@ -18,8 +18,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from followup.db.models import HOLDER_STATUSES, AuditEntry, HolderChange, OfferHolder
+from followup.db.models import AuditEntry, HolderChange, OfferHolder
 from followup.errors import ImportRowsError, Problem, UserInputError
+from followup.vocab import HOLDER_STATUSES
 
 COLUMNS = (
     "external_id",

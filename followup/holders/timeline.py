@@ -22,9 +22,8 @@ from followup.db.models import (
     SurveyResponse,
     Touch,
 )
-
-DONE_TOUCH_STATUSES = ("sent", "done")
-SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
+from followup.flags.risk import sort_flags
+from followup.vocab import DELIVERED_TOUCH_STATUSES, TouchStatus
 
 
 def _iso(value: datetime | date | None) -> str | None:
@@ -215,13 +214,13 @@ def holder_summaries(session: Session, now: datetime) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for h in holders:
         touches = touches_by[h.id]
-        done = [t for t in touches if t.status in DONE_TOUCH_STATUSES]
+        done = [t for t in touches if t.status in DELIVERED_TOUCH_STATUSES]
         last = max(done, key=_touch_time, default=None)
-        upcoming = [t for t in touches if t.status in ("planned", "reminded")]
+        upcoming = [t for t in touches if t.status in (TouchStatus.PLANNED, TouchStatus.REMINDED)]
         nxt = min(upcoming, key=lambda t: t.due_at, default=None)
-        past = [t for t in touches if t.due_at <= now and t.status != "cancelled"]
+        past = [t for t in touches if t.due_at <= now and t.status != TouchStatus.CANCELLED]
         phase_touch = past[-1] if past else nxt
-        flags = sorted(flags_by[h.id], key=lambda f: (SEVERITY_ORDER.get(f.severity, 9), f.rule))
+        flags = sort_flags(flags_by[h.id])
         rows.append(
             {
                 "external_id": h.external_id,

@@ -27,9 +27,10 @@ from zoneinfo import ZoneInfo
 from followup.calendar import BusinessCalendar
 from followup.config.schema import Cadence, Phase, Policy, TemplateRef
 from followup.durations import shift, shift_moment
+from followup.vocab import ACTIVE_STATUSES, TouchStatus
 
-ACTIVE_STATUSES = frozenset({"offered", "accepted"})
-PENDING_STATUSES = frozenset({"planned", "reminded"})  # not yet done; cancelled when a holder leaves
+# not yet done; cancelled when a holder leaves
+PENDING_STATUSES = frozenset({TouchStatus.PLANNED.value, TouchStatus.REMINDED.value})
 MAX_TOUCHES_PER_PHASE = 2000  # a guard against a runaway interval (e.g. 1d over several years)
 
 STATUS_REASONS = {

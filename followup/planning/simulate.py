@@ -19,7 +19,10 @@ from typing import Any
 
 from followup.calendar import BusinessCalendar
 from followup.config.schema import Policy
+from followup.flags.phase import holder_phase
+from followup.flags.rules import HolderHistory, RuleEngine, TouchRecord
 from followup.planning.planner import ExistingTouch, HolderSnapshot, plan
+from followup.vocab import ACTIVE_STATUSES, WEEKDAYS
 
 Progress = Callable[[int, int], None]  # (days done, days in total)
 
@@ -169,27 +172,29 @@ class FlagTimeline:
     """
 
     def __init__(self, policy: Policy) -> None:
-        from followup.flags.rules import RuleEngine
-
         self.policy = policy
         self.engine = RuleEngine(policy)
         weekly = policy.report.weekly
-        self.weekday = ("mon", "tue", "wed", "thu", "fri", "sat", "sun").index(weekly.day)
+        self.weekday = WEEKDAYS.index(weekly.day)
         self.report_time = weekly.time
         self.seen: set[tuple[int, str]] = set()
 
     def __call__(self, now: datetime, result: SimulationResult) -> None:
-        from followup.flags.rules import HolderHistory, TouchRecord, current_phase
-
         if now.weekday() != self.weekday:
             return
         moment = datetime.combine(now.date(), self.report_time, tzinfo=now.tzinfo)
         for holder in result.holders:
-            if holder.status not in ("offered", "accepted"):
+            if holder.status not in ACTIVE_STATUSES:
                 continue
-            match = self.policy.cadence_for(holder.track, holder.department)
-            cadence = match[0] if match else None
-            dates = {"offer": holder.offer_date, "accepted": holder.accepted_date, "start": holder.start_date}
+            cadence, phase = holder_phase(
+                self.policy,
+                track=holder.track,
+                department=holder.department,
+                offer_date=holder.offer_date,
+                accepted_date=holder.accepted_date,
+                start_date=holder.start_date,
+                today=moment.date(),
+            )
             history = HolderHistory(
                 holder_id=holder.id,
                 external_id=holder.external_id,
@@ -198,7 +203,7 @@ class FlagTimeline:
                 offer_date=holder.offer_date,
                 start_date=holder.start_date,
                 cadence=cadence,
-                phase=current_phase(self.policy, cadence, dates, moment.date()),
+                phase=phase,
                 reachable_channels=tuple(sorted(holder.reachable)),
                 delivered=tuple(
                     TouchRecord(t.due_at, t.channel, t.kind)

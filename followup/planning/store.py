@@ -23,13 +23,13 @@ from followup.config.schema import Policy
 from followup.db.models import ChannelOptOut, OfferHolder, SchedulerLease, Touch
 from followup.durations import shift_moment
 from followup.planning.planner import (
-    ACTIVE_STATUSES,
     PENDING_STATUSES,
     ExistingTouch,
     HolderSnapshot,
     PlanResult,
     plan,
 )
+from followup.vocab import ACTIVE_STATUSES
 
 # Touches older than this before the catch-up window cannot be re-created by a tick, so a tick
 # does not need to read them (keys are unique anyway: a missed one would only be a no-op insert).

@@ -34,6 +34,8 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from followup.vocab import WEEKDAYS_JA
+
 __all__ = [
     "MessageTemplates",
     "RenderedMessage",
@@ -61,7 +63,6 @@ SLACK_MAX_BLOCKS = 50
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _LOCALE_RE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?$")
-_WEEKDAYS_JA = "月火水木金土日"
 _MAX_SEQUENCE = 100_000  # sandbox cap on `'x' * n` so a template cannot exhaust memory
 _MAX_EXPONENT = 100
 
@@ -133,7 +134,7 @@ def _as_datetime(value: Any, filter_name: str) -> datetime:
 def jdate(value: Any) -> str:
     """``2027年4月1日(木)`` — the way Japanese business mail writes a date."""
     d = _as_date(value, "jdate")
-    return f"{d.year}年{d.month}月{d.day}日({_WEEKDAYS_JA[d.weekday()]})"
+    return f"{d.year}年{d.month}月{d.day}日({WEEKDAYS_JA[d.weekday()]})"
 
 
 def jdatetime(value: Any) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from statistics import fmean
 from typing import Any
 
@@ -23,7 +24,6 @@ from sqlalchemy.orm import Session
 
 from followup.config.schema import Policy
 from followup.db.models import (
-    HOLDER_STATUSES,
     DeliveryAttempt,
     Flag,
     HolderChange,
@@ -31,15 +31,11 @@ from followup.db.models import (
     SurveyResponse,
     Touch,
 )
-from followup.flags.rules import (
-    ACTIVE_STATUSES,
-    RULE_ORDER,
-    SEVERITY_WEIGHTS,
-    current_phase,
-    risk_score,
-)
+from followup.flags.phase import holder_phase
+from followup.flags.risk import holder_order, risk_score, sort_flags
 from followup.labels import CHANNEL_LABELS, RULE_LABELS, SEVERITY_LABELS, STATUS_LABELS
 from followup.report import charts
+from followup.vocab import ACTIVE_STATUSES, HOLDER_STATUSES, TouchKind, TouchStatus
 
 NO_PHASE = "フェーズ外"
 WEEK = timedelta(days=7)
@@ -207,51 +203,93 @@ def _flag_rows(session: Session, *conditions: Any) -> list[FlagRow]:
     ]
 
 
-def build_report(session: Session, policy: Policy, now: datetime) -> WeeklyReport:
-    """The week up to ``now`` as data (and charts as PNG bytes); reads, never writes."""
-    tz = policy.organization.tz
-    week_start = now - WEEK
-    local_now = now.astimezone(tz)
-    labels = _phase_labels(policy)
+# --- the week being reported, shared by the sections -------------------------------------------------
 
-    holders = session.execute(
-        select(
-            OfferHolder.id,
-            OfferHolder.status,
-            OfferHolder.track,
-            OfferHolder.department,
-            OfferHolder.offer_date,
-            OfferHolder.accepted_date,
-            OfferHolder.start_date,
-            OfferHolder.erased_at,
-        )
-    ).all()  # erased holders too: cohort counts and rates must still add up after a deletion request
-    status_counter = Counter(row.status for row in holders)
-    status_counts = [(s, STATUS_LABELS[s], status_counter[s]) for s in HOLDER_STATUSES]
-    phase_of: dict[int, str] = {}
-    phase_counter: Counter[str] = Counter()
-    for row in holders:
-        if row.status not in ACTIVE_STATUSES or row.erased_at is not None:
-            continue
-        match = policy.cadence_for(row.track, row.department)
-        cadence = match[0] if match else None
-        dates = {"offer": row.offer_date, "accepted": row.accepted_date, "start": row.start_date}
-        phase = current_phase(policy, cadence, dates, local_now.date())
-        label = labels.get((cadence or "", phase or ""), NO_PHASE)
-        phase_of[row.id] = label
-        phase_counter[label] += 1
-    ordered_labels = list(dict.fromkeys([*labels.values(), NO_PHASE]))
-    phase_counts = [(label, phase_counter[label]) for label in ordered_labels if phase_counter[label]]
 
+class ReportWeek:
+    """What every section reads: the session, the policy, ``now`` and the seven days before it, and
+    the holder rows (read once; the phase of each active holder worked out once, on first use)."""
+
+    def __init__(self, session: Session, policy: Policy, now: datetime) -> None:
+        self.session = session
+        self.policy = policy
+        self.now = now
+        self.tz = policy.organization.tz
+        self.start = now - WEEK
+        self.local_now = now.astimezone(self.tz)
+        self.today = self.local_now.date()
+        self.phase_labels = _phase_labels(policy)
+        # erased holders too: cohort counts and rates must still add up after a deletion request
+        self.holders = session.execute(
+            select(
+                OfferHolder.id,
+                OfferHolder.status,
+                OfferHolder.track,
+                OfferHolder.department,
+                OfferHolder.offer_date,
+                OfferHolder.accepted_date,
+                OfferHolder.start_date,
+                OfferHolder.erased_at,
+            )
+        ).all()
+
+    @cached_property
+    def phase_of(self) -> dict[int, str]:
+        """Active, not erased holder id → the label of their current phase (フェーズ外 if none)."""
+        out: dict[int, str] = {}
+        for row in self.holders:
+            if row.status not in ACTIVE_STATUSES or row.erased_at is not None:
+                continue
+            cadence, phase = holder_phase(
+                self.policy,
+                track=row.track,
+                department=row.department,
+                offer_date=row.offer_date,
+                accepted_date=row.accepted_date,
+                start_date=row.start_date,
+                today=self.today,
+            )
+            out[row.id] = self.phase_labels.get((cadence or "", phase or ""), NO_PHASE)
+        return out
+
+
+# --- one function per section of the report, in the order the report shows them -------------------
+
+
+def status_counts(week: ReportWeek) -> list[tuple[str, str, int]]:
+    """Holders per status, every status listed (zeros too), in lifecycle order."""
+    counter = Counter(row.status for row in week.holders)
+    return [(s, STATUS_LABELS[s], counter[s]) for s in HOLDER_STATUSES]
+
+
+def phase_counts(week: ReportWeek) -> list[tuple[str, int]]:
+    """Active holders per phase label, in the policy's phase order, フェーズ外 last; empty ones left out."""
+    counter = Counter(week.phase_of.values())
+    ordered = list(dict.fromkeys([*week.phase_labels.values(), NO_PHASE]))
+    return [(label, counter[label]) for label in ordered if counter[label]]
+
+
+def new_flags(week: ReportWeek) -> list[FlagRow]:
+    """Open flags first seen this week."""
+    return _flag_rows(week.session, Flag.resolved_at.is_(None), Flag.first_seen > week.start)
+
+
+def continuing_flags(week: ReportWeek) -> list[FlagRow]:
+    """Open flags already open before this week."""
+    return _flag_rows(week.session, Flag.resolved_at.is_(None), Flag.first_seen <= week.start)
+
+
+def resolved_flags(week: ReportWeek) -> list[FlagRow]:
+    """Flags resolved this week."""
+    return _flag_rows(week.session, Flag.resolved_at > week.start, Flag.resolved_at <= week.now)
+
+
+def at_risk(week: ReportWeek) -> list[AtRiskHolder]:
+    """Active holders with open flags, riskiest first (``flags/risk.py``), each with their flags."""
     open_flag = Flag.resolved_at.is_(None)
-    new_flags = _flag_rows(session, open_flag, Flag.first_seen > week_start)
-    continuing_flags = _flag_rows(session, open_flag, Flag.first_seen <= week_start)
-    resolved_flags = _flag_rows(session, Flag.resolved_at > week_start, Flag.resolved_at <= now)
-
-    # at-risk holders: open flags of active holders, riskiest first
     holder_info = {
         row.id: (row.external_id, row.name, row.status)
-        for row in session.execute(
+        for row in week.session.execute(
             select(OfferHolder.id, OfferHolder.external_id, OfferHolder.name, OfferHolder.status)
             .join(Flag, Flag.holder_id == OfferHolder.id)
             .where(open_flag, OfferHolder.status.in_(ACTIVE_STATUSES))
@@ -259,8 +297,7 @@ def build_report(session: Session, policy: Policy, now: datetime) -> WeeklyRepor
         )
     }
     grouped: dict[int, list[FlagRow]] = defaultdict(list)
-    order = {rule: i for i, rule in enumerate(RULE_ORDER)}
-    for flag in session.scalars(select(Flag).where(open_flag)):
+    for flag in week.session.scalars(select(Flag).where(open_flag)):
         info = holder_info.get(flag.holder_id)
         if info is not None:
             grouped[flag.holder_id].append(
@@ -275,41 +312,47 @@ def build_report(session: Session, policy: Policy, now: datetime) -> WeeklyRepor
                     None,
                 )
             )
-    at_risk = [
+    holders = [
         AtRiskHolder(
             external_id=holder_info[hid][0],
             name=holder_info[hid][1],
             status_label=STATUS_LABELS.get(holder_info[hid][2], holder_info[hid][2]),
-            phase_label=phase_of.get(hid, NO_PHASE),
-            risk=risk_score(f.severity for f in flags),
-            flags=sorted(flags, key=lambda f: (-SEVERITY_WEIGHTS.get(f.severity, 0), order.get(f.rule, 99))),
+            phase_label=week.phase_of.get(hid, NO_PHASE),
+            risk=risk_score(flags),
+            flags=sort_flags(flags),
         )
         for hid, flags in grouped.items()
     ]
-    at_risk.sort(key=lambda h: (-h.risk, h.external_id))
+    holders.sort(key=lambda h: holder_order(h.risk, h.external_id))
+    return holders
 
-    # deliveries this week, per channel
+
+def deliveries(week: ReportWeek) -> list[ChannelCounts]:
+    """This week's delivery attempts per channel (sent, failed, retried, suppressed), plus completed
+    manual touches counted as sent, in the channel label order."""
+    session, start, now = week.session, week.start, week.now
     finished = func.coalesce(DeliveryAttempt.finished_at, DeliveryAttempt.started_at)
     per_channel: dict[str, Counter[str]] = defaultdict(Counter)
     for channel, outcome, count in session.execute(
         select(DeliveryAttempt.channel, DeliveryAttempt.outcome, func.count())
-        .where(finished > week_start, finished <= now)
+        .where(finished > start, finished <= now)
         .group_by(DeliveryAttempt.channel, DeliveryAttempt.outcome)
     ):
         per_channel[channel][outcome] += count
+    touched = func.coalesce(Touch.sent_at, Touch.due_at)
     for channel, count in session.execute(
         select(Touch.channel, func.count())
         .where(
-            Touch.kind == "manual",
-            Touch.status == "done",
-            func.coalesce(Touch.sent_at, Touch.due_at) > week_start,
-            func.coalesce(Touch.sent_at, Touch.due_at) <= now,
+            Touch.kind == TouchKind.MANUAL.value,
+            Touch.status == TouchStatus.DONE.value,
+            touched > start,
+            touched <= now,
         )
         .group_by(Touch.channel)
     ):
         per_channel[channel]["sent"] += count
     channel_order = list(CHANNEL_LABELS)
-    deliveries = [
+    return [
         ChannelCounts(
             channel,
             CHANNEL_LABELS.get(channel, channel),
@@ -324,53 +367,47 @@ def build_report(session: Session, policy: Policy, now: datetime) -> WeeklyRepor
         )
     ]
 
-    # pulse trend: weekly mean over the season
+
+def pulse_trend(week: ReportWeek) -> list[tuple[str, float, int]]:
+    """The weekly mean pulse score over the season: (Monday as ``m/d``, mean, responses)."""
     weekly: dict[date, list[float]] = defaultdict(list)
-    for score, at in session.execute(
+    for score, at in week.session.execute(
         select(SurveyResponse.score, SurveyResponse.submitted_at).where(
-            SurveyResponse.score.is_not(None), SurveyResponse.submitted_at <= now
+            SurveyResponse.score.is_not(None), SurveyResponse.submitted_at <= week.now
         )
     ):
         if score is None:
             continue
-        local_day = at.astimezone(tz).date()
+        local_day = at.astimezone(week.tz).date()
         weekly[local_day - timedelta(days=local_day.weekday())].append(float(score))
-    pulse_trend = [
+    return [
         (f"{monday.month}/{monday.day}", round(fmean(scores), 2), len(scores))
         for monday, scores in sorted(weekly.items())
     ]
 
-    offers = [(row.id, row.offer_date) for row in holders]
-    kpi = _kpi(offers, {row.id: row.status for row in holders}, local_now.date())
-    previous_moment = now - WEEK
-    kpi_previous = _kpi(offers, _statuses_at(session, previous_moment), previous_moment.astimezone(tz).date())
 
-    report = WeeklyReport(
-        organization=policy.organization.name,
-        subject=policy.report.weekly.subject,
-        week=iso_week(now, policy),
-        now=now,
-        period_start=week_start.astimezone(tz),
-        period_end=local_now,
-        status_counts=status_counts,
-        phase_counts=phase_counts,
-        new_flags=new_flags,
-        continuing_flags=continuing_flags,
-        resolved_flags=resolved_flags,
-        at_risk=at_risk,
-        deliveries=deliveries,
-        pulse_trend=pulse_trend,
-        pulse_threshold=policy.rules.low_pulse.threshold,
-        kpi=kpi,
-        kpi_previous=kpi_previous,
-    )
-    report.charts = [
+def kpi(week: ReportWeek) -> Kpi:
+    """This week's acceptance and decline rates, from the holders' current statuses."""
+    offers = [(row.id, row.offer_date) for row in week.holders]
+    return _kpi(offers, {row.id: row.status for row in week.holders}, week.today)
+
+
+def kpi_previous(week: ReportWeek) -> Kpi:
+    """Last week's rates: each holder's status as of ``now - 7 days`` from the lifecycle history."""
+    offers = [(row.id, row.offer_date) for row in week.holders]
+    moment = week.now - WEEK
+    return _kpi(offers, _statuses_at(week.session, moment), moment.astimezone(week.tz).date())
+
+
+def report_charts(report: WeeklyReport) -> list[Chart]:
+    """The charts, drawn from the report's own numbers (so they always agree with the tables)."""
+    return [
         Chart(
             "pulse",
             "パルスサーベイの推移",
             charts.pulse_trend_chart(
-                [label for label, _, _ in pulse_trend],
-                [mean for _, mean, _ in pulse_trend],
+                [label for label, _, _ in report.pulse_trend],
+                [mean for _, mean, _ in report.pulse_trend],
                 report.pulse_threshold,
             ),
         ),
@@ -378,11 +415,37 @@ def build_report(session: Session, policy: Policy, now: datetime) -> WeeklyRepor
             "deliveries",
             "今週の連絡(チャネル別)",
             charts.deliveries_chart(
-                [d.label for d in deliveries],
-                [d.sent for d in deliveries],
-                [d.failed for d in deliveries],
-                [d.suppressed for d in deliveries],
+                [d.label for d in report.deliveries],
+                [d.sent for d in report.deliveries],
+                [d.failed for d in report.deliveries],
+                [d.suppressed for d in report.deliveries],
             ),
         ),
     ]
+
+
+def build_report(session: Session, policy: Policy, now: datetime) -> WeeklyReport:
+    """The week up to ``now`` as data (and charts as PNG bytes); reads, never writes. Each field is
+    one section function above; a new section is a function, a field here and its template part."""
+    week = ReportWeek(session, policy, now)
+    report = WeeklyReport(
+        organization=policy.organization.name,
+        subject=policy.report.weekly.subject,
+        week=iso_week(now, policy),
+        now=now,
+        period_start=week.start.astimezone(week.tz),
+        period_end=week.local_now,
+        status_counts=status_counts(week),
+        phase_counts=phase_counts(week),
+        new_flags=new_flags(week),
+        continuing_flags=continuing_flags(week),
+        resolved_flags=resolved_flags(week),
+        at_risk=at_risk(week),
+        deliveries=deliveries(week),
+        pulse_trend=pulse_trend(week),
+        pulse_threshold=policy.rules.low_pulse.threshold,
+        kpi=kpi(week),
+        kpi_previous=kpi_previous(week),
+    )
+    report.charts = report_charts(report)
     return report

@@ -21,6 +21,7 @@ from followup.db.models import ReportRun
 from followup.flags.store import evaluate_and_persist
 from followup.report.data import build_report, iso_week
 from followup.report.render import build_email
+from followup.vocab import WEEKDAYS
 
 
 def _outbox(context: AppContext) -> Path:
@@ -69,14 +70,11 @@ def send_weekly_report(context: AppContext, now: datetime) -> Path | str:
     return result
 
 
-WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
 def report_due_at(policy: Policy, now: datetime) -> datetime:
     """The latest scheduled report moment (``report.weekly.day`` at ``.time``) at or before ``now``."""
     weekly = policy.report.weekly
     local = now.astimezone(policy.organization.tz)
-    back = (local.weekday() - WEEKDAY_NAMES.index(weekly.day)) % 7
+    back = (local.weekday() - WEEKDAYS.index(weekly.day)) % 7
     due = datetime.combine(local.date() - timedelta(days=back), weekly.time, tzinfo=local.tzinfo)
     return due if due <= local else due - timedelta(days=7)
 

@@ -1,0 +1,75 @@
+"""The words the code and the database share: holder and touch statuses, touch kinds, severities,
+weekdays. One definition each; every module imports them from here.
+
+The enums are ``StrEnum``: a member *is* its string (``HolderStatus.OFFERED == "offered"``), so rows
+written before this module existed, YAML values and JSON output keep exactly the same spelling. The
+tuples below hold the plain ``str`` values, for SQL ``IN (…)`` clauses and help texts where a driver
+or a reader should see nothing but text. (Channel names come from the channel registry, delivery
+outcomes from the delivery package; they are not repeated here.)
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class HolderStatus(StrEnum):
+    OFFERED = "offered"
+    ACCEPTED = "accepted"
+    JOINED = "joined"
+    DECLINED = "declined"
+    WITHDRAWN = "withdrawn"
+
+
+class TouchStatus(StrEnum):
+    """planned → sending → sent | failed; planned → cancelled; manual: planned → reminded → done."""
+
+    PLANNED = "planned"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    REMINDED = "reminded"
+    DONE = "done"
+
+
+class TouchKind(StrEnum):
+    MESSAGE = "message"
+    SURVEY = "survey"
+    MANUAL = "manual"
+
+
+class Severity(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+HOLDER_STATUSES: tuple[str, ...] = tuple(s.value for s in HolderStatus)
+# follow-up runs while a holder has an offer and has not started; joined/declined/withdrawn end it
+ACTIVE_STATUSES: tuple[str, ...] = (HolderStatus.OFFERED.value, HolderStatus.ACCEPTED.value)
+TOUCH_STATUSES: tuple[str, ...] = tuple(s.value for s in TouchStatus)
+TOUCH_KINDS: tuple[str, ...] = tuple(k.value for k in TouchKind)
+SEVERITIES: tuple[str, ...] = tuple(s.value for s in Severity)
+# a sent message/survey or a completed manual touch: the touches that count as contact
+DELIVERED_TOUCH_STATUSES: tuple[str, ...] = (TouchStatus.SENT.value, TouchStatus.DONE.value)
+
+# ``date.weekday()`` order: index 0 is Monday. The names are the policy's (``workdays``, ``report.day``);
+# the Japanese string is what templates and the report print, e.g. 4月1日(水).
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEKDAYS_JA = "月火水木金土日"
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "DELIVERED_TOUCH_STATUSES",
+    "HOLDER_STATUSES",
+    "SEVERITIES",
+    "TOUCH_KINDS",
+    "TOUCH_STATUSES",
+    "WEEKDAYS",
+    "WEEKDAYS_JA",
+    "HolderStatus",
+    "Severity",
+    "TouchKind",
+    "TouchStatus",
+]
