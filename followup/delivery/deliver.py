@@ -28,18 +28,26 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from followup.calendar import BusinessCalendar
-from followup.channels import Channel, DeliveryError, DeliveryResult, OutboundMessage, load_channel_class
-from followup.config import Phase, Policy, resolve_env
+from followup.channels import (
+    MESSAGE_CHANNELS,
+    Channel,
+    DeliveryError,
+    DeliveryResult,
+    OutboundMessage,
+    channel_class,
+    load_channel_class,
+)
+from followup.config import Phase, Policy
 from followup.config.context import AppContext
 from followup.db.models import ACTIVE_STATUSES, ChannelOptOut, DeliveryAttempt, OfferHolder, Touch
 from followup.delivery.links import LinkSigner
 from followup.durations import Interval, shift_moment
-from followup.engagement.buttons import with_survey_buttons
+from followup.engagement.buttons import answer_buttons
+from followup.holders.addresses import address_of
 from followup.rendering.templates import MessageTemplates, TemplateProblem
 
 log = logging.getLogger(__name__)
 
-MESSAGE_CHANNELS = ("email", "slack", "line")
 FINAL_STATUSES = ("sent", "failed", "cancelled", "reminded", "done")
 OUTCOMES = ("sent", "transient", "permanent", "suppressed")
 
@@ -57,36 +65,18 @@ def outbox_directory(context: AppContext) -> Path:
     return configured
 
 
-def build_channels(context: AppContext) -> dict[str, Channel]:
+def build_channels(context: AppContext, env: Mapping[str, str] | None = None) -> dict[str, Channel]:
     """The real provider for each channel whose endpoint/credentials are set in the environment, else the
     outbox, so the embedded default delivers to files and never needs a network."""
+    env = os.environ if env is None else env
     channels_policy = context.policy.channels
     outbox = outbox_directory(context)
-    email = channels_policy.email
+    outbox_class: Any = load_channel_class("outbox")
     out: dict[str, Channel] = {}
-
-    smtp_url = resolve_env(email.smtp_url)
-    if smtp_url:
-        out["email"] = load_channel_class("email")(smtp_url, email.sender, email.sender_name)  # type: ignore[call-arg]
-    else:
-        out["email"] = _outbox(outbox, "email", email.sender, email.sender_name)
-
-    for name, token_ref, api_ref in (
-        ("slack", channels_policy.slack.token, channels_policy.slack.api_url),
-        ("line", channels_policy.line.access_token, channels_policy.line.api_url),
-    ):
-        token = resolve_env(token_ref)
-        if token:
-            out[name] = load_channel_class(name)(token, resolve_env(api_ref))  # type: ignore[call-arg]
-        else:
-            out[name] = _outbox(outbox, name, email.sender, email.sender_name)
+    for name in MESSAGE_CHANNELS:
+        section = channels_policy.section(name)
+        out[name] = channel_class(name).from_policy(section, env) or outbox_class(outbox, name, section)
     return out
-
-
-def _outbox(directory: Path, name: str, sender: str, sender_name: str) -> Channel:
-    cls: Any = load_channel_class("outbox")
-    channel: Channel = cls(directory, name, sender, sender_name)
-    return channel
 
 
 # --- template context -----------------------------------------------------------------------------------
@@ -319,21 +309,19 @@ class Deliverer:
             touch.status, touch.last_error = "failed", error
             touch.attempts += 1
             return "failed: template"
-        slack_blocks, line_messages = rendered.slack_blocks, rendered.line_messages
+        parts = rendered.parts.get(channel)
         survey = self.context.policy.surveys.get(touch.survey_form or "")
-        if touch.kind == "survey" and survey is not None and channel in ("slack", "line"):
-            slack_blocks, line_messages = with_survey_buttons(
-                slack_blocks, line_messages, survey, self.signer.survey_token(touch.id), context["survey_url"]
-            )
+        if touch.kind == "survey" and survey is not None:
+            buttons = answer_buttons(survey, self.signer.survey_token(touch.id), context["survey_url"])
+            parts = channel_class(channel).add_answer_buttons(parts, buttons)
         message = OutboundMessage(
             idempotency_key=touch.key,
             channel=channel,
-            recipient=_address(holder, channel) or "",
+            recipient=address_of(holder, channel) or "",
             subject=rendered.subject,
             text=rendered.text,
             html=rendered.html,
-            slack_blocks=slack_blocks,
-            line_messages=line_messages,
+            parts=parts,
             unsubscribe_url=context["unsubscribe_url"],
         )
         return _Prepared(channel, message, "sent")
@@ -375,7 +363,7 @@ class Deliverer:
         preference = list(phase.channels) if phase else list(MESSAGE_CHANNELS)
         order = [touch.channel] + [c for c in preference if c != touch.channel]
         for channel in order:
-            if channel in MESSAGE_CHANNELS and channel not in opted_out and _address(holder, channel):
+            if channel in MESSAGE_CHANNELS and channel not in opted_out and address_of(holder, channel):
                 return channel
         return None
 
@@ -514,10 +502,6 @@ class Deliverer:
                 worker=worker[:200],
             )
         )
-
-
-def _address(holder: OfferHolder, channel: str) -> str | None:
-    return {"email": holder.email, "slack": holder.slack_user_id, "line": holder.line_user_id}.get(channel)
 
 
 _deliverers: dict[int, tuple[AppContext, Deliverer]] = {}

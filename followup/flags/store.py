@@ -17,7 +17,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from followup.config.context import AppContext
+from followup.channels import MESSAGE_CHANNELS
 from followup.config.schema import Policy
+from followup.holders.addresses import address_columns, addresses_of
 from followup.db.models import (
     ACTIVE_STATUSES,
     ChannelOptOut,
@@ -37,7 +39,6 @@ from followup.flags.rules import (
     evaluate_many,
 )
 
-MESSAGE_CHANNELS = ("email", "slack", "line")
 ENGAGEMENT_KINDS = ("reply", "answer", "button")
 
 
@@ -80,9 +81,7 @@ def load_histories(session: Session, policy: Policy, now: datetime) -> list[Hold
             OfferHolder.start_date,
             OfferHolder.track,
             OfferHolder.department,
-            OfferHolder.email,
-            OfferHolder.slack_user_id,
-            OfferHolder.line_user_id,
+            *address_columns(),
         )
         .where(*active)
         .order_by(OfferHolder.id)
@@ -151,11 +150,11 @@ def load_histories(session: Session, policy: Policy, now: datetime) -> list[Hold
     today = now.astimezone(policy.organization.tz).date()
     out: list[HolderHistory] = []
     for row in holders:
-        (hid, ext, name, status, offer, accepted, start, track, dept, email, slack, line) = row
+        (hid, ext, name, status, offer, accepted, start, track, dept) = row[:9]
         match = policy.cadence_for(track, dept)
         cadence = match[0] if match else None
         phase = current_phase(policy, cadence, {"offer": offer, "accepted": accepted, "start": start}, today)
-        contacts = {"email": email, "slack": slack, "line": line}
+        contacts = addresses_of(row)
         # only the channels the cadence uses (the current phase's, else any phase's) can reach the holder
         usable = _cadence_channels(policy, cadence, phase)
         reachable = tuple(
