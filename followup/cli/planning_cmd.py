@@ -132,7 +132,13 @@ def _print_simulation(result: SimulationResult, calendar: BusinessCalendar) -> N
     month_table = Table(title="月ごとの接点数 (touches per month)", box=box.SIMPLE_HEAD)
     month_table.add_column("月", no_wrap=True)
     short = ("msg", "survey", "manual")
-    labels = (*short, *(channel_class(c).label if c != "email" else c for c in channels), "phone", "letter", "計")
+    labels = (
+        *short,
+        *(channel_class(c).label if c != "email" else c for c in channels),
+        "phone",
+        "letter",
+        "計",
+    )
     for label in labels:
         month_table.add_column(label, justify="right", no_wrap=True)
     for month, counts in months.items():

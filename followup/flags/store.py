@@ -16,10 +16,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from followup.config.context import AppContext
 from followup.channels import MESSAGE_CHANNELS
+from followup.config.context import AppContext
 from followup.config.schema import Policy
-from followup.holders.addresses import address_columns, addresses_of
 from followup.db.models import (
     ACTIVE_STATUSES,
     ChannelOptOut,
@@ -38,6 +37,7 @@ from followup.flags.rules import (
     current_phase,
     evaluate_many,
 )
+from followup.holders.addresses import address_columns, addresses_of
 
 ENGAGEMENT_KINDS = ("reply", "answer", "button")
 

@@ -16,7 +16,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from followup.config import Policy
-from followup.holders.addresses import address_fields, clear_addresses
 from followup.db.models import (
     AuditEntry,
     DeliveryAttempt,
@@ -26,7 +25,7 @@ from followup.db.models import (
     SurveyResponse,
     Touch,
 )
-
+from followup.holders.addresses import address_fields, clear_addresses
 
 
 def _contact_fields() -> tuple[str, ...]:

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from followup.channels import channel_classes
 from followup.db.models import HOLDER_STATUSES, AuditEntry, HolderChange, OfferHolder
-from followup.holders.addresses import get_field, set_address
 from followup.errors import ImportRowsError, Problem, UserInputError
+from followup.holders.addresses import get_field, set_address
 
 BASE_COLUMNS = (
     "external_id",
@@ -112,6 +112,8 @@ def field_limits() -> dict[str, int]:
     limits = {"external_id": 64, "name": 200}
     limits.update({c.address_field: c.address_max_length for c in channel_classes()})
     return {**limits, **_BASE_LIMITS}
+
+
 _DATE = re.compile(r"^\s*(\d{4})\s*[-/年.]\s*(\d{1,2})\s*[-/月.]\s*(\d{1,2})\s*日?\s*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -148,8 +150,10 @@ class HolderRow:
 
     def addresses(self) -> dict[str, str | None]:
         """channel name → address, for every registered channel."""
-        return {c.name: self.email if c.address_field == "email" else self.address(c.address_field)
-                for c in channel_classes()}
+        return {
+            c.name: self.email if c.address_field == "email" else self.address(c.address_field)
+            for c in channel_classes()
+        }
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from followup.holders.addresses import address_record
 from followup.db.models import (
     ChannelOptOut,
     EngagementEvent,
@@ -23,6 +22,7 @@ from followup.db.models import (
     SurveyResponse,
     Touch,
 )
+from followup.holders.addresses import address_record
 
 DONE_TOUCH_STATUSES = ("sent", "done")
 SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}

@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 from followup.calendar import BusinessCalendar
 from followup.config.context import AppContext
 from followup.config.schema import Policy
-from followup.holders.addresses import address_columns, addresses_of
 from followup.db.models import ChannelOptOut, OfferHolder, SchedulerLease, Touch
 from followup.durations import shift_moment
+from followup.holders.addresses import address_columns, addresses_of
 from followup.planning.planner import (
     ACTIVE_STATUSES,
     PENDING_STATUSES,
