@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,42 @@ from followup.rendering.templates import MessageTemplates, TemplateProblem
 log = logging.getLogger(__name__)
 
 FINAL_STATUSES = ("sent", "failed", "cancelled", "reminded", "done")
-OUTCOMES = ("sent", "transient", "permanent", "suppressed")
+OUTCOMES = ("sent", "transient", "permanent", "suppressed")  # a DeliveryAttempt's outcome
+
+
+class OutcomeKind(StrEnum):
+    """What became of one delivery: the kinds a run summary counts."""
+
+    SENT = "sent"
+    REMINDED = "reminded"
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+    DEFERRED = "deferred"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+Kind = OutcomeKind
+
+
+class Outcome(str):
+    """One delivery's outcome: ``kind`` and ``reason``. It is also the words, ``"kind: reason"`` (or just
+    ``"sent"``), so logs, task results and summaries read as before; code looks at ``kind``."""
+
+    kind: OutcomeKind
+    reason: str
+
+    def __new__(cls, kind: OutcomeKind, reason: str = "") -> Outcome:
+        self = super().__new__(cls, f"{kind.value}: {reason}" if reason else kind.value)
+        self.kind, self.reason = kind, reason
+        return self
+
+
+def kind_of(outcome: str) -> str:
+    """The kind of an :class:`Outcome` (or of outcome words, as older task results carry)."""
+    return outcome.kind.value if isinstance(outcome, Outcome) else outcome.split(":")[0]
 
 
 # --- channels -------------------------------------------------------------------------------------------
@@ -231,21 +267,21 @@ class Deliverer:
 
     # the whole job ---------------------------------------------------------------------------------------
 
-    def deliver(self, touch_id: int, *, now: datetime, worker: str = "") -> str:
+    def deliver(self, touch_id: int, *, now: datetime, worker: str = "") -> Outcome:
         worker = worker or default_worker_name()
         token = f"{worker}#{uuid.uuid4().hex[:8]}"
         try:
             # claim and prepare in one transaction: committed together before anything is sent
             with self.context.session() as session:
                 if not claim(session, touch_id, now, token):
-                    return "skipped: already claimed/sent"
+                    return Outcome(Kind.SKIPPED, "already claimed/sent")
                 prepared = self._prepare(session, touch_id, now, token, worker)
         except Exception as exc:
             # A bug or a bad row while preparing (the claim was rolled back with it): move the touch's due
             # time forward, so one bad row cannot make every dispatch crash on it again at once.
             self._postpone(touch_id, now, worker, f"{type(exc).__name__}: {exc}")
             raise
-        if isinstance(prepared, str):
+        if isinstance(prepared, Outcome):
             return prepared
         return self._send(touch_id, prepared, now=now, token=token, worker=worker)
 
@@ -253,22 +289,22 @@ class Deliverer:
 
     def _prepare(
         self, session: Session, touch_id: int, now: datetime, token: str, worker: str
-    ) -> _Prepared | str:
+    ) -> _Prepared | Outcome:
         touch = session.get(Touch, touch_id)
         if touch is None:
-            return "skipped: touch deleted"
+            return Outcome(Kind.SKIPPED, "touch deleted")
         holder = touch.holder
         if holder.status not in ACTIVE_STATUSES or holder.erased_at is not None:
             reason = "holder erased" if holder.erased_at is not None else f"holder {holder.status}"
             touch.status, touch.cancel_reason = "cancelled", reason
             touch.claimed_by = None
-            return f"cancelled: {reason}"
+            return Outcome(Kind.CANCELLED, reason)
         allowed = self.calendar.next_allowed(now, holder.timezone)
         if allowed != now:
             # due long ago (an import's catch-up, an outage): still never at night, a weekend or a holiday
             touch.status, touch.due_at = "planned", allowed
             touch.claimed_at, touch.claimed_by = None, None
-            return "deferred: outside the send window"
+            return Outcome(Kind.DEFERRED, "outside the send window")
         if touch.kind == "manual":
             return self._reminder(touch, holder)
 
@@ -277,7 +313,7 @@ class Deliverer:
             error = "unreachable: every channel of the phase is opted out or has no address"
             self._record(session, touch, "permanent", now, now, worker, error=error)
             touch.status, touch.last_error = "failed", error
-            return "failed: unreachable"
+            return Outcome(Kind.FAILED, "unreachable")
         if channel != touch.channel:
             touch.note = ((touch.note or "") + f" [fallback {touch.channel}→{channel}]").strip()
             touch.channel = channel
@@ -296,7 +332,7 @@ class Deliverer:
                 touch.status, touch.due_at = "planned", frees_at
                 touch.suppressed_count += 1
                 touch.claimed_at, touch.claimed_by = None, None
-                return "suppressed: over_contacted"
+                return Outcome(Kind.SUPPRESSED, "over_contacted")
 
         context = message_context(holder, touch, self.context.policy, self.signer)
         try:
@@ -308,7 +344,7 @@ class Deliverer:
             self._record(session, touch, "permanent", now, now, worker, error=error)
             touch.status, touch.last_error = "failed", error
             touch.attempts += 1
-            return "failed: template"
+            return Outcome(Kind.FAILED, "template")
         parts = rendered.parts.get(channel)
         survey = self.context.policy.surveys.get(touch.survey_form or "")
         if touch.kind == "survey" and survey is not None:
@@ -385,7 +421,7 @@ class Deliverer:
         aware = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in times]
         return cap_frees_at(aware, max_touches, window, now)
 
-    def _send(self, touch_id: int, prepared: _Prepared, *, now: datetime, token: str, worker: str) -> str:
+    def _send(self, touch_id: int, prepared: _Prepared, *, now: datetime, token: str, worker: str) -> Outcome:
         channel = self.channels[prepared.channel]
         started = time.monotonic()
         result: DeliveryResult | None = None
@@ -407,7 +443,7 @@ class Deliverer:
                 with self.context.session() as session:
                     touch = session.get(Touch, touch_id, with_for_update=True)
                     if touch is None:
-                        return "skipped: touch deleted"
+                        return Outcome(Kind.SKIPPED, "touch deleted")
                     return self._apply(session, touch, prepared, result, error, now, finished, token, worker)
             except OperationalError:
                 if time.monotonic() + pause > deadline:
@@ -431,7 +467,7 @@ class Deliverer:
         finished: datetime,
         token: str,
         worker: str,
-    ) -> str:
+    ) -> Outcome:
         owned = touch.status == "sending" and touch.claimed_by == token
         if result is not None:
             self._record(session, touch, "sent", now, finished, worker, provider_id=result.provider_id)
@@ -439,25 +475,25 @@ class Deliverer:
                 touch.status, touch.sent_at = prepared.final_status, finished
                 touch.provider_id, touch.last_error = result.provider_id[:300], None
                 touch.attempts += 1
-            return prepared.final_status
+            return Outcome(Kind(prepared.final_status))
         assert error is not None
-        outcome = "permanent" if error.permanent else "transient"
+        outcome = Kind.PERMANENT if error.permanent else Kind.TRANSIENT
         self._record(session, touch, outcome, now, finished, worker, error=str(error))
         if not owned:  # recovered and re-claimed by someone else meanwhile: theirs to finish
-            return f"{outcome}: no longer owned"
+            return Outcome(outcome, "no longer owned")
         touch.attempts += 1
         touch.last_error = str(error)
         settings = self.context.settings
         if error.permanent or touch.attempts >= settings.max_attempts:
             touch.status = "failed"
             why = "permanent" if error.permanent else f"gave up after {touch.attempts} attempts"
-            return f"failed: {why}"
+            return Outcome(Kind.FAILED, why)
         delay = backoff_delay(touch.attempts, settings.retry_base, settings.retry_cap, error.retry_after)
         # a retry is a send like any other: never at night, on a weekend or a holiday
         retry_at = self.calendar.next_allowed(now + timedelta(seconds=delay), touch.holder.timezone)
         touch.status, touch.due_at = "planned", retry_at
         touch.claimed_at, touch.claimed_by = None, None
-        return "transient: retry planned"
+        return Outcome(Kind.TRANSIENT, "retry planned")
 
     def _postpone(self, touch_id: int, now: datetime, worker: str, error: str) -> None:
         try:
@@ -518,9 +554,9 @@ def deliverer_for(context: AppContext) -> Deliverer:
         return entry[1]
 
 
-def deliver_touch(context: AppContext, touch_id: int, *, now: datetime, worker: str = "") -> str:
-    """Claim, check, render, send and record one touch. Returns the outcome in words (``sent``,
-    ``skipped: …``, ``transient: …``, ``failed: …``, ``suppressed: …``, ``cancelled: …``, ``reminded``)."""
+def deliver_touch(context: AppContext, touch_id: int, *, now: datetime, worker: str = "") -> Outcome:
+    """Claim, check, render, send and record one touch. Returns an :class:`Outcome`: its ``kind`` (an
+    :class:`OutcomeKind`) and reason; it reads as words, ``sent`` or ``failed: unreachable``."""
     return deliverer_for(context).deliver(touch_id, now=now, worker=worker)
 
 
@@ -532,10 +568,10 @@ class DispatchSummary:
     recovered: int = 0
     dispatched: int = 0  # delivered in-process, or enqueued for workers
     enqueued: bool = False
-    outcomes: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)  # Outcome → count
 
     def count(self, prefix: str) -> int:
-        return sum(n for outcome, n in self.outcomes.items() if outcome.split(":")[0] == prefix)
+        return sum(n for outcome, n in self.outcomes.items() if kind_of(outcome) == prefix)
 
 
 def due_touch_ids(session: Session, now: datetime, limit: int) -> list[int]:
@@ -593,7 +629,7 @@ def run_due(
             outcome = deliver_touch(context, touch_id, now=now)
         except Exception:  # one bad row (already postponed) or a database hiccup must not stop the batch
             log.exception("delivering touch %s failed", touch_id)
-            outcome = "failed: unexpected error"
+            outcome = Outcome(Kind.FAILED, "unexpected error")
         summary.outcomes[outcome] += 1
         summary.dispatched += 1
     return summary
@@ -625,6 +661,6 @@ def outcome_counts(outcomes: Mapping[str, int]) -> dict[str, int]:
     keys = ("sent", "reminded", "transient", "failed", "suppressed", "deferred", "skipped", "cancelled")
     totals = dict.fromkeys(keys, 0)
     for outcome, n in outcomes.items():
-        key = outcome.split(":")[0]
+        key = kind_of(outcome)
         totals[key] = totals.get(key, 0) + n
     return totals
