@@ -140,14 +140,6 @@ class HolderRow:
     def address(self, field: str) -> str | None:
         return dict(self.contact).get(field)
 
-    @property
-    def line_user_id(self) -> str | None:
-        return self.address("line_user_id")
-
-    @property
-    def slack_user_id(self) -> str | None:
-        return self.address("slack_user_id")
-
     def addresses(self) -> dict[str, str | None]:
         """channel name → address, for every registered channel."""
         return {
@@ -379,7 +371,6 @@ def change_start_date(
     holder.start_date = new_date
 
 
-_NOT_HOLDER_FIELDS = ("line", "columns", "contact")
 _NOT_HOLDER_FIELDS = ("line", "columns", "contact")
 _PLAIN_FIELDS = ("name", "email", "track", "department", "offer_date", "mentor_email")
 
