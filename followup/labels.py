@@ -3,6 +3,10 @@ the CLI, the dashboard, the report and the demo never call the same thing by two
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+
+from followup.channels import CHANNELS, channel_class
+
 STATUS_LABELS: dict[str, str] = {
     "offered": "内定(承諾前)",
     "accepted": "内定承諾",
@@ -32,12 +36,27 @@ TIMELINE_LABELS: dict[str, str] = {
     "follow": "友だち追加",
     "unfollow": "ブロック",
 }
-CHANNEL_LABELS: dict[str, str] = {
-    "email": "メール",
-    "slack": "Slack",
-    "line": "LINE",
+MANUAL_CHANNEL_LABELS: dict[str, str] = {
     "phone": "電話",
     "letter": "手紙",
     "meeting": "面談",
     "other": "その他",
 }
+
+
+class _ChannelLabels(Mapping[str, str]):
+    """Every channel's label: the registered channels' own ``label`` (read live), then the manual ones."""
+
+    def __getitem__(self, name: str) -> str:
+        if name in CHANNELS:
+            return channel_class(name).label
+        return MANUAL_CHANNEL_LABELS[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((*CHANNELS, *MANUAL_CHANNEL_LABELS))
+
+    def __len__(self) -> int:
+        return len(CHANNELS) + len(MANUAL_CHANNEL_LABELS)
+
+
+CHANNEL_LABELS: Mapping[str, str] = _ChannelLabels()

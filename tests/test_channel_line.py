@@ -47,7 +47,7 @@ def test_it_pushes_the_text_to_the_user(line_api: LineApi) -> None:
 def test_it_sends_prepared_line_messages_as_they_are(line_api: LineApi) -> None:
     sticker = {"type": "sticker", "packageId": "446", "stickerId": "1988"}
 
-    channel_for(line_api).send(make_message(line_messages=[{"type": "text", "text": "よろしく"}, sticker]))
+    channel_for(line_api).send(make_message(parts=[{"type": "text", "text": "よろしく"}, sticker]))
 
     assert line_api.records[0]["messages"] == [{"type": "text", "text": "よろしく"}, sticker]
 
@@ -141,7 +141,7 @@ def test_it_cuts_what_does_not_fit_into_five_messages() -> None:
 def test_it_caps_prepared_messages_at_five_and_truncates_long_text() -> None:
     prepared = [{"type": "text", "text": "い" * 6000}] * 7
 
-    messages = build_payload(make_message(line_messages=prepared))["messages"]
+    messages = build_payload(make_message(parts=prepared))["messages"]
 
     assert len(messages) == 5
     assert all(len(m["text"]) == LineChannel.max_text_length for m in messages)

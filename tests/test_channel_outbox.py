@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from followup.channels.base import OutboundMessage
+from followup.channels.email import EmailPolicy
 from followup.channels.outbox import OutboxChannel
 
 SUBJECT = "【内定者フォロー】懇親会のお知らせ"
@@ -31,7 +32,7 @@ def make_message(
 
 
 def test_it_writes_an_email_as_an_eml_file_mail_clients_can_open(tmp_path: Path) -> None:
-    outbox = OutboxChannel(tmp_path, "email", sender="hr@example.co.jp", sender_name="人事部")
+    outbox = OutboxChannel(tmp_path, "email", EmailPolicy(sender="hr@example.co.jp", sender_name="人事部"))
 
     result = outbox.send(make_message())
 

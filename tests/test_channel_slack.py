@@ -22,7 +22,7 @@ def make_message(**overrides: object) -> OutboundMessage:
         "recipient": "U0HANAKO",
         "subject": "入社前のご案内",
         "text": "花子さん、入社まであと8週間です。",
-        "slack_blocks": BLOCKS,
+        "parts": BLOCKS,
     }
     fields.update(overrides)
     return OutboundMessage(**fields)  # type: ignore[arg-type]
@@ -109,14 +109,14 @@ def test_it_treats_an_unreachable_api_as_transient() -> None:
 
 
 def test_it_builds_a_payload_without_blocks_when_there_are_none() -> None:
-    assert build_payload(make_message(slack_blocks=None)) == {"text": "花子さん、入社まであと8週間です。"}
+    assert build_payload(make_message(parts=None)) == {"text": "花子さん、入社まであと8週間です。"}
 
 
 def test_it_keeps_the_payload_within_slack_limits() -> None:
     many_blocks = [{"type": "divider"}] * (SlackChannel.max_blocks + 5)
     long_text = "あ" * (SlackChannel.max_text_length + 10)
 
-    payload = build_payload(make_message(text=long_text, slack_blocks=many_blocks))
+    payload = build_payload(make_message(text=long_text, parts=many_blocks))
 
     assert len(payload["blocks"]) == SlackChannel.max_blocks
     assert len(payload["text"]) == SlackChannel.max_text_length

@@ -9,18 +9,18 @@ from typing import Any
 
 import pytest
 
+from followup.channels.line import LineChannel, default_line_messages
+from followup.channels.slack import default_slack_blocks
 from followup.rendering.templates import (
-    LINE_TEXT_LIMIT,
     MessageTemplates,
     TemplateProblem,
-    default_line_messages,
-    default_slack_blocks,
     honorific,
     jdate,
     jdatetime,
     sample_context,
 )
 
+LINE_TEXT_LIMIT = LineChannel.max_text_length
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 JA_NAMES = [
     "welcome_president",
@@ -82,7 +82,7 @@ def test_every_japanese_template_renders_against_the_sample_context(ja: MessageT
     assert "山田 花子 様" in msg.text
     assert "株式会社サンプル" in msg.text and "saiyo@sample.co.jp" in msg.text  # signature block
     assert msg.html is not None and "<table" in msg.html and "株式会社サンプル" in msg.html
-    assert msg.slack_blocks and msg.line_messages
+    assert msg.parts["slack"] and msg.parts["line"]
 
 
 @pytest.mark.parametrize("name", JA_NAMES)
@@ -272,8 +272,8 @@ def test_english_uses_the_english_version_when_there_is_one(en: MessageTemplates
 
     assert msg.html is not None and 'lang="en"' in msg.html
     assert "Thursday, April 1, 2027" in msg.text
-    assert msg.slack_blocks is not None
-    assert msg.slack_blocks[-1]["elements"][0]["text"]["text"] == "Answer the survey"
+    assert msg.parts["slack"] is not None
+    assert msg.parts["slack"][-1]["elements"][0]["text"]["text"] == "Answer the survey"
 
 
 def test_a_regional_locale_falls_back_to_its_language(tmp_path: Path) -> None:
@@ -290,7 +290,7 @@ def test_a_regional_locale_falls_back_to_its_language(tmp_path: Path) -> None:
 
 def test_default_slack_blocks_have_a_button_with_the_survey_url(ja: MessageTemplates) -> None:
     context = sample_context()
-    blocks = ja.render("pulse_survey", context).slack_blocks
+    blocks = ja.render("pulse_survey", context).parts["slack"]
 
     assert blocks is not None
     assert blocks[0]["type"] == "header"
@@ -300,7 +300,7 @@ def test_default_slack_blocks_have_a_button_with_the_survey_url(ja: MessageTempl
 
 
 def test_default_slack_blocks_have_no_button_without_a_survey(ja: MessageTemplates) -> None:
-    blocks = ja.render("checkin", {**sample_context(), "survey_url": None}).slack_blocks
+    blocks = ja.render("checkin", {**sample_context(), "survey_url": None}).parts["slack"]
 
     assert blocks is not None and all(b["type"] != "actions" for b in blocks)
 
@@ -317,7 +317,7 @@ def test_default_slack_blocks_respect_slack_limits() -> None:
 
 def test_default_line_messages_are_one_text_and_a_survey_button(ja: MessageTemplates) -> None:
     context = sample_context()
-    messages = ja.render("monthly_update", context).line_messages
+    messages = ja.render("monthly_update", context).parts["line"]
 
     assert messages is not None
     assert messages[0]["type"] == "text" and "山田 花子 様" in messages[0]["text"]
@@ -348,10 +348,10 @@ def test_json_templates_override_the_defaults_and_embed_strings_safely(tmp_path:
 
     msg = MessageTemplates(tmp_path).render("custom", sample_context())
 
-    assert msg.slack_blocks == [
+    assert msg.parts["slack"] == [
         {"type": "section", "text": {"type": "mrkdwn", "text": '本文 "引用" と \\ バックスラッシュ\n'}}
     ]
-    assert msg.line_messages is not None and msg.line_messages[0]["text"].startswith("山田 花子\n本文")
+    assert msg.parts["line"] is not None and msg.parts["line"][0]["text"].startswith("山田 花子\n本文")
 
 
 def test_a_json_template_that_is_not_json_is_a_problem(tmp_path: Path) -> None:
@@ -378,9 +378,9 @@ def test_a_line_json_template_over_the_length_limit_is_a_problem(tmp_path: Path)
 def test_rendered_payloads_are_json_serialisable(ja: MessageTemplates) -> None:
     for name in JA_NAMES:
         msg = ja.render(name, sample_context())
-        json.dumps(msg.slack_blocks)
-        json.dumps(msg.line_messages)
-        assert all("None" not in s for s in all_strings(msg.line_messages))
+        json.dumps(msg.parts["slack"])
+        json.dumps(msg.parts["line"])
+        assert all("None" not in s for s in all_strings(msg.parts["line"]))
 
 
 # --- filters -------------------------------------------------------------------------------------------

@@ -1,14 +1,72 @@
-"""The one interface every channel implements.
+"""The one interface every channel implements, and the one place that applies a channel's limits.
 
-A channel turns an already-rendered :class:`OutboundMessage` into one provider call. It returns a
-:class:`DeliveryResult` or raises :class:`DeliveryError`, saying whether a retry could help. Retries,
-claiming and recording live in one shared place (``followup.delivery.deliver``), never in a channel.
+A channel is one module (registered by dotted path in :data:`followup.channels.CHANNELS`) whose class
+declares everything about itself, so the rest of the product loops over the registry instead of naming
+channels:
+
+* ``name`` and ``label`` (the Japanese word HR sees: メール, Slack, LINE);
+* ``address_field``: where a holder's address for this channel lives. When ``OfferHolder`` has a column
+  of that name (``email``, ``line_user_id``, ``slack_user_id``) the column is used; any other name is a
+  key of the holder's JSON ``addresses`` column (migration 0003), so a new channel needs no migration.
+  The same name is the CSV column (plus ``address_aliases``) and the key in ``holders --json``;
+* ``policy_model``: its section under ``channels:`` in the YAML (``channels.<name>``), a strict pydantic
+  model whose secrets and endpoints are ``${ENV}`` references;
+* ``from_policy(policy, env)``: the one constructor everything uses; it returns None when the
+  environment does not configure the channel, and the outbox stands in;
+* ``build_payload(message) -> dict``: the provider request body, pure (no network, no clock);
+  ``default_parts``/``check_parts`` for its rich parts (``<name>.json.j2`` templates) and
+  ``add_answer_buttons`` for survey answers inside the message;
+* its limits as class attributes (``max_text_length``, ``max_parts``), applied by :meth:`Channel.fit`;
+* optionally an inbound part: ``verify(policy, headers, body, now, env)`` and ``parse(headers, body)``
+  into normalized :class:`InboundEvent` objects (``POST /webhooks/<name>``).
+
+``send(message)`` makes one provider call and returns a :class:`DeliveryResult` or raises
+:class:`DeliveryError`, saying whether a retry could help. Retries, claiming and recording live in one
+shared place (``followup.delivery.deliver``), never in a channel. This module imports nothing heavy:
+provider SDKs are imported by the channel modules, and those only when a channel is used.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+ENV_REF = re.compile(r"^\$\{([A-Z_][A-Z0-9_]*)\}$")
+Part = dict[str, Any]
+
+
+def _to_env_ref(value: Any) -> str:
+    text = str(value)
+    if not ENV_REF.match(text):
+        raise ValueError(
+            "secrets and endpoints come from the environment: write ${ENV_NAME} here, not the value itself"
+        )
+    return text
+
+
+EnvRef = Annotated[str, BeforeValidator(_to_env_ref)]
+
+
+def resolve_env(ref: str | None, env: Mapping[str, str] | None = None) -> str | None:
+    """``${SMTP_URL}`` → the environment's value, or None when unset or empty."""
+    if ref is None:
+        return None
+    match = ENV_REF.match(ref)
+    if not match:
+        return ref
+    return (os.environ if env is None else env).get(match.group(1)) or None
+
+
+class ChannelPolicy(BaseModel):
+    """A channel's section of the YAML: unknown keys are errors, values immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 @dataclass(frozen=True)
@@ -16,13 +74,12 @@ class OutboundMessage:
     """Everything a channel needs to send one touch; built purely from the rendered template."""
 
     idempotency_key: str  # the touch key: stable across retries (Message-ID, X-Line-Retry-Key)
-    channel: str  # "email" | "slack" | "line"
-    recipient: str  # email address, Slack user id or LINE user id
+    channel: str  # a registered channel name
+    recipient: str  # the holder's address on that channel
     subject: str
     text: str
     html: str | None = None
-    slack_blocks: list[dict[str, Any]] | None = None
-    line_messages: list[dict[str, Any]] | None = None
+    parts: list[Part] | None = None  # the channel's rich parts: Slack blocks, LINE messages, …
     unsubscribe_url: str | None = None  # one-click opt-out target (RFC 8058 for email)
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -42,7 +99,209 @@ class DeliveryError(Exception):
         self.retry_after = retry_after
 
 
-class Channel(Protocol):
-    name: str
+@dataclass(frozen=True)
+class AnswerChoice:
+    label: str  # unclipped: each channel clips to its own button limit
+    data: str  # ``s=TOKEN&q=QUESTION&v=VALUE`` (followup.engagement.buttons.encode_answer)
 
-    def send(self, message: OutboundMessage) -> DeliveryResult: ...
+
+@dataclass(frozen=True)
+class AnswerQuestion:
+    id: str
+    text: str
+    choices: tuple[AnswerChoice, ...]
+
+
+@dataclass(frozen=True)
+class AnswerButtons:
+    """A survey's scale questions as buttons, channel-neutral; ``form_url`` links the remaining questions."""
+
+    questions: tuple[AnswerQuestion, ...]
+    form_url: str | None = None
+    form_label: str = ""
+
+
+InboundKind = Literal["answer", "reply", "follow", "unfollow", "other"]
+
+
+@dataclass(frozen=True)
+class InboundEvent:
+    """One thing a holder did on a channel, whatever the provider's payload looked like.
+
+    ``answer``: a pressed answer button (``data`` is its payload); ``reply``: a message (``text``);
+    ``follow``/``unfollow``: the holder (un)blocked the account (unfollow is an opt-out); ``other``:
+    nothing we act on.
+    ``dedupe_key`` makes a provider's redelivery count once.
+    """
+
+    kind: InboundKind
+    channel: str
+    address: str | None  # the sender's address on the channel (matched to ``address_field``)
+    at: float | None = None  # POSIX seconds, when the provider says; else the server's clock
+    text: str = ""
+    data: str = ""
+    dedupe_key: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)  # what the timeline keeps
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A parsed webhook body: its events, and the body to answer with (a URL verification challenge)."""
+
+    events: tuple[InboundEvent, ...] = ()
+    reply: dict[str, Any] | None = None  # answer exactly this (and record nothing)
+    batch: bool = True  # the response lists one outcome per event (``outcomes``) or one (``outcome``)
+
+
+# --- limits: the one place that applies them ---------------------------------------------------------
+
+
+def truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Cut text into pieces of at most ``limit`` characters, preferring line breaks as cut points."""
+    pieces: list[str] = []
+    while len(text) > limit:
+        cut = text.rfind("\n", limit // 2, limit)
+        cut = cut + 1 if cut != -1 else limit
+        pieces.append(text[:cut])
+        text = text[cut:]
+    if text or not pieces:
+        pieces.append(text)
+    return pieces
+
+
+def chunks(text: str, limit: int) -> list[str]:
+    """Split at paragraph, then line, boundaries so no piece exceeds ``limit`` characters."""
+    pieces: list[str] = []
+    current = ""
+    for para in text.split("\n"):
+        while len(para) > limit:
+            if current:
+                pieces.append(current)
+                current = ""
+            pieces.append(para[:limit])
+            para = para[limit:]
+        candidate = f"{current}\n{para}" if current else para
+        if len(candidate) > limit:
+            pieces.append(current)
+            current = para
+        else:
+            current = candidate
+    if current.strip():
+        pieces.append(current)
+    return [p for p in pieces if p.strip()]
+
+
+class Channel:
+    """Base of every channel class; see the module docstring for what a channel declares."""
+
+    name: str  # (not a ClassVar: the outbox instance stands in for one channel by name)
+    label: ClassVar[str]
+    address_field: ClassVar[str]
+    address_aliases: ClassVar[tuple[str, ...]] = ()  # CSV header aliases (lower case)
+    address_max_length: ClassVar[int] = 64
+    policy_model: ClassVar[type[ChannelPolicy]] = ChannelPolicy
+    template_key: ClassVar[str] = "parts"  # ``<name>.json.j2`` may be ``[...]`` or ``{template_key: [...]}``
+
+    # Limits. ``max_text_length`` caps the body (or, with ``text_parts``, each text part);
+    # ``max_parts`` caps the rich parts (blocks, messages per push).
+    max_text_length: ClassVar[int | None] = None
+    max_parts: ClassVar[int | None] = None
+    text_parts: ClassVar[bool] = False  # the body travels as text parts ({"type": "text", "text": …})
+
+    # construction ------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_policy(cls, policy: Any, env: Mapping[str, str]) -> Channel | None:
+        """The channel as ``policy`` (its YAML section) and ``env`` configure it, or None: use the outbox."""
+        return None
+
+    # sending -----------------------------------------------------------------------------------------
+
+    def send(self, message: OutboundMessage) -> DeliveryResult:
+        raise NotImplementedError
+
+    @classmethod
+    def fit(cls, message: OutboundMessage) -> OutboundMessage:
+        """``message`` inside this channel's limits: text cut (or split into text parts), parts capped."""
+        text, parts = message.text, message.parts
+        limit, most = cls.max_text_length, cls.max_parts
+        if cls.text_parts and limit is not None:
+            if parts:
+                parts = [
+                    {**p, "text": truncate(p["text"], limit)}
+                    if p.get("type") == "text" and isinstance(p.get("text"), str)
+                    else p
+                    for p in parts
+                ]
+            else:
+                pieces = split_text(text, limit)
+                if most is not None and len(pieces) > most:
+                    pieces = [*pieces[: most - 1], truncate("".join(pieces[most - 1 :]), limit)]
+                parts = [{"type": "text", "text": piece} for piece in pieces]
+        elif limit is not None:
+            text = truncate(text, limit)
+        if parts and most is not None:
+            parts = list(parts[:most])
+        return replace(message, text=text, parts=parts)
+
+    @classmethod
+    def build_payload(cls, message: OutboundMessage) -> dict[str, Any]:
+        """The provider request body for ``message`` (already fitted or not: fitting twice is harmless)."""
+        fitted = cls.fit(message)
+        payload: dict[str, Any] = {"to": fitted.recipient, "subject": fitted.subject, "text": fitted.text}
+        if fitted.parts:
+            payload["parts"] = fitted.parts
+        return payload
+
+    @classmethod
+    def preview(cls, message: OutboundMessage, policy: Any | None) -> tuple[str, bytes]:
+        """What the outbox writes instead of sending: (file extension, content)."""
+        record = {
+            "channel": cls.name,
+            "idempotency_key": message.idempotency_key,
+            "recipient": message.recipient,
+            "subject": message.subject,
+            "payload": cls.build_payload(message),
+        }
+        return "json", (json.dumps(record, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+    # rich parts --------------------------------------------------------------------------------------
+
+    @classmethod
+    def default_parts(
+        cls, subject: str, text: str, survey_url: str | None, labels: Mapping[str, str]
+    ) -> list[Part] | None:
+        """The parts built from the text when the message has no ``<name>.json.j2``; None: text only."""
+        return None
+
+    @classmethod
+    def check_parts(cls, parts: Sequence[Part]) -> str | None:
+        """What is wrong with an HR-authored ``<name>.json.j2`` output, or None."""
+        if cls.max_parts is not None and len(parts) > cls.max_parts:
+            return f"{cls.label} allows at most {cls.max_parts} parts, got {len(parts)}"
+        return None
+
+    @classmethod
+    def add_answer_buttons(cls, parts: list[Part] | None, buttons: AnswerButtons) -> list[Part] | None:
+        """A survey touch's parts with answer buttons added; channels without buttons keep the link only."""
+        return parts
+
+    # inbound (optional) ------------------------------------------------------------------------------
+
+    inbound: ClassVar[bool] = False  # True: ``POST /webhooks/<name>`` accepts this channel's webhooks
+
+    @classmethod
+    def verify(
+        cls, policy: Any, headers: Mapping[str, str], body: bytes, now: float, env: Mapping[str, str]
+    ) -> bool:
+        """Whether the request is signed by the provider (checked before anything is parsed)."""
+        return False
+
+    @classmethod
+    def parse(cls, headers: Mapping[str, str], body: bytes) -> Inbound:
+        """The request body as normalized events; ``ValueError`` for a malformed body."""
+        return Inbound()

@@ -11,13 +11,25 @@ import contextlib
 import hashlib
 import smtplib
 import ssl
-from email import policy
+from collections.abc import Mapping
+from email import policy as mail_policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from followup.channels.base import DeliveryError, DeliveryResult, OutboundMessage
+from pydantic import Field
+
+from followup.channels.base import (
+    Channel,
+    ChannelPolicy,
+    DeliveryError,
+    DeliveryResult,
+    EnvRef,
+    OutboundMessage,
+    resolve_env,
+)
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -35,7 +47,7 @@ def build_email(message: OutboundMessage, sender: str, sender_name: str = "") ->
     Text only when there is no HTML; otherwise multipart/alternative with text first, HTML last (the part
     clients prefer). ``Date`` is left to the sender so this stays a pure function of its inputs.
     """
-    msg = EmailMessage(policy=policy.SMTP)
+    msg = EmailMessage(policy=mail_policy.SMTP)
     msg["From"] = Address(display_name=sender_name, addr_spec=sender)
     msg["To"] = message.recipient
     msg["Subject"] = message.subject
@@ -103,10 +115,46 @@ def _classify(exc: Exception) -> DeliveryError:
     return DeliveryError(f"SMTP unavailable: {type(exc).__name__}: {exc}", permanent=False)
 
 
-class EmailChannel:
+class EmailPolicy(ChannelPolicy):
+    """``channels.email``: the From of every message, and the relay (unset: the outbox)."""
+
+    sender: str = Field(alias="from")
+    sender_name: str = ""
+    smtp_url: EnvRef | None = None
+
+
+class EmailChannel(Channel):
     """Sends one touch per SMTP session; no pooling, so a relay outage affects only the current attempt."""
 
     name = "email"
+    label = "メール"
+    address_field = "email"
+    address_aliases = ("メールアドレス", "メール")
+    address_max_length = 320
+    policy_model: ClassVar[type[ChannelPolicy]] = EmailPolicy
+
+    @classmethod
+    def from_policy(cls, policy: EmailPolicy, env: Mapping[str, str]) -> EmailChannel | None:
+        smtp_url = resolve_env(policy.smtp_url, env)
+        return cls(smtp_url, policy.sender, policy.sender_name) if smtp_url else None
+
+    @classmethod
+    def build_payload(cls, message: OutboundMessage) -> dict[str, Any]:
+        return {
+            "to": message.recipient,
+            "subject": message.subject,
+            "text": message.text,
+            "html": message.html,
+        }
+
+    @classmethod
+    def preview(cls, message: OutboundMessage, policy: Any | None) -> tuple[str, bytes]:
+        """The ``.eml`` a mail client can open."""
+        sender = policy.sender if isinstance(policy, EmailPolicy) else "followup@localhost"
+        sender_name = policy.sender_name if isinstance(policy, EmailPolicy) else ""
+        msg = build_email(message, sender, sender_name)
+        msg["Date"] = formatdate(localtime=True)
+        return "eml", msg.as_bytes(policy=mail_policy.SMTP)
 
     def __init__(self, smtp_url: str, sender: str, sender_name: str = "", timeout: float = 10) -> None:
         self.settings = SmtpSettings(smtp_url)

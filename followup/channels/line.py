@@ -8,55 +8,44 @@ refuses a second execution of the same touch with 409, which we count as success
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import uuid
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import httpx
+from followup.channels.base import (
+    AnswerButtons,
+    Channel,
+    ChannelPolicy,
+    DeliveryError,
+    DeliveryResult,
+    EnvRef,
+    Inbound,
+    InboundEvent,
+    OutboundMessage,
+    Part,
+    resolve_env,
+    truncate,
+)
 
-from followup.channels.base import DeliveryError, DeliveryResult, OutboundMessage
+if TYPE_CHECKING:
+    import httpx
 
 LINE_API_URL = "https://api.line.me"
 RETRY_KEY_NAMESPACE = uuid.UUID("6f1d3b0e-6c3a-5b7e-9f55-4c1e2a7d9b10")  # fixed forever: keys must not change
+ALT_TEXT_LIMIT = 400
+BUTTONS_TEXT_LIMIT = 160
+LABEL_LIMIT = 20  # quick-reply button label
+DATA_LIMIT = 300  # postback data
+QUICK_REPLY_MAX = 13
 
 
 def retry_key_for(idempotency_key: str) -> str:
     """The X-Line-Retry-Key of a touch: identical on every attempt, different for every touch."""
     return str(uuid.uuid5(RETRY_KEY_NAMESPACE, idempotency_key))
-
-
-def _split_text(text: str, limit: int) -> list[str]:
-    """Cut text into pieces of at most ``limit`` characters, preferring line breaks as cut points."""
-    pieces: list[str] = []
-    while len(text) > limit:
-        cut = text.rfind("\n", limit // 2, limit)
-        cut = cut + 1 if cut != -1 else limit
-        pieces.append(text[:cut])
-        text = text[cut:]
-    if text or not pieces:
-        pieces.append(text)
-    return pieces
-
-
-def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def build_payload(message: OutboundMessage) -> dict[str, Any]:
-    """The push body, kept inside LINE's limits: long text is split, anything past the cap is cut."""
-    max_len, max_count = LineChannel.max_text_length, LineChannel.max_messages_per_push
-    messages: list[dict[str, Any]]
-    if message.line_messages:
-        messages = []
-        for item in message.line_messages[:max_count]:
-            if item.get("type") == "text" and isinstance(item.get("text"), str):
-                item = {**item, "text": _truncate(item["text"], max_len)}
-            messages.append(item)
-    else:
-        pieces = _split_text(message.text, max_len)
-        if len(pieces) > max_count:
-            pieces = [*pieces[: max_count - 1], _truncate("".join(pieces[max_count - 1 :]), max_len)]
-        messages = [{"type": "text", "text": piece} for piece in pieces]
-    return {"to": message.recipient, "messages": messages}
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -66,19 +55,90 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-class LineChannel:
+class LinePolicy(ChannelPolicy):
+    """``channels.line``: the access token and API URL (unset token: the outbox), the channel secret."""
+
+    access_token: EnvRef | None = None
+    channel_secret: EnvRef | None = None
+    api_url: EnvRef | None = None
+
+
+class LineChannel(Channel):
     """Pushes one touch to one LINE user id."""
 
     name = "line"
+    label = "LINE"
+    address_field = "line_user_id"
+    address_aliases = ("lineユーザーid", "line id", "lineid")
+    policy_model: ClassVar[type[ChannelPolicy]] = LinePolicy
+    template_key = "messages"
     max_text_length = 5000  # per text message
-    max_messages_per_push = 5
+    max_parts = max_messages_per_push = 5
+    text_parts = True
+    inbound = True
 
     def __init__(self, access_token: str, base_url: str | None = None, timeout: float = 10) -> None:
         self.base_url = (base_url or LINE_API_URL).rstrip("/")
         self.access_token = access_token
         self.timeout = timeout
 
+    @classmethod
+    def from_policy(cls, policy: LinePolicy, env: Mapping[str, str]) -> LineChannel | None:
+        token = resolve_env(policy.access_token, env)
+        return cls(token, resolve_env(policy.api_url, env)) if token else None
+
+    # payload -----------------------------------------------------------------------------------------
+
+    @classmethod
+    def build_payload(cls, message: OutboundMessage) -> dict[str, Any]:
+        """The push body, kept inside LINE's limits: long text is split, anything past the cap is cut."""
+        fitted = cls.fit(message)
+        return {"to": fitted.recipient, "messages": list(fitted.parts or [])}
+
+    @classmethod
+    def default_parts(
+        cls, subject: str, text: str, survey_url: str | None, labels: Mapping[str, str]
+    ) -> list[Part] | None:
+        return default_line_messages(subject, text, survey_url, labels)
+
+    @classmethod
+    def check_parts(cls, parts: Sequence[Part]) -> str | None:
+        most, limit = cls.max_messages_per_push, cls.max_text_length
+        if not 1 <= len(parts) <= most:
+            return f"LINE sends 1 to {most} messages at once, got {len(parts)}"
+        for i, message in enumerate(parts):
+            if message["type"] == "text" and len(str(message.get("text", ""))) > limit:
+                return f"LINE message {i + 1}: text longer than {limit} characters"
+        return None
+
+    @classmethod
+    def add_answer_buttons(cls, parts: list[Part] | None, buttons: AnswerButtons) -> list[Part] | None:
+        """Quick-reply buttons for the first scale question, on the last message."""
+        messages = list(parts) if parts else None
+        if messages:
+            messages[-1] = {**messages[-1], "quickReply": quick_reply(buttons)}
+        return messages
+
+    # inbound -----------------------------------------------------------------------------------------
+
+    @classmethod
+    def verify(
+        cls, policy: LinePolicy, headers: Mapping[str, str], body: bytes, now: float, env: Mapping[str, str]
+    ) -> bool:
+        return verify_signature(
+            resolve_env(policy.channel_secret, env), headers.get("x-line-signature"), body
+        )
+
+    @classmethod
+    def parse(cls, headers: Mapping[str, str], body: bytes) -> Inbound:
+        data = json.loads(body or b"{}")
+        events = data.get("events") if isinstance(data, dict) else None
+        parsed = [_event(e) for e in (events if isinstance(events, list) else []) if isinstance(e, dict)]
+        return Inbound(tuple(parsed))
+
     def send(self, message: OutboundMessage) -> DeliveryResult:
+        import httpx
+
         headers = {
             "Authorization": f"Bearer {self.access_token}",
             "X-Line-Retry-Key": retry_key_for(message.idempotency_key),
@@ -86,7 +146,7 @@ class LineChannel:
         try:
             response = httpx.post(
                 f"{self.base_url}/v2/bot/message/push",
-                json=build_payload(message),
+                json=self.build_payload(message),
                 headers=headers,
                 timeout=self.timeout,
             )
@@ -131,3 +191,86 @@ def _sent_message_ids(response: httpx.Response) -> str:
 
 def _error_message(response: httpx.Response) -> str:
     return str(_json(response).get("message", ""))[:200]
+
+
+build_payload = LineChannel.build_payload
+
+
+def default_line_messages(
+    subject: str, text: str, survey_url: str | None, labels: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """One text message (LINE caps it at 5000 chars) and, with a survey, a buttons template linking to it."""
+    labels = labels or {
+        "line_survey_text": "アンケートへのご協力をお願いいたします(所要時間:約1分)",
+        "line_survey_label": "回答する",
+    }
+    body = truncate(f"{subject}\n\n{text}".strip(), LineChannel.max_text_length)
+    messages: list[dict[str, Any]] = [{"type": "text", "text": body}]
+    if survey_url:
+        messages.append(
+            {
+                "type": "template",
+                "altText": truncate(f"{labels['line_survey_text']} {survey_url}", ALT_TEXT_LIMIT),
+                "template": {
+                    "type": "buttons",
+                    "text": truncate(labels["line_survey_text"], BUTTONS_TEXT_LIMIT),
+                    "actions": [{"type": "uri", "label": labels["line_survey_label"], "uri": survey_url}],
+                },
+            }
+        )
+    return messages
+
+
+def quick_reply(buttons: AnswerButtons) -> dict[str, Any]:
+    """A ``quickReply`` object: postback buttons for the first scale question (no items if none)."""
+    if not buttons.questions:
+        return {"items": []}
+    items: list[dict[str, Any]] = []
+    for choice in buttons.questions[0].choices:
+        label = truncate(choice.label, LABEL_LIMIT)
+        if len(choice.data) > DATA_LIMIT:
+            raise ValueError(f"LINE postback data longer than {DATA_LIMIT} characters")
+        items.append(
+            {
+                "type": "action",
+                "action": {"type": "postback", "label": label, "data": choice.data, "displayText": label},
+            }
+        )
+    return {"items": items[:QUICK_REPLY_MAX]}
+
+
+# --- inbound ---------------------------------------------------------------------------------------------
+
+
+def signature(secret: str, body: bytes) -> str:
+    """``base64(HMAC-SHA256(channel_secret, raw body))``, as LINE sends in ``X-Line-Signature``."""
+    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def verify_signature(secret: str | None, sig: str | None, body: bytes) -> bool:
+    if not secret or not sig:
+        return False
+    return hmac.compare_digest(signature(secret, body).encode(), sig.encode())
+
+
+def _event(event: dict[str, Any]) -> InboundEvent:
+    kind = event.get("type")
+    user_id = (event.get("source") or {}).get("userId")
+    event_id = event.get("webhookEventId")
+    dedupe = f"line:{event_id}" if event_id else None
+    stamp = event.get("timestamp")
+    at = stamp / 1000 if isinstance(stamp, int | float) else None
+    if kind == "postback":
+        data = str((event.get("postback") or {}).get("data", ""))
+        return InboundEvent("answer", "line", user_id, at, data=data, dedupe_key=dedupe)
+    if kind == "message":
+        message = event.get("message") or {}
+        text = message.get("text") if message.get("type") == "text" else f"[{message.get('type')}]"
+        payload = {"text": str(text)[:5000], "message_id": message.get("id")}
+        return InboundEvent(
+            "reply", "line", user_id, at, text=str(text)[:5000], dedupe_key=dedupe, payload=payload
+        )
+    if kind in ("follow", "unfollow"):
+        return InboundEvent(kind, "line", user_id, at, dedupe_key=dedupe, payload={"userId": user_id})
+    return InboundEvent("other", "line", user_id, at)

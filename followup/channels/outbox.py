@@ -1,24 +1,22 @@
 """The embedded default: write what would have been sent to a folder instead of a provider.
 
 One file per touch, named from the idempotency key, written atomically: a retried or repeated send of
-the same touch replaces its file, so the outbox shows each touch exactly once.
+the same touch replaces its file, so the outbox shows each touch exactly once. What the file holds is
+the channel's own :meth:`~followup.channels.base.Channel.preview` (``.eml`` for email, the would-be
+request body as JSON for the others), so the outbox stands in for any registered channel.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import tempfile
-from email import policy
-from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
-from followup.channels import line, slack
-from followup.channels.base import DeliveryError, DeliveryResult, OutboundMessage
-from followup.channels.email import build_email
+from followup.channels import CHANNELS, channel_class
+from followup.channels.base import Channel, DeliveryError, DeliveryResult, OutboundMessage
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -43,55 +41,26 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-class OutboxChannel:
-    """Stands in for ``channel_name``: ``.eml`` for email, the would-be request body as JSON for chat."""
+class OutboxChannel(Channel):
+    """Stands in for ``channel_name``; ``policy`` is that channel's YAML section (email: the From)."""
 
-    def __init__(
-        self,
-        directory: Path,
-        channel_name: str,
-        sender: str = "followup@localhost",
-        sender_name: str = "",
-    ) -> None:
-        if channel_name not in ("email", "slack", "line"):
+    def __init__(self, directory: Path, channel_name: str, policy: Any | None = None) -> None:
+        if channel_name not in CHANNELS:
             raise ValueError(f"outbox cannot stand in for channel {channel_name!r}")
         self.directory = Path(directory)
         self.name = channel_name
-        self.sender = sender
-        self.sender_name = sender_name
+        self.channel = channel_class(channel_name)
+        self.policy = policy
 
     def send(self, message: OutboundMessage) -> DeliveryResult:
         try:
-            if self.name == "email":
-                file_name, data = self._email(message)
-            else:
-                file_name, data = self._chat(message)
+            extension, data = self.channel.preview(message, self.policy)
         except (ValueError, TypeError) as exc:
             raise DeliveryError(f"cannot build {self.name} message: {exc}", permanent=True) from exc
+        file_name = outbox_file_name(message.idempotency_key, extension)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             _atomic_write(self.directory / file_name, data)
         except OSError as exc:
             raise DeliveryError(f"outbox write failed: {exc}", permanent=False) from exc
         return DeliveryResult(provider_id=file_name, detail=str(self.directory / file_name))
-
-    def _email(self, message: OutboundMessage) -> tuple[str, bytes]:
-        msg = build_email(message, self.sender, self.sender_name)
-        msg["Date"] = formatdate(localtime=True)
-        return outbox_file_name(message.idempotency_key, "eml"), msg.as_bytes(policy=policy.SMTP)
-
-    def _chat(self, message: OutboundMessage) -> tuple[str, bytes]:
-        payload: dict[str, Any]
-        if self.name == "slack":
-            payload = {"channel": message.recipient, **slack.build_payload(message)}
-        else:
-            payload = line.build_payload(message)
-        record = {
-            "channel": self.name,
-            "idempotency_key": message.idempotency_key,
-            "recipient": message.recipient,
-            "subject": message.subject,
-            "payload": payload,
-        }
-        text = json.dumps(record, ensure_ascii=False, indent=2) + "\n"
-        return outbox_file_name(message.idempotency_key, "json"), text.encode("utf-8")

@@ -1,17 +1,37 @@
-"""Slack direct messages through the real Web API client.
+"""Slack direct messages through the real Web API client, and Slack's inbound webhooks.
 
 slack-sdk's own retry handlers are switched off: a silent retry inside the client could post twice after
 a lost response, and would hide 429s from the one shared retry policy (``followup.delivery.deliver``).
+slack-sdk is imported when a SlackChannel is built, so listing the channels stays cheap.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import parse_qs
 
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
+from followup.channels.base import (
+    AnswerButtons,
+    Channel,
+    ChannelPolicy,
+    DeliveryError,
+    DeliveryResult,
+    EnvRef,
+    Inbound,
+    InboundEvent,
+    OutboundMessage,
+    Part,
+    chunks,
+    resolve_env,
+    truncate,
+)
 
-from followup.channels.base import DeliveryError, DeliveryResult, OutboundMessage
+if TYPE_CHECKING:
+    from slack_sdk.errors import SlackApiError
 
 SLACK_API_URL = "https://slack.com/api/"
 
@@ -43,17 +63,6 @@ PERMANENT_ERRORS = frozenset(
 )
 
 
-def build_payload(message: OutboundMessage) -> dict[str, Any]:
-    """The chat.postMessage body, minus the channel (known only after conversations.open)."""
-    text = message.text
-    if len(text) > SlackChannel.max_text_length:
-        text = text[: SlackChannel.max_text_length - 1] + "…"
-    payload: dict[str, Any] = {"text": text}
-    if message.slack_blocks:
-        payload["blocks"] = list(message.slack_blocks[: SlackChannel.max_blocks])
-    return payload
-
-
 def _retry_after(headers: dict[str, Any]) -> float | None:
     for name, value in headers.items():
         if name.lower() == "retry-after":
@@ -79,22 +88,125 @@ def _classify(exc: SlackApiError) -> DeliveryError:
     return DeliveryError(f"slack: {error or f'HTTP {status}'}", permanent=error in PERMANENT_ERRORS)
 
 
-class SlackChannel:
+class SlackPolicy(ChannelPolicy):
+    """``channels.slack``: the bot token and API URL (unset token: the outbox), the signing secret."""
+
+    token: EnvRef | None = None
+    api_url: EnvRef | None = None
+    signing_secret: EnvRef | None = None
+
+
+HEADER_LIMIT = 150
+SECTION_LIMIT = 3000
+BUTTON_TEXT_LIMIT = 75
+REPLAY_WINDOW = 300  # seconds: an older or newer signed request is refused (no replays)
+ACTION_PREFIX = "survey_answer"
+
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class SlackChannel(Channel):
     """DMs one Slack user per touch: conversations.open, then chat.postMessage into that DM."""
 
     name = "slack"
+    label = "Slack"
+    address_field = "slack_user_id"
+    address_aliases = ("slackユーザーid", "slack id", "slackid")
+    policy_model: ClassVar[type[ChannelPolicy]] = SlackPolicy
+    template_key = "blocks"
     max_text_length = 40_000  # Slack truncates longer text
-    max_blocks = 50  # chat.postMessage rejects more
+    max_parts = max_blocks = 50  # chat.postMessage rejects more
+    inbound = True
 
     def __init__(self, token: str, base_url: str | None = None, timeout: int = 10) -> None:
+        from slack_sdk import WebClient
+
         url = base_url or SLACK_API_URL
         if not url.endswith("/"):
             url += "/"
         self.client = WebClient(token=token, base_url=url, timeout=timeout, retry_handlers=[])
         self._dm_channels: dict[str, str] = {}  # user id -> DM channel id; stable, so cache per process
 
+    @classmethod
+    def from_policy(cls, policy: SlackPolicy, env: Mapping[str, str]) -> SlackChannel | None:
+        token = resolve_env(policy.token, env)
+        return cls(token, resolve_env(policy.api_url, env)) if token else None
+
+    # payload -----------------------------------------------------------------------------------------
+
+    @classmethod
+    def build_payload(cls, message: OutboundMessage) -> dict[str, Any]:
+        """The chat.postMessage body, minus the channel (known only after conversations.open)."""
+        fitted = cls.fit(message)
+        payload: dict[str, Any] = {"text": fitted.text}
+        if fitted.parts:
+            payload["blocks"] = list(fitted.parts)
+        return payload
+
+    @classmethod
+    def preview(cls, message: OutboundMessage, policy: Any | None) -> tuple[str, bytes]:
+        record = {
+            "channel": cls.name,
+            "idempotency_key": message.idempotency_key,
+            "recipient": message.recipient,
+            "subject": message.subject,
+            "payload": {"channel": message.recipient, **cls.build_payload(message)},
+        }
+        return "json", (json.dumps(record, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+    @classmethod
+    def default_parts(
+        cls, subject: str, text: str, survey_url: str | None, labels: Mapping[str, str]
+    ) -> list[Part] | None:
+        return default_slack_blocks(
+            subject, text, survey_url, labels.get("survey_button", "アンケートに回答する")
+        )
+
+    @classmethod
+    def check_parts(cls, parts: Sequence[Part]) -> str | None:
+        if len(parts) > cls.max_blocks:
+            return f"Slack allows at most {cls.max_blocks} blocks, got {len(parts)}"
+        return None
+
+    @classmethod
+    def add_answer_buttons(cls, parts: list[Part] | None, buttons: AnswerButtons) -> list[Part] | None:
+        return [*(parts or []), *answer_blocks(buttons)][: cls.max_blocks]
+
+    # inbound -----------------------------------------------------------------------------------------
+
+    @classmethod
+    def verify(
+        cls, policy: SlackPolicy, headers: Mapping[str, str], body: bytes, now: float, env: Mapping[str, str]
+    ) -> bool:
+        return verify_signature(
+            resolve_env(policy.signing_secret, env),
+            headers.get("x-slack-request-timestamp"),
+            headers.get("x-slack-signature"),
+            body,
+            now,
+        )
+
+    @classmethod
+    def parse(cls, headers: Mapping[str, str], body: bytes) -> Inbound:
+        """Interactivity (form-encoded ``payload``: button presses) or the Events API (JSON: DMs)."""
+        if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            fields = parse_qs(body.decode("utf-8"))
+            return Inbound(_button_events(json.loads(fields.get("payload", ["{}"])[0])), batch=True)
+        envelope = json.loads(body or b"{}")
+        if not isinstance(envelope, dict):
+            raise ValueError("not an object")
+        if envelope.get("type") == "url_verification":
+            return Inbound(reply={"challenge": envelope.get("challenge", "")})
+        if envelope.get("type") == "event_callback":
+            return Inbound(_message_events(envelope), batch=False)
+        return Inbound(batch=False)
+
     def send(self, message: OutboundMessage) -> DeliveryResult:
-        payload = build_payload(message)
+        from slack_sdk.errors import SlackApiError, SlackClientError
+
+        payload = self.build_payload(message)
         try:
             channel = self._open_dm(message.recipient)
             response = self.client.chat_postMessage(channel=channel, **payload)
@@ -117,3 +229,155 @@ class SlackChannel:
             raise DeliveryError("slack: conversations.open returned no channel id", permanent=False)
         self._dm_channels[user_id] = channel_id
         return channel_id
+
+
+build_payload = SlackChannel.build_payload
+
+
+def default_slack_blocks(
+    subject: str, text: str, survey_url: str | None, button_label: str = "アンケートに回答する"
+) -> list[dict[str, Any]]:
+    """Header + mrkdwn sections (Slack caps a section at 3000 chars) + a survey button when there is one."""
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": truncate(subject, HEADER_LIMIT), "emoji": True},
+        }
+    ]
+    room = SlackChannel.max_blocks - len(blocks) - (1 if survey_url else 0)
+    sections = chunks(_slack_escape(text), SECTION_LIMIT)[:room]
+    blocks.extend({"type": "section", "text": {"type": "mrkdwn", "text": s}} for s in sections)
+    if survey_url:
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": "open_survey",
+                        "style": "primary",
+                        "text": {"type": "plain_text", "text": button_label, "emoji": True},
+                        "url": survey_url,
+                    }
+                ],
+            }
+        )
+    return blocks
+
+
+def answer_blocks(buttons: AnswerButtons) -> list[dict[str, Any]]:
+    """For each scale question a section and an actions block with its buttons; then a link to the form.
+
+    ``action_id`` is ``survey_answer:<question>:<value>`` (unique within the block, as Slack requires);
+    ``value`` is the answer payload.
+    """
+    blocks: list[dict[str, Any]] = []
+    for question in buttons.questions:
+        blocks.append(
+            {"type": "section", "text": {"type": "plain_text", "text": question.text, "emoji": True}}
+        )
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"{ACTION_PREFIX}:{question.id}",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": f"{ACTION_PREFIX}:{question.id}:{value}",
+                        "text": {
+                            "type": "plain_text",
+                            "text": truncate(choice.label, BUTTON_TEXT_LIMIT),
+                            "emoji": True,
+                        },
+                        "value": choice.data,
+                    }
+                    for value, choice in enumerate(question.choices, start=1)
+                ],
+            }
+        )
+    if buttons.form_url:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"{ACTION_PREFIX}:form",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": "open_survey_form",
+                        "text": {"type": "plain_text", "text": buttons.form_label, "emoji": True},
+                        "url": buttons.form_url,
+                    }
+                ],
+            }
+        )
+    return blocks
+
+
+# --- inbound ---------------------------------------------------------------------------------------------
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """Slack v0: ``"v0=" + hex(HMAC-SHA256(signing_secret, "v0:{timestamp}:{raw body}"))``."""
+    base = b"v0:" + timestamp.encode("ascii") + b":" + body
+    return "v0=" + hmac.new(secret.encode("utf-8"), base, hashlib.sha256).hexdigest()
+
+
+def verify_signature(
+    secret: str | None,
+    timestamp: str | None,
+    sig: str | None,
+    body: bytes,
+    now: float,
+    window: int = REPLAY_WINDOW,
+) -> bool:
+    """True only for a correctly signed request whose timestamp is within ``window`` seconds of ``now``."""
+    if not secret or not timestamp or not sig:
+        return False
+    if not (timestamp.isascii() and timestamp.isdigit()) or abs(now - int(timestamp)) > window:
+        return False
+    return hmac.compare_digest(signature(secret, timestamp, body).encode(), sig.encode())
+
+
+def _button_events(payload: Any) -> tuple[InboundEvent, ...]:
+    if not isinstance(payload, dict) or payload.get("type") != "block_actions":
+        return ()
+    user_id = (payload.get("user") or {}).get("id")
+    trigger = payload.get("trigger_id") or payload.get("container", {}).get("message_ts") or ""
+    events = []
+    for action in payload.get("actions") or []:
+        action_id = str(action.get("action_id", ""))
+        if not action_id.startswith(ACTION_PREFIX + ":"):
+            continue
+        events.append(
+            InboundEvent(
+                kind="answer",
+                channel="slack",
+                address=user_id,
+                data=str(action.get("value", "")),
+                dedupe_key=f"slack:action:{trigger}:{action_id}" if trigger else None,
+            )
+        )
+    return tuple(events)
+
+
+def _message_events(envelope: dict[str, Any]) -> tuple[InboundEvent, ...]:
+    event = envelope.get("event") or {}
+    if event.get("type") != "message" or event.get("subtype") or event.get("bot_id"):
+        return ()
+    event_id = envelope.get("event_id")
+    ts = event.get("ts")
+    try:
+        at = float(ts) if ts else None
+    except ValueError:
+        at = None
+    return (
+        InboundEvent(
+            kind="reply",
+            channel="slack",
+            address=event.get("user"),
+            at=at,
+            text=str(event.get("text", ""))[:4000],
+            dedupe_key=f"slack:{event_id}" if event_id else None,
+            payload={"text": str(event.get("text", ""))[:4000], "ts": ts, "channel": event.get("channel")},
+        ),
+    )

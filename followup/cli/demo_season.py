@@ -160,7 +160,7 @@ def _scripted_events(context: AppContext, session: object, day: date) -> None:
     if day == opt_day:
         holder = find_holder(session, external_id)
         if holder is not None:
-            holder.line_user_id = holder.slack_user_id = None
+            holder.line_user_id = holder.slack_user_id = None  # the demo's sample data, not a channel list
             session.add(
                 ChannelOptOut(holder_id=holder.id, channel=channel, at=_at(day, 21, context), source="demo")
             )

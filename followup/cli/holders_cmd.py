@@ -13,6 +13,7 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from followup.channels import channel_classes
 from followup.cli.timeparse import parse_now
 from followup.config.context import AppContext
 from followup.db.models import OfferHolder
@@ -113,11 +114,7 @@ def register(app: typer.Typer) -> None:
         for column in ("ID", "氏名", "区分", "部署", "内定日", "入社予定日", "状態", "連絡手段"):
             table.add_column(column)
         for r in records:
-            channels = [
-                c
-                for c, key in (("email", "email"), ("LINE", "line_user_id"), ("Slack", "slack_user_id"))
-                if r[key]
-            ]
+            channels = [c.label for c in channel_classes() if r.get(c.address_field)]
             table.add_row(
                 r["external_id"],
                 r["name"],

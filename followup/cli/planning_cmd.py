@@ -18,6 +18,7 @@ from rich.text import Text
 from sqlalchemy import case, select
 
 from followup.calendar import BusinessCalendar
+from followup.channels import MESSAGE_CHANNELS, channel_class
 from followup.cli.timeparse import parse_now
 from followup.config.context import AppContext
 from followup.db.models import AuditEntry, OfferHolder, Touch
@@ -94,15 +95,7 @@ def _snapshots_from_csv(path: Path) -> list[HolderSnapshot]:
             offer_date=row.offer_date,
             accepted_date=row.accepted_date,
             start_date=row.start_date,
-            reachable=frozenset(
-                channel
-                for channel, value in (
-                    ("email", row.email),
-                    ("line", row.line_user_id),
-                    ("slack", row.slack_user_id),
-                )
-                if value
-            ),
+            reachable=frozenset(channel for channel, value in row.addresses().items() if value),
         )
         for index, row in enumerate(rows, start=1)
     ]
@@ -135,10 +128,18 @@ def _print_simulation(result: SimulationResult, calendar: BusinessCalendar) -> N
     out.print(holders_table)
 
     months = result.per_month()
-    columns = ("message", "survey", "manual", "email", "line", "slack", "phone", "letter", "total")
+    channels = tuple(MESSAGE_CHANNELS)
+    columns = ("message", "survey", "manual", *channels, "phone", "letter", "total")
     month_table = Table(title="月ごとの接点数 (touches per month)", box=box.SIMPLE_HEAD)
     month_table.add_column("月", no_wrap=True)
-    labels = ("msg", "survey", "manual", "email", "LINE", "Slack", "phone", "letter", "計")
+    short = ("msg", "survey", "manual")
+    labels = (
+        *short,
+        *(channel_class(c).label if c != "email" else c for c in channels),
+        "phone",
+        "letter",
+        "計",
+    )
     for label in labels:
         month_table.add_column(label, justify="right", no_wrap=True)
     for month, counts in months.items():

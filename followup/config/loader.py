@@ -7,7 +7,6 @@ does not exist, phases that overlap) run after the schema and report positions t
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from followup.config.schema import ENV_REF, Policy
+from followup.channels.base import resolve_env as resolve_env
+from followup.config.schema import Policy
 from followup.durations import Anchor
 from followup.errors import ConfigError, Problem
 
@@ -34,16 +34,6 @@ class LoadedPolicy:
     @property
     def templates_root(self) -> Path:
         return (self.path.parent / self.policy.templates_dir).resolve()
-
-
-def resolve_env(ref: str | None) -> str | None:
-    """``${SMTP_URL}`` → the environment's value, or None when unset or empty."""
-    if ref is None:
-        return None
-    match = ENV_REF.match(ref)
-    if not match:
-        return ref
-    return os.environ.get(match.group(1)) or None
 
 
 def _position(root: Any, loc: Loc) -> tuple[int | None, int | None]:

@@ -7,25 +7,28 @@ Every model forbids unknown keys (a typo is an error, not a silently ignored set
 from __future__ import annotations
 
 import datetime as dt
-import re
 from datetime import date, datetime, time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     PlainSerializer,
+    create_model,
     field_validator,
     model_validator,
 )
 
+from followup.channels import CHANNELS, channel_class
+from followup.channels import MESSAGE_CHANNELS as MESSAGE_CHANNELS
+from followup.channels.base import ChannelPolicy
 from followup.durations import Anchor, Interval, parse_anchor, parse_interval
 
-ENV_REF = re.compile(r"^\$\{([A-Z_][A-Z0-9_]*)\}$")
-MESSAGE_CHANNELS = ("email", "slack", "line")
 MANUAL_CHANNELS = ("phone", "letter", "meeting", "other")
 # the words of followup.vocab (Severity, WEEKDAYS); tests/test_vocab.py keeps the two in step
 Severity = Literal["low", "medium", "high"]
@@ -40,18 +43,15 @@ def _to_anchor(value: Any) -> Anchor:
     return value if isinstance(value, Anchor) else parse_anchor(str(value))
 
 
-def _to_env_ref(value: Any) -> str:
-    text = str(value)
-    if not ENV_REF.match(text):
-        raise ValueError(
-            "secrets and endpoints come from the environment: write ${ENV_NAME} here, not the value itself"
-        )
-    return text
+def _known_channel(value: Any) -> str:
+    if value not in MESSAGE_CHANNELS:
+        raise ValueError(f"unknown channel {value!r}; one of {', '.join(MESSAGE_CHANNELS)}")
+    return str(value)
 
 
 IntervalField = Annotated[Interval, BeforeValidator(_to_interval), PlainSerializer(str)]
 AnchorField = Annotated[Anchor, BeforeValidator(_to_anchor), PlainSerializer(str)]
-EnvRef = Annotated[str, BeforeValidator(_to_env_ref)]
+ChannelName = Annotated[str, AfterValidator(_known_channel)]
 
 
 class Strict(BaseModel):
@@ -129,29 +129,55 @@ class CalendarPolicy(Strict):
         return self.send_time or self.send_window.start
 
 
-class EmailChannelPolicy(Strict):
-    sender: str = Field(alias="from")
-    sender_name: str = ""
-    smtp_url: EnvRef | None = None
-
-
-class SlackChannelPolicy(Strict):
-    token: EnvRef | None = None
-    api_url: EnvRef | None = None
-    signing_secret: EnvRef | None = None
-
-
-class LineChannelPolicy(Strict):
-    access_token: EnvRef | None = None
-    channel_secret: EnvRef | None = None
-    api_url: EnvRef | None = None
+M = TypeVar("M", bound=ChannelPolicy)
 
 
 class ChannelsPolicy(Strict):
-    email: EmailChannelPolicy
-    slack: SlackChannelPolicy = SlackChannelPolicy()
-    line: LineChannelPolicy = LineChannelPolicy()
+    """``channels:``: ``outbox_dir`` and one section per registered channel, validated by that channel's
+    ``policy_model`` (a missing section is the model's defaults; email's needs ``from``)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
     outbox_dir: str = "var/outbox"
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _sections(cls, data: Any, handler: ModelWrapValidatorHandler[ChannelsPolicy]) -> ChannelsPolicy:
+        if isinstance(data, ChannelsPolicy) or not isinstance(data, dict):
+            return handler(data)
+        checked = _sections_model().model_validate(data)
+        return handler({name: getattr(checked, name) for name in ("outbox_dir", *CHANNELS)})
+
+    def section(self, name: str) -> ChannelPolicy:
+        """The validated section of channel ``name``."""
+        extra = self.model_extra or {}
+        if name not in extra:
+            raise KeyError(f"no channel section {name!r}")
+        section: ChannelPolicy = extra[name]
+        return section
+
+    def of(self, model: type[M]) -> M:
+        """The one section of type ``model`` (e.g. ``policy.channels.of(EmailPolicy).sender``)."""
+        for section in (self.model_extra or {}).values():
+            if isinstance(section, model):
+                return section
+        raise KeyError(f"no channel section of type {model.__name__}")
+
+
+def _sections_model() -> type[BaseModel]:
+    """A strict model of ``channels:`` for the channels registered now (so errors keep their YAML path)."""
+    key = tuple(CHANNELS.items())
+    cached = _SECTIONS.get(key)
+    if cached is None:
+        fields: dict[str, Any] = {"outbox_dir": (str, "var/outbox")}
+        for name in CHANNELS:
+            model = channel_class(name).policy_model
+            required = any(f.is_required() for f in model.model_fields.values())
+            fields[name] = (model, ...) if required else (model, Field(default_factory=model))
+        cached = _SECTIONS[key] = create_model("ChannelSections", __base__=Strict, **fields)
+    return cached
+
+
+_SECTIONS: dict[tuple[tuple[str, str], ...], type[BaseModel]] = {}
 
 
 class Event(Strict):
@@ -210,7 +236,7 @@ class Phase(Strict):
     start: AnchorField = Field(alias="from")
     end: AnchorField = Field(alias="to")
     every: IntervalField
-    channels: tuple[Literal["email", "slack", "line"], ...] = Field(min_length=1)
+    channels: tuple[ChannelName, ...] = Field(min_length=1)
     templates: tuple[Annotated[TemplateRef, BeforeValidator(_to_template_ref)], ...] = Field(min_length=1)
     survey: SurveyEvery | None = None
     one_off: tuple[OneOffTouch, ...] = ()

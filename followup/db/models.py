@@ -72,6 +72,8 @@ class OfferHolder(Base):
     email: Mapped[str | None] = mapped_column(String(320))
     line_user_id: Mapped[str | None] = mapped_column(String(64))
     slack_user_id: Mapped[str | None] = mapped_column(String(64))
+    # addresses on registered channels without a column of their own: {address_field: address}
+    addresses: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     track: Mapped[str] = mapped_column(String(64), default="new_grad")
     department: Mapped[str | None] = mapped_column(String(200))
     offer_date: Mapped[date] = mapped_column(Date)

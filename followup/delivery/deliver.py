@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +29,63 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from followup.calendar import BusinessCalendar
-from followup.channels import Channel, DeliveryError, DeliveryResult, OutboundMessage, load_channel_class
-from followup.config import Phase, Policy, resolve_env
+from followup.channels import (
+    MESSAGE_CHANNELS,
+    Channel,
+    DeliveryError,
+    DeliveryResult,
+    OutboundMessage,
+    channel_class,
+    load_channel_class,
+)
+from followup.config import Phase, Policy
 from followup.config.context import AppContext
+from followup.db.addresses import address_of
 from followup.db.models import ACTIVE_STATUSES, ChannelOptOut, DeliveryAttempt, OfferHolder, Touch
 from followup.delivery.links import LinkSigner
 from followup.durations import Interval, shift_moment
-from followup.engagement.buttons import with_survey_buttons
+from followup.engagement.buttons import answer_buttons
 from followup.rendering.templates import MessageTemplates, TemplateProblem
 
 log = logging.getLogger(__name__)
 
-MESSAGE_CHANNELS = ("email", "slack", "line")
 FINAL_STATUSES = ("sent", "failed", "cancelled", "reminded", "done")
-OUTCOMES = ("sent", "transient", "permanent", "suppressed")
+OUTCOMES = ("sent", "transient", "permanent", "suppressed")  # a DeliveryAttempt's outcome
+
+
+class OutcomeKind(StrEnum):
+    """What became of one delivery: the kinds a run summary counts."""
+
+    SENT = "sent"
+    REMINDED = "reminded"
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+    DEFERRED = "deferred"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+Kind = OutcomeKind
+
+
+class Outcome(str):
+    """One delivery's outcome: ``kind`` and ``reason``. It is also the words, ``"kind: reason"`` (or just
+    ``"sent"``), so logs, task results and summaries read as before; code looks at ``kind``."""
+
+    kind: OutcomeKind
+    reason: str
+
+    def __new__(cls, kind: OutcomeKind, reason: str = "") -> Outcome:
+        self = super().__new__(cls, f"{kind.value}: {reason}" if reason else kind.value)
+        self.kind, self.reason = kind, reason
+        return self
+
+
+def kind_of(outcome: str) -> str:
+    """The kind of an :class:`Outcome` (or of outcome words, as older task results carry)."""
+    return outcome.kind.value if isinstance(outcome, Outcome) else outcome.split(":")[0]
 
 
 # --- channels -------------------------------------------------------------------------------------------
@@ -57,36 +101,18 @@ def outbox_directory(context: AppContext) -> Path:
     return configured
 
 
-def build_channels(context: AppContext) -> dict[str, Channel]:
+def build_channels(context: AppContext, env: Mapping[str, str] | None = None) -> dict[str, Channel]:
     """The real provider for each channel whose endpoint/credentials are set in the environment, else the
     outbox, so the embedded default delivers to files and never needs a network."""
+    env = os.environ if env is None else env
     channels_policy = context.policy.channels
     outbox = outbox_directory(context)
-    email = channels_policy.email
+    outbox_class: Any = load_channel_class("outbox")
     out: dict[str, Channel] = {}
-
-    smtp_url = resolve_env(email.smtp_url)
-    if smtp_url:
-        out["email"] = load_channel_class("email")(smtp_url, email.sender, email.sender_name)  # type: ignore[call-arg]
-    else:
-        out["email"] = _outbox(outbox, "email", email.sender, email.sender_name)
-
-    for name, token_ref, api_ref in (
-        ("slack", channels_policy.slack.token, channels_policy.slack.api_url),
-        ("line", channels_policy.line.access_token, channels_policy.line.api_url),
-    ):
-        token = resolve_env(token_ref)
-        if token:
-            out[name] = load_channel_class(name)(token, resolve_env(api_ref))  # type: ignore[call-arg]
-        else:
-            out[name] = _outbox(outbox, name, email.sender, email.sender_name)
+    for name in MESSAGE_CHANNELS:
+        section = channels_policy.section(name)
+        out[name] = channel_class(name).from_policy(section, env) or outbox_class(outbox, name, section)
     return out
-
-
-def _outbox(directory: Path, name: str, sender: str, sender_name: str) -> Channel:
-    cls: Any = load_channel_class("outbox")
-    channel: Channel = cls(directory, name, sender, sender_name)
-    return channel
 
 
 # --- template context -----------------------------------------------------------------------------------
@@ -241,21 +267,21 @@ class Deliverer:
 
     # the whole job ---------------------------------------------------------------------------------------
 
-    def deliver(self, touch_id: int, *, now: datetime, worker: str = "") -> str:
+    def deliver(self, touch_id: int, *, now: datetime, worker: str = "") -> Outcome:
         worker = worker or default_worker_name()
         token = f"{worker}#{uuid.uuid4().hex[:8]}"
         try:
             # claim and prepare in one transaction: committed together before anything is sent
             with self.context.session() as session:
                 if not claim(session, touch_id, now, token):
-                    return "skipped: already claimed/sent"
+                    return Outcome(Kind.SKIPPED, "already claimed/sent")
                 prepared = self._prepare(session, touch_id, now, token, worker)
         except Exception as exc:
             # A bug or a bad row while preparing (the claim was rolled back with it): move the touch's due
             # time forward, so one bad row cannot make every dispatch crash on it again at once.
             self._postpone(touch_id, now, worker, f"{type(exc).__name__}: {exc}")
             raise
-        if isinstance(prepared, str):
+        if isinstance(prepared, Outcome):
             return prepared
         return self._send(touch_id, prepared, now=now, token=token, worker=worker)
 
@@ -263,22 +289,22 @@ class Deliverer:
 
     def _prepare(
         self, session: Session, touch_id: int, now: datetime, token: str, worker: str
-    ) -> _Prepared | str:
+    ) -> _Prepared | Outcome:
         touch = session.get(Touch, touch_id)
         if touch is None:
-            return "skipped: touch deleted"
+            return Outcome(Kind.SKIPPED, "touch deleted")
         holder = touch.holder
         if holder.status not in ACTIVE_STATUSES or holder.erased_at is not None:
             reason = "holder erased" if holder.erased_at is not None else f"holder {holder.status}"
             touch.status, touch.cancel_reason = "cancelled", reason
             touch.claimed_by = None
-            return f"cancelled: {reason}"
+            return Outcome(Kind.CANCELLED, reason)
         allowed = self.calendar.next_allowed(now, holder.timezone)
         if allowed != now:
             # due long ago (an import's catch-up, an outage): still never at night, a weekend or a holiday
             touch.status, touch.due_at = "planned", allowed
             touch.claimed_at, touch.claimed_by = None, None
-            return "deferred: outside the send window"
+            return Outcome(Kind.DEFERRED, "outside the send window")
         if touch.kind == "manual":
             return self._reminder(touch, holder)
 
@@ -287,7 +313,7 @@ class Deliverer:
             error = "unreachable: every channel of the phase is opted out or has no address"
             self._record(session, touch, "permanent", now, now, worker, error=error)
             touch.status, touch.last_error = "failed", error
-            return "failed: unreachable"
+            return Outcome(Kind.FAILED, "unreachable")
         if channel != touch.channel:
             touch.note = ((touch.note or "") + f" [fallback {touch.channel}→{channel}]").strip()
             touch.channel = channel
@@ -306,7 +332,7 @@ class Deliverer:
                 touch.status, touch.due_at = "planned", frees_at
                 touch.suppressed_count += 1
                 touch.claimed_at, touch.claimed_by = None, None
-                return "suppressed: over_contacted"
+                return Outcome(Kind.SUPPRESSED, "over_contacted")
 
         context = message_context(holder, touch, self.context.policy, self.signer)
         try:
@@ -318,22 +344,20 @@ class Deliverer:
             self._record(session, touch, "permanent", now, now, worker, error=error)
             touch.status, touch.last_error = "failed", error
             touch.attempts += 1
-            return "failed: template"
-        slack_blocks, line_messages = rendered.slack_blocks, rendered.line_messages
+            return Outcome(Kind.FAILED, "template")
+        parts = rendered.parts.get(channel)
         survey = self.context.policy.surveys.get(touch.survey_form or "")
-        if touch.kind == "survey" and survey is not None and channel in ("slack", "line"):
-            slack_blocks, line_messages = with_survey_buttons(
-                slack_blocks, line_messages, survey, self.signer.survey_token(touch.id), context["survey_url"]
-            )
+        if touch.kind == "survey" and survey is not None:
+            buttons = answer_buttons(survey, self.signer.survey_token(touch.id), context["survey_url"])
+            parts = channel_class(channel).add_answer_buttons(parts, buttons)
         message = OutboundMessage(
             idempotency_key=touch.key,
             channel=channel,
-            recipient=_address(holder, channel) or "",
+            recipient=address_of(holder, channel) or "",
             subject=rendered.subject,
             text=rendered.text,
             html=rendered.html,
-            slack_blocks=slack_blocks,
-            line_messages=line_messages,
+            parts=parts,
             unsubscribe_url=context["unsubscribe_url"],
         )
         return _Prepared(channel, message, "sent")
@@ -375,7 +399,7 @@ class Deliverer:
         preference = list(phase.channels) if phase else list(MESSAGE_CHANNELS)
         order = [touch.channel] + [c for c in preference if c != touch.channel]
         for channel in order:
-            if channel in MESSAGE_CHANNELS and channel not in opted_out and _address(holder, channel):
+            if channel in MESSAGE_CHANNELS and channel not in opted_out and address_of(holder, channel):
                 return channel
         return None
 
@@ -397,7 +421,7 @@ class Deliverer:
         aware = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in times]
         return cap_frees_at(aware, max_touches, window, now)
 
-    def _send(self, touch_id: int, prepared: _Prepared, *, now: datetime, token: str, worker: str) -> str:
+    def _send(self, touch_id: int, prepared: _Prepared, *, now: datetime, token: str, worker: str) -> Outcome:
         channel = self.channels[prepared.channel]
         started = time.monotonic()
         result: DeliveryResult | None = None
@@ -419,7 +443,7 @@ class Deliverer:
                 with self.context.session() as session:
                     touch = session.get(Touch, touch_id, with_for_update=True)
                     if touch is None:
-                        return "skipped: touch deleted"
+                        return Outcome(Kind.SKIPPED, "touch deleted")
                     return self._apply(session, touch, prepared, result, error, now, finished, token, worker)
             except OperationalError:
                 if time.monotonic() + pause > deadline:
@@ -443,7 +467,7 @@ class Deliverer:
         finished: datetime,
         token: str,
         worker: str,
-    ) -> str:
+    ) -> Outcome:
         owned = touch.status == "sending" and touch.claimed_by == token
         if result is not None:
             self._record(session, touch, "sent", now, finished, worker, provider_id=result.provider_id)
@@ -451,25 +475,25 @@ class Deliverer:
                 touch.status, touch.sent_at = prepared.final_status, finished
                 touch.provider_id, touch.last_error = result.provider_id[:300], None
                 touch.attempts += 1
-            return prepared.final_status
+            return Outcome(Kind(prepared.final_status))
         assert error is not None
-        outcome = "permanent" if error.permanent else "transient"
+        outcome = Kind.PERMANENT if error.permanent else Kind.TRANSIENT
         self._record(session, touch, outcome, now, finished, worker, error=str(error))
         if not owned:  # recovered and re-claimed by someone else meanwhile: theirs to finish
-            return f"{outcome}: no longer owned"
+            return Outcome(outcome, "no longer owned")
         touch.attempts += 1
         touch.last_error = str(error)
         settings = self.context.settings
         if error.permanent or touch.attempts >= settings.max_attempts:
             touch.status = "failed"
             why = "permanent" if error.permanent else f"gave up after {touch.attempts} attempts"
-            return f"failed: {why}"
+            return Outcome(Kind.FAILED, why)
         delay = backoff_delay(touch.attempts, settings.retry_base, settings.retry_cap, error.retry_after)
         # a retry is a send like any other: never at night, on a weekend or a holiday
         retry_at = self.calendar.next_allowed(now + timedelta(seconds=delay), touch.holder.timezone)
         touch.status, touch.due_at = "planned", retry_at
         touch.claimed_at, touch.claimed_by = None, None
-        return "transient: retry planned"
+        return Outcome(Kind.TRANSIENT, "retry planned")
 
     def _postpone(self, touch_id: int, now: datetime, worker: str, error: str) -> None:
         try:
@@ -516,10 +540,6 @@ class Deliverer:
         )
 
 
-def _address(holder: OfferHolder, channel: str) -> str | None:
-    return {"email": holder.email, "slack": holder.slack_user_id, "line": holder.line_user_id}.get(channel)
-
-
 _deliverers: dict[int, tuple[AppContext, Deliverer]] = {}
 _deliverers_lock = threading.Lock()
 
@@ -534,9 +554,9 @@ def deliverer_for(context: AppContext) -> Deliverer:
         return entry[1]
 
 
-def deliver_touch(context: AppContext, touch_id: int, *, now: datetime, worker: str = "") -> str:
-    """Claim, check, render, send and record one touch. Returns the outcome in words (``sent``,
-    ``skipped: …``, ``transient: …``, ``failed: …``, ``suppressed: …``, ``cancelled: …``, ``reminded``)."""
+def deliver_touch(context: AppContext, touch_id: int, *, now: datetime, worker: str = "") -> Outcome:
+    """Claim, check, render, send and record one touch. Returns an :class:`Outcome`: its ``kind`` (an
+    :class:`OutcomeKind`) and reason; it reads as words, ``sent`` or ``failed: unreachable``."""
     return deliverer_for(context).deliver(touch_id, now=now, worker=worker)
 
 
@@ -548,10 +568,10 @@ class DispatchSummary:
     recovered: int = 0
     dispatched: int = 0  # delivered in-process, or enqueued for workers
     enqueued: bool = False
-    outcomes: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)  # Outcome → count
 
     def count(self, prefix: str) -> int:
-        return sum(n for outcome, n in self.outcomes.items() if outcome.split(":")[0] == prefix)
+        return sum(n for outcome, n in self.outcomes.items() if kind_of(outcome) == prefix)
 
 
 def due_touch_ids(session: Session, now: datetime, limit: int) -> list[int]:
@@ -623,7 +643,7 @@ def run_due(
             outcome = deliver_touch(context, touch_id, now=now)
         except Exception:  # one bad row (already postponed) or a database hiccup must not stop the batch
             log.exception("delivering touch %s failed", touch_id)
-            outcome = "failed: unexpected error"
+            outcome = Outcome(Kind.FAILED, "unexpected error")
         summary.outcomes[outcome] += 1
         summary.dispatched += 1
     return summary
@@ -645,6 +665,6 @@ def outcome_counts(outcomes: Mapping[str, int]) -> dict[str, int]:
     keys = ("sent", "reminded", "transient", "failed", "suppressed", "deferred", "skipped", "cancelled")
     totals = dict.fromkeys(keys, 0)
     for outcome, n in outcomes.items():
-        key = outcome.split(":")[0]
+        key = kind_of(outcome)
         totals[key] = totals.get(key, 0) + n
     return totals

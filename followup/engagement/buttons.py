@@ -4,18 +4,11 @@ Pure builders, no network. Each button carries ``s=<signed survey token>&q=<ques
 so the webhook learns which touch, question and value were chosen, and a forged value fails the
 token's signature check like a forged web link would.
 
-How the delivery code wires them in for a touch of kind ``survey`` (``touch.survey_form`` names the
-survey, ``signer = LinkSigner.from_settings(settings)``)::
+The buttons are built channel-neutral here (:func:`answer_buttons`); each channel lays them out in its
+own format (``Channel.add_answer_buttons``: Slack rows of buttons, LINE quick replies)::
 
-    token = signer.survey_token(touch.id)
-    survey = policy.surveys[touch.survey_form]
-    rendered = templates.render(template, {..., "survey_url": signer.survey_url(touch.id)})
-    # Slack: the message's blocks, then one row of 1–5 buttons per scale question and a form button
-    blocks = (rendered.slack_blocks or []) + slack_survey_blocks(survey, token, survey_url=url)
-    blocks = blocks[:50]                       # Slack's limit; the survey blocks are few
-    # LINE: quick-reply buttons for the first scale question on the last message
-    messages = list(rendered.line_messages or [])
-    messages[-1] = {**messages[-1], "quickReply": line_quick_reply(survey, token)}
+    buttons = answer_buttons(survey, signer.survey_token(touch.id), survey_url)
+    parts = channel_class(touch.channel).add_answer_buttons(rendered.parts[touch.channel], buttons)
 
 Answers arrive at ``POST /webhooks/slack`` (interactive payload) and ``POST /webhooks/line``
 (postback event); the rest of the survey stays on the web form.
@@ -26,14 +19,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
+from followup.channels.base import AnswerButtons, AnswerChoice, AnswerQuestion
+from followup.channels.slack import ACTION_PREFIX as ACTION_PREFIX
 from followup.config.schema import Question, Survey
 
-SLACK_BUTTON_TEXT_LIMIT = 75
-SLACK_VALUE_LIMIT = 2000
-LINE_LABEL_LIMIT = 20
-LINE_DATA_LIMIT = 300
-LINE_QUICK_REPLY_MAX = 13
-ACTION_PREFIX = "survey_answer"
 FORM_BUTTON_LABEL = "残りの質問に回答する"
 
 
@@ -66,89 +55,29 @@ def _scale_label(question: Question, value: int) -> str:
     return str(value)
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def answer_buttons(survey: Survey, token: str, survey_url: str | None = None) -> AnswerButtons:
+    """1–5 buttons for each scale question; the form link when other questions remain for the web form."""
+    questions = tuple(
+        AnswerQuestion(
+            q.id,
+            q.text,
+            tuple(AnswerChoice(_scale_label(q, v), encode_answer(token, q.id, v)) for v in range(1, 6)),
+        )
+        for q in scale_questions(survey)
+    )
+    form_url = survey_url if survey_url and len(questions) < len(survey.questions) else None
+    return AnswerButtons(questions, form_url, FORM_BUTTON_LABEL)
 
 
 def slack_survey_blocks(survey: Survey, token: str, *, survey_url: str | None = None) -> list[dict[str, Any]]:
-    """For each scale question a section and an actions block with 1–5 buttons; then a link to the form.
+    """The Slack layout of :func:`answer_buttons` (``followup.channels.slack.answer_blocks``)."""
+    from followup.channels.slack import answer_blocks
 
-    ``action_id`` is ``survey_answer:<question>:<value>`` (unique within the block, as Slack requires);
-    ``value`` is :func:`encode_answer`.
-    """
-    blocks: list[dict[str, Any]] = []
-    for question in scale_questions(survey):
-        blocks.append(
-            {"type": "section", "text": {"type": "plain_text", "text": question.text, "emoji": True}}
-        )
-        blocks.append(
-            {
-                "type": "actions",
-                "block_id": f"{ACTION_PREFIX}:{question.id}",
-                "elements": [
-                    {
-                        "type": "button",
-                        "action_id": f"{ACTION_PREFIX}:{question.id}:{value}",
-                        "text": {
-                            "type": "plain_text",
-                            "text": _clip(_scale_label(question, value), SLACK_BUTTON_TEXT_LIMIT),
-                            "emoji": True,
-                        },
-                        "value": encode_answer(token, question.id, value),
-                    }
-                    for value in range(1, 6)
-                ],
-            }
-        )
-    if survey_url and len(scale_questions(survey)) < len(survey.questions):
-        blocks.append(
-            {
-                "type": "actions",
-                "block_id": f"{ACTION_PREFIX}:form",
-                "elements": [
-                    {
-                        "type": "button",
-                        "action_id": "open_survey_form",
-                        "text": {"type": "plain_text", "text": FORM_BUTTON_LABEL, "emoji": True},
-                        "url": survey_url,
-                    }
-                ],
-            }
-        )
-    return blocks
+    return answer_blocks(answer_buttons(survey, token, survey_url))
 
 
 def line_quick_reply(survey: Survey, token: str) -> dict[str, Any]:
-    """A ``quickReply`` object: 1–5 postback buttons for the first scale question (no items if none)."""
-    questions = scale_questions(survey)
-    if not questions:
-        return {"items": []}
-    question = questions[0]
-    items: list[dict[str, Any]] = []
-    for value in range(1, 6):
-        label = _clip(_scale_label(question, value), LINE_LABEL_LIMIT)
-        data = encode_answer(token, question.id, value)
-        if len(data) > LINE_DATA_LIMIT:
-            raise ValueError(f"LINE postback data longer than {LINE_DATA_LIMIT} characters")
-        items.append(
-            {
-                "type": "action",
-                "action": {"type": "postback", "label": label, "data": data, "displayText": label},
-            }
-        )
-    return {"items": items[:LINE_QUICK_REPLY_MAX]}
+    """The LINE layout of :func:`answer_buttons` (``followup.channels.line.quick_reply``)."""
+    from followup.channels.line import quick_reply
 
-
-def with_survey_buttons(
-    slack_blocks: list[dict[str, Any]] | None,
-    line_messages: list[dict[str, Any]] | None,
-    survey: Survey,
-    token: str,
-    survey_url: str,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
-    """A survey touch's chat payloads with the answer buttons added (Slack rows, LINE quick reply)."""
-    blocks = [*(slack_blocks or []), *slack_survey_blocks(survey, token, survey_url=survey_url)][:50]
-    messages = list(line_messages) if line_messages else None
-    if messages:
-        messages[-1] = {**messages[-1], "quickReply": line_quick_reply(survey, token)}
-    return blocks, messages
+    return quick_reply(answer_buttons(survey, token))

@@ -16,8 +16,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from followup.channels import MESSAGE_CHANNELS
 from followup.config.context import AppContext
 from followup.config.schema import Policy
+from followup.db.addresses import address_columns, addresses_of
 from followup.db.models import (
     ChannelOptOut,
     DeliveryAttempt,
@@ -38,7 +40,6 @@ from followup.flags.rules import (
 )
 from followup.vocab import ACTIVE_STATUSES, DELIVERED_TOUCH_STATUSES, TouchStatus
 
-MESSAGE_CHANNELS = ("email", "slack", "line")
 ENGAGEMENT_KINDS = ("reply", "answer", "button")
 # the touches a history holds: delivered ones (contact) and failed sends (kept, never contact)
 HISTORY_TOUCH_STATUSES = (*DELIVERED_TOUCH_STATUSES, TouchStatus.FAILED.value)
@@ -76,9 +77,7 @@ def load_histories(session: Session, policy: Policy, now: datetime) -> list[Hold
             OfferHolder.start_date,
             OfferHolder.track,
             OfferHolder.department,
-            OfferHolder.email,
-            OfferHolder.slack_user_id,
-            OfferHolder.line_user_id,
+            *address_columns(),
         )
         .where(*active)
         .order_by(OfferHolder.id)
@@ -147,7 +146,7 @@ def load_histories(session: Session, policy: Policy, now: datetime) -> list[Hold
     today = now.astimezone(policy.organization.tz).date()
     out: list[HolderHistory] = []
     for row in holders:
-        (hid, ext, name, status, offer, accepted, start, track, dept, email, slack, line) = row
+        (hid, ext, name, status, offer, accepted, start, track, dept) = row[:9]
         cadence, phase = holder_phase(
             policy,
             track=track,
@@ -157,7 +156,7 @@ def load_histories(session: Session, policy: Policy, now: datetime) -> list[Hold
             start_date=start,
             today=today,
         )
-        contacts = {"email": email, "slack": slack, "line": line}
+        contacts = addresses_of(row)
         # only the channels the cadence uses (the current phase's, else any phase's) can reach the holder
         usable = _cadence_channels(policy, cadence, phase)
         reachable = tuple(

@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from followup.config import Policy
+from followup.db.addresses import address_fields, clear_addresses
 from followup.db.models import (
     AuditEntry,
     DeliveryAttempt,
@@ -26,7 +27,10 @@ from followup.db.models import (
     Touch,
 )
 
-_CONTACT_FIELDS = ("name", "email", "line_user_id", "slack_user_id", "mentor_email")
+
+def _contact_fields() -> tuple[str, ...]:
+    """The change-log fields that hold personal data: the name, the mentor and every channel address."""
+    return ("name", "email", *address_fields().values(), "mentor_email")
 
 
 def erased_id_hash(external_id: str) -> str:
@@ -57,12 +61,13 @@ def erase_holder(session: Session, holder: OfferHolder, policy: Policy, *, now: 
     )
     holder.external_id = pseudonym
     holder.name = "(削除済み)"
-    holder.email = holder.line_user_id = holder.slack_user_id = holder.mentor_email = None
+    clear_addresses(holder)
+    holder.email = holder.mentor_email = None
     holder.decline_reason = None
     holder.erased_at = now
     session.execute(
         update(HolderChange)
-        .where(HolderChange.holder_id == holder.id, HolderChange.field.in_(_CONTACT_FIELDS))
+        .where(HolderChange.holder_id == holder.id, HolderChange.field.in_(_contact_fields()))
         .values(old_value=None, new_value=None)
     )
     session.execute(update(HolderChange).where(HolderChange.holder_id == holder.id).values(note=None))

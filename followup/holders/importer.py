@@ -18,16 +18,15 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from followup.channels import channel_classes
+from followup.db.addresses import get_field, set_address
 from followup.db.models import AuditEntry, HolderChange, OfferHolder
 from followup.errors import ImportRowsError, Problem, UserInputError
 from followup.vocab import HOLDER_STATUSES
 
-COLUMNS = (
+BASE_COLUMNS = (
     "external_id",
     "name",
-    "email",
-    "line_user_id",
-    "slack_user_id",
     "track",
     "department",
     "offer_date",
@@ -36,7 +35,7 @@ COLUMNS = (
     "mentor_email",
 )
 OPTIONAL_COLUMNS = ("accepted_date", "decline_reason")
-HEADER_ALIASES = {
+_BASE_ALIASES = {
     "内定者id": "external_id",
     "内定者番号": "external_id",
     "応募者id": "external_id",
@@ -44,14 +43,6 @@ HEADER_ALIASES = {
     "id": "external_id",
     "氏名": "name",
     "名前": "name",
-    "メールアドレス": "email",
-    "メール": "email",
-    "lineユーザーid": "line_user_id",
-    "line id": "line_user_id",
-    "lineid": "line_user_id",
-    "slackユーザーid": "slack_user_id",
-    "slack id": "slack_user_id",
-    "slackid": "slack_user_id",
     "採用区分": "track",
     "区分": "track",
     "部署": "department",
@@ -92,16 +83,38 @@ TRANSITIONS = {
     "declined": {"offered"},
     "withdrawn": {"offered"},
 }
-FIELD_LIMITS = {  # the database column sizes (followup/db/models.py)
+_BASE_LIMITS = {  # the database column sizes (followup/db/models.py)
     "external_id": 64,
     "name": 200,
-    "email": 320,
-    "line_user_id": 64,
-    "slack_user_id": 64,
     "track": 64,
     "department": 200,
     "mentor_email": 320,
 }
+
+
+def channel_columns() -> tuple[str, ...]:
+    """The address column of every registered channel (email, line_user_id, slack_user_id, …)."""
+    return tuple(dict.fromkeys(c.address_field for c in channel_classes()))
+
+
+def columns() -> tuple[str, ...]:
+    """The CSV columns, in the documented order: the channels' address columns after the name."""
+    return (*BASE_COLUMNS[:2], *channel_columns(), *BASE_COLUMNS[2:])
+
+
+def header_aliases() -> dict[str, str]:
+    aliases = dict(_BASE_ALIASES)
+    for channel in channel_classes():
+        aliases.update(dict.fromkeys(channel.address_aliases, channel.address_field))
+    return aliases
+
+
+def field_limits() -> dict[str, int]:
+    limits = {"external_id": 64, "name": 200}
+    limits.update({c.address_field: c.address_max_length for c in channel_classes()})
+    return {**limits, **_BASE_LIMITS}
+
+
 _DATE = re.compile(r"^\s*(\d{4})\s*[-/年.]\s*(\d{1,2})\s*[-/月.]\s*(\d{1,2})\s*日?\s*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -114,8 +127,6 @@ class HolderRow:
     external_id: str
     name: str
     email: str | None
-    line_user_id: str | None
-    slack_user_id: str | None
     track: str
     department: str | None
     offer_date: date
@@ -124,7 +135,18 @@ class HolderRow:
     mentor_email: str | None
     accepted_date: date | None = None
     decline_reason: str | None = None
-    columns: frozenset[str] = frozenset(COLUMNS)  # the file's columns: an update touches only these
+    columns: frozenset[str] = frozenset()  # the file's columns: an update touches only these
+    contact: tuple[tuple[str, str | None], ...] = ()  # (address field, value) per registered channel
+
+    def address(self, field: str) -> str | None:
+        return dict(self.contact).get(field)
+
+    def addresses(self) -> dict[str, str | None]:
+        """channel name → address, for every registered channel."""
+        return {
+            c.name: self.email if c.address_field == "email" else self.address(c.address_field)
+            for c in channel_classes()
+        }
 
 
 @dataclass(frozen=True)
@@ -159,7 +181,7 @@ def parse_date(text: str) -> date:
 
 def _header_key(raw: str) -> str:
     cleaned = raw.strip().lower()
-    return HEADER_ALIASES.get(cleaned, cleaned)
+    return header_aliases().get(cleaned, cleaned)
 
 
 def _parse_row(line: int, values: dict[str, str], seen: dict[str, int]) -> tuple[HolderRow | None, list[str]]:
@@ -208,13 +230,13 @@ def _parse_row(line: int, values: dict[str, str], seen: dict[str, int]) -> tuple
     mentor = optional("mentor_email")
     if mentor is not None and not _EMAIL.match(mentor):
         errors.append(f"mentor_email {mentor!r} is not an email address")
-    line_id, slack_id = optional("line_user_id"), optional("slack_user_id")
-    for key, limit in FIELD_LIMITS.items():
+    contact = tuple((field, optional(field)) for field in channel_columns() if field != "email")
+    for key, limit in field_limits().items():
         value = optional(key)
         if value is not None and len(value) > limit:
             errors.append(f"{key} is longer than {limit} characters")
-    if not (email or line_id or slack_id):
-        errors.append("no contact channel: give at least one of email, line_user_id, slack_user_id")
+    if not (email or any(value for _, value in contact)):
+        errors.append(f"no contact channel: give at least one of {', '.join(channel_columns())}")
     if errors:
         return None, errors
     assert external_id and name and offer and start
@@ -224,8 +246,6 @@ def _parse_row(line: int, values: dict[str, str], seen: dict[str, int]) -> tuple
             external_id=external_id,
             name=name,
             email=email,
-            line_user_id=line_id,
-            slack_user_id=slack_id,
             track=track,
             department=optional("department"),
             offer_date=offer,
@@ -234,6 +254,7 @@ def _parse_row(line: int, values: dict[str, str], seen: dict[str, int]) -> tuple
             mentor_email=mentor,
             accepted_date=dates["accepted_date"],
             decline_reason=optional("decline_reason"),
+            contact=contact,
         ),
         [],
     )
@@ -256,7 +277,7 @@ def read_holders_csv(
     except StopIteration:
         raise ImportRowsError(Problem(path, 1, None, "the file is empty")) from None
     keys = [_header_key(h) for h in header]
-    known = set(COLUMNS) | set(OPTIONAL_COLUMNS)
+    known = set(columns()) | set(OPTIONAL_COLUMNS)
     header_problems = [
         f"unknown column {raw!r}" for raw, key in zip(header, keys, strict=True) if key not in known
     ]
@@ -351,16 +372,8 @@ def change_start_date(
     holder.start_date = new_date
 
 
-_PLAIN_FIELDS = (
-    "name",
-    "email",
-    "line_user_id",
-    "slack_user_id",
-    "track",
-    "department",
-    "offer_date",
-    "mentor_email",
-)
+_NOT_HOLDER_FIELDS = ("line", "columns", "contact")
+_PLAIN_FIELDS = ("name", "email", "track", "department", "offer_date", "mentor_email")
 
 
 def import_holders(
@@ -385,10 +398,12 @@ def import_holders(
         holder = existing.get(row.external_id)
         if holder is None:
             holder = OfferHolder(
-                **{f.name: getattr(row, f.name) for f in fields(row) if f.name not in ("line", "columns")},
+                **{f.name: getattr(row, f.name) for f in fields(row) if f.name not in _NOT_HOLDER_FIELDS},
                 created_at=now,
                 updated_at=now,
             )
+            for field, value in row.contact:
+                set_address(holder, field, value)
             if holder.status in ("accepted", "joined") and holder.accepted_date is None:
                 holder.accepted_date = row.offer_date
             session.add(holder)
@@ -403,6 +418,13 @@ def import_holders(
             if getattr(holder, name) != new:
                 _record(session, holder, name, getattr(holder, name), new, now, source)
                 setattr(holder, name, new)
+                changed = True
+        for name, new in row.contact:
+            if name not in row.columns:
+                continue
+            if get_field(holder, name) != new:
+                _record(session, holder, name, get_field(holder, name), new, now, source)
+                set_address(holder, name, new)
                 changed = True
         if holder.start_date != row.start_date:
             change_start_date(session, holder, row.start_date, at=now, source=source)

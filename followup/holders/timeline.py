@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from followup.db.addresses import address_record
 from followup.db.models import (
     ChannelOptOut,
     EngagementEvent,
@@ -71,8 +72,7 @@ def holder_record(holder: OfferHolder, opted_out: list[str]) -> dict[str, Any]:
         "external_id": holder.external_id,
         "name": holder.name,
         "email": holder.email,
-        "line_user_id": holder.line_user_id,
-        "slack_user_id": holder.slack_user_id,
+        **address_record(holder),
         "track": holder.track,
         "department": holder.department,
         "status": holder.status,

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from followup.calendar import BusinessCalendar
 from followup.config.context import AppContext
 from followup.config.schema import Policy
+from followup.db.addresses import address_columns, addresses_of
 from followup.db.models import ChannelOptOut, OfferHolder, SchedulerLease, Touch
 from followup.durations import shift_moment
 from followup.planning.planner import (
@@ -89,9 +90,7 @@ def load_snapshots(
         OfferHolder.offer_date,
         OfferHolder.accepted_date,
         OfferHolder.start_date,
-        OfferHolder.email,
-        OfferHolder.line_user_id,
-        OfferHolder.slack_user_id,
+        *address_columns(),
         OfferHolder.timezone,
         OfferHolder.erased_at,
     ).where(or_(OfferHolder.status.in_(sorted(ACTIVE_STATUSES)), OfferHolder.id.in_(pending_holders)))
@@ -101,7 +100,7 @@ def load_snapshots(
 
     holders: list[HolderSnapshot] = []
     for row in session.execute(holder_query):
-        contact = {"email": row.email, "line": row.line_user_id, "slack": row.slack_user_id}
+        contact = addresses_of(row)
         reachable = frozenset(c for c, v in contact.items() if v) - opted_out.get(row.id, set())
         holders.append(
             HolderSnapshot(

@@ -10,8 +10,8 @@ One directory per message::
     subject.j2        one line (required)
     text.j2           plain text, also the Slack/LINE body (required)
     html.j2           email HTML, extends ``messages/<locale>/_layout.html.j2`` (optional)
-    slack.json.j2     Slack blocks (optional; a default is built from the text)
-    line.json.j2      LINE messages (optional; a default is built from the text)
+    <channel>.json.j2 the channel's rich parts, e.g. slack.json.j2 (Slack blocks), line.json.j2 (LINE
+                      messages); optional: the channel builds a default from the text
 
 JSON templates see the usual context plus ``rendered.subject`` / ``rendered.text`` and embed strings with
 ``| tojson``, which always yields a valid JSON string literal.
@@ -34,14 +34,13 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from followup.channels import channel_classes
 from followup.vocab import WEEKDAYS_JA
 
 __all__ = [
     "MessageTemplates",
     "RenderedMessage",
     "TemplateProblem",
-    "default_line_messages",
-    "default_slack_blocks",
     "edate",
     "edatetime",
     "honorific",
@@ -52,14 +51,6 @@ __all__ = [
 
 DEFAULT_LOCALE = "ja"
 JST = timezone(timedelta(hours=9), "JST")  # Japan has no DST: a fixed offset needs no tz database
-
-LINE_TEXT_LIMIT = 5000  # LINE Messaging API: text message length
-LINE_MAX_MESSAGES = 5  # LINE Messaging API: messages per push
-LINE_ALT_TEXT_LIMIT = 400
-LINE_BUTTONS_TEXT_LIMIT = 160
-SLACK_HEADER_LIMIT = 150
-SLACK_SECTION_LIMIT = 3000
-SLACK_MAX_BLOCKS = 50
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _LOCALE_RE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?$")
@@ -82,13 +73,12 @@ _LABELS: dict[str, dict[str, str]] = {
 
 @dataclass(frozen=True)
 class RenderedMessage:
-    """One touch rendered for every channel; channels pick the parts they can show."""
+    """One touch rendered for every channel; ``parts[name]`` is channel ``name``'s rich parts (or None)."""
 
     subject: str
     text: str
     html: str | None
-    slack_blocks: list[dict[str, Any]] | None
-    line_messages: list[dict[str, Any]] | None
+    parts: dict[str, list[dict[str, Any]] | None]
 
 
 class TemplateProblem(Exception):
@@ -349,19 +339,16 @@ class MessageTemplates:
         survey_url = context.get("survey_url")
         labels = _LABELS.get(loc, _LABELS[DEFAULT_LOCALE])
 
-        slack_name = self._optional(rel, "slack.json.j2")
-        if slack_name:
-            slack_blocks = self._render_json(slack_name, json_context, "blocks", _check_slack)
-        else:
-            slack_blocks = default_slack_blocks(subject, text, survey_url, labels["survey_button"])
-
-        line_name = self._optional(rel, "line.json.j2")
-        if line_name:
-            line_messages = self._render_json(line_name, json_context, "messages", _check_line)
-        else:
-            line_messages = default_line_messages(subject, text, survey_url, labels)
-
-        return RenderedMessage(subject, text, html, slack_blocks, line_messages)
+        parts: dict[str, list[dict[str, Any]] | None] = {}
+        for channel in channel_classes():
+            json_name = self._optional(rel, f"{channel.name}.json.j2")
+            if json_name:
+                parts[channel.name] = self._render_json(
+                    json_name, json_context, channel.template_key, channel.check_parts
+                )
+            else:
+                parts[channel.name] = channel.default_parts(subject, text, survey_url, labels)
+        return RenderedMessage(subject, text, html, parts)
 
     def _render_json(
         self,
@@ -410,106 +397,6 @@ def _tidy_text(text: str) -> str:
     """Drop trailing spaces and blank-line runs that conditional blocks leave behind."""
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
-
-
-# --- default channel payloads --------------------------------------------------------------------------
-
-
-def _chunks(text: str, limit: int) -> list[str]:
-    """Split at paragraph, then line, boundaries so no piece exceeds ``limit`` characters."""
-    pieces: list[str] = []
-    current = ""
-    for para in text.split("\n"):
-        while len(para) > limit:
-            if current:
-                pieces.append(current)
-                current = ""
-            pieces.append(para[:limit])
-            para = para[limit:]
-        candidate = f"{current}\n{para}" if current else para
-        if len(candidate) > limit:
-            pieces.append(current)
-            current = para
-        else:
-            current = candidate
-    if current.strip():
-        pieces.append(current)
-    return [p for p in pieces if p.strip()]
-
-
-def _slack_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def default_slack_blocks(
-    subject: str, text: str, survey_url: str | None, button_label: str = _LABELS["ja"]["survey_button"]
-) -> list[dict[str, Any]]:
-    """Header + mrkdwn sections (Slack caps a section at 3000 chars) + a survey button when there is one."""
-    blocks: list[dict[str, Any]] = [
-        {
-            "type": "header",
-            "text": {"type": "plain_text", "text": _truncate(subject, SLACK_HEADER_LIMIT), "emoji": True},
-        }
-    ]
-    room = SLACK_MAX_BLOCKS - len(blocks) - (1 if survey_url else 0)
-    sections = _chunks(_slack_escape(text), SLACK_SECTION_LIMIT)[:room]
-    blocks.extend({"type": "section", "text": {"type": "mrkdwn", "text": s}} for s in sections)
-    if survey_url:
-        blocks.append(
-            {
-                "type": "actions",
-                "elements": [
-                    {
-                        "type": "button",
-                        "action_id": "open_survey",
-                        "style": "primary",
-                        "text": {"type": "plain_text", "text": button_label, "emoji": True},
-                        "url": survey_url,
-                    }
-                ],
-            }
-        )
-    return blocks
-
-
-def default_line_messages(
-    subject: str, text: str, survey_url: str | None, labels: Mapping[str, str] = _LABELS["ja"]
-) -> list[dict[str, Any]]:
-    """One text message (LINE caps it at 5000 chars) and, with a survey, a buttons template linking to it."""
-    body = _truncate(f"{subject}\n\n{text}".strip(), LINE_TEXT_LIMIT)
-    messages: list[dict[str, Any]] = [{"type": "text", "text": body}]
-    if survey_url:
-        messages.append(
-            {
-                "type": "template",
-                "altText": _truncate(f"{labels['line_survey_text']} {survey_url}", LINE_ALT_TEXT_LIMIT),
-                "template": {
-                    "type": "buttons",
-                    "text": _truncate(labels["line_survey_text"], LINE_BUTTONS_TEXT_LIMIT),
-                    "actions": [{"type": "uri", "label": labels["line_survey_label"], "uri": survey_url}],
-                },
-            }
-        )
-    return messages
-
-
-def _check_slack(blocks: list[dict[str, Any]]) -> str | None:
-    if len(blocks) > SLACK_MAX_BLOCKS:
-        return f"Slack allows at most {SLACK_MAX_BLOCKS} blocks, got {len(blocks)}"
-    return None
-
-
-def _check_line(messages: list[dict[str, Any]]) -> str | None:
-    if not 1 <= len(messages) <= LINE_MAX_MESSAGES:
-        return f"LINE sends 1 to {LINE_MAX_MESSAGES} messages at once, got {len(messages)}"
-    for i, message in enumerate(messages):
-        if message["type"] == "text" and len(str(message.get("text", ""))) > LINE_TEXT_LIMIT:
-            return f"LINE message {i + 1}: text longer than {LINE_TEXT_LIMIT} characters"
-    return None
 
 
 # --- sample data ---------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from premailer import Premailer
 
+from followup.channels.email import EmailPolicy
 from followup.config.schema import Policy
 from followup.report.data import WeeklyReport
 
@@ -93,7 +94,7 @@ def render_text(report: WeeklyReport, *, templates_root: Path | None = None) -> 
 def build_email(report: WeeklyReport, policy: Policy, *, templates_root: Path | None = None) -> EmailMessage:
     """The report as one MIME message to the HR addresses of ``report.weekly.to``; pure (no clock:
     the Date header is the report's ``now``)."""
-    sender = policy.channels.email
+    sender = policy.channels.of(EmailPolicy)
     msg = EmailMessage(policy=email_policy.SMTP)
     msg["From"] = Address(display_name=sender.sender_name, addr_spec=sender.sender)
     msg["To"] = ", ".join(policy.report.weekly.to)

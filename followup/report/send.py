@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from followup.channels.email import SmtpSettings, send_over_smtp
+from followup.channels.email import EmailPolicy, SmtpSettings, send_over_smtp
 from followup.config import Policy, resolve_env
 from followup.config.context import AppContext
 from followup.db.models import ReportRun
@@ -56,7 +56,7 @@ def send_weekly_report(context: AppContext, now: datetime) -> Path | str:
             session.rollback()
             return ""
         msg = build_email(report, policy, templates_root=context.templates_root)
-        smtp_url = resolve_env(policy.channels.email.smtp_url)
+        smtp_url = resolve_env(policy.channels.of(EmailPolicy).smtp_url)
         result: Path | str
         if smtp_url:
             transmit(msg, smtp_url)
