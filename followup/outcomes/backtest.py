@@ -12,7 +12,9 @@ happened up to that moment. From that:
   which is when HR is warned) per 100 holders per month of follow-up.
 
 Withdrawn and rejected holders are not counted (the company ended it), nor holders still in follow-up
-at the end of the record, nor declines whose date the history does not know (``undated``).
+at the end of the record, nor declines whose date the history does not know (``undated``), nor
+holders never in follow-up (imported as joined or declined) or declined before the first replayed day
+(``unobserved``).
 
 Fast, exactly: the rules answer every "how many / since when" with a binary search over the sorted
 history, so a history holding the whole season evaluated at ``now`` equals the history truncated at
@@ -49,7 +51,7 @@ DEFAULT_HORIZON_DAYS = 90  # a flag raised earlier than this before a decline is
 @dataclass(frozen=True, slots=True)
 class HolderReplay:
     external_id: str
-    outcome: str  # declined | joined | open | undated
+    outcome: str  # declined | joined | open | undated | unobserved (never followed, or declined before)
     first_flag: date | None
     first_rules: tuple[str, ...]  # the rules that fired on the first flagged day
     lead_days: int | None  # declined: days from the first flag to the decline
@@ -148,6 +150,7 @@ class BacktestResult:
             "false_alarms_per_100_per_month": self.false_alarms_per_100_per_month,
             "open": len(self._of("open")),
             "undated_declines": len(self._of("undated")),
+            "unobserved": len(self._of("unobserved")),
             "evaluations": self.evaluations,
             "decliners": [
                 {
@@ -248,6 +251,8 @@ class _Replayer:
 
     def replay(self, holder: HolderRecord, strategy: Strategy) -> HolderReplay:
         outcome, first, last = self.window(holder)
+        if not holder.followed:
+            return HolderReplay(holder.external_id, "unobserved", None, (), None, 0, 0, 0)
         match = self.policy.cadence_for(holder.track, holder.department)
         cadence = match[0] if match else None
         season = self.season
@@ -255,7 +260,8 @@ class _Replayer:
         responses = season.responses.get(holder.holder_id, ())
         engagement = season.engagement.get(holder.holder_id, ())
         opt_outs = season.opt_outs.get(holder.holder_id, ())
-        if last < first:
+        if last < first:  # e.g. declined before follow-up began: nothing the rules could have seen
+            outcome = "unobserved" if outcome == "declined" else outcome
             return HolderReplay(holder.external_id, outcome, None, (), None, 0, 0, 0)
         states = (
             self._naive(holder, cadence, first, last, touches, responses, engagement, opt_outs)

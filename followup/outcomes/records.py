@@ -28,6 +28,7 @@ class HolderRecord:
     declined_at: datetime | None = None  # when the status changed to declined (lifecycle history)
     left_date: date | None = None  # 退職日 after joining
     contacts: tuple[str, ...] = ("email",)  # message channels with an address (email, slack, line)
+    followed: bool = True  # False: never in follow-up (imported as joined or declined, never active)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,7 @@ class Season:
     engagement: dict[int, tuple[datetime, ...]] = field(default_factory=dict)
     opt_outs: dict[int, tuple[OptOut, ...]] = field(default_factory=dict)
     surveys: tuple[SurveySent, ...] = ()
-    events_held: tuple[str, ...] = ()  # configured events that took place within the season
+    events_upcoming: tuple[str, ...] = ()  # configured events not yet held when the record ends
 
     def only(self, holder_ids: set[int]) -> Season:
         """The same season restricted to some holders (a season year, an experiment arm)."""
@@ -77,7 +78,7 @@ class Season:
             engagement=keep(self.engagement),  # type: ignore[arg-type]
             opt_outs=keep(self.opt_outs),  # type: ignore[arg-type]
             surveys=tuple(s for s in self.surveys if s.holder_id in holder_ids),
-            events_held=self.events_held,
+            events_upcoming=self.events_upcoming,
         )
 
 
