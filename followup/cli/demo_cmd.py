@@ -83,7 +83,9 @@ def register(app: typer.Typer) -> None:
 
             out.print(backtest_table(result.backtest))
         if result.season_html is not None:
-            out.print(f"シーズンレポート (HTML): [cyan]{result.season_html}[/] — 承諾率・辞退理由・検証・費用")
+            out.print(
+                f"シーズンレポート (HTML): [cyan]{result.season_html}[/] — 承諾率・辞退理由・検証・費用"
+            )
         out.print(f"送信されたメッセージ (outbox): [cyan]{result.outbox}[/]")
         out.print(
             f"データベース: [cyan]{directory / 'followup.db'}[/] — 例: "

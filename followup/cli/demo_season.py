@@ -31,9 +31,9 @@ from followup.engagement.surveys import record_response
 from followup.flags.rules import FlagDecision
 from followup.flags.store import evaluate_and_persist
 from followup.holders.importer import change_status, find_holder, import_holders, read_holders_csv
-from followup.planning.store import plan_tick
 from followup.outcomes.backtest import BacktestResult
 from followup.outcomes.store import load_season
+from followup.planning.store import plan_tick
 from followup.report import build_report, render_html, send_weekly_report
 from followup.report.season import build_season_report, render_season_html
 

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -25,7 +26,8 @@ PolicyOption = Annotated[
     typer.Option("--policy", help="A policy YAML to compare (repeat for side by side; default: --config)."),
 ]
 SeasonOption = Annotated[
-    int | None, typer.Option("--season", help="Only holders starting in this fiscal year (入社年度), e.g. 2027.")
+    int | None,
+    typer.Option("--season", help="Only holders starting in this fiscal year (入社年度), e.g. 2027."),
 ]
 
 
@@ -62,14 +64,21 @@ def backtest_table(results: list[BacktestResult]) -> Table:
         f"検知 (flagged within {horizon}d before)" if horizon else "検知 (flagged before)",
         [f"{r.decliners_flagged} ({pct(r.recall)})" for r in results],
     )
-    for label, index in (("リードタイム中央値 (median lead, days)", 1), ("第1四分位 (Q1)", 0), ("第3四分位 (Q3)", 2)):
+    for label, index in (
+        ("リードタイム中央値 (median lead, days)", 1),
+        ("第1四分位 (Q1)", 0),
+        ("第3四分位 (Q3)", 2),
+    ):
         row(label, [num(q[index]) if (q := r.lead_quartiles()) else "—" for r in results])
     row("入社者 (joined)", [str(r.joined) for r in results])
     row("うちフラグあり (joined, flagged)", [str(r.joined_flagged) for r in results])
     row("誤警報/100人・月 (false alarms)", [num(r.false_alarms_per_100_per_month) for r in results])
     row(
         "最初のルール (first rule)",
-        [", ".join(f"{RULE_LABELS.get(k, k)} {n}" for k, n in r.first_rules().most_common(3)) or "—" for r in results],
+        [
+            ", ".join(f"{RULE_LABELS.get(k, k)} {n}" for k, n in r.first_rules().most_common(3)) or "—"
+            for r in results
+        ],
     )
     return table
 
@@ -78,9 +87,12 @@ def backtest(
     ctx: typer.Context,
     policy: PolicyOption = None,
     season: SeasonOption = None,
-    now: Annotated[str | None, typer.Option("--now", help="The record ends here (ISO 8601; default now).")] = None,
+    now: Annotated[
+        str | None, typer.Option("--now", help="The record ends here (ISO 8601; default now).")
+    ] = None,
     horizon: Annotated[
-        int, typer.Option("--horizon", min=1, help="Days before a decline in which a flag counts as its warning.")
+        int,
+        typer.Option("--horizon", min=1, help="Days before a decline in which a flag counts as its warning."),
     ] = 90,
     as_json: Annotated[bool, typer.Option("--json", help="The results as JSON on stdout.")] = False,
 ) -> None:
@@ -102,7 +114,8 @@ def backtest(
     out.print(backtest_table(results))
     out.print(
         f"内定者 {len(recorded.holders)}名、評価 {sum(r.evaluations for r in results)}回。"
-        "検知率 = 辞退前にフラグが立った辞退者の割合、誤警報 = 入社者にフラグが立った回数(100人・1か月あたり)。",
+        "検知率 = 辞退前にフラグが立った辞退者の割合、"
+        "誤警報 = 入社者にフラグが立った回数(100人・1か月あたり)。",
         markup=False,
         highlight=False,
     )
@@ -150,3 +163,82 @@ def _pct(value: float | None) -> str:
 
 def register(app: typer.Typer) -> None:
     app.command("backtest")(backtest)
+
+
+def compare_cadences(
+    context: AppContext,
+    snapshots: list[Any],
+    paths: list[Path],
+    first: date,
+    last: date,
+    *,
+    arms: bool,
+    json_out: Path | None,
+) -> None:
+    """``simulate --policy A.yaml --policy B.yaml``: the cadences side by side (nothing is sent)."""
+    from followup.labels import CHANNEL_LABELS, RULE_LABELS
+    from followup.outcomes.compare import compare_arms, summarize_cadence
+
+    policies = load_policies(context, paths)
+    summaries = [summarize_cadence(label, snapshots, p, first, last) for label, p in policies]
+    table = Table(title=f"ケイデンスの比較 {first} → {last} (cadences side by side; nothing is sent)")
+    table.add_column("指標 (metric)")
+    for s in summaries:
+        table.add_column(s.label, justify="right")
+    rows: list[tuple[str, list[str]]] = [
+        ("内定者 (holders followed)", [str(s.holders) for s in summaries]),
+        ("接点 (touches)", [str(s.touches) for s in summaries]),
+        (
+            "1人1か月あたり (per holder per month)",
+            [f"{s.per_holder_month:.2f}" if s.per_holder_month is not None else "—" for s in summaries],
+        ),
+    ]
+    for rule in ("over_contacted", "neglected", "unreachable"):
+        rows.append(
+            (f"{RULE_LABELS[rule]}の予測 (holders, {rule})", [str(s.flagged[rule]) for s in summaries])
+        )
+    channels = sorted({c for s in summaries for c in s.by_channel})
+    for channel in channels:
+        rows.append(
+            (
+                f"{CHANNEL_LABELS.get(channel, channel)} (load)",
+                [str(s.by_channel.get(channel, 0)) for s in summaries],
+            )
+        )
+    rows.append(("送信日の平均件数 (per busy day)", [f"{s.mean_per_busy_day:.1f}" for s in summaries]))
+    rows.append(("最多の日 (peak day)", [f"{s.peak_day} ({s.peak_count})" for s in summaries]))
+    for label, values in rows:
+        table.add_row(label, *values)
+    out.print(table)
+    document: dict[str, Any] = {"cadences": [s.to_json() for s in summaries]}
+    if arms:
+        names = [label for label, _ in policies]
+        comparison = compare_arms([(h.external_id, h.status) for h in snapshots], names)
+        arm_table = Table(title="実験群の結果 (experiment arms by hash of external_id, Wilson 95% CI)")
+        for column in ("群 (arm)", "内定者", "承諾・入社", "辞退", "内定承諾率", "95%区間"):
+            arm_table.add_column(column, justify="right")
+        for a in comparison.arms:
+            ci = a.interval
+            arm_table.add_row(
+                a.arm,
+                str(a.holders),
+                str(a.accepted),
+                str(a.declined),
+                _pct(a.rate),
+                f"{ci[0] * 100:.1f}–{ci[1] * 100:.1f}%" if ci else "—",
+            )
+        out.print(arm_table)
+        if comparison.interval is not None and comparison.difference is not None:
+            low, high = comparison.interval
+            out.print(
+                f"差 {names[0]} − {names[1]}: {comparison.difference * 100:+.1f}ポイント "
+                f"(95%区間 {low * 100:+.1f}〜{high * 100:+.1f})。{comparison.verdict()}",
+                markup=False,
+                highlight=False,
+            )
+        else:
+            out.print(comparison.verdict(), markup=False, highlight=False)
+        document["arms"] = comparison.to_json()
+    if json_out is not None:
+        json_out.write_text(json.dumps(document, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        out.print(f"比較結果を {json_out} に書き出しました", markup=False, highlight=False)

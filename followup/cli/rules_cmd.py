@@ -80,7 +80,7 @@ def report(
         bool, typer.Option("--season", help="The season report instead: outcomes, backtest, cost.")
     ] = False,
     year: Annotated[int | None, typer.Option("--year", help="--season: only this 入社年度.")] = None,
-    policy: Annotated[
+    policy_files: Annotated[
         list[Path] | None, typer.Option("--policy", help="--season: backtest these policies side by side.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="--season: the figures as JSON on stdout.")] = False,
@@ -91,7 +91,7 @@ def report(
     if season:
         from followup.cli.outcomes_cmd import season_report
 
-        season_report(context, now=now, out_file=out_file, as_json=as_json, year=year, policies=policy)
+        season_report(context, now=now, out_file=out_file, as_json=as_json, year=year, policies=policy_files)
         return
     moment = parse_now(now, context)
     policy = context.policy

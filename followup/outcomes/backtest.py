@@ -95,7 +95,7 @@ class BacktestResult:
             return None
         if len(leads) == 1:
             return (float(leads[0]),) * 3
-        q1, q2, q3 = quantiles(leads, n=4, method="inclusive")
+        q1, _, q3 = quantiles(leads, n=4, method="inclusive")
         return q1, float(median(leads)), q3
 
     @property
@@ -167,9 +167,7 @@ class BacktestResult:
 class _Replayer:
     """One policy, one season: the per-day moments and the engine, shared by every holder."""
 
-    def __init__(
-        self, policy: Policy, season: Season, start: date, end: date, horizon: int | None
-    ) -> None:
+    def __init__(self, policy: Policy, season: Season, start: date, end: date, horizon: int | None) -> None:
         self.policy = policy
         self.horizon = horizon
         self.season = season
@@ -211,14 +209,21 @@ class _Replayer:
         return found
 
     def _state_at(
-        self, holder: HolderRecord, cadence: str | None, day: date, moment: datetime, opt_outs: Sequence[OptOut]
+        self,
+        holder: HolderRecord,
+        cadence: str | None,
+        day: date,
+        moment: datetime,
+        opt_outs: Sequence[OptOut],
     ) -> tuple[str, str | None, tuple[str, ...]]:
         accepted = holder.accepted_date if holder.accepted_date and holder.accepted_date <= day else None
         dates = {"offer": holder.offer_date, "accepted": accepted, "start": holder.start_date}
         phase = current_phase(self.policy, cadence, dates, day)
         opted = {o.channel for o in opt_outs if o.at <= moment}
         usable = self._channels(cadence, phase)
-        reachable = tuple(c for c in MESSAGE_CHANNELS if c in usable and c in holder.contacts and c not in opted)
+        reachable = tuple(
+            c for c in MESSAGE_CHANNELS if c in usable and c in holder.contacts and c not in opted
+        )
         return ("accepted" if accepted else "offered"), phase, reachable
 
     def _history(
@@ -436,7 +441,11 @@ def season_span(season: Season, policy: Policy) -> tuple[date, date]:
         return day, day
     first = min(h.offer_date for h in season.holders)
     recorded = season.recorded_until.astimezone(tz)
-    last_day = recorded.date() if recorded.time() >= policy.report.weekly.time else recorded.date() - timedelta(days=1)
+    last_day = (
+        recorded.date()
+        if recorded.time() >= policy.report.weekly.time
+        else recorded.date() - timedelta(days=1)
+    )
     return first, min(last_day, max(h.start_date for h in season.holders))
 
 

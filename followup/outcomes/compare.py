@@ -203,7 +203,5 @@ def compare_arms(
     outcomes = [ArmOutcome(arm, c["holders"], c["accepted"], c["declined"]) for arm, c in counts.items()]
     first, second = outcomes[0], outcomes[1]
     interval = newcombe(first.accepted, first.holders, second.accepted, second.holders)
-    difference = (
-        first.rate - second.rate if first.rate is not None and second.rate is not None else None
-    )
+    difference = first.rate - second.rate if first.rate is not None and second.rate is not None else None
     return ArmComparison(outcomes, difference, interval)

@@ -1,7 +1,8 @@
 """What follow-up costs and returns (pure), as seeds 003/004 count it.
 
 * External costs: ``budget.channels`` × delivered touches on each channel, ``budget.events`` for the
-  events held by the end of the record (an event still to come is not spent yet), ``budget.tools`` as given (the season's fees).
+  events held by the end of the record (one still to come is not spent yet), ``budget.tools`` as
+  given (the season's fees).
 * Internal costs: for each logged (done) manual touch, ``budget.internal.hours[channel]`` hours ×
   ``budget.internal.hourly_rate`` (the seeds' warning: internal costs are the ones left out).
 * フォロー費用 = external + internal; per holder (every holder followed in the season) and per hire

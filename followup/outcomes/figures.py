@@ -135,15 +135,15 @@ class Outcomes:
             "declines_by_months_since_offer": [
                 {"months": m, "declines": n} for m, n in self.declines_by_months_since_offer
             ],
-            "declines_by_calendar_month": [{"month": m, "declines": n} for m, n in self.declines_by_calendar_month],
+            "declines_by_calendar_month": [
+                {"month": m, "declines": n} for m, n in self.declines_by_calendar_month
+            ],
             "declines_undated": self.declines_undated,
             "surveys": {
                 "sent": self.surveys_sent,
                 "answered": self.surveys_answered,
                 "response_rate": self.response_rate,
-                "by_month": [
-                    {**asdict(m), "response_rate": m.response_rate} for m in self.survey_months
-                ],
+                "by_month": [{**asdict(m), "response_rate": m.response_rate} for m in self.survey_months],
             },
             "early_turnover": {
                 **asdict(self.turnover),

@@ -67,7 +67,9 @@ def load_season(session: Session, policy: Policy, now: datetime, *, year: int | 
         if year is not None and fiscal_year(row.start_date) != year:
             continue
         contacts = tuple(
-            c for c, value in (("email", row.email), ("slack", row.slack_user_id), ("line", row.line_user_id)) if value
+            c
+            for c, value in (("email", row.email), ("slack", row.slack_user_id), ("line", row.line_user_id))
+            if value
         )
         holders.append(
             HolderRecord(
@@ -120,7 +122,10 @@ def load_season(session: Session, policy: Policy, now: datetime, *, year: int | 
     responses: dict[int, list[PulseResponse]] = defaultdict(list)
     for holder_id, score, declining, at in session.execute(
         select(
-            SurveyResponse.holder_id, SurveyResponse.score, SurveyResponse.declining, SurveyResponse.submitted_at
+            SurveyResponse.holder_id,
+            SurveyResponse.score,
+            SurveyResponse.declining,
+            SurveyResponse.submitted_at,
         )
         .where(SurveyResponse.submitted_at <= now)
         .order_by(SurveyResponse.submitted_at)
@@ -129,13 +134,13 @@ def load_season(session: Session, policy: Policy, now: datetime, *, year: int | 
             responses[holder_id].append(PulseResponse(at, score, bool(declining)))
 
     engagement: dict[int, list[datetime]] = defaultdict(list)
-    for holder_id, at in session.execute(
+    for event_holder, at in session.execute(
         select(EngagementEvent.holder_id, EngagementEvent.at)
         .where(EngagementEvent.kind.in_(ENGAGEMENT_KINDS), EngagementEvent.at <= now)
         .order_by(EngagementEvent.at)
     ):
-        if holder_id in wanted:
-            engagement[holder_id].append(at)
+        if event_holder is not None and event_holder in wanted:
+            engagement[event_holder].append(at)
 
     opt_outs: dict[int, list[OptOut]] = defaultdict(list)
     for holder_id, channel, at in session.execute(

@@ -20,7 +20,13 @@ from followup.outcomes.records import HolderRecord, Season, SurveySent
 
 JST = ZoneInfo("Asia/Tokyo")
 START = date(2027, 4, 1)
-REASONS = ("他社への入社を決めたため", "勤務地・条件面の不一致", "仕事内容のイメージの違い", "進学のため", None)
+REASONS = (
+    "他社への入社を決めたため",
+    "勤務地・条件面の不一致",
+    "仕事内容のイメージの違い",
+    "進学のため",
+    None,
+)
 DEPARTMENTS = ("営業部", "開発部", "管理部")
 
 

@@ -115,7 +115,12 @@ def bar_chart(
         if values:
             bars = ax.bar(positions, values, color=color)
             ax.bar_label(bars, fmt="%g", fontsize=8)
-            ax.set_xticks(positions, list(labels), rotation=30 if len(labels) > 6 else 0, ha="right" if len(labels) > 6 else "center")
+            ax.set_xticks(
+                positions,
+                list(labels),
+                rotation=30 if len(labels) > 6 else 0,
+                ha="right" if len(labels) > 6 else "center",
+            )
         else:
             ax.text(0.5, 0.5, "データがありません", ha="center", va="center", transform=ax.transAxes)
         ax.set_ylabel(ylabel)
@@ -123,7 +128,9 @@ def bar_chart(
         return _png(fig)
 
 
-def rate_chart(labels: Sequence[str], acceptance: Sequence[float | None], decline: Sequence[float | None], title: str) -> bytes:
+def rate_chart(
+    labels: Sequence[str], acceptance: Sequence[float | None], decline: Sequence[float | None], title: str
+) -> bytes:
     """内定承諾率 and 辞退率 (in %) per group, side by side."""
     with matplotlib.rc_context(_style()):
         fig = Figure(figsize=(6.0, 2.8))
@@ -140,7 +147,12 @@ def rate_chart(labels: Sequence[str], acceptance: Sequence[float | None], declin
                 label=label,
                 color=color,
             )
-        ax.set_xticks(positions, list(labels), rotation=30 if len(labels) > 5 else 0, ha="right" if len(labels) > 5 else "center")
+        ax.set_xticks(
+            positions,
+            list(labels),
+            rotation=30 if len(labels) > 5 else 0,
+            ha="right" if len(labels) > 5 else "center",
+        )
         ax.set_ylim(0, 100)
         ax.set_ylabel("%")
         ax.set_title(title)
@@ -148,7 +160,9 @@ def rate_chart(labels: Sequence[str], acceptance: Sequence[float | None], declin
         return _png(fig)
 
 
-def survey_chart(months: Sequence[str], response: Sequence[float | None], pulse: Sequence[float | None]) -> bytes:
+def survey_chart(
+    months: Sequence[str], response: Sequence[float | None], pulse: Sequence[float | None]
+) -> bytes:
     """Monthly survey response rate (bars, %) and mean pulse score (line, 1–5)."""
     with matplotlib.rc_context(_style()):
         fig = Figure(figsize=(6.0, 2.8))
@@ -161,7 +175,13 @@ def survey_chart(months: Sequence[str], response: Sequence[float | None], pulse:
         twin = ax.twinx()
         points = [(p, v) for p, v in zip(positions, pulse, strict=True) if v is not None]
         if points:
-            twin.plot([p for p, _ in points], [v for _, v in points], marker="o", color=COLORS["line"], label="平均スコア")
+            twin.plot(
+                [p for p, _ in points],
+                [v for _, v in points],
+                marker="o",
+                color=COLORS["line"],
+                label="平均スコア",
+            )
         twin.set_ylim(1, 5)
         twin.set_ylabel("平均スコア(5段階)")
         ax.set_title("アンケート回答率と満足度(パルス)の推移")
@@ -181,8 +201,20 @@ def backtest_chart(
         left, right = fig.subplots(1, 2)
         positions = list(range(len(labels)))
         width = 0.38
-        left.bar([p - width / 2 for p in positions], [(r or 0) * 100 for r in recall], width, color=COLORS["sent"], label="検知率(%)")
-        left.bar([p + width / 2 for p in positions], [f or 0 for f in false_alarms], width, color=COLORS["suppressed"], label="誤警報/100人・月")
+        left.bar(
+            [p - width / 2 for p in positions],
+            [(r or 0) * 100 for r in recall],
+            width,
+            color=COLORS["sent"],
+            label="検知率(%)",
+        )
+        left.bar(
+            [p + width / 2 for p in positions],
+            [f or 0 for f in false_alarms],
+            width,
+            color=COLORS["suppressed"],
+            label="誤警報/100人・月",
+        )
         left.set_xticks(positions, list(labels))
         left.set_title("検知率と誤警報")
         left.legend(frameon=False, fontsize=8, loc="upper left")

@@ -144,7 +144,9 @@ def render_season_html(report: SeasonReport, *, templates_root: Path | None = No
     """A standalone HTML page (charts as data: URIs), readable at 390 px."""
     env = _environment(templates_root)
     env.filters.update(yen=_yen, num=_num)
-    images = {c.name: "data:image/png;base64," + base64.b64encode(c.png).decode("ascii") for c in report.charts}
+    images = {
+        c.name: "data:image/png;base64," + base64.b64encode(c.png).decode("ascii") for c in report.charts
+    }
     return env.get_template("season.html.j2").render(
         report=report, images=images, rule_labels=RULE_LABELS, channel_labels=CHANNEL_LABELS
     )
