@@ -11,8 +11,9 @@ Definitions (the hand-checked test in tests/test_outcomes.py pins each one):
   the history does not know is counted under ``unknown``.
 * Survey response rate = answered / surveys delivered; the pulse trend is the monthly mean score.
 * Early turnover (入社後3か月・1年以内の離職率): among holders who joined and were observed for the
-  whole span (start date + 3 months, or + 1 year, on or before ``as_of``, or who already left), the
-  share whose 退職日 falls before the end of the span.
+  whole span (start date + 3 months, or + 1 year, on or before ``as_of``), the share whose 退職日 falls
+  before the end of the span. Holders who joined more recently are left out of that span's rate, or
+  the early leavers among them would inflate it.
 """
 
 from __future__ import annotations
@@ -217,7 +218,7 @@ def compute_outcomes(season: Season, tz: ZoneInfo, as_of: date | None = None) ->
         for label, months in (("3m", 3), ("1y", 12)):
             end = add_months(holder.start_date, months)
             left_early = holder.left_date is not None and holder.left_date < end
-            if end <= as_of or left_early:
+            if end <= as_of:  # only holders observed for the whole span: no bias from recent joiners
                 counts[f"observed_{label}"] += 1
                 counts[f"left_{label}"] += left_early
     turnover = Turnover(counts["observed_3m"], counts["left_3m"], counts["observed_1y"], counts["left_1y"])
