@@ -30,6 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("planning_cmd", "シーズンを送信せずに試算 — preview a whole season, sending nothing"),
     "flags": ("rules_cmd", "要フォローの内定者 — offer holders at risk, riskiest first"),
     "report": ("rules_cmd", "週次リスクレポート — the weekly at-risk report (HTML e-mail)"),
+    "backtest": (
+        "outcomes_cmd",
+        "フラグの検証 — replay a recorded season through the rules (recall, lead time)",
+    ),
     "touch": ("planning_cmd", "個別フォローを記録 — log a phone call, letter or meeting"),
     "demo": ("demo_cmd", "サンプルでシーズンを再生 — play a season on the sample holders"),
     "worker": ("delivery_cmd", "送信ワーカー (Celery) — deliver touches from the broker"),

@@ -78,6 +78,14 @@ def register(app: typer.Typer) -> None:
         out.print(table)
         out.print(f"週次レポート (HTML): [cyan]{result.report_html}[/]  — ブラウザで開いてください")
         out.print(f"週次レポート (メール): [cyan]{result.report_email}[/]")
+        if result.backtest:
+            from followup.cli.outcomes_cmd import backtest_table
+
+            out.print(backtest_table(result.backtest))
+        if result.season_html is not None:
+            out.print(
+                f"シーズンレポート (HTML): [cyan]{result.season_html}[/] — 承諾率・辞退理由・検証・費用"
+            )
         out.print(f"送信されたメッセージ (outbox): [cyan]{result.outbox}[/]")
         out.print(
             f"データベース: [cyan]{directory / 'followup.db'}[/] — 例: "

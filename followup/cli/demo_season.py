@@ -31,8 +31,11 @@ from followup.engagement.surveys import record_response
 from followup.flags.rules import FlagDecision
 from followup.flags.store import evaluate_and_persist
 from followup.holders.importer import change_status, find_holder, import_holders, read_holders_csv
+from followup.outcomes.backtest import BacktestResult
+from followup.outcomes.store import load_season
 from followup.planning.store import plan_tick
 from followup.report import build_report, render_html, send_weekly_report
+from followup.report.season import build_season_report, render_season_html
 
 SEASON_START = date(2026, 4, 1)
 SEASON_END = date(2026, 11, 30)  # a Monday: the weekly report is written for this morning
@@ -43,6 +46,7 @@ DRIFTERS = {
 }
 SIGNALLER = "NG-2027-017"  # answers 他社も検討している from October
 DECLINER = ("NG-2027-021", date(2026, 10, 15), "他社への入社を決めたため")
+DRIFTER_DECLINES = ("NG-2027-012", date(2026, 11, 25), "勤務地・条件面の不一致")  # drifting since 9/14
 OVER_CONTACTED = ("NG-2027-008", date(2026, 11, 24))  # four meetings in one week: over the cap of 3 in 7 days
 OPTS_OUT = ("NG-2027-015", "email", date(2026, 7, 6))  # opts out of e-mail, their only channel
 FORGOTTEN_CALLS = {"NG-2027-023", "NG-2027-024"}  # the president never logs these calls
@@ -59,6 +63,8 @@ class DemoResult:
     answers: int = 0
     replies: int = 0
     days: int = 0
+    season_html: Path | None = None
+    backtest: list[BacktestResult] = field(default_factory=list)
 
 
 @contextmanager
@@ -151,11 +157,13 @@ def _scripted_events(context: AppContext, session: object, day: date) -> None:
     from sqlalchemy.orm import Session
 
     assert isinstance(session, Session)
-    external_id, decline_day, reason = DECLINER
-    if day == decline_day:
-        holder = find_holder(session, external_id)
-        if holder is not None:
-            change_status(session, holder, "declined", at=_at(day, 15, context), reason=reason, source="demo")
+    for external_id, decline_day, reason in (DECLINER, DRIFTER_DECLINES):
+        if day == decline_day:
+            holder = find_holder(session, external_id)
+            if holder is not None:
+                change_status(
+                    session, holder, "declined", at=_at(day, 15, context), reason=reason, source="demo"
+                )
     external_id, channel, opt_day = OPTS_OUT
     if day == opt_day:
         holder = find_holder(session, external_id)
@@ -228,6 +236,15 @@ def run_demo(
             render_html(report, images="data", templates_root=context.templates_root), encoding="utf-8"
         )
         result.report_email = str(send_weekly_report(context, report_time))
+        # the season so far: outcomes, the rules replayed day by day (backtest) and the cost
+        with context.session() as session:
+            recorded = load_season(session, policy, report_time)
+        season = build_season_report(recorded, policy, now=report_time)
+        result.backtest = season.backtests
+        result.season_html = directory / "season-report.html"
+        result.season_html.write_text(
+            render_season_html(season, templates_root=context.templates_root), encoding="utf-8"
+        )
     result.days = days + 1
     dispose_engines()
     return result

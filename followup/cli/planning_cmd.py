@@ -185,6 +185,13 @@ def simulate(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the touch records to this file.")
     ] = None,
+    policy_files: Annotated[
+        list[Path] | None,
+        typer.Option("--policy", help="Compare cadences: repeat for side by side (A.yaml, B.yaml)."),
+    ] = None,
+    arms: Annotated[
+        bool, typer.Option("--arms", help="With --policy: outcomes per experiment arm (hash of the id).")
+    ] = False,
 ) -> None:
     """Preview a whole season: which touches the cadences would create, per holder, phase and month.
     シーズン全体を早送りして、送信せずに接点の予定を表示します。"""
@@ -200,6 +207,11 @@ def simulate(
             snapshots, _ = load_snapshots(session, policy)
     if not snapshots:
         err.print("内定者がいません (no holders): import a CSV or pass --holders", markup=False)
+    if policy_files:
+        from followup.cli.outcomes_cmd import compare_cadences
+
+        compare_cadences(context, snapshots, policy_files, first, last, arms=arms, json_out=json_out)
+        return
     calendar = BusinessCalendar.from_policy(policy)
     with Progress(
         TextColumn("シミュレーション"),

@@ -76,10 +76,23 @@ def report(
         typer.Option("--out", help="HTML file to write (default var/reports/weekly-YYYY-Www.html)."),
     ] = None,
     send: Annotated[bool, typer.Option("--send", help="Also email it to report.weekly.to.")] = False,
+    season: Annotated[
+        bool, typer.Option("--season", help="The season report instead: outcomes, backtest, cost.")
+    ] = False,
+    year: Annotated[int | None, typer.Option("--year", help="--season: only this 入社年度.")] = None,
+    policy_files: Annotated[
+        list[Path] | None, typer.Option("--policy", help="--season: backtest these policies side by side.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="--season: the figures as JSON on stdout.")] = False,
 ) -> None:
     """Build the weekly at-risk report, write it as HTML, and optionally email it.
-    週次リスクレポートを作成します(--send でメール送信)。"""
+    週次リスクレポートを作成します(--send でメール送信、--season でシーズンレポート)。"""
     context: AppContext = ctx.obj
+    if season:
+        from followup.cli.outcomes_cmd import season_report
+
+        season_report(context, now=now, out_file=out_file, as_json=as_json, year=year, policies=policy_files)
+        return
     moment = parse_now(now, context)
     policy = context.policy
     week = iso_week(moment, policy)

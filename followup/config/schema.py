@@ -344,6 +344,55 @@ class SchedulerPolicy(Strict):
     catch_up: IntervalField = Interval(3, "d")  # missed touches older than this are skipped, not burst
 
 
+class InternalCost(Strict):
+    """People's time for human touches: hours per logged (done) manual touch × an hourly rate."""
+
+    hourly_rate: float = Field(0, ge=0)  # 円/時間 (salary + overhead of whoever calls or writes)
+    hours: dict[str, float] = {"phone": 0.5, "letter": 0.5, "meeting": 1.0, "other": 0.5}
+
+    @field_validator("hours")
+    @classmethod
+    def _known_channels(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(MANUAL_CHANNELS))
+        if unknown:
+            raise ValueError(f"hours are per manual channel ({', '.join(MANUAL_CHANNELS)}), not {unknown}")
+        if any(hours < 0 for hours in value.values()):
+            raise ValueError("hours cannot be negative")
+        return value
+
+
+class Budget(Strict):
+    """What follow-up costs and what a hire is worth (seeds 003/004: 採用単価, ROI), all in yen.
+
+    ``channels``: external cost per delivered touch on that channel (SMS/LINE fees, postage);
+    ``events``: the total cost of each event (会場費・飲食費); ``tools``: the season's tool fees;
+    ``internal``: hours × rate for logged human touches; ``hiring_cost``: the season's other recruiting
+    costs (媒体費・紹介料), for 採用単価; ``value_per_hire``: 採用による利益 per hire, for the ROI."""
+
+    channels: dict[str, float] = {}
+    events: dict[str, float] = {}
+    tools: dict[str, float] = {}
+    internal: InternalCost = InternalCost()
+    hiring_cost: float | None = Field(None, ge=0)
+    value_per_hire: float | None = Field(None, ge=0)
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, value: dict[str, float]) -> dict[str, float]:
+        known = (*MESSAGE_CHANNELS, *MANUAL_CHANNELS)
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(f"unknown channels {unknown} (one of {', '.join(known)})")
+        return value
+
+    @field_validator("channels", "events", "tools")
+    @classmethod
+    def _not_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(amount < 0 for amount in value.values()):
+            raise ValueError("costs cannot be negative")
+        return value
+
+
 class Policy(Strict):
     version: Literal[1] = 1
     organization: Organization
@@ -357,6 +406,7 @@ class Policy(Strict):
     surveys: dict[str, Survey] = {}
     report: ReportPolicy
     scheduler: SchedulerPolicy = SchedulerPolicy()
+    budget: Budget | None = None  # フォロー費用・採用単価・ROI in the season report
 
     def cadence_for(self, track: str | None, department: str | None) -> tuple[str, Cadence] | None:
         """The first cadence (in file order) whose ``applies_to`` matches the holder."""

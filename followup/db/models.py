@@ -81,6 +81,7 @@ class OfferHolder(Base):
     start_date: Mapped[date] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(16), default="offered", index=True)
     decline_reason: Mapped[str | None] = mapped_column(Text)
+    left_date: Mapped[date | None] = mapped_column(Date)  # 退職日 after joining (early turnover)
     mentor_email: Mapped[str | None] = mapped_column(String(320))
     timezone: Mapped[str | None] = mapped_column(String(64))  # per-holder send-window override
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

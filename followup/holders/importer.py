@@ -34,7 +34,7 @@ BASE_COLUMNS = (
     "status",
     "mentor_email",
 )
-OPTIONAL_COLUMNS = ("accepted_date", "decline_reason")
+OPTIONAL_COLUMNS = ("accepted_date", "decline_reason", "left_date")
 _BASE_ALIASES = {
     "内定者id": "external_id",
     "内定者番号": "external_id",
@@ -59,6 +59,8 @@ _BASE_ALIASES = {
     "承諾日": "accepted_date",
     "内定承諾日": "accepted_date",
     "辞退理由": "decline_reason",
+    "退職日": "left_date",
+    "離職日": "left_date",
 }
 STATUS_ALIASES = {
     "内定": "offered",
@@ -135,6 +137,7 @@ class HolderRow:
     mentor_email: str | None
     accepted_date: date | None = None
     decline_reason: str | None = None
+    left_date: date | None = None  # 退職日: early turnover after joining (outcomes)
     columns: frozenset[str] = frozenset()  # the file's columns: an update touches only these
     contact: tuple[tuple[str, str | None], ...] = ()  # (address field, value) per registered channel
 
@@ -201,10 +204,10 @@ def _parse_row(line: int, values: dict[str, str], seen: dict[str, int]) -> tuple
     if name is None:
         errors.append("name is empty")
     dates: dict[str, date | None] = {}
-    for key in ("offer_date", "start_date", "accepted_date"):
+    for key in ("offer_date", "start_date", "accepted_date", "left_date"):
         text = optional(key)
         if text is None:
-            if key != "accepted_date":
+            if key in ("offer_date", "start_date"):
                 errors.append(f"{key} is empty")
             dates[key] = None
             continue
@@ -255,6 +258,7 @@ def _parse_row(line: int, values: dict[str, str], seen: dict[str, int]) -> tuple
             accepted_date=dates["accepted_date"],
             decline_reason=optional("decline_reason"),
             contact=contact,
+            left_date=dates["left_date"],
         ),
         [],
     )
@@ -373,7 +377,7 @@ def change_start_date(
 
 
 _NOT_HOLDER_FIELDS = ("line", "columns", "contact")
-_PLAIN_FIELDS = ("name", "email", "track", "department", "offer_date", "mentor_email")
+_PLAIN_FIELDS = ("left_date", "name", "email", "track", "department", "offer_date", "mentor_email")
 
 
 def import_holders(

@@ -99,3 +99,128 @@ def deliveries_chart(
         ax.set_title("今週の連絡(チャネル別)")
         ax.legend(frameon=False, ncols=3, loc="upper right")
         return _png(fig)
+
+
+# --- the season report
+
+
+def bar_chart(
+    labels: Sequence[str], values: Sequence[float], title: str, ylabel: str, *, color: str = "#1f3a5f"
+) -> bytes:
+    """One bar per label (decline timing, reasons); the value written above each bar."""
+    with matplotlib.rc_context(_style()):
+        fig = Figure(figsize=(6.0, 2.8))
+        ax = fig.subplots()
+        positions = list(range(len(values)))
+        if values:
+            bars = ax.bar(positions, values, color=color)
+            ax.bar_label(bars, fmt="%g", fontsize=8)
+            ax.set_xticks(
+                positions,
+                list(labels),
+                rotation=30 if len(labels) > 6 else 0,
+                ha="right" if len(labels) > 6 else "center",
+            )
+        else:
+            ax.text(0.5, 0.5, "データがありません", ha="center", va="center", transform=ax.transAxes)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        return _png(fig)
+
+
+def rate_chart(
+    labels: Sequence[str], acceptance: Sequence[float | None], decline: Sequence[float | None], title: str
+) -> bytes:
+    """内定承諾率 and 辞退率 (in %) per group, side by side."""
+    with matplotlib.rc_context(_style()):
+        fig = Figure(figsize=(6.0, 2.8))
+        ax = fig.subplots()
+        width = 0.38
+        positions = list(range(len(labels)))
+        for offset, (values, label, color) in enumerate(
+            ((acceptance, "内定承諾率", COLORS["sent"]), (decline, "辞退率", COLORS["failed"]))
+        ):
+            ax.bar(
+                [p + (offset - 0.5) * width for p in positions],
+                [(v or 0) * 100 for v in values],
+                width,
+                label=label,
+                color=color,
+            )
+        ax.set_xticks(
+            positions,
+            list(labels),
+            rotation=30 if len(labels) > 5 else 0,
+            ha="right" if len(labels) > 5 else "center",
+        )
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("%")
+        ax.set_title(title)
+        ax.legend(frameon=False, ncols=2, loc="upper right")
+        return _png(fig)
+
+
+def survey_chart(
+    months: Sequence[str], response: Sequence[float | None], pulse: Sequence[float | None]
+) -> bytes:
+    """Monthly survey response rate (bars, %) and mean pulse score (line, 1–5)."""
+    with matplotlib.rc_context(_style()):
+        fig = Figure(figsize=(6.0, 2.8))
+        ax = fig.subplots()
+        positions = list(range(len(months)))
+        ax.bar(positions, [(r or 0) * 100 for r in response], color="#90a4ae", label="回答率(%)")
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("回答率(%)")
+        ax.set_xticks(positions, list(months), rotation=30 if len(months) > 6 else 0)
+        twin = ax.twinx()
+        points = [(p, v) for p, v in zip(positions, pulse, strict=True) if v is not None]
+        if points:
+            twin.plot(
+                [p for p, _ in points],
+                [v for _, v in points],
+                marker="o",
+                color=COLORS["line"],
+                label="平均スコア",
+            )
+        twin.set_ylim(1, 5)
+        twin.set_ylabel("平均スコア(5段階)")
+        ax.set_title("アンケート回答率と満足度(パルス)の推移")
+        return _png(fig)
+
+
+def backtest_chart(
+    labels: Sequence[str],
+    recall: Sequence[float | None],
+    false_alarms: Sequence[float | None],
+    leads: Sequence[Sequence[int]],
+) -> bytes:
+    """Per policy: recall (% of decliners flagged) and false alarms per 100 holders per month, and the
+    lead time before the decline as a box plot (median and quartiles)."""
+    with matplotlib.rc_context(_style()):
+        fig = Figure(figsize=(6.0, 3.0))
+        left, right = fig.subplots(1, 2)
+        positions = list(range(len(labels)))
+        width = 0.38
+        left.bar(
+            [p - width / 2 for p in positions],
+            [(r or 0) * 100 for r in recall],
+            width,
+            color=COLORS["sent"],
+            label="検知率(%)",
+        )
+        left.bar(
+            [p + width / 2 for p in positions],
+            [f or 0 for f in false_alarms],
+            width,
+            color=COLORS["suppressed"],
+            label="誤警報/100人・月",
+        )
+        left.set_xticks(positions, list(labels))
+        left.set_title("検知率と誤警報")
+        left.legend(frameon=False, fontsize=8, loc="upper left")
+        data = [list(lead) or [0] for lead in leads]
+        left.set_ylim(0, max([100.0, *((f or 0) * 1.15 for f in false_alarms)]))
+        right.boxplot(data, tick_labels=list(labels), showfliers=False)
+        right.set_title("辞退の何日前に気づけたか")
+        right.set_ylabel("日")
+        return _png(fig)

@@ -17,7 +17,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 
 from followup.config.context import AppContext
 from followup.delivery.links import LinkSigner
-from followup.web import dashboard, health, optout, surveys, webhooks
+from followup.web import dashboard, health, optout, season, surveys, webhooks
 from followup.web.state import WebState, local_time_filter, pages_dir, templates_for
 
 
@@ -59,4 +59,5 @@ def create_app(context: AppContext, *, clock: Callable[[], datetime] | None = No
     for router in (health.router, surveys.router, optout.router, webhooks.router):
         app.include_router(router)
     app.include_router(dashboard.router)
+    app.include_router(season.router)
     return app
