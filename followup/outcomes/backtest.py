@@ -379,9 +379,9 @@ class _Replayer:
         events.update(day_of(t.at) for t in touches if t.outcome != "delivered")
         events.update(day_of(r.submitted_at) for r in responses)
         events.update(day_of(e) for e in engagement)
-        gaps = {engine.default_gap.interval: engine.default_gap}
+        gaps = {engine.params.default_gap.interval: engine.params.default_gap}
         if cadence is not None:
-            gaps.update((g.interval, g) for (c, _), g in engine.gaps.items() if c == cadence)
+            gaps.update((g.interval, g) for (c, _), g in engine.params.gaps.items() if c == cadence)
         offer_at = datetime.combine(holder.offer_date, time(0, 0), engine.tz)
         fixed_spans: list[float] = []
         for gap in gaps.values():
@@ -390,7 +390,7 @@ class _Replayer:
                 fixed_spans.append(gap.fixed.total_seconds())
             else:  # calendar months: the deadline as the rules compute it
                 events.update(day_of(gap.after(t.at)) for t in touches if t.outcome == "delivered")
-        window, fixed = engine.window, engine.window_fixed
+        window, fixed = engine.params.window, engine.params.window_fixed
         if fixed is not None:
             fixed_spans.append(fixed.total_seconds())
         else:
