@@ -1,7 +1,7 @@
 """The season's outcomes from plain records (pure): what seed 000 says to measure (内定辞退率の推移,
 アンケートでの満足度, 入社後の早期離職率) and what seed 003 calls 内定承諾率.
 
-Definitions (the hand-checked test in tests/test_outcomes.py pins each one):
+Definitions (the hand-checked test in tests/outcomes/test_outcomes.py pins each one):
 
 * The cohort at ``as_of`` is every holder whose offer date has passed (erased holders included, so
   rates still add up after a deletion request). 内定承諾率 = (accepted + joined) / offers and

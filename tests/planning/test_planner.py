@@ -14,7 +14,7 @@ from followup.config import load_policy
 from followup.config.schema import Cadence
 from followup.planning.planner import ExistingTouch, HolderSnapshot, PlannedTouch, plan, season_schedule
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 POLICY = load_policy(REPO / "config" / "followup.yaml", check_templates=False).policy
 TOKYO = ZoneInfo("Asia/Tokyo")
 CAL = BusinessCalendar.from_policy(POLICY)

@@ -21,7 +21,7 @@ from followup.rendering.templates import (
 )
 
 LINE_TEXT_LIMIT = LineChannel.max_text_length
-TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 JA_NAMES = [
     "welcome_president",
     "mentor_intro",

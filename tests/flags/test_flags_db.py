@@ -115,7 +115,7 @@ def test_a_holder_reachable_only_on_a_channel_the_phase_does_not_use_is_unreacha
 ) -> None:
     from tests.rules_fixtures import add_holder
 
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     text = (repo / "config" / "followup.yaml").read_text(encoding="utf-8")
     email_only = text.replace("        channels: [line, email, slack]", "        channels: [email]", 1)
     assert email_only != text

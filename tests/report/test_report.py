@@ -27,7 +27,7 @@ from tests.conftest import make_context
 from tests.rules_fixtures import NOW, add_holder, add_touch, seed_cohort
 from tests.standins.smtp_sink import SmtpSink
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -257,7 +257,7 @@ def test_an_hr_edited_report_template_cannot_reach_python_internals(
     from followup.report import render_html
 
     root = tmp_path / "templates"
-    shutil.copytree(Path(__file__).resolve().parent.parent / "templates" / "report", root / "report")
+    shutil.copytree(Path(__file__).resolve().parents[2] / "templates" / "report", root / "report")
     page = root / "report" / "weekly.html.j2"
     page.write_text("{{ cycler.__init__.__globals__.os.popen('id').read() }}", encoding="utf-8")
     with pytest.raises(SecurityError):
