@@ -38,6 +38,7 @@ class SimulatedTouch:
     due_at: datetime
     reason: str
     status: str = "planned"
+    event: str | None = None
 
     def record(self) -> dict[str, Any]:
         """The SPEC touch record (simulate ``--json``, ``holders show``)."""
@@ -48,6 +49,7 @@ class SimulatedTouch:
             "kind": self.kind,
             "channel": self.channel,
             "template": self.template,
+            "event": self.event,
             "due_at": self.due_at.isoformat(),
             "status": self.status,
         }
@@ -146,6 +148,7 @@ def simulate_season(
                     survey_form=touch.survey_form,
                     due_at=touch.due_at,
                     reason=touch.reason,
+                    event=touch.event,
                 )
             )
         for holder_id, reason in planned.skipped:
