@@ -21,13 +21,13 @@ from followup.calendar import BusinessCalendar
 from followup.config.context import AppContext
 from followup.config.schema import Policy
 from followup.db.models import ChannelOptOut, OfferHolder, SchedulerLease, Touch
-from followup.durations import shift_moment
 from followup.planning.planner import (
     ACTIVE_STATUSES,
     PENDING_STATUSES,
     ExistingTouch,
     HolderSnapshot,
     PlanResult,
+    catch_up_floor,
     plan,
 )
 
@@ -70,14 +70,15 @@ def load_snapshots(
         Touch.due_at,
         Touch.status,
         (Touch.attempts + Touch.suppressed_count) > 0,
+        Touch.held_at,
     )
     touch_query = select(*touch_cols)
     if now is not None:
-        since = shift_moment(now, policy.scheduler.catch_up, -1) - HISTORY_SLACK
+        since = catch_up_floor(now, policy, BusinessCalendar.from_policy(policy)) - HISTORY_SLACK
         touch_query = touch_query.where(or_(Touch.status.in_(pending), Touch.due_at >= since))
     existing: dict[int, list[ExistingTouch]] = defaultdict(list)
     for t in session.execute(touch_query):
-        existing[t[2]].append(ExistingTouch(*t[:9], deferred=bool(t[9])))
+        existing[t[2]].append(ExistingTouch(*t[:9], deferred=bool(t[9]) or t[10] is not None))
 
     pending_holders = select(Touch.holder_id).where(Touch.status.in_(pending)).distinct()
     holder_query = select(
