@@ -22,6 +22,7 @@ Definitions (the tests pin each one):
   holder's last sign of engagement (a reply, an answer, a button, a survey response, or a completed phone
   call or meeting). Letters and other manual touches neither count nor reset.
 * ``unreachable``: no message channel left (no address, or opted out of every one).
+* ``no_cadence``: an active holder whom no cadence applies to (e.g. track 「第二新卒」): never contacted.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ RULE_ORDER = (
     "pulse_drop",
     "unresponsive",
     "over_contacted",
+    "no_cadence",
 )
 # A high flag outweighs a medium plus a low one: two medium flags (6) outrank one high (5), because two
 # independent warning signs about one holder are worth a look before a single strong one.
@@ -57,6 +59,7 @@ ACTIONS: dict[str, str] = {
     "unresponsive": "連絡手段を変えて(電話や手書きのメッセージなど)個別に連絡してください。",
     "declining_signal": "社長・役員との面談を設定し、仕事内容や条件面を改めて説明してください。",
     "unreachable": "本人に連絡先(メールアドレス・LINE・Slack)を確認し、登録し直してください。",
+    "no_cadence": "採用区分(track)を既存の区分に直すか、この区分の cadence を followup.yaml に追加してください。",
 }
 ENGAGING_MANUAL_CHANNELS = frozenset({"phone", "meeting"})  # a completed call or meeting is two-way
 AUTOMATED_KINDS = frozenset({"message", "survey"})
@@ -93,6 +96,7 @@ class HolderHistory:
     offer_date: date
     start_date: date
     cadence: str | None = None
+    track: str | None = None  # for the no_cadence reason
     phase: str | None = None  # the cadence phase at the evaluation time, None outside every phase
     reachable_channels: tuple[str, ...] = ("email",)
     delivered: tuple[TouchRecord, ...] = ()
@@ -342,7 +346,28 @@ class RuleEngine:
                 "連絡できるチャネルがありません(メール・Slack・LINEが未登録か、すべて配信停止)。",
                 since,
             )
+        found = _no_cadence(self, h)
+        if found is not None:
+            out.append(found)
         return out
+
+
+def _no_cadence(engine: RuleEngine, h: HolderHistory) -> FlagDecision | None:
+    """An active holder no cadence applies to: nothing will ever be sent, say so (and why)."""
+    if h.cadence is not None:
+        return None
+    tracks = sorted({t for c in engine.policy.cadences.values() for t in c.applies_to.tracks})
+    track = f"採用区分「{h.track}」" if h.track else "この内定者"
+    return FlagDecision(
+        h.holder_id,
+        h.external_id,
+        "no_cadence",
+        engine.policy.rules.no_cadence.severity,
+        f"{track}に合うケイデンスがないため、自動連絡が一度も送られません"
+        f"(ケイデンスのある区分: {'、'.join(tracks) or 'なし'})。",
+        ACTIONS["no_cadence"],
+        engine._offer_at(h.offer_date),
+    )
 
 
 def evaluate(history: HolderHistory, policy: Policy, now: datetime) -> list[FlagDecision]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,6 +44,7 @@ class PlanCounts:
     cancelled: int = 0
     rechannelled: int = 0
     skipped: int = 0
+    skipped_holders: tuple[tuple[str, str], ...] = ()  # (external_id, reason), for `plan` to name them
 
 
 def _touches() -> Table:
@@ -193,7 +194,10 @@ def plan_tick(context: AppContext, now: datetime) -> PlanCounts:
     with context.session() as session:
         holders, existing = load_snapshots(session, policy, now=now)
         result = plan(holders, policy, existing, now, calendar)
-        return apply_plan(session, result)
+        counts = apply_plan(session, result)
+    names = {h.id: h.external_id for h in holders}
+    named = tuple(sorted((names.get(hid, str(hid)), reason) for hid, reason in result.skipped))
+    return replace(counts, skipped_holders=named)
 
 
 def try_acquire_lease(session: Session, name: str, owner: str, ttl: timedelta | float, now: datetime) -> bool:
