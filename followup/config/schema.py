@@ -399,6 +399,13 @@ class SchedulerPolicy(Strict):
     catch_up: IntervalField = Interval(3, "d")  # missed touches older than this are skipped, not burst
 
 
+class ImportPolicy(Strict):
+    """How the ATS export is read: ``columns`` maps the ATS's own header names to holder fields
+    (``応募者番号: external_id``); checked against the known fields when a file is imported."""
+
+    columns: dict[str, str] = {}
+
+
 class Policy(Strict):
     version: Literal[1] = 1
     organization: Organization
@@ -412,6 +419,7 @@ class Policy(Strict):
     surveys: dict[str, Survey] = {}
     report: ReportPolicy
     scheduler: SchedulerPolicy = SchedulerPolicy()
+    import_: ImportPolicy = Field(ImportPolicy(), alias="import")
 
     def cadence_for(self, track: str | None, department: str | None) -> tuple[str, Cadence] | None:
         """The first cadence (in file order) whose ``applies_to`` matches the holder."""
