@@ -482,8 +482,37 @@ def test_simulate_the_example_season_nothing_mistimed_lost_or_repeated(tmp_path:
         for phase in cadence[1].phases:
             sent = [str(r["template"]) for r in mine if r["phase"] == phase.name and r["kind"] != "manual"]
             survey_own = phase.survey.template if phase.survey else None
-            rotation = [t for t in sent if t != survey_own]
+            one_offs = {o.template for o in phase.one_off}
+            rotation = [t for t in sent if t != survey_own and t not in one_offs]
             entries = [ref.template for ref in phase.templates]
             repeat = [ref.template for ref in phase.templates if not ref.once]
             expected = (entries + repeat * len(rotation))[: len(rotation)]
             assert rotation == expected, (person["external_id"], phase.name)  # in order, none skipped
+
+
+# --- (h) the demo from any directory, its headline = the database --------------------------------
+
+
+def test_the_demo_runs_from_any_directory_and_its_headline_counts_match_the_database(
+    tmp_path: Path,
+) -> None:
+    import os
+    import re
+
+    from sqlalchemy import create_engine, text
+
+    elsewhere = tmp_path / "somewhere"
+    elsewhere.mkdir()
+    env = {"PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    result = run_followup("demo", "--dir", "demo", env=env, cwd=elsewhere, timeout=240)
+    assert result.returncode == 0, result.stderr
+    headline = next(line for line in result.stdout.splitlines() if line.startswith("送信・実施したフォロー"))
+    shown = {k: int(v) for k, v in re.findall(r"(\w+) (\d+)", headline.split(";")[0])}
+    engine = create_engine(f"sqlite:///{elsewhere / 'demo' / 'followup.db'}")
+    with engine.connect() as connection:
+        counted = dict(
+            connection.execute(
+                text("SELECT channel, count(*) FROM touches WHERE status IN ('sent', 'done') GROUP BY channel")
+            ).all()
+        )
+    assert shown == counted and shown["letter"] > 0 and shown["phone"] > 0
