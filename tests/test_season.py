@@ -340,7 +340,9 @@ def test_a_15_column_cp932_ats_export_is_read_with_its_extra_columns_ignored(tmp
 def test_import_maps_headers_warns_once_and_a_dry_run_writes_nothing(tmp_path: Path) -> None:
     config = tmp_path / "followup.yaml"
     config.write_text(
-        CONFIG.read_text(encoding="utf-8").replace("templates_dir: ../templates", f"templates_dir: {REPO}/templates")
+        CONFIG.read_text(encoding="utf-8").replace(
+            "templates_dir: ../templates", f"templates_dir: {REPO}/templates"
+        )
         + "\nimport:\n  columns:\n    応募者番号: external_id\n",
         encoding="utf-8",
     )
@@ -373,7 +375,10 @@ def test_import_maps_headers_warns_once_and_a_dry_run_writes_nothing(tmp_path: P
     again = run_followup("import-holders", str(tmp_path / "next.csv"), "--dry-run", env=env)
     assert "A-1: updated: status offered → declined" in again.stdout
     assert "cancelled 0 pending touches" not in again.stdout and "cancelled" in again.stdout
-    status = {h["external_id"]: h["status"] for h in json.loads(run_followup("holders", "list", "--json", env=env).stdout)}
+    status = {
+        h["external_id"]: h["status"]
+        for h in json.loads(run_followup("holders", "list", "--json", env=env).stdout)
+    }
     assert status["A-1"] == "offered"
 
 
@@ -462,9 +467,7 @@ def test_simulate_the_example_season_nothing_mistimed_lost_or_repeated(tmp_path:
 
     for name, event in POLICY.events.items():
         deadline = event.latest("invitation")
-        invited = {
-            str(r["external_id"]): str(r["due_at"])[:10] for r in records if r["event"] == name
-        }
+        invited = {str(r["external_id"]): str(r["due_at"])[:10] for r in records if r["event"] == name}
         for person in people:
             audience = event.audience is None or event.audience.matches(person["track"], None)
             if audience and date.fromisoformat(person["offer_date"]) <= deadline:
@@ -512,7 +515,9 @@ def test_the_demo_runs_from_any_directory_and_its_headline_counts_match_the_data
     with engine.connect() as connection:
         counted = dict(
             connection.execute(
-                text("SELECT channel, count(*) FROM touches WHERE status IN ('sent', 'done') GROUP BY channel")
+                text(
+                    "SELECT channel, count(*) FROM touches WHERE status IN ('sent', 'done') GROUP BY channel"
+                )
             ).all()
         )
     assert shown == counted and shown["letter"] > 0 and shown["phone"] > 0

@@ -56,7 +56,11 @@ def run(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="Plan and deliver what is due, then exit.")] = False,
     now: Annotated[
-        str | None, typer.Option("--now", help="Act as if it were this moment (ISO 8601; embedded delivery only: refused with a broker).")
+        str | None,
+        typer.Option(
+            "--now",
+            help="Act as if it were this moment (ISO 8601; embedded delivery only: refused with a broker).",
+        ),
     ] = None,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between ticks.")] = 60.0,
 ) -> None:
@@ -73,10 +77,11 @@ def run(
                 Path("--now"),
                 None,
                 None,
-                "FOLLOWUP_BROKER_URL が設定されているときは --now を使えません。ワーカーは実際の時刻で送信する"
-                "ため、--now の時刻どおりには送られません。--now を外すか、FOLLOWUP_BROKER_URL を外して"
-                "組み込みモード(同じプロセスで送信)で実行してください。 (--now cannot be used with a broker: "
-                "workers send by the real clock; drop --now, or unset FOLLOWUP_BROKER_URL to deliver in-process)",
+                "FOLLOWUP_BROKER_URL が設定されているときは --now を使えません。"
+                "ワーカーは実際の時刻で送信するため、--now の時刻どおりには送られません。"
+                "--now を外すか、FOLLOWUP_BROKER_URL を外して組み込みモード(同じプロセスで送信)で"
+                "実行してください。 (--now cannot be used with a broker: workers send by the real "
+                "clock; drop --now, or unset FOLLOWUP_BROKER_URL to deliver in-process)",
             )
         )
     memo = EnqueueMemo(context.settings.claim_timeout)

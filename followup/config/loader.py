@@ -191,8 +191,14 @@ def _warnings(policy: Policy, path: Path, root: Any) -> list[Problem]:
 _FULLWIDTH_KEY = re.compile(r"^(\s*(?:-\s+)?)([^\s#'\"：:][^#'\"：:]*?)\s*：")
 # parser text → what an HR person can do about it (Japanese first; the parser's words follow)
 _YAML_HINTS = (
-    ("expected <block end>", "字下げ(行頭のスペース)がずれています。この行の字下げを、同じ階層の上の行とそろえてください"),
-    ("mapping values are not allowed", "字下げが深すぎるか、値の中に「: 」があります。字下げをそろえるか、値を \"…\" で囲んでください"),
+    (
+        "expected <block end>",
+        "字下げ(行頭のスペース)がずれています。この行の字下げを、同じ階層の上の行とそろえてください",
+    ),
+    (
+        "mapping values are not allowed",
+        '字下げが深すぎるか、値の中に「: 」があります。字下げをそろえるか、値を "…" で囲んでください',
+    ),
     ("could not find expected ':'", "「キー: 値」のコロン(半角の「:」と後ろの半角スペース)が見つかりません"),
     ("cannot start any token", "タブ文字は使えません。字下げは半角スペースで書いてください"),
     ("duplicate key", "同じキーが2回書かれています。どちらか一方を消してください"),

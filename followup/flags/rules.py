@@ -59,7 +59,9 @@ ACTIONS: dict[str, str] = {
     "unresponsive": "連絡手段を変えて(電話や手書きのメッセージなど)個別に連絡してください。",
     "declining_signal": "社長・役員との面談を設定し、仕事内容や条件面を改めて説明してください。",
     "unreachable": "本人に連絡先(メールアドレス・LINE・Slack)を確認し、登録し直してください。",
-    "no_cadence": "採用区分(track)を既存の区分に直すか、この区分の cadence を followup.yaml に追加してください。",
+    "no_cadence": (
+        "採用区分(track)を既存の区分に直すか、この区分の cadence を followup.yaml に追加してください。"
+    ),
 }
 ENGAGING_MANUAL_CHANNELS = frozenset({"phone", "meeting"})  # a completed call or meeting is two-way
 AUTOMATED_KINDS = frozenset({"message", "survey"})

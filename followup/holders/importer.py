@@ -334,7 +334,7 @@ def read_holders_file(
         raise ImportRowsError(Problem(path, 1, None, "the file is empty")) from None
     keys = [_header_key(h, mapping) for h in header]
     ignored = tuple(raw.strip() for raw, key in zip(header, keys, strict=True) if key not in known)
-    header_problems = []
+    header_problems: list[str] = []
     if strict:
         header_problems.extend(f"unknown column {raw!r} (--strict)" for raw in ignored)
     for required in ("external_id", "name", "offer_date", "start_date"):
@@ -529,9 +529,7 @@ def import_holders(
             detail={"created": created, "updated": updated, "unchanged": unchanged},
         )
     )
-    return ImportSummary(
-        created, updated, unchanged, tuple(sorted(erased)), tuple(details), tuple(ended)
-    )
+    return ImportSummary(created, updated, unchanged, tuple(sorted(erased)), tuple(details), tuple(ended))
 
 
 def pending_touches_of(session: Session, holder_ids: Iterable[int]) -> int:
@@ -556,8 +554,9 @@ def no_cadence_rows(rows: Iterable[HolderRow], policy: Policy) -> list[tuple[Hol
             found.append(
                 (
                     row,
-                    f"採用区分 {row.track!r} に合うケイデンスがありません。取り込みましたが自動連絡は送られず、"
-                    f"no_cadence のフラグが立ちます (no cadence for track {row.track!r}; "
+                    f"採用区分 {row.track!r} に合うケイデンスがありません。"
+                    "取り込みましたが自動連絡は送られず、no_cadence のフラグが立ちます "
+                    f"(no cadence for track {row.track!r}; "
                     f"tracks with a cadence: {', '.join(tracks) or 'none'})",
                 )
             )

@@ -293,7 +293,8 @@ def _event_candidates(
             label = f"{event.title}の{EVENT_TOUCH_LABELS.get(kind, kind)}"
             reason = f"{label} ({anchor}、締切 {latest.isoformat()})"
             if nominal < offer:
-                reason = f"{label} (内定日が {nominal.isoformat()} より後のため内定日に、締切 {latest.isoformat()})"
+                later = f"内定日が {nominal.isoformat()} より後のため内定日に"
+                reason = f"{label} ({later}、締切 {latest.isoformat()})"
                 nominal = offer
             nominal = min(nominal, latest)
             channels = event.channels or _channels_on(cadence, bounds, nominal)
@@ -382,10 +383,10 @@ def _compute_season(
         if latest is not None and (day > latest or day >= start):
             # an event touch never goes after its bound: the latest free business day before it, or
             # (every day taken) the latest business day even if another touch shares it
-            bound = min(latest + timedelta(days=1), start)
-            earlier = _free_business_day_before(bound, offer, used, calendar)
+            until = min(latest + timedelta(days=1), start)
+            earlier = _free_business_day_before(until, offer, used, calendar)
             if earlier is None:
-                earlier = _free_business_day_before(bound, offer, set(), calendar)
+                earlier = _free_business_day_before(until, offer, set(), calendar)
             if earlier is None:
                 continue
             day, why = earlier, why or "締切より前に前倒し"
