@@ -112,6 +112,7 @@ def test_a_new_graduate_is_contacted_weekly_in_the_last_eight_weeks() -> None:
         "2027-03-11",
         "2027-03-18",
         "2027-03-25",
+        "2027-03-29",  # the first-day schedule, a one-off at start - 3bd
     ]
 
 
