@@ -12,6 +12,7 @@ import jpholiday
 from followup.calendar import BusinessCalendar
 from followup.config import load_policy
 from followup.config.schema import Cadence
+from followup.durations import parse_interval
 from followup.planning.planner import ExistingTouch, HolderSnapshot, PlannedTouch, plan, season_schedule
 
 REPO = Path(__file__).resolve().parent.parent
@@ -196,7 +197,7 @@ def test_month_end_offer_is_clamped_to_each_months_last_day() -> None:
             ],
         }
     )
-    policy = POLICY.model_copy(update={"cadences": {"monthly_only": monthly}})
+    policy = POLICY.model_copy(update={"cadences": {"monthly_only": monthly}, "events": {}})
     touches = season(holder("2026-01-31"), policy)
     # nominal 1/31, 2/28, 3/31, 4/30, 5/31, 6/30, 7/31, 8/31 (each counted from 1/31, never drifting to 28)
     assert days(touches) == [
@@ -226,6 +227,7 @@ def test_a_late_offer_lets_the_pre_start_phase_win() -> None:
         "2027-03-15",
         "2027-03-23",  # 3/22 is the 振替休日 of 春分の日
         "2027-03-29",
+        "2027-03-30",  # the first-day schedule (start - 3bd = 3/29) yields to the weekly touch
     ]
     assert days(touches, kinds=("manual",)) == ["2027-02-16", "2027-03-02"]  # letter yields to 3/01
 
@@ -246,7 +248,7 @@ def test_a_phase_anchored_on_acceptance_waits_for_the_acceptance_date() -> None:
             ],
         }
     )
-    policy = POLICY.model_copy(update={"cadences": {"after_yes": accepted}})
+    policy = POLICY.model_copy(update={"cadences": {"after_yes": accepted}, "events": {}})
     undecided = holder("2026-04-15")
     assert season(undecided, policy) == []
     said_yes = replace(undecided, accepted_date=date(2026, 5, 11), status="accepted")
@@ -367,7 +369,8 @@ def test_a_holder_with_no_reachable_channel_is_skipped_with_a_reason() -> None:
 def test_a_holder_without_a_matching_cadence_is_skipped() -> None:
     result = plan([replace(NEW_GRAD, track="intern")], POLICY, {}, tokyo("2026-04-15T08:00"), CAL)
     assert result.create == []
-    assert result.skipped == [(1, "no cadence for track 'intern'")]
+    [(holder_id, reason)] = result.skipped
+    assert holder_id == 1 and "'intern'" in reason and "new_grad" in reason  # and the tracks that exist
 
 
 def test_ad_hoc_touches_are_never_cancelled_by_the_planner() -> None:
@@ -396,7 +399,8 @@ def test_mid_career_holders_are_contacted_weekly_until_the_start() -> None:
         "2026-07-06",
         "2026-07-13",
     ]
-    assert days(touches, "pre_start") == ["2026-07-21", "2026-07-27"]  # 7/20 海の日
+    # every 2w from start - 2w (7/20 海の日 → 7/21), and the first-day schedule at start - 3bd
+    assert days(touches, "pre_start") == ["2026-07-21", "2026-07-29"]
     assert touches[0].channel == "email"
 
 
@@ -422,13 +426,24 @@ def test_a_touch_delivery_deferred_keeps_its_new_due_time_and_is_not_cancelled()
 
 
 def test_a_touch_pushed_past_the_year_end_closure_moves_before_a_january_start_instead() -> None:
-    # start Monday 2026-01-05: start - 1w is 12/29, inside 年末年始; forward would be the first working day
+    # start Monday 2026-01-05: a weekly start - 1w is 12/29, inside 年末年始; forward would be the first
+    # working day, so it moves back to the last business day before the closure
+    cadence = POLICY.cadences["mid_career"]
+    weekly = cadence.phases[1].model_copy(update={"every": parse_interval("1w"), "one_off": ()})
+    policy = POLICY.model_copy(
+        update={
+            "cadences": {"mid_career": cadence.model_copy(update={"phases": (cadence.phases[0], weekly)})}
+        }
+    )
     mid = holder("2025-11-17", "2026-01-05", track="mid_career")
-    pre_start = [t for t in season(mid) if t.phase == "pre_start"]
+    pre_start = [t for t in season(mid, policy) if t.phase == "pre_start"]
     assert [(t.template, t.due_at.date().isoformat()) for t in pre_start] == [
         ("prestart_checklist", "2025-12-22"),
-        ("first_day_schedule", "2025-12-26"),  # the last business day before the closure
+        ("prestart_checklist", "2025-12-26"),  # the last business day before the closure
     ]
+    # the example's first-day schedule (start - 3bd) counts business days over the closure: 12/24
+    first_day = [t for t in season(mid) if t.template == "first_day_schedule"]
+    assert [t.due_at.date().isoformat() for t in first_day] == ["2025-12-24"]
 
 
 def test_no_touch_is_ever_due_on_or_after_the_start_date() -> None:
