@@ -197,9 +197,14 @@ def test_a_touch_held_over_silver_week_is_neither_cancelled_nor_moved() -> None:
     h = holder("2026-09-18")
     due = tokyo("2026-09-18T10:00")
     waiting = ExistingTouch(1, "H-001:new_grad:initial:0", 1, "initial", 0, "message", "line", due, "planned")
-    for touch in (waiting, replace(waiting, due_at=tokyo("2026-09-24T09:00"), deferred=True)):
+    held = replace(waiting, due_at=tokyo("2026-09-24T09:00"))  # delivery held it to the next open moment
+    for touch in (waiting, replace(held, deferred=True)):
         result = plan([h], POLICY, {1: [touch]}, tokyo("2026-09-24T07:00"), CAL)
         assert result.cancel == [] and result.move == [], touch
+    # even a hold the planner did not hear about is not cancelled as 「送信時期を過ぎた」: 9/18 is within
+    # the last three business days on 9/24 (9/19–9/23 do not count)
+    result = plan([h], POLICY, {1: [held]}, tokyo("2026-09-24T07:00"), CAL)
+    assert result.cancel == []
 
 
 def test_a_touch_before_the_year_end_closure_is_caught_up_on_the_first_business_day() -> None:
