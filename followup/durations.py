@@ -14,10 +14,10 @@ from datetime import date, datetime, timedelta
 from typing import Literal
 
 Unit = Literal["d", "w", "bd", "mo"]
-AnchorBase = Literal["offer", "accepted", "start"]
+AnchorBase = Literal["offer", "accepted", "start", "deadline", "event"]  # the last two: events only
 
 _DURATION = re.compile(r"^\s*(\d{1,4})\s*(d|w|bd|mo)\s*$")
-_ANCHOR = re.compile(r"^\s*(offer|accepted|start)\s*(?:([+-])\s*(\S.*?))?\s*$")
+_ANCHOR = re.compile(r"^\s*(offer|accepted|start|deadline|event)\s*(?:([+-])\s*(\S.*?))?\s*$")
 _DATE = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})\s*$")
 
 UNIT_NAMES = {"d": "days", "w": "weeks", "bd": "business days", "mo": "months"}

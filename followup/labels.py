@@ -23,6 +23,7 @@ RULE_LABELS: dict[str, str] = {
     "unresponsive": "無反応",
     "declining_signal": "辞退の兆候",
     "unreachable": "連絡不可",
+    "no_cadence": "ケイデンスなし",
 }
 TIMELINE_LABELS: dict[str, str] = {
     "touch": "連絡",

@@ -12,10 +12,47 @@ from followup.config import Policy
 from followup.config.context import AppContext
 
 out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+def event_plan(policy: Policy) -> dict[str, dict[str, object]]:
+    """Each event's touches as HR reads them: which template, on which day, to whom, until when."""
+    from followup.calendar import BusinessCalendar
+
+    calendar = BusinessCalendar.from_policy(policy)
+    plans: dict[str, dict[str, object]] = {}
+    for name, event in policy.events.items():
+        audience = event.audience.model_dump(exclude_defaults=True) if event.audience else {}
+        touches = {}
+        for kind, touch in event.touches():
+            dates = {"deadline": event.deadline, "event": event.starts_at.date()}
+            nominal = event.anchor(kind).resolve(dates, calendar.is_business_day)
+            day = calendar.next_business_day(nominal) if nominal is not None else None
+            touches[kind] = {
+                "template": touch.template,
+                "at": str(event.anchor(kind)),
+                "date": day.isoformat() if day else None,
+                "latest": event.latest(kind).isoformat(),
+            }
+        plans[name] = {
+            "title": event.title,
+            "starts_at": event.starts_at.isoformat(),
+            "deadline": event.deadline.isoformat() if event.deadline else None,
+            "audience": audience or "all followed holders",
+            "touches": touches,
+        }
+    return plans
+
+
+def _audience_words(audience: object) -> str:
+    if not isinstance(audience, dict) or not audience:
+        return "ケイデンスの対象者全員"
+    words = {"tracks": "採用区分", "departments": "部署"}
+    return "・".join(f"{words.get(k, k)} {'/'.join(v)}" for k, v in audience.items()) + " の内定者"
 
 
 def summarize(policy: Policy) -> dict[str, object]:
-    """The policy as HR would describe it: cadences, phases, intervals, surveys, report."""
+    """The policy as HR would describe it: cadences, phases, intervals, surveys, events, report."""
     return {
         "organization": policy.organization.name,
         "timezone": policy.organization.timezone,
@@ -32,7 +69,9 @@ def summarize(policy: Policy) -> dict[str, object]:
                         "to": str(phase.end),
                         "every": str(phase.every),
                         "channels": list(phase.channels),
-                        "templates": [ref.template for ref in phase.templates],
+                        "templates": [
+                            ref.template + (" (once)" if ref.once else "") for ref in phase.templates
+                        ],
                         "survey": f"{phase.survey.form} every {phase.survey.every} touches"
                         if phase.survey
                         else None,
@@ -43,6 +82,7 @@ def summarize(policy: Policy) -> dict[str, object]:
             }
             for name, cadence in policy.cadences.items()
         },
+        "events": event_plan(policy),
         "surveys": {name: len(survey.questions) for name, survey in policy.surveys.items()},
         "report": f"{policy.report.weekly.day} {policy.report.weekly.time:%H:%M} to "
         + ", ".join(policy.report.weekly.to),
@@ -86,6 +126,20 @@ def register(app: typer.Typer) -> None:
                     ", ".join(o.name for o in phase.one_off) or "-",
                 )
             out.print(table)
+        for name, plan in summary["events"].items():  # type: ignore[attr-defined]
+            for kind, touch in plan["touches"].items():
+                audience = plan["audience"]
+                who = _audience_words(audience)
+                out.print(
+                    f"event {name} {plan['title']} ({plan['starts_at'][:10]}): {kind} "
+                    f"{touch['template']} を {touch['date']} ({touch['at']}) に {who} へ。"
+                    f"それ以降の内定者には内定日に、締切 {touch['latest']} まで (never later)",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
+        for warning in context.loaded.warnings:
+            err.print(f"warning: {warning}", markup=False, highlight=False)
         surveys = ", ".join(f"{name} ({len(s.questions)} questions)" for name, s in policy.surveys.items())
         out.print(f"surveys: {surveys}")
         out.print(f"weekly report: {summary['report']}")

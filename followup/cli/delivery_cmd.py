@@ -56,7 +56,11 @@ def run(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="Plan and deliver what is due, then exit.")] = False,
     now: Annotated[
-        str | None, typer.Option("--now", help="Act as if it were this moment (ISO 8601).")
+        str | None,
+        typer.Option(
+            "--now",
+            help="Act as if it were this moment (ISO 8601; embedded delivery only: refused with a broker).",
+        ),
     ] = None,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between ticks.")] = 60.0,
 ) -> None:
@@ -65,6 +69,21 @@ def run(
     context: AppContext = ctx.obj
     if interval <= 0:
         raise UserInputError(Problem(Path("--interval"), None, None, "must be greater than zero"))
+    if now is not None and context.settings.broker_url:
+        # workers claim and send by the real clock: a logical --now would plan for May and have the
+        # workers send in December (and say 「あと309日」), so the combination is refused, not half-done
+        raise UserInputError(
+            Problem(
+                Path("--now"),
+                None,
+                None,
+                "FOLLOWUP_BROKER_URL が設定されているときは --now を使えません。"
+                "ワーカーは実際の時刻で送信するため、--now の時刻どおりには送られません。"
+                "--now を外すか、FOLLOWUP_BROKER_URL を外して組み込みモード(同じプロセスで送信)で"
+                "実行してください。 (--now cannot be used with a broker: workers send by the real "
+                "clock; drop --now, or unset FOLLOWUP_BROKER_URL to deliver in-process)",
+            )
+        )
     memo = EnqueueMemo(context.settings.claim_timeout)
     publish = _publisher(context)
     with context.session() as session:

@@ -15,7 +15,20 @@ from followup.flags.rules import sort_by_risk
 from followup.labels import RULE_LABELS
 
 out = Console()
+DEFAULT_CONFIG = Path("config/followup.yaml")
+DEFAULT_HOLDERS = Path("config/holders.sample.csv")
 SEVERITY = {"high": "[red]高[/]", "medium": "[yellow]中[/]", "low": "低"}
+
+
+def _example(path: Path, default: Path) -> Path:
+    """``path``, or — when it is the default and this directory has none — the example beside the code,
+    so ``followup demo`` works from any directory (an explicit path that does not exist stays an error)."""
+    if path.exists() or path != default:
+        return path
+    import followup
+
+    bundled = Path(followup.__file__).resolve().parent.parent / default
+    return bundled if bundled.exists() else path
 
 
 def register(app: typer.Typer) -> None:
@@ -25,7 +38,7 @@ def register(app: typer.Typer) -> None:
         directory: Path = typer.Option(
             Path("var/demo"), "--dir", help="Where the demo writes (wiped first)."
         ),
-        holders: Path = typer.Option(Path("config/holders.sample.csv"), help="Offer holders to play with."),
+        holders: Path = typer.Option(DEFAULT_HOLDERS, help="Offer holders to play with."),
         as_json: bool = typer.Option(False, "--json", help="Print the flags as JSON records."),
     ) -> None:
         """Play a follow-up season (April → November) on the sample offer holders, in fast-forward.
@@ -37,6 +50,8 @@ def register(app: typer.Typer) -> None:
         from followup.cli.demo_season import SEASON_END, SEASON_START, run_demo
 
         context: AppContext = ctx.obj
+        config = _example(context.config_file, DEFAULT_CONFIG)
+        holders = _example(holders, DEFAULT_HOLDERS)
         with Progress(
             TextColumn("シーズンを早送り中 / playing the season"),
             BarColumn(),
@@ -50,7 +65,7 @@ def register(app: typer.Typer) -> None:
             task = bar.add_task("season", total=(SEASON_END - SEASON_START).days + 1)
             result = run_demo(
                 directory,
-                context.config_file,
+                config,
                 holders,
                 progress=lambda done, _total: bar.update(task, completed=done),
             )

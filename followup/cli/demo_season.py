@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from followup.config.context import AppContext
 from followup.config.settings import Settings
@@ -120,7 +120,6 @@ def _simulate_offer_holders(context: AppContext, day: date, result: DemoResult) 
             drift_from = DRIFTERS.get(holder.external_id)
             drifting = drift_from is not None and day >= drift_from
             silent = drift_from is not None and day >= drift_from + timedelta(days=21)
-            result.sent[touch.channel] += 1
             if touch.status == "sent" and touch.kind == "survey" and touch.survey_form and not silent:
                 survey = policy.surveys[touch.survey_form]
                 record_response(
@@ -149,7 +148,6 @@ def _simulate_offer_holders(context: AppContext, day: date, result: DemoResult) 
         for touch in reminded:
             if touch.holder.external_id not in FORGOTTEN_CALLS:
                 touch.status, touch.sent_at = "done", evening
-                result.sent[touch.channel] += 1
         _scripted_events(context, session, day)
 
 
@@ -232,6 +230,17 @@ def run_demo(
         result.flags, _ = evaluate_and_persist(context, report_time)
         with context.session() as session:
             report = build_report(session, policy, report_time)
+            # the headline counts are the database's: each touch once, sent or done (a reminded call
+            # counts when the president logged it, not also when the reminder went out)
+            result.sent = Counter(
+                dict(
+                    session.execute(
+                        select(Touch.channel, func.count())
+                        .where(Touch.status.in_(("sent", "done")))
+                        .group_by(Touch.channel)
+                    ).all()
+                )
+            )
         result.report_html.write_text(
             render_html(report, images="data", templates_root=context.templates_root), encoding="utf-8"
         )

@@ -23,7 +23,9 @@ from followup.holders.importer import (
     change_status,
     find_holder,
     import_holders,
-    read_holders_csv,
+    no_cadence_rows,
+    pending_touches_of,
+    read_holders_file,
 )
 from followup.holders.timeline import holder_record
 from followup.labels import STATUS_LABELS, TIMELINE_LABELS
@@ -51,34 +53,80 @@ def register(app: typer.Typer) -> None:
         skip_invalid: bool = typer.Option(
             False, "--skip-invalid", help="Import the good rows, report the rest."
         ),
+        strict: bool = typer.Option(
+            False, "--strict", help="Refuse columns that map to no field (default: ignore them, warn once)."
+        ),
+        dry_run: bool = typer.Option(
+            False, "--dry-run", help="Print what would be created / updated / cancelled; write nothing."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Create or update offer holders from a CSV file, matched by external_id.
 
         Columns: external_id,name,email,line_user_id,slack_user_id,track,department,offer_date,start_date,
-        status,mentor_email (Japanese headers such as 氏名, メールアドレス, 内定日, 入社予定日 work too).
-        Any bad row is reported as FILE:LINE: message and nothing is imported (exit status 2), unless
-        --skip-invalid is given.
+        status,mentor_email (Japanese headers such as 氏名, メールアドレス, 内定日, 入社予定日 work too;
+        import.columns in the YAML maps an ATS's own headers). Other columns are ignored with one warning
+        (--strict refuses them). Any bad row is reported as FILE:LINE: message and nothing is imported
+        (exit status 2), unless --skip-invalid is given.
         """
         context: AppContext = ctx.obj
-        rows, problems = read_holders_csv(file, skip_invalid=skip_invalid)
+        policy = context.policy
+        read = read_holders_file(
+            file, skip_invalid=skip_invalid, strict=strict, column_map=dict(policy.import_.columns)
+        )
+        rows, problems = read.rows, read.problems
         now = parse_now(None, context)
+        warnings: list[str] = []
+        if read.ignored_columns:
+            warnings.append(
+                f"{file}:1: 次の列は使われないため無視しました (ignored columns): "
+                + ", ".join(read.ignored_columns)
+                + " — 必要なら import.columns で項目に割り当ててください (--strict で取り込みを中止)"
+            )
+        for line in read.no_contact:
+            warnings.append(
+                f"{file}:{line}: 連絡先(email / LINE / Slack)がありません。取り込みましたが連絡不可"
+                "(unreachable)のフラグが立ちます (no contact channel: imported, flagged unreachable)"
+            )
+        for row, message in no_cadence_rows(rows, policy):
+            warnings.append(f"{file}:{row.line}: {row.external_id}: {message}")
         with context.session() as session:
             summary = import_holders(session, rows, now=now, source=f"import:{file.name}")
+            cancelled = pending_touches_of(session, summary.ended) if summary.ended else 0
+            if dry_run:
+                session.rollback()
         skipped = len({problem.line for problem in problems})
+        for warning in warnings:
+            err.print(f"warning: {warning}", markup=False, highlight=False)
         for external_id in summary.erased:
             err.print(f"skipped {external_id}: personal data was erased on request (not re-imported)")
         for problem in problems:
             err.print(f"skipped {problem}", markup=False, highlight=False)
         if as_json:
-            out.print_json(
-                json.dumps({**summary.__dict__, "erased": list(summary.erased), "skipped": skipped})
-            )
-        else:
-            out.print(
-                f"imported {file}: created {summary.created}, updated {summary.updated}, "
-                f"unchanged {summary.unchanged}" + (f", skipped {skipped} rows" if skipped else "")
-            )
+            record = {
+                "created": summary.created,
+                "updated": summary.updated,
+                "unchanged": summary.unchanged,
+                "erased": list(summary.erased),
+                "skipped": skipped,
+                "cancelled": cancelled,
+                "dry_run": dry_run,
+                "details": [{"external_id": e, "change": c} for e, c in summary.details],
+                "ignored_columns": list(read.ignored_columns),
+            }
+            out.print_json(json.dumps(record, ensure_ascii=False))
+            return
+        if dry_run:
+            for external_id, change in summary.details:
+                out.print(f"  {external_id}: {change}", markup=False, highlight=False)
+        verb = "would import (dry run, nothing written)" if dry_run else "imported"
+        out.print(
+            f"{verb} {file}: created {summary.created}, updated {summary.updated}, "
+            f"unchanged {summary.unchanged}, cancelled {cancelled} pending touches"
+            + (f", skipped {skipped} rows" if skipped else ""),
+            markup=False,
+            highlight=False,
+        )
 
     @holders_app.command("list")
     def list_holders(

@@ -21,6 +21,7 @@ from followup.calendar import BusinessCalendar
 from followup.channels import MESSAGE_CHANNELS, channel_class
 from followup.cli.timeparse import parse_now
 from followup.config.context import AppContext
+from followup.config.schema import Policy
 from followup.db.models import AuditEntry, OfferHolder, Touch
 from followup.errors import Problem, UserInputError
 from followup.ops.audit import record_policy
@@ -79,6 +80,8 @@ def plan(ctx: typer.Context, now: NowOption = None) -> None:
         markup=False,
         highlight=False,
     )
+    for external_id, reason in counts.skipped_holders:
+        out.print(f"  スキップ {external_id}: {reason}", markup=False, highlight=False)
 
 
 def _snapshots_from_csv(path: Path) -> list[HolderSnapshot]:
@@ -232,6 +235,8 @@ def simulate(
             observers=[FlagTimeline(policy)],
         )
     _print_simulation(result, calendar)
+    _print_event_touches(result, policy)
+    _print_skipped(result)
     _print_simulated_flags(result)
     if json_out is not None:
         json_out.write_text(
@@ -240,6 +245,62 @@ def simulate(
         out.print(
             f"{len(result.records())} 件の記録を {json_out} に書き出しました", markup=False, highlight=False
         )
+
+
+def _print_event_touches(result: SimulationResult, policy: Policy) -> None:
+    """When each event's invitation goes to whom, and who of its audience gets none (and why)."""
+    from followup.config.schema import EVENT_TOUCH_LABELS
+    from followup.planning.planner import events_for
+
+    for name, event in policy.events.items():
+        for kind, _touch in event.touches():
+            latest = event.latest(kind)
+            label = EVENT_TOUCH_LABELS.get(kind, kind)
+            sent: dict[date, list[str]] = {}
+            got: set[int] = set()
+            for touch in result.touches:
+                if touch.event == name and touch.phase == "event" and touch.seq <= -100:
+                    sent.setdefault(touch.due_at.date(), []).append(touch.external_id)
+                    got.add(touch.holder_id)
+            table = Table(
+                title=f"{event.title}の{label} ({name} {kind}: {event.anchor(kind)}、"
+                f"締切 {latest.isoformat()}、開催 {event.starts_at.date().isoformat()})",
+                box=box.SIMPLE_HEAD,
+            )
+            table.add_column("送信日", no_wrap=True)
+            table.add_column("人数", justify="right")
+            table.add_column("内定者", overflow="fold")
+            for day in sorted(sent):
+                table.add_row(day.isoformat(), str(len(sent[day])), ", ".join(sorted(sent[day])))
+            for holder in result.holders:
+                if holder.id in got or holder.status not in ("offered", "accepted"):
+                    continue
+                if name not in dict(events_for(policy, holder.track, holder.department)):
+                    continue  # not in the audience
+                if result.skipped.get(holder.id):
+                    why = "; ".join(sorted(result.skipped[holder.id]))
+                elif holder.offer_date > latest:
+                    why = "締切後の内定のため案内なし"
+                elif event.starts_at.date() >= holder.start_date:
+                    why = "開催日には入社済みのため案内なし"
+                else:
+                    why = "シミュレーション期間外"
+                table.add_row("未送信", "1", f"{holder.external_id}: {why}")
+            out.print(table)
+
+
+def _print_skipped(result: SimulationResult) -> None:
+    """Holders the planner skipped (no cadence, no reachable channel), by name, with the reason."""
+    by_id = {h.id: h for h in result.holders}
+    rows = [(by_id[hid].external_id, reason) for hid, reasons in result.skipped.items() for reason in reasons]
+    if not rows:
+        return
+    table = Table(title=f"スキップされた内定者 {len({r[0] for r in rows})}名 (skipped holders)")
+    table.add_column("内定者", no_wrap=True)
+    table.add_column("理由", overflow="fold")
+    for external_id, reason in sorted(rows):
+        table.add_row(external_id, reason)
+    out.print(table)
 
 
 def _print_simulated_flags(result: SimulationResult) -> None:

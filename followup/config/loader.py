@@ -7,6 +7,7 @@ does not exist, phases that overlap) run after the schema and report positions t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,10 @@ Loc = Sequence[int | str]
 class LoadedPolicy:
     """A validated policy with where it came from (for templates and messages)."""
 
-    def __init__(self, policy: Policy, path: Path) -> None:
+    def __init__(self, policy: Policy, path: Path, warnings: Sequence[Problem] = ()) -> None:
         self.policy = policy
         self.path = path
+        self.warnings = list(warnings)  # not errors: check-config prints them (a one-time template repeated)
 
     @property
     def templates_root(self) -> Path:
@@ -99,14 +101,14 @@ def load_policy(path: Path | str, *, check_templates: bool = True) -> LoadedPoli
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
-        root = yaml.load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        root = yaml.load(text)
     except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        col = mark.column + 1 if mark else None
-        raise ConfigError(Problem(path, line, col, f"YAML: {exc.problem or exc.context}")) from None
+        raise ConfigError(yaml_problem(path, text, exc)) from None
     except UnicodeDecodeError:
-        raise ConfigError(Problem(path, None, None, "the file is not UTF-8 text")) from None
+        raise ConfigError(
+            Problem(path, None, None, "UTF-8 で保存してください (the file is not UTF-8 text)")
+        ) from None
     if not isinstance(root, CommentedMap):
         raise ConfigError(Problem(path, 1, 1, "expected a mapping of settings at the top level"))
     try:
@@ -122,7 +124,106 @@ def load_policy(path: Path | str, *, check_templates: bool = True) -> LoadedPoli
     problems = _cross_check(loaded, root, check_templates=check_templates)
     if problems:
         raise ConfigError(problems)
+    loaded.warnings = _warnings(policy, path, root)
     return loaded
+
+
+def _warnings(policy: Policy, path: Path, root: Any) -> list[Problem]:
+    """What is valid but probably not meant: a one-time template that a rotation sends again, an event
+    invitation timed by a rotation slot instead of the event's dates."""
+    found: list[Problem] = []
+
+    def warn(loc: Loc, message: str) -> None:
+        line, col = _position(root, loc)
+        found.append(Problem(path, line, col, message))
+
+    once: dict[str, str] = {}  # template → where it is declared one-time
+    for cname, cadence in policy.cadences.items():
+        for phase in cadence.phases:
+            for one_off in phase.one_off:
+                if one_off.template is not None:
+                    once.setdefault(one_off.template, f"one-off '{one_off.name}' of {cname}.{phase.name}")
+            for ref in phase.templates:
+                if ref.once:
+                    once.setdefault(ref.template, f"once: true in {cname}.{phase.name}")
+    for cname, cadence in policy.cadences.items():
+        seen_once: dict[str, str] = {}
+        for index, phase in enumerate(cadence.phases):
+            for t_index, ref in enumerate(phase.templates):
+                loc: Loc = ("cadences", cname, "phases", index, "templates", t_index)
+                if ref.once and ref.template in seen_once:
+                    warn(
+                        loc,
+                        f"一度だけ送るテンプレート {ref.template!r} が {seen_once[ref.template]} にもあり、"
+                        f"2回送られます (one-time template {ref.template!r} is also in phase "
+                        f"{seen_once[ref.template]}: it goes twice)",
+                    )
+                if ref.once:
+                    seen_once.setdefault(ref.template, phase.name)
+                elif ref.template in once:
+                    warn(
+                        loc,
+                        f"一度だけ送るテンプレート {ref.template!r} ({once[ref.template]}) が、この順番"
+                        f"(templates) の中で繰り返し送られます。once: true を付けてください "
+                        f"(a rotation repeats the one-time template {ref.template!r}: write "
+                        f"{{template: {ref.template}, once: true}})",
+                    )
+                if ref.event is not None:
+                    warn(
+                        loc,
+                        f"行事 {ref.event!r} の案内が順番(templates)の回に送られ、日程とずれます。"
+                        f"events.{ref.event}.invitation で行事の日付から計画してください "
+                        f"(an event in a rotation is timed by the rotation, not by the event)",
+                    )
+    return found
+
+
+_FULLWIDTH_KEY = re.compile(r"^(\s*(?:-\s+)?)([^\s#'\"：:][^#'\"：:]*?)\s*：")
+# parser text → what an HR person can do about it (Japanese first; the parser's words follow)
+_YAML_HINTS = (
+    (
+        "expected <block end>",
+        "字下げ(行頭のスペース)がずれています。この行の字下げを、同じ階層の上の行とそろえてください",
+    ),
+    (
+        "mapping values are not allowed",
+        '字下げが深すぎるか、値の中に「: 」があります。字下げをそろえるか、値を "…" で囲んでください',
+    ),
+    ("could not find expected ':'", "「キー: 値」のコロン(半角の「:」と後ろの半角スペース)が見つかりません"),
+    ("cannot start any token", "タブ文字は使えません。字下げは半角スペースで書いてください"),
+    ("duplicate key", "同じキーが2回書かれています。どちらか一方を消してください"),
+    ("quoted scalar", "引用符 \" または ' が閉じられていません"),
+    ("expected ',' or ']'", "[ ] のリストが閉じられていないか、区切りの「,」がありません"),
+    ("expected ',' or '}'", "{ } の中が閉じられていないか、区切りの「,」がありません"),
+)
+
+
+def yaml_problem(path: Path, text: str, exc: MarkedYAMLError) -> Problem:
+    """A YAML syntax error on the line HR has to fix, in Japanese first, the parser's text after it.
+
+    A full-width colon (``every：1mo``, typed with the Japanese IME) is found in the text itself: the
+    parser only notices it on a later line."""
+    parser_text = " ".join(str(p) for p in (exc.problem, exc.context) if p) or str(exc)
+    mark = exc.problem_mark or exc.context_mark
+    if exc.context == "while scanning a simple key" and exc.context_mark is not None:
+        mark = exc.context_mark  # the key without its colon is on the earlier line
+    error_line = mark.line if mark is not None else len(text.splitlines())
+    for number, line in enumerate(text.splitlines()[: error_line + 1]):
+        match = _FULLWIDTH_KEY.match(line)
+        if match and not line.lstrip().startswith("#"):
+            key = match.group(2)
+            return Problem(
+                path,
+                number + 1,
+                len(match.group(1)) + len(key) + 1,
+                f"全角のコロン「：」が使われています。半角の「:」と半角スペースに直してください "
+                f"(例: {key}: …) (YAML: {parser_text})",
+            )
+    hint = next((words for needle, words in _YAML_HINTS if needle in parser_text), None)
+    hint = hint or "YAML の書き方に誤りがあります。この行と、その直前の行を確認してください"
+    line_no = mark.line + 1 if mark is not None else None
+    col = mark.column + 1 if mark is not None else None
+    return Problem(path, line_no, col, f"{hint} (YAML: {parser_text})")
 
 
 def _same_base_overlap(earlier: Anchor, later: Anchor) -> bool:
@@ -163,6 +264,9 @@ def _cross_check(loaded: LoadedPolicy, root: Any, *, check_templates: bool) -> l
             except TemplateProblem as exc:
                 add(loc, f"template {name!r} does not render: {exc}")
 
+    for ename, event in policy.events.items():
+        for kind, touch in event.touches():
+            check_template(("events", ename, kind, "template"), touch.template)
     for cname, cadence in policy.cadences.items():
         for index, phase in enumerate(cadence.phases):
             base: Loc = ("cadences", cname, "phases", index)

@@ -180,19 +180,96 @@ def _sections_model() -> type[BaseModel]:
 _SECTIONS: dict[tuple[tuple[str, str], ...], type[BaseModel]] = {}
 
 
+class AppliesTo(Strict):
+    tracks: tuple[str, ...] = ()
+    departments: tuple[str, ...] = ()
+
+    def matches(self, track: str | None, department: str | None) -> bool:
+        track_ok = not self.tracks or (track in self.tracks)
+        department_ok = not self.departments or (department in self.departments)
+        return track_ok and department_ok
+
+
+# The touches an event plans from its own dates. Only the invitation exists today; a reminder, a
+# day-before message and a thank-you are further kinds of the same shape (a template and an anchor on the
+# event's dates), each with its own "never later than" bound in the planner (planning/planner.py).
+EVENT_TOUCH_KINDS = ("invitation",)
+EVENT_ANCHOR_BASES = ("deadline", "event")
+EVENT_TOUCH_LABELS = {"invitation": "ご案内"}
+
+
+class EventTouch(Strict):
+    """One touch an event plans for every holder of its audience: a template at an anchor on the event's
+    dates (``deadline - 3w``, ``event - 1d``; ``deadline`` is the RSVP deadline, ``event`` the event day)."""
+
+    template: str
+    at: AnchorField | None = None  # None: the kind's default (invitation: deadline - 2w, or event - 3w)
+
+
 class Event(Strict):
     title: str
     starts_at: datetime
     place: str = ""
     url: str = ""
     deadline: date | None = None
+    audience: AppliesTo | None = None  # None: every holder a cadence follows
+    channels: tuple[Literal["email", "slack", "line"], ...] | None = None  # None: the holder's phase's
+    invitation: EventTouch | None = None
+
+    @model_validator(mode="after")
+    def _dates(self) -> Event:
+        if self.deadline is not None and self.deadline >= self.starts_at.date():
+            raise ValueError("the deadline (申込締切) must be before the event day")
+        for kind in EVENT_TOUCH_KINDS:
+            touch = self.touch(kind)
+            if touch is None or touch.at is None:
+                continue
+            base = touch.at.base
+            if not isinstance(base, date) and base not in EVENT_ANCHOR_BASES:
+                raise ValueError(
+                    f"{kind}.at: an event touch is anchored on the event's dates: "
+                    "deadline - 3w, event - 2w or a date (not offer/accepted/start)"
+                )
+            if base == "deadline" and self.deadline is None:
+                raise ValueError(f"{kind}.at uses the deadline, but the event has no deadline:")
+        return self
+
+    def touch(self, kind: str) -> EventTouch | None:
+        value = getattr(self, kind)
+        return value if isinstance(value, EventTouch) else None
+
+    def touches(self) -> list[tuple[str, EventTouch]]:
+        """(kind, touch) for the kinds this event plans, in EVENT_TOUCH_KINDS order."""
+        found = [(kind, self.touch(kind)) for kind in EVENT_TOUCH_KINDS]
+        return [(kind, touch) for kind, touch in found if touch is not None]
+
+    def anchor(self, kind: str) -> Anchor:
+        """Where this kind's touch goes (the configured ``at`` or the kind's default)."""
+        touch = self.touch(kind)
+        if touch is not None and touch.at is not None:
+            return touch.at
+        if self.deadline is not None:
+            return parse_anchor("deadline - 2w")
+        return parse_anchor("event - 3w")
+
+    def latest(self, kind: str) -> date:
+        """The last day this kind's touch may go out (invitation: the RSVP deadline, else the day before)."""
+        if self.deadline is not None:
+            return self.deadline
+        return self.starts_at.date() - dt.timedelta(days=1)
 
 
 class TemplateRef(Strict):
-    """One entry of a phase's template rotation; an event invitation names its event."""
+    """One entry of a phase's template rotation.
+
+    ``once``: only on the rotation's first round (a welcome); later rounds go on with the other entries.
+    ``event``: the template sees this event (prefer ``events.NAME.invitation``, planned from the event's
+    own dates; an event entry of a rotation is skipped once the event's deadline has passed).
+    """
 
     template: str
     event: str | None = None
+    once: bool = False
 
 
 def _to_template_ref(value: Any) -> Any:
@@ -202,7 +279,10 @@ def _to_template_ref(value: Any) -> Any:
 class SurveyEvery(Strict):
     form: str
     every: int = Field(ge=1, description="every Nth touch of the phase carries this survey")
-    template: str | None = "pulse_survey"  # the message that carries the link; None: the rotation's template
+    # the message that carries the link: None (default) = the rotation's template due at that touch, with
+    # the survey link added; a name = that template, and the rotation waits for the next touch (no entry
+    # of the rotation is ever skipped)
+    template: str | None = None
 
 
 class OneOffTouch(Strict):
@@ -242,15 +322,16 @@ class Phase(Strict):
     one_off: tuple[OneOffTouch, ...] = ()
     max_gap: IntervalField | None = None  # the neglected rule's limit in this phase
 
-
-class AppliesTo(Strict):
-    tracks: tuple[str, ...] = ()
-    departments: tuple[str, ...] = ()
-
-    def matches(self, track: str | None, department: str | None) -> bool:
-        track_ok = not self.tracks or (track in self.tracks)
-        department_ok = not self.departments or (department in self.departments)
-        return track_ok and department_ok
+    @model_validator(mode="after")
+    def _rotation_goes_on(self) -> Phase:
+        for anchor in (self.start, self.end, *(o.at for o in self.one_off)):
+            if anchor.base in EVENT_ANCHOR_BASES:
+                raise ValueError(
+                    f"{anchor}: phases and one-off touches are anchored on offer, accepted, start or a date"
+                )
+        if all(ref.once for ref in self.templates):
+            raise ValueError("every template of the rotation is 'once': leave at least one that repeats")
+        return self
 
 
 class Cadence(Strict):
@@ -297,6 +378,7 @@ class Rules(Strict):
     unresponsive: UnresponsiveRule = UnresponsiveRule()
     declining_signal: SimpleRule = SimpleRule()
     unreachable: SimpleRule = SimpleRule()
+    no_cadence: SimpleRule = SimpleRule()
 
 
 class Question(Strict):
@@ -393,6 +475,13 @@ class Budget(Strict):
         return value
 
 
+class ImportPolicy(Strict):
+    """How the ATS export is read: ``columns`` maps the ATS's own header names to holder fields
+    (``応募者番号: external_id``); checked against the known fields when a file is imported."""
+
+    columns: dict[str, str] = {}
+
+
 class Policy(Strict):
     version: Literal[1] = 1
     organization: Organization
@@ -407,6 +496,7 @@ class Policy(Strict):
     report: ReportPolicy
     scheduler: SchedulerPolicy = SchedulerPolicy()
     budget: Budget | None = None  # フォロー費用・採用単価・ROI in the season report
+    import_: ImportPolicy = Field(ImportPolicy(), alias="import")
 
     def cadence_for(self, track: str | None, department: str | None) -> tuple[str, Cadence] | None:
         """The first cadence (in file order) whose ``applies_to`` matches the holder."""

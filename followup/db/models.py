@@ -84,6 +84,10 @@ class OfferHolder(Base):
     left_date: Mapped[date | None] = mapped_column(Date)  # 退職日 after joining (early turnover)
     mentor_email: Mapped[str | None] = mapped_column(String(320))
     timezone: Mapped[str | None] = mapped_column(String(64))  # per-holder send-window override
+    phone: Mapped[str | None] = mapped_column(String(32))  # for the president's / manager's call
+    acceptance_deadline: Mapped[date | None] = mapped_column(Date)  # 内定承諾期限 (the tasks issue uses it)
+    rejected_date: Mapped[date | None] = mapped_column(Date)  # 不採用日, as the ATS exports it
+    consent_date: Mapped[date | None] = mapped_column(Date)  # 連絡への同意 (talent pool)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     erased_at: Mapped[datetime | None] = mapped_column()  # personal data deleted on request
@@ -152,6 +156,8 @@ class Touch(Base):
     provider_id: Mapped[str | None] = mapped_column(String(300))
     last_error: Mapped[str | None] = mapped_column(Text)
     cancel_reason: Mapped[str | None] = mapped_column(Text)
+    # delivery held it back (outside the send window, a closed day): its due time is delivery's now
+    held_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     holder: Mapped[OfferHolder] = relationship(back_populates="touches")

@@ -125,11 +125,16 @@ def find_phase(policy: Policy, cadence: str, phase: str) -> Phase | None:
     return next((p for p in found.phases if p.name == phase), None)
 
 
-def message_context(holder: OfferHolder, touch: Touch, policy: Policy, signer: LinkSigner) -> dict[str, Any]:
-    """The template context of the rendering contract, for one touch on ``touch.channel``."""
+def message_context(
+    holder: OfferHolder, touch: Touch, policy: Policy, signer: LinkSigner, sent_at: datetime | None = None
+) -> dict[str, Any]:
+    """The template context of the rendering contract, for one touch on ``touch.channel``.
+
+    Dates in the message (``days_until_start``) are those of ``sent_at``, the moment it really goes out
+    (a touch planned for May and sent in December says December's count), else of the due time."""
     org = policy.organization
     phase = find_phase(policy, touch.cadence, touch.phase)
-    send_day = touch.due_at.astimezone(org.tz).date()
+    send_day = (sent_at or touch.due_at).astimezone(org.tz).date()
     event = policy.events.get(touch.event) if touch.event else None
     mentor_email = holder.mentor_email or ""
     return {
@@ -303,6 +308,7 @@ class Deliverer:
         if allowed != now:
             # due long ago (an import's catch-up, an outage): still never at night, a weekend or a holiday
             touch.status, touch.due_at = "planned", allowed
+            touch.held_at = now  # delivery's time now: the planner must not move or cancel it
             touch.claimed_at, touch.claimed_by = None, None
             return Outcome(Kind.DEFERRED, "outside the send window")
         if touch.kind == "manual":
@@ -334,7 +340,7 @@ class Deliverer:
                 touch.claimed_at, touch.claimed_by = None, None
                 return Outcome(Kind.SUPPRESSED, "over_contacted")
 
-        context = message_context(holder, touch, self.context.policy, self.signer)
+        context = message_context(holder, touch, self.context.policy, self.signer, sent_at=now)
         try:
             if not touch.template:
                 raise TemplateProblem(Path(touch.key), None, "touch has no template")

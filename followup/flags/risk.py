@@ -24,6 +24,7 @@ RULE_ORDER: tuple[str, ...] = (
     "pulse_drop",
     "unresponsive",
     "over_contacted",
+    "no_cadence",
 )
 SEVERITY_WEIGHTS: dict[str, int] = {Severity.LOW.value: 1, Severity.MEDIUM.value: 3, Severity.HIGH.value: 5}
 _RULE_INDEX = {rule: i for i, rule in enumerate(RULE_ORDER)}

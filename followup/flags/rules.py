@@ -22,6 +22,7 @@ Definitions (the tests pin each one):
   holder's last sign of engagement (a reply, an answer, a button, a survey response, or a completed phone
   call or meeting). Letters and other manual touches neither count nor reset.
 * ``unreachable``: no message channel left (no address, or opted out of every one).
+* ``no_cadence``: an active holder whom no cadence applies to (e.g. track 「第二新卒」): never contacted.
 
 Each rule is a small function ``(history, now, params) -> FlagDecision | None`` and :data:`RULES` is
 the tuple the engine runs, in order; ``params`` is the :class:`RuleParams` resolved once from the
@@ -52,6 +53,9 @@ ACTIONS: dict[str, str] = {
     "unresponsive": "連絡手段を変えて(電話や手書きのメッセージなど)個別に連絡してください。",
     "declining_signal": "社長・役員との面談を設定し、仕事内容や条件面を改めて説明してください。",
     "unreachable": "本人に連絡先(メールアドレス・LINE・Slack)を確認し、登録し直してください。",
+    "no_cadence": (
+        "採用区分(track)を既存の区分に直すか、この区分の cadence を followup.yaml に追加してください。"
+    ),
 }
 ENGAGING_MANUAL_CHANNELS = frozenset({"phone", "meeting"})  # a completed call or meeting is two-way
 AUTOMATED_KINDS = frozenset({TouchKind.MESSAGE.value, TouchKind.SURVEY.value})
@@ -88,6 +92,7 @@ class HolderHistory:
     offer_date: date
     start_date: date
     cadence: str | None = None
+    track: str | None = None  # for the no_cadence reason
     phase: str | None = None  # the cadence phase at the evaluation time, None outside every phase
     reachable_channels: tuple[str, ...] = ("email",)
     delivered: tuple[TouchRecord, ...] = ()
@@ -394,6 +399,22 @@ def unreachable(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision 
 
 
 # The built-in rules, in the order their flags are returned (display order is RULE_ORDER).
+def no_cadence(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision | None:
+    """An active holder no cadence applies to: nothing will ever be sent, so say so (and why)."""
+    if h.cadence is not None:
+        return None
+    tracks = sorted({t for c in p.policy.cadences.values() for t in c.applies_to.tracks})
+    who = f"採用区分「{h.track}」" if h.track else "この内定者"
+    return decide(
+        h,
+        "no_cadence",
+        p.rules.no_cadence.severity,
+        f"{who}に合うケイデンスがないため、自動連絡が一度も送られません"
+        f"(ケイデンスのある区分: {'、'.join(tracks) or 'なし'})。",
+        p.offer_at(h.offer_date),
+    )
+
+
 RULES: tuple[Rule, ...] = (
     declining_signal,
     low_pulse,
@@ -402,6 +423,7 @@ RULES: tuple[Rule, ...] = (
     over_contacted,
     unresponsive,
     unreachable,
+    no_cadence,
 )
 
 

@@ -171,6 +171,7 @@ def load_histories(session: Session, policy: Policy, now: datetime) -> list[Hold
                 offer_date=offer,
                 start_date=start,
                 cadence=cadence,
+                track=track,
                 phase=phase,
                 reachable_channels=reachable,
                 delivered=tuple(delivered.get(hid, ())),

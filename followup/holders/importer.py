@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from followup.channels import channel_classes
+from followup.config.schema import Policy
 from followup.db.addresses import get_field, set_address
 from followup.db.models import AuditEntry, HolderChange, OfferHolder
 from followup.errors import ImportRowsError, Problem, UserInputError
@@ -34,7 +35,16 @@ BASE_COLUMNS = (
     "status",
     "mentor_email",
 )
-OPTIONAL_COLUMNS = ("accepted_date", "decline_reason", "left_date")
+OPTIONAL_COLUMNS = (
+    "accepted_date",
+    "decline_reason",
+    "phone",
+    "acceptance_deadline",
+    "rejected_date",
+    "left_date",
+    "consent_date",
+)
+OPTIONAL_DATES = ("accepted_date", "acceptance_deadline", "rejected_date", "left_date", "consent_date")
 _BASE_ALIASES = {
     "内定者id": "external_id",
     "内定者番号": "external_id",
@@ -61,6 +71,16 @@ _BASE_ALIASES = {
     "辞退理由": "decline_reason",
     "退職日": "left_date",
     "離職日": "left_date",
+    "電話番号": "phone",
+    "電話": "phone",
+    "携帯電話": "phone",
+    "携帯電話番号": "phone",
+    "承諾期限": "acceptance_deadline",
+    "内定承諾期限": "acceptance_deadline",
+    "回答期限": "acceptance_deadline",
+    "不採用日": "rejected_date",
+    "同意日": "consent_date",
+    "連絡同意日": "consent_date",
 }
 STATUS_ALIASES = {
     "内定": "offered",
@@ -91,6 +111,7 @@ _BASE_LIMITS = {  # the database column sizes (followup/db/models.py)
     "track": 64,
     "department": 200,
     "mentor_email": 320,
+    "phone": 32,
 }
 
 
@@ -137,7 +158,11 @@ class HolderRow:
     mentor_email: str | None
     accepted_date: date | None = None
     decline_reason: str | None = None
+    phone: str | None = None
+    acceptance_deadline: date | None = None
+    rejected_date: date | None = None
     left_date: date | None = None  # 退職日: early turnover after joining (outcomes)
+    consent_date: date | None = None
     columns: frozenset[str] = frozenset()  # the file's columns: an update touches only these
     contact: tuple[tuple[str, str | None], ...] = ()  # (address field, value) per registered channel
 
@@ -158,6 +183,19 @@ class ImportSummary:
     updated: int
     unchanged: int
     erased: tuple[str, ...] = ()  # rows skipped: these people had their data erased on request
+    # what happened to whom: (external_id, "created" | "updated: field, field" | "status offered → declined")
+    details: tuple[tuple[str, str], ...] = ()
+    ended: tuple[int, ...] = ()  # holder ids that left the follow-up (declined, withdrawn, joined)
+
+
+@dataclass(frozen=True)
+class HolderFile:
+    """A read and validated CSV: rows, row problems, and what was noticed but is not an error."""
+
+    rows: list[HolderRow]
+    problems: list[Problem]
+    ignored_columns: tuple[str, ...] = ()  # headers that map to no field (フリガナ, 大学名 …)
+    no_contact: tuple[int, ...] = ()  # lines of holders without any contact channel (imported, unreachable)
 
 
 def decode_csv(data: bytes) -> str:
@@ -182,8 +220,10 @@ def parse_date(text: str) -> date:
         raise ValueError(f"bad date {text!r}: no such day") from None
 
 
-def _header_key(raw: str) -> str:
+def _header_key(raw: str, column_map: dict[str, str] | None = None) -> str:
     cleaned = raw.strip().lower()
+    if column_map and cleaned in column_map:
+        return column_map[cleaned]
     return header_aliases().get(cleaned, cleaned)
 
 
@@ -204,10 +244,10 @@ def _parse_row(line: int, values: dict[str, str], seen: dict[str, int]) -> tuple
     if name is None:
         errors.append("name is empty")
     dates: dict[str, date | None] = {}
-    for key in ("offer_date", "start_date", "accepted_date", "left_date"):
+    for key in ("offer_date", "start_date", *OPTIONAL_DATES):
         text = optional(key)
         if text is None:
-            if key in ("offer_date", "start_date"):
+            if key not in OPTIONAL_DATES:
                 errors.append(f"{key} is empty")
             dates[key] = None
             continue
@@ -238,8 +278,7 @@ def _parse_row(line: int, values: dict[str, str], seen: dict[str, int]) -> tuple
         value = optional(key)
         if value is not None and len(value) > limit:
             errors.append(f"{key} is longer than {limit} characters")
-    if not (email or any(value for _, value in contact)):
-        errors.append(f"no contact channel: give at least one of {', '.join(channel_columns())}")
+    # no contact channel is not an error: the holder is imported and flagged 連絡不可 (unreachable)
     if errors:
         return None, errors
     assert external_id and name and offer and start
@@ -258,7 +297,11 @@ def _parse_row(line: int, values: dict[str, str], seen: dict[str, int]) -> tuple
             accepted_date=dates["accepted_date"],
             decline_reason=optional("decline_reason"),
             contact=contact,
+            phone=optional("phone"),
+            acceptance_deadline=dates["acceptance_deadline"],
+            rejected_date=dates["rejected_date"],
             left_date=dates["left_date"],
+            consent_date=dates["consent_date"],
         ),
         [],
     )
@@ -268,7 +311,38 @@ def read_holders_csv(
     path: Path | str, *, skip_invalid: bool = False
 ) -> tuple[list[HolderRow], list[Problem]]:
     """Parse and validate the whole file. Without ``skip_invalid`` any bad row raises ImportRowsError."""
+    read = read_holders_file(path, skip_invalid=skip_invalid)
+    return read.rows, read.problems
+
+
+def read_holders_file(
+    path: Path | str,
+    *,
+    skip_invalid: bool = False,
+    strict: bool = False,
+    column_map: dict[str, str] | None = None,
+) -> HolderFile:
+    """Parse and validate the whole file (see :func:`read_holders_csv`).
+
+    Columns that map to no field (an ATS's フリガナ, 大学名, 備考 …) are ignored and listed in
+    ``ignored_columns`` — with ``strict`` they are an error. ``column_map`` (``import.columns`` in the
+    YAML) maps the ATS's own header names to fields before the built-in Japanese aliases."""
     path = Path(path)
+    known = set(columns()) | set(OPTIONAL_COLUMNS)
+    mapping = {k.strip().lower(): v.strip() for k, v in (column_map or {}).items()}
+    bad_targets = sorted({v for v in mapping.values() if v not in known})
+    if bad_targets:
+        raise ImportRowsError(
+            [
+                Problem(
+                    path,
+                    1,
+                    None,
+                    f"import.columns maps to unknown field {target!r} (fields: {', '.join(sorted(known))})",
+                )
+                for target in bad_targets
+            ]
+        )
     try:
         text = decode_csv(path.read_bytes())
     except FileNotFoundError:
@@ -280,18 +354,22 @@ def read_holders_csv(
         header = next(reader)
     except StopIteration:
         raise ImportRowsError(Problem(path, 1, None, "the file is empty")) from None
-    keys = [_header_key(h) for h in header]
-    known = set(columns()) | set(OPTIONAL_COLUMNS)
-    header_problems = [
-        f"unknown column {raw!r}" for raw, key in zip(header, keys, strict=True) if key not in known
-    ]
+    keys = [_header_key(h, mapping) for h in header]
+    ignored = tuple(raw.strip() for raw, key in zip(header, keys, strict=True) if key not in known)
+    header_problems: list[str] = []
+    if strict:
+        header_problems.extend(f"unknown column {raw!r} (--strict)" for raw in ignored)
     for required in ("external_id", "name", "offer_date", "start_date"):
         if required not in keys:
             header_problems.append(f"missing column {required!r}")
+    used = [k for k in keys if k in known]
+    for twice in sorted({k for k in used if used.count(k) > 1}):
+        header_problems.append(f"two columns map to {twice!r}")
     if header_problems:
         raise ImportRowsError([Problem(path, 1, None, message) for message in header_problems])
     rows: list[HolderRow] = []
     problems: list[Problem] = []
+    no_contact: list[int] = []
     seen: dict[str, int] = {}
     for values in reader:
         line = reader.line_num
@@ -300,13 +378,16 @@ def read_holders_csv(
         if len(values) != len(keys):
             problems.append(Problem(path, line, None, f"expected {len(keys)} columns, found {len(values)}"))
             continue
-        row, errors = _parse_row(line, dict(zip(keys, values, strict=True)), seen)
+        fields_ = {k: v for k, v in zip(keys, values, strict=True) if k in known}
+        row, errors = _parse_row(line, fields_, seen)
         problems.extend(Problem(path, line, None, message) for message in errors)
         if row is not None:
-            rows.append(replace(row, columns=frozenset(keys)))
+            rows.append(replace(row, columns=frozenset(used)))
+            if not any(row.addresses().values()):
+                no_contact.append(line)
     if problems and not skip_invalid:
         raise ImportRowsError(problems)
-    return rows, problems
+    return HolderFile(rows, problems, ignored, tuple(no_contact))
 
 
 def _record(
@@ -377,7 +458,19 @@ def change_start_date(
 
 
 _NOT_HOLDER_FIELDS = ("line", "columns", "contact")
-_PLAIN_FIELDS = ("left_date", "name", "email", "track", "department", "offer_date", "mentor_email")
+_PLAIN_FIELDS = (
+    "name",
+    "email",
+    "track",
+    "department",
+    "offer_date",
+    "mentor_email",
+    "phone",
+    "acceptance_deadline",
+    "rejected_date",
+    "left_date",
+    "consent_date",
+)
 
 
 def import_holders(
@@ -398,6 +491,8 @@ def import_holders(
         )
     }
     created = updated = unchanged = 0
+    details: list[tuple[str, str]] = []
+    ended: list[int] = []
     for row in rows:
         holder = existing.get(row.external_id)
         if holder is None:
@@ -413,8 +508,10 @@ def import_holders(
             session.add(holder)
             _record(session, holder, "created", None, row.status, now, source)
             created += 1
+            details.append((row.external_id, "created"))
             continue
         changed = False
+        what: list[str] = []
         for name in _PLAIN_FIELDS:
             if name not in row.columns:
                 continue  # a column the file does not have is not a request to clear the field
@@ -423,6 +520,7 @@ def import_holders(
                 _record(session, holder, name, getattr(holder, name), new, now, source)
                 setattr(holder, name, new)
                 changed = True
+                what.append(name)
         for name, new in row.contact:
             if name not in row.columns:
                 continue
@@ -430,10 +528,15 @@ def import_holders(
                 _record(session, holder, name, get_field(holder, name), new, now, source)
                 set_address(holder, name, new)
                 changed = True
+                what.append(name)
         if holder.start_date != row.start_date:
+            what.append(f"start_date {holder.start_date} → {row.start_date}")
             change_start_date(session, holder, row.start_date, at=now, source=source)
             changed = True
         if "status" in row.columns and holder.status != row.status:
+            what.append(f"status {holder.status} → {row.status}")
+            if row.status not in ("offered", "accepted"):
+                ended.append(holder.id)
             change_status(
                 session, holder, row.status, at=now, reason=row.decline_reason, source=source, check=False
             )
@@ -442,9 +545,11 @@ def import_holders(
             _record(session, holder, "accepted_date", holder.accepted_date, row.accepted_date, now, source)
             holder.accepted_date = row.accepted_date
             changed = True
+            what.append("accepted_date")
         if changed:
             holder.updated_at = now
             updated += 1
+            details.append((row.external_id, "updated: " + ", ".join(what)))
         else:
             unchanged += 1
     session.add(
@@ -455,7 +560,38 @@ def import_holders(
             detail={"created": created, "updated": updated, "unchanged": unchanged},
         )
     )
-    return ImportSummary(created, updated, unchanged, tuple(sorted(erased)))
+    return ImportSummary(created, updated, unchanged, tuple(sorted(erased)), tuple(details), tuple(ended))
+
+
+def pending_touches_of(session: Session, holder_ids: Iterable[int]) -> int:
+    """How many not-yet-done touches these holders have (what the next planning tick cancels)."""
+    from sqlalchemy import func
+
+    from followup.db.models import Touch
+
+    ids = list(holder_ids)
+    if not ids:
+        return 0
+    query = select(func.count()).where(Touch.holder_id.in_(ids), Touch.status.in_(("planned", "reminded")))
+    return int(session.scalar(query) or 0)
+
+
+def no_cadence_rows(rows: Iterable[HolderRow], policy: Policy) -> list[tuple[HolderRow, str]]:
+    """Active rows that no cadence applies to, with a sentence naming the tracks that do have one."""
+    tracks = sorted({t for c in policy.cadences.values() for t in c.applies_to.tracks})
+    found = []
+    for row in rows:
+        if row.status in ("offered", "accepted") and policy.cadence_for(row.track, row.department) is None:
+            found.append(
+                (
+                    row,
+                    f"採用区分 {row.track!r} に合うケイデンスがありません。"
+                    "取り込みましたが自動連絡は送られず、no_cadence のフラグが立ちます "
+                    f"(no cadence for track {row.track!r}; "
+                    f"tracks with a cadence: {', '.join(tracks) or 'none'})",
+                )
+            )
+    return found
 
 
 def find_holder(session: Session, external_id: str) -> OfferHolder | None:

@@ -40,6 +40,7 @@ def touch_record(touch: Touch, external_id: str) -> dict[str, Any]:
         "kind": touch.kind,
         "channel": touch.channel,
         "template": touch.template,
+        "event": touch.event,
         "due_at": _iso(touch.due_at),
         "status": touch.status,
         "seq": touch.seq,

@@ -12,6 +12,14 @@ Rules, in the words of SPEC "Cadence semantics":
 - touch k of a phase falls on ``phase start + k × every`` (months counted from the phase start each
   time, clamped to month end) while before the phase end, then moves to the next business day at the
   preferred send time, and never shares a local day with another touch of the same holder;
+- the rotation advances on every touch that uses it: touch k uses the next entry in order, a survey
+  touch carries the link on the rotation's entry unless ``survey.template`` names its own message (then
+  the rotation waits: no entry is ever swallowed); ``once`` entries are used on the first round only;
+- an event plans its own touches (today: the invitation) from its own dates for every holder of its
+  audience, never later than its bound (the RSVP deadline, else the day before the event): a holder
+  offered after the nominal day gets it on the offer day while the deadline has not passed;
+- catch-up after downtime is counted in business days (a closure does not use the window up), and a
+  touch that delivery held back or retried keeps the time delivery gave it;
 - dates never depend on channels: an opt-out changes a touch's channel, never its day;
 - the idempotency key is ``external_id:cadence:phase:seq`` (one-offs ``…:phase:once:name``).
 """
@@ -19,14 +27,14 @@ Rules, in the words of SPEC "Cadence semantics":
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from followup.calendar import BusinessCalendar
-from followup.config.schema import Cadence, Phase, Policy, TemplateRef
-from followup.durations import shift, shift_moment
+from followup.config.schema import EVENT_TOUCH_LABELS, Cadence, Event, Phase, Policy, TemplateRef
+from followup.durations import Interval, shift, shift_moment
 from followup.vocab import ACTIVE_STATUSES, TouchStatus
 
 # not yet done; cancelled when a holder leaves
@@ -175,24 +183,63 @@ _Fields = tuple[
     str | None,
     str,
 ]
-_Candidate = tuple[date, tuple[int, int, int], _Fields]
+# (nominal day, order, fields, latest day allowed or None)
+_Candidate = tuple[date, tuple[int, int, int], _Fields, date | None]
+_Events = tuple[tuple[str, Event], ...]
 _PhaseCache = dict[tuple[str, int, date, date], list[_Candidate]]
 
 
+def _rotation(phase: Phase, events: Mapping[str, Event]) -> Callable[[date], TemplateRef | None]:
+    """The rotation as a cursor: each call takes the next entry for a touch on ``day``.
+
+    First round: every entry in order; later rounds: the entries not marked ``once``. An entry naming an
+    event whose deadline has passed on ``day`` is passed over (an invitation is never sent late)."""
+    entries = phase.templates
+    repeat = [ref for ref in entries if not ref.once] or list(entries)
+    position = 0
+
+    def take(day: date) -> TemplateRef | None:
+        nonlocal position
+        for _ in range(len(entries) + len(repeat)):
+            if position < len(entries):
+                ref = entries[position]
+            else:
+                ref = repeat[(position - len(entries)) % len(repeat)]
+            position += 1
+            event = events.get(ref.event) if ref.event is not None else None
+            if event is not None and day > event.latest("invitation"):
+                continue
+            return ref
+        return None
+
+    return take
+
+
 def _phase_candidates(
-    cadence_name: str, p_index: int, phase: Phase, p_start: date, p_end: date, calendar: BusinessCalendar
+    cadence_name: str,
+    p_index: int,
+    phase: Phase,
+    p_start: date,
+    p_end: date,
+    calendar: BusinessCalendar,
+    events: Mapping[str, Event],
 ) -> list[_Candidate]:
     """The regular touches of one phase between its bounds, before the calendar moves them."""
     found: list[_Candidate] = []
     label = _label(phase)
+    take = _rotation(phase, events)
     for k in range(MAX_TOUCHES_PER_PHASE):
         nominal = shift(p_start, phase.every, k, is_business_day=calendar.is_business_day)
         if nominal >= p_end:
             break
-        ref = phase.templates[k % len(phase.templates)]
         survey = phase.survey is not None and (k + 1) % phase.survey.every == 0
+        ref: TemplateRef | None
         if survey and phase.survey is not None and phase.survey.template is not None:
-            ref = TemplateRef(template=phase.survey.template)
+            ref = TemplateRef(template=phase.survey.template)  # its own message: the rotation waits
+        else:
+            ref = take(nominal)
+        if ref is None:
+            continue
         fields: _Fields = (
             f"{cadence_name}:{phase.name}:{k}",
             phase.name,
@@ -207,7 +254,66 @@ def _phase_candidates(
             None,
             f"{label} 第{k + 1}回 ({phase.every})",
         )
-        found.append((nominal, (0, p_index, k), fields))
+        found.append((nominal, (0, p_index, k), fields, None))
+    return found
+
+
+def _channels_on(cadence: Cadence, bounds: Sequence[tuple[date, date] | None], day: date) -> tuple[str, ...]:
+    """The channel list of the phase ``day`` falls in (the later phase wins), else of the nearest one."""
+    chosen: Phase | None = None
+    for phase, bound in zip(cadence.phases, bounds, strict=True):
+        if bound is not None and bound[0] <= day:
+            chosen = phase
+    return (chosen or cadence.phases[0]).channels
+
+
+def _event_candidates(
+    cadence_name: str,
+    cadence: Cadence,
+    bounds: Sequence[tuple[date, date] | None],
+    events: _Events,
+    offer: date,
+    start: date,
+    calendar: BusinessCalendar,
+) -> list[_Candidate]:
+    """Each event's touches for one holder, from the event's own dates (not from a rotation slot)."""
+    found: list[_Candidate] = []
+    for e_index, (name, event) in enumerate(events):
+        event_day = event.starts_at.date()
+        if event_day >= start:
+            continue  # the holder works here by then: not an offer holders' event for them
+        event_dates: dict[str, date | None] = {"deadline": event.deadline, "event": event_day}
+        for t_index, (kind, touch) in enumerate(event.touches()):
+            latest = event.latest(kind)
+            if latest < offer:
+                continue  # offered after the deadline: too late to invite
+            anchor = event.anchor(kind)
+            nominal = anchor.resolve(event_dates, calendar.is_business_day)
+            if nominal is None:
+                continue
+            label = f"{event.title}の{EVENT_TOUCH_LABELS.get(kind, kind)}"
+            reason = f"{label} ({anchor}、締切 {latest.isoformat()})"
+            if nominal < offer:
+                later = f"内定日が {nominal.isoformat()} より後のため内定日に"
+                reason = f"{label} ({later}、締切 {latest.isoformat()})"
+                nominal = offer
+            nominal = min(nominal, latest)
+            channels = event.channels or _channels_on(cadence, bounds, nominal)
+            fields: _Fields = (
+                f"{cadence_name}:event:{name}:{kind}",
+                "event",
+                -100 - 10 * e_index - t_index,
+                "message",
+                None,
+                tuple(channels),
+                touch.template,
+                name,
+                None,
+                None,
+                None,
+                reason,
+            )
+            found.append((nominal, (2, e_index, t_index), fields, latest))
     return found
 
 
@@ -220,24 +326,35 @@ def _compute_season(
     zone: ZoneInfo,
     calendar: BusinessCalendar,
     phase_cache: _PhaseCache | None = None,
+    events: _Events = (),
+    all_events: Mapping[str, Event] | None = None,
 ) -> _Season:
     dates: dict[str, date | None] = {"offer": offer, "accepted": accepted, "start": start}
     bounds = _phase_bounds(cadence, dates, calendar)
     phase_cache = {} if phase_cache is None else phase_cache
-    candidates: list[_Candidate] = []
+    known_events = dict(events) if all_events is None else all_events
+    candidates: list[_Candidate] = _event_candidates(
+        cadence_name, cadence, bounds, events, offer, start, calendar
+    )
     for p_index, (phase, bound) in enumerate(zip(cadence.phases, bounds, strict=True)):
         if bound is not None:
             cache_key = (cadence_name, p_index, bound[0], bound[1])
             regular = phase_cache.get(cache_key)
             if regular is None:
-                regular = _phase_candidates(cadence_name, p_index, phase, bound[0], bound[1], calendar)
+                regular = _phase_candidates(
+                    cadence_name, p_index, phase, bound[0], bound[1], calendar, known_events
+                )
                 phase_cache[cache_key] = regular
             candidates.extend(regular)
         # one-off touches keep their own date even when their phase was overridden by a later one
         for o_index, one_off in enumerate(phase.one_off):
             nominal = one_off.at.resolve(dates, calendar.is_business_day)
-            if nominal is None or nominal < offer:
+            if nominal is None:
                 continue
+            if nominal < offer:
+                if one_off.at.base != "start" or start <= offer:
+                    continue
+                nominal = offer  # e.g. the first-day schedule for a late offer: still before the start
             manual = one_off.kind == "manual"
             fields: _Fields = (
                 f"{cadence_name}:{phase.name}:once:{one_off.name}",
@@ -253,18 +370,28 @@ def _compute_season(
                 one_off.note or None,
                 f"{_label(phase)} {one_off.name} ({one_off.at})",
             )
-            candidates.append((nominal, (1, p_index, o_index), fields))
-    candidates.sort()  # (nominal, order) is unique, so the fields are never compared
+            candidates.append((nominal, (1, p_index, o_index), fields, None))
+    candidates.sort(key=lambda c: (c[0], c[1]))  # (nominal, order) is unique
     used: set[date] = set()
     slots: list[_Slot] = []
     stamps: list[float] = []
-    for nominal, _order, fields in candidates:
+    for nominal, _order, fields, latest in candidates:
         day = calendar.next_business_day(nominal)
         why = calendar.closed_reason(nominal)
         while day in used:  # never two touches on one local day for one holder
             day = calendar.next_business_day(day + timedelta(days=1))
             why = why or "同日に別の接点あり"
-        if day >= start:
+        if latest is not None and (day > latest or day >= start):
+            # an event touch never goes after its bound: the latest free business day before it, or
+            # (every day taken) the latest business day even if another touch shares it
+            until = min(latest + timedelta(days=1), start)
+            earlier = _free_business_day_before(until, offer, used, calendar)
+            if earlier is None:
+                earlier = _free_business_day_before(until, offer, set(), calendar)
+            if earlier is None:
+                continue
+            day, why = earlier, why or "締切より前に前倒し"
+        elif day >= start:
             # moving forward would reach the first working day (e.g. year-end closure just before a
             # January start): move back to the last free business day before it instead, or drop it
             earlier = _free_business_day_before(nominal, offer, used, calendar)
@@ -278,7 +405,7 @@ def _compute_season(
         else:
             slots.append(_Slot(*fields, due_at, nominal, why))
         stamps.append(stamp)
-    # days are distinct and increasing with the due time, so sorting by stamp keeps slots aligned
+    # sorting by stamp keeps slots aligned (days are distinct, except an event touch that had no free day)
     order = sorted(range(len(slots)), key=stamps.__getitem__)
     ordered = tuple(slots[i] for i in order)
     return _Season(
@@ -338,9 +465,18 @@ class _Seasons:
     def __init__(self, policy: Policy, calendar: BusinessCalendar) -> None:
         self.policy = policy
         self.calendar = calendar
-        self._seasons: dict[tuple[str, date, date | None, date, str | None], _Season] = {}
+        self._seasons: dict[tuple[str, date, date | None, date, str | None, _Events], _Season] = {}
         self._cadences: dict[tuple[str, str | None], tuple[str, Cadence] | None] = {}
+        self._events: dict[tuple[str, str | None], _Events] = {}
         self._phases: _PhaseCache = {}
+
+    def events_for(self, holder: HolderSnapshot) -> _Events:
+        signature = (holder.track, holder.department)
+        found = self._events.get(signature)
+        if found is None:
+            found = events_for(self.policy, holder.track, holder.department)
+            self._events[signature] = found
+        return found
 
     def cadence_for(self, holder: HolderSnapshot) -> tuple[str, Cadence] | None:
         signature = (holder.track, holder.department)
@@ -349,12 +485,14 @@ class _Seasons:
         return self._cadences[signature]
 
     def season(self, holder: HolderSnapshot, cadence_name: str, cadence: Cadence) -> _Season:
+        events = self.events_for(holder)
         signature = (
             cadence_name,
             holder.offer_date,
             holder.accepted_date,
             holder.start_date,
             holder.timezone,
+            events,
         )
         season = self._seasons.get(signature)
         if season is None:
@@ -367,9 +505,44 @@ class _Seasons:
                 self.calendar.zone(holder.timezone),
                 self.calendar,
                 self._phases,
+                events,
+                self.policy.events,
             )
             self._seasons[signature] = season
         return season
+
+
+def events_for(policy: Policy, track: str | None, department: str | None) -> _Events:
+    """The events that plan touches for a holder of this track and department (audience matches)."""
+    return tuple(
+        (name, event)
+        for name, event in policy.events.items()
+        if event.touches() and (event.audience is None or event.audience.matches(track, department))
+    )
+
+
+def catch_up_floor(now: datetime, policy: Policy, calendar: BusinessCalendar) -> datetime:
+    """The oldest due time a tick still creates: ``scheduler.catch_up`` counted in business days.
+
+    ``3d`` and ``3bd`` are the last three business days, ``1w`` a week of workdays, so a long closure
+    (シルバーウィーク, 年末年始 and a weekend) does not use the window up; months are calendar months."""
+    interval = policy.scheduler.catch_up
+    if interval.unit == "mo":
+        return shift_moment(now, interval, -1)
+    per_unit = len(policy.calendar.workdays) if interval.unit == "w" else 1
+    business = Interval(interval.amount * per_unit, "bd")
+    return shift_moment(now, business, -1, is_business_day=calendar.is_business_day)
+
+
+def no_cadence_reason(policy: Policy, track: str, department: str | None) -> str:
+    """Why a holder is not followed, in words HR can act on (the tracks that do have a cadence)."""
+    tracks = sorted({t for c in policy.cadences.values() for t in c.applies_to.tracks})
+    where = f"採用区分 {track!r}" + (f"・部署 {department!r}" if department else "")
+    known = "、".join(tracks) if tracks else "(なし)"
+    return (
+        f"該当するケイデンスがありません: {where} に合う applies_to がないため、自動連絡は送られません "
+        f"(ケイデンスのある採用区分: {known})"
+    )
 
 
 def season_schedule(
@@ -389,6 +562,9 @@ def season_schedule(
         holder.start_date,
         calendar.zone(holder.timezone),
         calendar,
+        None,
+        events_for(policy, holder.track, holder.department),
+        policy.events,
     )
     touches = []
     for slot in season.slots:
@@ -410,7 +586,7 @@ def plan(
         raise ValueError("plan() needs an aware 'now'")
     calendar = calendar or BusinessCalendar.from_policy(policy)
     seasons = _Seasons(policy, calendar)
-    low = shift_moment(now, policy.scheduler.catch_up, -1)
+    low = catch_up_floor(now, policy, calendar)
     high = shift_moment(now, policy.scheduler.horizon, 1)
     low_stamp, high_stamp = low.timestamp(), high.timestamp()
     cadence_names = frozenset(policy.cadences)
@@ -433,7 +609,7 @@ def plan(
         match = seasons.cadence_for(holder)
         prefix = f"{holder.external_id}:"
         if match is None:
-            skipped.append((holder.id, f"no cadence for track {holder.track!r}"))
+            skipped.append((holder.id, no_cadence_reason(policy, holder.track, holder.department)))
             gone = "該当するケイデンスがないため中止"
             cancel.extend((t.id, gone) for t in history if _is_planned_by_us(t, prefix, cadence_names))
             continue

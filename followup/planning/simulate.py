@@ -41,6 +41,7 @@ class SimulatedTouch:
     due_at: datetime
     reason: str
     status: str = "planned"
+    event: str | None = None
 
     def record(self) -> dict[str, Any]:
         """The SPEC touch record (simulate ``--json``, ``holders show``)."""
@@ -51,6 +52,7 @@ class SimulatedTouch:
             "kind": self.kind,
             "channel": self.channel,
             "template": self.template,
+            "event": self.event,
             "due_at": self.due_at.isoformat(),
             "status": self.status,
         }
@@ -149,6 +151,7 @@ def simulate_season(
                     survey_form=touch.survey_form,
                     due_at=touch.due_at,
                     reason=touch.reason,
+                    event=touch.event,
                 )
             )
         for holder_id, reason in planned.skipped:

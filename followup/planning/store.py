@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,12 +22,12 @@ from followup.config.context import AppContext
 from followup.config.schema import Policy
 from followup.db.addresses import address_columns, addresses_of
 from followup.db.models import ChannelOptOut, OfferHolder, SchedulerLease, Touch
-from followup.durations import shift_moment
 from followup.planning.planner import (
     PENDING_STATUSES,
     ExistingTouch,
     HolderSnapshot,
     PlanResult,
+    catch_up_floor,
     plan,
 )
 from followup.vocab import ACTIVE_STATUSES
@@ -45,6 +45,7 @@ class PlanCounts:
     cancelled: int = 0
     rechannelled: int = 0
     skipped: int = 0
+    skipped_holders: tuple[tuple[str, str], ...] = ()  # (external_id, reason), for `plan` to name them
 
 
 def _touches() -> Table:
@@ -71,14 +72,15 @@ def load_snapshots(
         Touch.due_at,
         Touch.status,
         (Touch.attempts + Touch.suppressed_count) > 0,
+        Touch.held_at,
     )
     touch_query = select(*touch_cols)
     if now is not None:
-        since = shift_moment(now, policy.scheduler.catch_up, -1) - HISTORY_SLACK
+        since = catch_up_floor(now, policy, BusinessCalendar.from_policy(policy)) - HISTORY_SLACK
         touch_query = touch_query.where(or_(Touch.status.in_(pending), Touch.due_at >= since))
     existing: dict[int, list[ExistingTouch]] = defaultdict(list)
     for t in session.execute(touch_query):
-        existing[t[2]].append(ExistingTouch(*t[:9], deferred=bool(t[9])))
+        existing[t[2]].append(ExistingTouch(*t[:9], deferred=bool(t[9]) or t[10] is not None))
 
     pending_holders = select(Touch.holder_id).where(Touch.status.in_(pending)).distinct()
     holder_query = select(
@@ -191,7 +193,10 @@ def plan_tick(context: AppContext, now: datetime) -> PlanCounts:
     with context.session() as session:
         holders, existing = load_snapshots(session, policy, now=now)
         result = plan(holders, policy, existing, now, calendar)
-        return apply_plan(session, result)
+        counts = apply_plan(session, result)
+    names = {h.id: h.external_id for h in holders}
+    named = tuple(sorted((names.get(hid, str(hid)), reason) for hid, reason in result.skipped))
+    return replace(counts, skipped_holders=named)
 
 
 def try_acquire_lease(session: Session, name: str, owner: str, ttl: timedelta | float, now: datetime) -> bool:

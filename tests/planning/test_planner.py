@@ -12,6 +12,7 @@ import jpholiday
 from followup.calendar import BusinessCalendar
 from followup.config import load_policy
 from followup.config.schema import Cadence
+from followup.durations import parse_interval
 from followup.planning.planner import ExistingTouch, HolderSnapshot, PlannedTouch, plan, season_schedule
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,6 +113,7 @@ def test_a_new_graduate_is_contacted_weekly_in_the_last_eight_weeks() -> None:
         "2027-03-11",
         "2027-03-18",
         "2027-03-25",
+        "2027-03-29",  # the first-day schedule, a one-off at start - 3bd
     ]
 
 
@@ -131,15 +133,14 @@ def test_templates_rotate_and_every_third_touch_is_a_pulse_survey() -> None:
     assert [t.template for t in initial] == [
         "welcome_president",
         "mentor_intro",
-        "pulse_survey",  # the survey's own message replaces the rotation's "checkin"
-        "zadankai_invite",
+        "pulse_survey",  # the survey's own message: the rotation waits, "checkin" comes next
         "checkin",
+        "monthly_update",
         "pulse_survey",
     ]
     assert [t.kind for t in initial] == ["message", "message", "survey", "message", "message", "survey"]
     assert {t.survey_form for t in initial if t.kind == "survey"} == {"pulse"}
-    assert initial[3].event == "zadankai"
-    assert initial[2].event is None
+    assert all(t.event is None for t in initial)  # events are planned from their own dates
     assert [t.key for t in initial[:2]] == ["NG-001:new_grad:initial:0", "NG-001:new_grad:initial:1"]
 
 
@@ -196,7 +197,7 @@ def test_month_end_offer_is_clamped_to_each_months_last_day() -> None:
             ],
         }
     )
-    policy = POLICY.model_copy(update={"cadences": {"monthly_only": monthly}})
+    policy = POLICY.model_copy(update={"cadences": {"monthly_only": monthly}, "events": {}})
     touches = season(holder("2026-01-31"), policy)
     # nominal 1/31, 2/28, 3/31, 4/30, 5/31, 6/30, 7/31, 8/31 (each counted from 1/31, never drifting to 28)
     assert days(touches) == [
@@ -226,6 +227,7 @@ def test_a_late_offer_lets_the_pre_start_phase_win() -> None:
         "2027-03-15",
         "2027-03-23",  # 3/22 is the 振替休日 of 春分の日
         "2027-03-29",
+        "2027-03-30",  # the first-day schedule (start - 3bd = 3/29) yields to the weekly touch
     ]
     assert days(touches, kinds=("manual",)) == ["2027-02-16", "2027-03-02"]  # letter yields to 3/01
 
@@ -246,7 +248,7 @@ def test_a_phase_anchored_on_acceptance_waits_for_the_acceptance_date() -> None:
             ],
         }
     )
-    policy = POLICY.model_copy(update={"cadences": {"after_yes": accepted}})
+    policy = POLICY.model_copy(update={"cadences": {"after_yes": accepted}, "events": {}})
     undecided = holder("2026-04-15")
     assert season(undecided, policy) == []
     said_yes = replace(undecided, accepted_date=date(2026, 5, 11), status="accepted")
@@ -298,14 +300,17 @@ def test_an_earlier_start_date_cancels_touches_that_left_the_schedule() -> None:
     earlier = replace(NEW_GRAD, start_date=date(2027, 3, 18))
     result = plan([earlier], POLICY, {1: as_existing(created, first_id=7)}, now, CAL)
     assert result.cancel == [(7, "日程の変更で予定から外れたため中止")]
-    assert result.create == []  # pre_start:0 (1/21) is older than the catch-up window
+    # pre_start:0 (1/21) is within the last three business days (catch-up counts business days)
+    assert [t.key for t in result.create] == ["NG-001:new_grad:pre_start:0"]
 
 
 def test_a_touch_whose_new_date_is_long_past_is_cancelled_not_sent_late() -> None:
-    now = tokyo("2027-03-23T12:00")
+    now = tokyo("2027-03-24T12:00")
     created = plan([NEW_GRAD], POLICY, {}, now, CAL).create
-    assert [t.key for t in created] == ["NG-001:new_grad:pre_start:7"]  # 3/25
-    # start 3/25: pre_start:7 would have been 3/18, before the catch-up window (3/20 12:00)
+    assert "NG-001:new_grad:pre_start:7" in [t.key for t in created]  # 3/25
+    created = [t for t in created if t.key == "NG-001:new_grad:pre_start:7"]
+    # start 3/25: pre_start:7 would have been 3/18, before the catch-up window of three business days
+    # (3/23, 3/19, 3/18 12:00 — 3/20–3/22 are a weekend and 春分の日's 振替休日)
     earlier = replace(NEW_GRAD, start_date=date(2027, 3, 25))
     result = plan([earlier], POLICY, {1: as_existing(created, first_id=7)}, now, CAL)
     assert result.cancel == [(7, "日程の変更で送信時期を過ぎたため中止")]
@@ -364,7 +369,8 @@ def test_a_holder_with_no_reachable_channel_is_skipped_with_a_reason() -> None:
 def test_a_holder_without_a_matching_cadence_is_skipped() -> None:
     result = plan([replace(NEW_GRAD, track="intern")], POLICY, {}, tokyo("2026-04-15T08:00"), CAL)
     assert result.create == []
-    assert result.skipped == [(1, "no cadence for track 'intern'")]
+    [(holder_id, reason)] = result.skipped
+    assert holder_id == 1 and "'intern'" in reason and "new_grad" in reason  # and the tracks that exist
 
 
 def test_ad_hoc_touches_are_never_cancelled_by_the_planner() -> None:
@@ -393,7 +399,8 @@ def test_mid_career_holders_are_contacted_weekly_until_the_start() -> None:
         "2026-07-06",
         "2026-07-13",
     ]
-    assert days(touches, "pre_start") == ["2026-07-21", "2026-07-27"]  # 7/20 海の日
+    # every 2w from start - 2w (7/20 海の日 → 7/21), and the first-day schedule at start - 3bd
+    assert days(touches, "pre_start") == ["2026-07-21", "2026-07-29"]
     assert touches[0].channel == "email"
 
 
@@ -419,13 +426,24 @@ def test_a_touch_delivery_deferred_keeps_its_new_due_time_and_is_not_cancelled()
 
 
 def test_a_touch_pushed_past_the_year_end_closure_moves_before_a_january_start_instead() -> None:
-    # start Monday 2026-01-05: start - 1w is 12/29, inside 年末年始; forward would be the first working day
+    # start Monday 2026-01-05: a weekly start - 1w is 12/29, inside 年末年始; forward would be the first
+    # working day, so it moves back to the last business day before the closure
+    cadence = POLICY.cadences["mid_career"]
+    weekly = cadence.phases[1].model_copy(update={"every": parse_interval("1w"), "one_off": ()})
+    policy = POLICY.model_copy(
+        update={
+            "cadences": {"mid_career": cadence.model_copy(update={"phases": (cadence.phases[0], weekly)})}
+        }
+    )
     mid = holder("2025-11-17", "2026-01-05", track="mid_career")
-    pre_start = [t for t in season(mid) if t.phase == "pre_start"]
+    pre_start = [t for t in season(mid, policy) if t.phase == "pre_start"]
     assert [(t.template, t.due_at.date().isoformat()) for t in pre_start] == [
         ("prestart_checklist", "2025-12-22"),
-        ("first_day_schedule", "2025-12-26"),  # the last business day before the closure
+        ("prestart_checklist", "2025-12-26"),  # the last business day before the closure
     ]
+    # the example's first-day schedule (start - 3bd) counts business days over the closure: 12/24
+    first_day = [t for t in season(mid) if t.template == "first_day_schedule"]
+    assert [t.due_at.date().isoformat() for t in first_day] == ["2025-12-24"]
 
 
 def test_no_touch_is_ever_due_on_or_after_the_start_date() -> None:

@@ -15,7 +15,7 @@ from followup.planning.simulate import simulate_season
 from tests.cli import REPO, run_followup
 
 SAMPLE = REPO / "config" / "holders.sample.csv"
-RECORD_KEYS = {"external_id", "cadence", "phase", "kind", "channel", "template", "due_at", "status"}
+RECORD_KEYS = {"external_id", "cadence", "phase", "kind", "channel", "template", "due_at", "status", "event"}
 
 
 def env_for(tmp_path: Path) -> dict[str, str]:
