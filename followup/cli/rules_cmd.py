@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
 
@@ -50,14 +51,19 @@ def flags(
     tz = context.policy.organization.tz
     for risk, group in ranked:
         for flag in group:
-            table.add_row(
-                flag.external_id,
-                f"{flag.rule}({RULE_LABELS[flag.rule]})",
-                f"{flag.severity}({SEVERITY_LABELS[flag.severity]})",
-                flag.reason,
-                flag.since.astimezone(tz).isoformat(timespec="minutes"),
-                flag.action,
-                str(risk),
+            table.add_row(  # data, never Rich markup
+                *(
+                    escape(str(value))
+                    for value in (
+                        flag.external_id,
+                        f"{flag.rule}({RULE_LABELS[flag.rule]})",
+                        f"{flag.severity}({SEVERITY_LABELS[flag.severity]})",
+                        flag.reason,
+                        flag.since.astimezone(tz).isoformat(timespec="minutes"),
+                        flag.action,
+                        str(risk),
+                    )
+                )
             )
     out.print(table)
     out.print(
