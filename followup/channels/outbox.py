@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from email import policy
 from email.utils import formatdate
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 from followup.channels import line, slack
 from followup.channels.base import DeliveryError, DeliveryResult, OutboundMessage
 from followup.channels.email import build_email
+from followup.files import write_private
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -31,16 +30,7 @@ def outbox_file_name(idempotency_key: str, extension: str) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_private(path, data)  # 0600 in a 0700 folder: the outbox holds names and addresses
 
 
 class OutboxChannel:
@@ -69,7 +59,6 @@ class OutboxChannel:
         except (ValueError, TypeError) as exc:
             raise DeliveryError(f"cannot build {self.name} message: {exc}", permanent=True) from exc
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
             _atomic_write(self.directory / file_name, data)
         except OSError as exc:
             raise DeliveryError(f"outbox write failed: {exc}", permanent=False) from exc

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from followup.cli.timeparse import parse_now
 from followup.config.context import AppContext
 from followup.db.models import ReportRun
+from followup.files import write_private
 from followup.flags.rules import sort_by_risk
 from followup.flags.store import evaluate_and_persist
 from followup.labels import RULE_LABELS, SEVERITY_LABELS
@@ -94,8 +95,7 @@ def report(
         weekly = build_report(session, policy, moment)
     html = render_html(weekly, images="data", templates_root=context.templates_root)
     target = out_file or Path(context.settings.var_dir) / "reports" / f"weekly-{week}.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(html, encoding="utf-8")
+    write_private(target, html)  # names and answers: 0600
     out.print(
         f"レポートを書き出しました: {target}(要フォロー {len(weekly.at_risk)}名)",
         markup=False,
