@@ -2,8 +2,8 @@
 
 itsdangerous signs ``{"s": SEALED}`` / ``{"o": SEALED, "c": channel}`` with the installation's
 secret and a purpose-specific salt, so a survey token cannot be replayed as an opt-out token. The
-touch or holder id inside is sealed (a random nonce and the id XORed with an HMAC of it under a key
-derived from the secret): a token reveals no sequential id, and two links to one touch differ.
+touch or holder id inside is sealed (a nonce and the id XORed with an HMAC of the nonce under a key
+derived from the secret): a token reveals no sequential id.
 Tokens of the earlier format (``{"t": 17}``, ``{"h": 3, "c": "email"}``) are still read while they
 age out: they are signed with the same key, so they cannot be forged either.
 """
@@ -40,8 +40,14 @@ def _pad(key: str, salt: str, nonce: bytes) -> int:
 
 
 def seal_id(key: str, salt: str, number: int) -> str:
-    """``number`` (0 ≤ n < 2**64) as an opaque string; only holders of ``key`` can read it."""
-    nonce = secrets.token_bytes(_NONCE)
+    """``number`` (0 ≤ n < 2**64) as an opaque string; only holders of ``key`` can read it.
+
+    The nonce is derived from the id (a synthetic IV), so one touch always gets the same sealed id and
+    a re-rendered message is byte-identical within the same second; ids 17 and 18 look unrelated.
+    """
+    nonce = hmac.new(
+        key.encode("utf-8"), f"followup.link-iv:{salt}:{number}".encode(), hashlib.sha256
+    ).digest()[:_NONCE]
     body = (number ^ _pad(key, salt, nonce)).to_bytes(8, "big")
     return base64.urlsafe_b64encode(nonce + body).decode("ascii").rstrip("=")
 
