@@ -87,7 +87,7 @@ def main() -> None:
             "FOLLOWUP_BROKER_URL": redis_server.url,
             "FOLLOWUP_CONFIG": str(context.settings.config),
             "FOLLOWUP_VAR_DIR": str(tmp),
-            "FOLLOWUP_SECRET_KEY": "bench-secret-" + "x" * 40,
+            "FOLLOWUP_SECRET_KEY": "bench-secret-0123456789abcdefghijklmnop",
             "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
             "BENCH_REDIS_URL": redis_server.url,
         }

@@ -36,3 +36,12 @@ class ConfigError(UserInputError):
 
 class ImportRowsError(UserInputError):
     """Rows of a holders CSV are invalid: ``FILE:LINE: message``; nothing was imported."""
+
+
+class SettingsError(Exception):
+    """An environment setting cannot be used (e.g. a weak secret). Each message names the variable;
+    the CLI prints them and exits with status 2. Not a ValueError, so pydantic passes it through."""
+
+    def __init__(self, messages: list[str]) -> None:
+        self.messages = messages
+        super().__init__("\n".join(messages))

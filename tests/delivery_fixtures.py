@@ -51,7 +51,7 @@ def make_context(tmp_path: Path, db_url: str, *, config: Path = CONFIG, **settin
         "database_url": db_url,
         "var_dir": tmp_path,
         "config": config,
-        "secret_key": "delivery-test-secret",
+        "secret_key": "delivery-test-secret-0123456789abcdefgh",
         "broker_url": "",
         **FAST_RETRIES,
         **settings,

@@ -23,7 +23,7 @@ from followup.delivery.links import LinkSigner
 from followup.web import create_app
 
 REPO = Path(__file__).resolve().parents[1]
-DASHBOARD_TOKEN = "hr-dashboard-token-for-tests"
+DASHBOARD_TOKEN = "hr-dashboard-token-for-tests-0123456789"
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 LINE_SECRET = "line-channel-secret-for-tests"
 

@@ -9,14 +9,13 @@ request body as JSON for the others), so the outbox stands in for any registered
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from followup.channels import CHANNELS, channel_class
 from followup.channels.base import Channel, DeliveryError, DeliveryResult, OutboundMessage
+from followup.files import write_private
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -29,16 +28,7 @@ def outbox_file_name(idempotency_key: str, extension: str) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_private(path, data)  # 0600 in a 0700 folder: the outbox holds names and addresses
 
 
 class OutboxChannel(Channel):
@@ -59,7 +49,6 @@ class OutboxChannel(Channel):
             raise DeliveryError(f"cannot build {self.name} message: {exc}", permanent=True) from exc
         file_name = outbox_file_name(message.idempotency_key, extension)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
             _atomic_write(self.directory / file_name, data)
         except OSError as exc:
             raise DeliveryError(f"outbox write failed: {exc}", permanent=False) from exc

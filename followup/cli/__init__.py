@@ -7,6 +7,7 @@ start at once instead of importing matplotlib, FastAPI, Celery and the ORM (benc
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -15,7 +16,7 @@ import typer
 from typer import _click as click  # typer 0.29 vendors its own click
 from typer.core import TyperGroup
 
-from followup.errors import UserInputError
+from followup.errors import SettingsError, UserInputError
 
 if TYPE_CHECKING:
     from followup.config.context import AppContext
@@ -132,6 +133,7 @@ def config_first(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> Any:
     """Console entry point: user errors print ``FILE:LINE[:COL]: message`` lines and exit 2."""
     args = config_first(sys.argv[1:] if argv is None else argv)
+    os.umask(0o077)  # the database, outbox, reports and key hold personal data: private to this user
     try:
         return app(args=args, prog_name="followup")
     except UserInputError as exc:
@@ -140,4 +142,11 @@ def main(argv: list[str] | None = None) -> Any:
         err = Console(stderr=True, soft_wrap=True)
         for problem in exc.problems:
             err.print(str(problem), markup=False, highlight=False)
+        sys.exit(2)
+    except SettingsError as exc:
+        from rich.console import Console
+
+        err = Console(stderr=True, soft_wrap=True)
+        for message in exc.messages:
+            err.print(message, markup=False, highlight=False)
         sys.exit(2)

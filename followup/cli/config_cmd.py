@@ -6,6 +6,7 @@ import json
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from followup.config import Policy
@@ -106,24 +107,34 @@ def register(app: typer.Typer) -> None:
             out.print_json(json.dumps(summary, ensure_ascii=False))
             return
         out.print(
-            f"[green]OK[/] {context.config_file}: {policy.organization.name} "
-            f"({policy.organization.timezone}, {policy.organization.locale}), "
-            f"send window {summary['send_window']}"
+            "[green]OK[/] "
+            + escape(
+                f"{context.config_file}: {policy.organization.name} "
+                f"({policy.organization.timezone}, {policy.organization.locale}), "
+                f"send window {summary['send_window']}"
+            )
         )
         for name, cadence in policy.cadences.items():
-            table = Table(title=f"cadence {name} — {cadence.applies_to.model_dump(exclude_defaults=True)}")
+            table = Table(
+                title=escape(f"cadence {name} — {cadence.applies_to.model_dump(exclude_defaults=True)}")
+            )
             for column in ("phase", "from", "to", "every", "channels", "templates", "survey", "one-off"):
                 table.add_column(column)
             for phase in cadence.phases:
                 table.add_row(
-                    f"{phase.name} {phase.label}",
-                    str(phase.start),
-                    str(phase.end),
-                    str(phase.every),
-                    " > ".join(phase.channels),
-                    str(len(phase.templates)),
-                    f"{phase.survey.form}/{phase.survey.every}" if phase.survey else "-",
-                    ", ".join(o.name for o in phase.one_off) or "-",
+                    *(
+                        escape(cell)
+                        for cell in (
+                            f"{phase.name} {phase.label}",
+                            str(phase.start),
+                            str(phase.end),
+                            str(phase.every),
+                            " > ".join(phase.channels),
+                            str(len(phase.templates)),
+                            f"{phase.survey.form}/{phase.survey.every}" if phase.survey else "-",
+                            ", ".join(o.name for o in phase.one_off) or "-",
+                        )
+                    )
                 )
             out.print(table)
         for name, plan in summary["events"].items():  # type: ignore[attr-defined]
@@ -141,5 +152,5 @@ def register(app: typer.Typer) -> None:
         for warning in context.loaded.warnings:
             err.print(f"warning: {warning}", markup=False, highlight=False)
         surveys = ", ".join(f"{name} ({len(s.questions)} questions)" for name, s in policy.surveys.items())
-        out.print(f"surveys: {surveys}")
-        out.print(f"weekly report: {summary['report']}")
+        out.print(f"surveys: {surveys}", markup=False)
+        out.print(f"weekly report: {summary['report']}", markup=False)

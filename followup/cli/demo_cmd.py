@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -84,26 +85,26 @@ def register(app: typer.Typer) -> None:
             for index, flag in enumerate(flags):
                 table.add_row(
                     str(risk) if index == 0 else "",
-                    flag.external_id if index == 0 else "",
-                    RULE_LABELS.get(flag.rule, flag.rule),
-                    SEVERITY.get(flag.severity, flag.severity),
-                    flag.reason,
-                    flag.action,
+                    escape(flag.external_id) if index == 0 else "",
+                    escape(RULE_LABELS.get(flag.rule, flag.rule)),
+                    escape(SEVERITY.get(flag.severity, flag.severity)),
+                    escape(flag.reason),
+                    escape(flag.action),
                 )
         out.print(table)
-        out.print(f"週次レポート (HTML): [cyan]{result.report_html}[/]  — ブラウザで開いてください")
-        out.print(f"週次レポート (メール): [cyan]{result.report_email}[/]")
+        html = escape(str(result.report_html))
+        out.print(f"週次レポート (HTML): [cyan]{html}[/]  — ブラウザで開いてください")
+        out.print(f"週次レポート (メール): [cyan]{escape(str(result.report_email))}[/]")
         if result.backtest:
             from followup.cli.outcomes_cmd import backtest_table
 
             out.print(backtest_table(result.backtest))
         if result.season_html is not None:
-            out.print(
-                f"シーズンレポート (HTML): [cyan]{result.season_html}[/] — 承諾率・辞退理由・検証・費用"
-            )
-        out.print(f"送信されたメッセージ (outbox): [cyan]{result.outbox}[/]")
+            season = escape(str(result.season_html))
+            out.print(f"シーズンレポート (HTML): [cyan]{season}[/] — 承諾率・辞退理由・検証・費用")
+        out.print(f"送信されたメッセージ (outbox): [cyan]{escape(str(result.outbox))}[/]")
         out.print(
-            f"データベース: [cyan]{directory / 'followup.db'}[/] — 例: "
-            f"FOLLOWUP_DATABASE_URL=sqlite:///{directory.resolve()}/followup.db "
+            f"データベース: [cyan]{escape(str(directory / 'followup.db'))}[/] — 例: "
+            f"FOLLOWUP_DATABASE_URL=sqlite:///{escape(str(directory.resolve()))}/followup.db "
             "followup holders show NG-2027-005"
         )

@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -99,7 +100,11 @@ def register(app: typer.Typer) -> None:
         for warning in warnings:
             err.print(f"warning: {warning}", markup=False, highlight=False)
         for external_id in summary.erased:
-            err.print(f"skipped {external_id}: personal data was erased on request (not re-imported)")
+            err.print(
+                f"skipped {external_id}: personal data was erased on request (not re-imported)",
+                markup=False,
+                highlight=False,
+            )
         for problem in problems:
             err.print(f"skipped {problem}", markup=False, highlight=False)
         if as_json:
@@ -163,15 +168,20 @@ def register(app: typer.Typer) -> None:
             table.add_column(column)
         for r in records:
             channels = [c.label for c in channel_classes() if r.get(c.address_field)]
-            table.add_row(
-                r["external_id"],
-                r["name"],
-                r["track"],
-                r["department"] or "",
-                r["offer_date"],
-                r["start_date"],
-                STATUS_LABELS.get(r["status"], r["status"]),
-                "/".join(channels),
+            table.add_row(  # holder data is text, never Rich markup (a name like "[/bold]")
+                *(
+                    escape(str(value))
+                    for value in (
+                        r["external_id"],
+                        r["name"],
+                        r["track"],
+                        r["department"] or "",
+                        r["offer_date"],
+                        r["start_date"],
+                        STATUS_LABELS.get(r["status"], r["status"]),
+                        "/".join(channels),
+                    )
+                )
             )
         out.print(table)
 
@@ -193,8 +203,12 @@ def register(app: typer.Typer) -> None:
             return
         h = record["holder"]
         out.print(
-            f"[bold]{h['name']}[/] ({h['external_id']}) {h['track']} {h['department'] or ''} — "
-            f"{STATUS_LABELS.get(h['status'], h['status'])}, 内定 {h['offer_date']} → 入社 {h['start_date']}"
+            f"[bold]{escape(str(h['name']))}[/] "
+            + escape(
+                f"({h['external_id']}) {h['track']} {h['department'] or ''} — "
+                f"{STATUS_LABELS.get(h['status'], h['status'])}, "
+                f"内定 {h['offer_date']} → 入社 {h['start_date']}"
+            )
         )
         tz = context.policy.organization.tz
         table = Table(title="タイムライン (timeline)")
@@ -208,9 +222,9 @@ def register(app: typer.Typer) -> None:
             )
             table.add_row(
                 at,
-                TIMELINE_LABELS.get(item.get("type", ""), item.get("type", "")),
-                str(item.get("summary", "")),
-                str(item.get("status", "") or ""),
+                escape(str(TIMELINE_LABELS.get(item.get("type", ""), item.get("type", "")))),
+                escape(str(item.get("summary", ""))),
+                escape(str(item.get("status", "") or "")),
             )
         out.print(table)
 
@@ -233,7 +247,7 @@ def register(app: typer.Typer) -> None:
                 change_status(session, holder, status, at=when, reason=reason, source="cli")
             except ValueError as exc:
                 raise UserInputError(Problem(Path(external_id), None, None, str(exc))) from None
-        out.print(f"{external_id}: status {status}")
+        out.print(f"{external_id}: status {status}", markup=False)
 
     @holders_app.command("set-start-date")
     def set_start_date(
@@ -255,7 +269,7 @@ def register(app: typer.Typer) -> None:
                 change_start_date(session, holder, new_date, at=when, source="cli")
             except ValueError as exc:
                 raise UserInputError(Problem(Path(external_id), None, None, str(exc))) from None
-        out.print(f"{external_id}: start date {new_date}")
+        out.print(f"{external_id}: start date {new_date}", markup=False)
 
     @holders_app.command("erase")
     def erase(
@@ -276,7 +290,7 @@ def register(app: typer.Typer) -> None:
             pseudonym = erase_holder(
                 session, holder, context.policy, now=datetime.now().astimezone(), actor="cli"
             )
-        out.print(f"{external_id}: personal data erased (now {pseudonym})")
+        out.print(f"{external_id}: personal data erased (now {pseudonym})", markup=False)
 
     @holders_app.callback(invoke_without_command=True)
     def holders_default(ctx: typer.Context) -> None:

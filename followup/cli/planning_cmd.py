@@ -12,6 +12,7 @@ from uuid import uuid4
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -121,12 +122,14 @@ def _print_simulation(result: SimulationResult, calendar: BusinessCalendar) -> N
     for external_id, counts in result.per_phase().items():
         holder = by_ext[external_id]
         holders_table.add_row(
-            external_id,
+            escape(external_id),
             *(str(counts.get(p, 0)) for p in phases),
             str(counts.get("manual", 0)),
             str(sum(counts.values())),
-            "; ".join(sorted(result.skipped.get(holder.id, ())))
-            or ("" if holder.status in ACTIVE_STATUSES else holder.status),
+            escape(
+                "; ".join(sorted(result.skipped.get(holder.id, ())))
+                or ("" if holder.status in ACTIVE_STATUSES else holder.status)
+            ),
         )
     out.print(holders_table)
 
@@ -312,7 +315,10 @@ def _print_simulated_flags(result: SimulationResult) -> None:
     for column in ("週次レポート", "内定者", "ルール", "重要度", "理由"):
         table.add_column(column, overflow="fold")
     for note in sorted(result.notes, key=lambda n: (n["since"], n["external_id"])):
-        table.add_row(note["since"][:10], note["external_id"], note["rule"], note["severity"], note["reason"])
+        table.add_row(
+            str(note["since"])[:10],
+            *(escape(str(note[k])) for k in ("external_id", "rule", "severity", "reason")),
+        )
     out.print(table)
 
 

@@ -8,12 +8,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
 
 from followup.cli.timeparse import parse_now
 from followup.config.context import AppContext
 from followup.db.models import ReportRun
+from followup.files import write_private
 from followup.flags.rules import sort_by_risk
 from followup.flags.store import evaluate_and_persist
 from followup.labels import RULE_LABELS, SEVERITY_LABELS
@@ -50,14 +52,19 @@ def flags(
     tz = context.policy.organization.tz
     for risk, group in ranked:
         for flag in group:
-            table.add_row(
-                flag.external_id,
-                f"{flag.rule}({RULE_LABELS[flag.rule]})",
-                f"{flag.severity}({SEVERITY_LABELS[flag.severity]})",
-                flag.reason,
-                flag.since.astimezone(tz).isoformat(timespec="minutes"),
-                flag.action,
-                str(risk),
+            table.add_row(  # data, never Rich markup
+                *(
+                    escape(str(value))
+                    for value in (
+                        flag.external_id,
+                        f"{flag.rule}({RULE_LABELS[flag.rule]})",
+                        f"{flag.severity}({SEVERITY_LABELS[flag.severity]})",
+                        flag.reason,
+                        flag.since.astimezone(tz).isoformat(timespec="minutes"),
+                        flag.action,
+                        str(risk),
+                    )
+                )
             )
     out.print(table)
     out.print(
@@ -101,8 +108,7 @@ def report(
         weekly = build_report(session, policy, moment)
     html = render_html(weekly, images="data", templates_root=context.templates_root)
     target = out_file or Path(context.settings.var_dir) / "reports" / f"weekly-{week}.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(html, encoding="utf-8")
+    write_private(target, html)  # names and answers: 0600
     out.print(
         f"レポートを書き出しました: {target}(要フォロー {len(weekly.at_risk)}名)",
         markup=False,

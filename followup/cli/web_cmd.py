@@ -31,9 +31,11 @@ def web(
     from followup.ops.logs import configure_logging
 
     configure_logging(json_lines=context.settings.log_json)
-    # log_config=None: uvicorn's access log goes through our handler, which masks tokens and addresses
+    # log_config=None: uvicorn's access log goes through our handler, which masks tokens and addresses.
+    # proxy_headers=False: forwarded headers are believed only from FOLLOWUP_TRUSTED_PROXIES (the app's
+    # TrustedProxyHeaders), not from whoever connects from 127.0.0.1.
     uvicorn.run(
-        create_app(context), host=host, port=port, proxy_headers=True, log_level="info", log_config=None
+        create_app(context), host=host, port=port, proxy_headers=False, log_level="info", log_config=None
     )
 
 

@@ -72,6 +72,56 @@ def _key_position(root: Any, loc: Loc) -> tuple[int | None, int | None]:
     return _position(root, loc)
 
 
+MAX_ALIAS_NODES = 1_000  # values reached through YAML aliases; a handful of shared blocks stays far below
+
+
+def _check_aliases(root: Any, path: Path) -> None:
+    """Refuse alias bombs ("billion laughs") and recursive aliases before anything expands them.
+
+    ruamel keeps an alias as a second reference to the anchored node, so loading is cheap; it is the
+    copy into plain dicts (and every later walk) that grows exponentially. Walk the tree the way the
+    copy would, counting what is reached through an alias, and stop at the alias that passes the bound.
+    """
+    seen: set[int] = set()
+    ancestors: set[int] = set()
+    budget = MAX_ALIAS_NODES
+
+    def fail(where: tuple[int, int], message: str) -> None:
+        raise ConfigError(Problem(path, where[0] + 1, where[1] + 1, message))
+
+    def walk(node: Any, alias_at: tuple[int, int] | None) -> None:
+        nonlocal budget
+        if not isinstance(node, CommentedMap | CommentedSeq):
+            return
+        ancestors.add(id(node))
+        seen.add(id(node))
+        if isinstance(node, CommentedMap):
+            items: list[tuple[Any, tuple[int, int]]] = [
+                (child, tuple(node.lc.value(key))) for key, child in node.items()
+            ]
+        else:
+            items = [(child, tuple(node.lc.item(i))) for i, child in enumerate(node)]
+        for child, where in items:
+            reached = alias_at
+            if isinstance(child, CommentedMap | CommentedSeq):
+                if id(child) in ancestors:
+                    fail(where, "YAML: a recursive alias (an anchor used inside itself) is not allowed")
+                if id(child) in seen and reached is None:
+                    reached = where
+            if reached is not None:
+                budget -= 1
+                if budget < 0:
+                    fail(
+                        reached,
+                        f"YAML: aliases expand to more than {MAX_ALIAS_NODES} values "
+                        "(an alias bomb?); write the values out or use fewer aliases",
+                    )
+            walk(child, reached)
+        ancestors.discard(id(node))
+
+    walk(root, None)
+
+
 def _plain(node: Any) -> Any:
     if isinstance(node, CommentedMap):
         return {str(k): _plain(v) for k, v in node.items()}
@@ -111,6 +161,7 @@ def load_policy(path: Path | str, *, check_templates: bool = True) -> LoadedPoli
         ) from None
     if not isinstance(root, CommentedMap):
         raise ConfigError(Problem(path, 1, 1, "expected a mapping of settings at the top level"))
+    _check_aliases(root, path)
     try:
         policy = Policy.model_validate(_plain(root))
     except ValidationError as exc:

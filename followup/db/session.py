@@ -3,8 +3,9 @@ embedded default needs no setup step; production runs ``followup db upgrade`` ex
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+from followup.files import FILE_MODE, make_private, private_dir
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _engines: dict[str, Engine] = {}
@@ -45,16 +48,29 @@ def _is_current(engine: Engine) -> bool:
         return MigrationContext.configure(connection).get_current_revision() == head
 
 
+def _private_sqlite_file(path: Path) -> None:
+    """The database holds personal data: a 0600 file in a 0700 folder. SQLite gives its -wal and -shm
+    files the database file's mode. An existing file loses group/other access (best effort)."""
+    if str(path) in ("", ":memory:"):
+        return
+    private_dir(path.parent)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        make_private(f"{path}{suffix}")
+
+
 def get_engine(url: str, *, migrate: bool = True) -> Engine:
     """One engine per URL for the process; creates the SQLite folder and migrates on first use."""
     if url in _engines:
         return _engines[url]
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        _private_sqlite_file(Path(url.removeprefix("sqlite:///")))
+        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        # hide_parameters: an error message never carries a row's name or address
+        engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
     if migrate and not _is_current(engine):
         upgrade(url)
     _engines[url] = engine

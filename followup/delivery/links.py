@@ -1,11 +1,19 @@
 """Personal links in messages: survey and opt-out URLs carry a signed, expiring token, never a bare id.
 
-itsdangerous signs ``{"t": touch_id}`` / ``{"h": holder_id, "c": channel}`` with the installation's
-secret and a purpose-specific salt, so a survey token cannot be replayed as an opt-out token.
+itsdangerous signs ``{"s": SEALED}`` / ``{"o": SEALED, "c": channel}`` with the installation's
+secret and a purpose-specific salt, so a survey token cannot be replayed as an opt-out token. The
+touch or holder id inside is sealed (a nonce and the id XORed with an HMAC of the nonce under a key
+derived from the secret): a token reveals no sequential id.
+Tokens of the earlier format (``{"t": 17}``, ``{"h": 3, "c": "email"}``) are still read while they
+age out: they are signed with the same key, so they cannot be forged either.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import os
 import secrets
 import time
@@ -16,10 +24,43 @@ from typing import Any
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from followup.config.settings import Settings
+from followup.files import private_dir
 
 SURVEY_SALT = "followup.survey"
 OPT_OUT_SALT = "followup.opt-out"
 OPT_OUT_MAX_AGE = 400 * 24 * 3600  # an opt-out link keeps working for the whole season
+
+
+_NONCE = 8
+
+
+def _pad(key: str, salt: str, nonce: bytes) -> int:
+    digest = hmac.new(key.encode("utf-8"), f"followup.link-id:{salt}:".encode() + nonce, hashlib.sha256)
+    return int.from_bytes(digest.digest()[:8], "big")
+
+
+def seal_id(key: str, salt: str, number: int) -> str:
+    """``number`` (0 ≤ n < 2**64) as an opaque string; only holders of ``key`` can read it.
+
+    The nonce is derived from the id (a synthetic IV), so one touch always gets the same sealed id and
+    a re-rendered message is byte-identical within the same second; ids 17 and 18 look unrelated.
+    """
+    nonce = hmac.new(
+        key.encode("utf-8"), f"followup.link-iv:{salt}:{number}".encode(), hashlib.sha256
+    ).digest()[:_NONCE]
+    body = (number ^ _pad(key, salt, nonce)).to_bytes(8, "big")
+    return base64.urlsafe_b64encode(nonce + body).decode("ascii").rstrip("=")
+
+
+def open_id(key: str, salt: str, sealed: str) -> int | None:
+    try:
+        raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) != _NONCE + 8:
+        return None
+    nonce, body = raw[:_NONCE], raw[_NONCE:]
+    return int.from_bytes(body, "big") ^ _pad(key, salt, nonce)
 
 
 class LinkExpired(Exception):
@@ -36,7 +77,7 @@ def secret_key(settings: Settings) -> str:
         return settings.secret_key
     path = Path(settings.var_dir) / "secret_key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         try:  # O_EXCL: two processes starting at once agree on one key (the second reads the first's)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
@@ -65,42 +106,59 @@ class LinkSigner:
         previous = tuple(k.strip() for k in settings.secret_key_previous.split(",") if k.strip())
         return cls(secret_key(settings), settings.base_url.rstrip("/"), previous)
 
-    def _serializer(self, salt: str) -> URLSafeTimedSerializer:
-        # itsdangerous signs with the last key of the list and verifies with any of them
-        return URLSafeTimedSerializer([*self.previous, self.secret], salt=salt)
+    def _serializer(self, salt: str, key: str | None = None) -> URLSafeTimedSerializer:
+        return URLSafeTimedSerializer(key or self.secret, salt=salt)
 
     def survey_token(self, touch_id: int) -> str:
-        return str(self._serializer(SURVEY_SALT).dumps({"t": touch_id}))
+        sealed = seal_id(self.secret, SURVEY_SALT, touch_id)
+        return str(self._serializer(SURVEY_SALT).dumps({"s": sealed}))
 
     def survey_url(self, touch_id: int) -> str:
         return f"{self.base_url}/s/{self.survey_token(touch_id)}"
 
     def opt_out_token(self, holder_id: int, channel: str) -> str:
-        return str(self._serializer(OPT_OUT_SALT).dumps({"h": holder_id, "c": channel}))
+        sealed = seal_id(self.secret, OPT_OUT_SALT, holder_id)
+        return str(self._serializer(OPT_OUT_SALT).dumps({"o": sealed, "c": channel}))
 
     def opt_out_url(self, holder_id: int, channel: str) -> str:
         return f"{self.base_url}/opt-out/{self.opt_out_token(holder_id, channel)}"
 
-    def _load(self, salt: str, token: str, max_age: int) -> dict[str, Any]:
-        try:
-            data = self._serializer(salt).loads(token, max_age=max_age)
-        except SignatureExpired:
-            raise LinkExpired() from None
-        except BadSignature:
-            raise LinkInvalid() from None
-        if not isinstance(data, dict):
+    def _load(self, salt: str, token: str, max_age: int) -> tuple[dict[str, Any], str]:
+        """The payload and the key that signed it (the current one, or a previous one being rotated out)."""
+        if len(token) > 1024:
             raise LinkInvalid()
-        return data
+        for key in (self.secret, *self.previous):
+            try:
+                data = self._serializer(salt, key).loads(token, max_age=max_age)
+            except SignatureExpired:
+                raise LinkExpired() from None  # raised only once the signature checked out
+            except BadSignature:
+                continue
+            if not isinstance(data, dict):
+                raise LinkInvalid()
+            return data, key
+        raise LinkInvalid()
+
+    @staticmethod
+    def _id(data: dict[str, Any], sealed_key: str, old_key: str, salt: str, key: str) -> int:
+        sealed = data.get(sealed_key)
+        if isinstance(sealed, str):
+            number = open_id(key, salt, sealed)
+        elif isinstance(data.get(old_key), int) and not isinstance(data.get(old_key), bool):
+            number = int(data[old_key])  # the earlier format, still signed by our key
+        else:
+            number = None
+        if number is None:
+            raise LinkInvalid()
+        return number
 
     def read_survey_token(self, token: str, max_age: int) -> int:
         """The touch id of a survey link no older than ``max_age`` seconds."""
-        data = self._load(SURVEY_SALT, token, max_age)
-        if not isinstance(data.get("t"), int):
-            raise LinkInvalid()
-        return int(data["t"])
+        data, key = self._load(SURVEY_SALT, token, max_age)
+        return self._id(data, "s", "t", SURVEY_SALT, key)
 
     def read_opt_out_token(self, token: str) -> tuple[int, str]:
-        data = self._load(OPT_OUT_SALT, token, OPT_OUT_MAX_AGE)
-        if not isinstance(data.get("h"), int) or not isinstance(data.get("c"), str):
+        data, key = self._load(OPT_OUT_SALT, token, OPT_OUT_MAX_AGE)
+        if not isinstance(data.get("c"), str):
             raise LinkInvalid()
-        return int(data["h"]), str(data["c"])
+        return self._id(data, "o", "h", OPT_OUT_SALT, key), str(data["c"])

@@ -140,6 +140,10 @@ def field_limits() -> dict[str, int]:
 
 _DATE = re.compile(r"^\s*(\d{4})\s*[-/年.]\s*(\d{1,2})\s*[-/月.]\s*(\d{1,2})\s*日?\s*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# NUL (refused by PostgreSQL), CR/LF (a name on two lines breaks subjects and reminders) and the other
+# control characters, including Unicode line and paragraph separators: never valid in any column.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+MAX_FIELD = 1000  # any column; the named ones in FIELD_LIMITS are shorter
 
 
 @dataclass(frozen=True)
@@ -198,14 +202,55 @@ class HolderFile:
     no_contact: tuple[int, ...] = ()  # lines of holders without any contact channel (imported, unreachable)
 
 
-def decode_csv(data: bytes) -> str:
-    """UTF-8 (with or without BOM) or CP932, the encoding Excel in Japan saves; no flag needed."""
-    for encoding in ("utf-8-sig", "cp932"):
+class EncodingProblem(ValueError):
+    """The file cannot be read under one encoding; ``line`` is where it stops being consistent."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def _mixed_utf8_line(data: bytes) -> int | None:
+    """The first line that is valid UTF-8 with non-ASCII bytes in a file that is not UTF-8 as a whole.
+
+    CP932 Japanese text is almost never valid UTF-8, and UTF-8 Japanese text is very often valid CP932:
+    decoding such a file as CP932 would silently turn its UTF-8 rows into mojibake (佐藤 → 菴占陸).
+    """
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if raw.isascii():
+            continue
         try:
-            return data.decode(encoding)
+            raw.decode("utf-8")
         except UnicodeDecodeError:
             continue
-    raise ValueError("the file is neither UTF-8 nor CP932 (Shift_JIS) text")
+        return number
+    return None
+
+
+def decode_csv(data: bytes) -> str:
+    """UTF-8 (with or without BOM) or CP932, the encoding Excel in Japan saves; no flag needed.
+
+    The whole file is decoded under one encoding: a CP932 file with UTF-8 rows pasted in is refused
+    (naming the first such line) rather than imported as mojibake.
+    """
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        not_utf8_line = data.count(b"\n", 0, exc.start) + 1
+    mixed = _mixed_utf8_line(data)
+    if mixed is not None:
+        raise EncodingProblem(
+            f"this line is UTF-8 but line {not_utf8_line} is not: the file mixes two encodings; "
+            "save the whole file again as UTF-8 (or CP932)",
+            mixed,
+        )
+    try:
+        return data.decode("cp932")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise EncodingProblem(
+            "the file is neither UTF-8 nor CP932 (Shift_JIS) text; save it again as UTF-8", line
+        ) from None
 
 
 def parse_date(text: str) -> date:
@@ -233,12 +278,20 @@ def _parse_row(line: int, values: dict[str, str], seen: dict[str, int]) -> tuple
     def optional(key: str) -> str | None:
         return values.get(key, "").strip() or None
 
+    # Messages name the column, never its value: error output carries no personal data.
+    for column, raw in values.items():
+        if _CONTROL.search(raw):
+            errors.append(f"{column} contains a control character (NUL, a line break or similar)")
+        elif len(raw) > MAX_FIELD:
+            errors.append(f"{column} is longer than {MAX_FIELD} characters")
+    if errors:
+        return None, errors
     external_id = optional("external_id")
     name = optional("name")
     if external_id is None:
         errors.append("external_id is empty")
     elif external_id in seen:
-        errors.append(f"duplicate external_id {external_id!r} (first on line {seen[external_id]})")
+        errors.append(f"duplicate external_id (first on line {seen[external_id]})")
     else:
         seen[external_id] = line
     if name is None:
@@ -269,10 +322,10 @@ def _parse_row(line: int, values: dict[str, str], seen: dict[str, int]) -> tuple
     track = TRACK_ALIASES.get(raw_track, raw_track)
     email = optional("email")
     if email is not None and not _EMAIL.match(email):
-        errors.append(f"email {email!r} is not an email address")
+        errors.append("email is not an email address")
     mentor = optional("mentor_email")
     if mentor is not None and not _EMAIL.match(mentor):
-        errors.append(f"mentor_email {mentor!r} is not an email address")
+        errors.append("mentor_email is not an email address")
     contact = tuple((field, optional(field)) for field in channel_columns() if field != "email")
     for key, limit in field_limits().items():
         value = optional(key)
@@ -347,18 +400,20 @@ def read_holders_file(
         text = decode_csv(path.read_bytes())
     except FileNotFoundError:
         raise UserInputError(Problem(path, None, None, "file not found")) from None
-    except ValueError as exc:
-        raise ImportRowsError(Problem(path, None, None, str(exc))) from None
+    except EncodingProblem as exc:
+        raise ImportRowsError(Problem(path, exc.line, None, str(exc))) from None
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
     except StopIteration:
         raise ImportRowsError(Problem(path, 1, None, "the file is empty")) from None
+    except csv.Error as exc:
+        raise ImportRowsError(Problem(path, reader.line_num, None, f"unreadable CSV ({exc})")) from None
     keys = [_header_key(h, mapping) for h in header]
     ignored = tuple(raw.strip() for raw, key in zip(header, keys, strict=True) if key not in known)
     header_problems: list[str] = []
     if strict:
-        header_problems.extend(f"unknown column {raw!r} (--strict)" for raw in ignored)
+        header_problems.extend(f"unknown column {raw[:60]!r} (--strict)" for raw in ignored)
     for required in ("external_id", "name", "offer_date", "start_date"):
         if required not in keys:
             header_problems.append(f"missing column {required!r}")
@@ -371,8 +426,16 @@ def read_holders_file(
     problems: list[Problem] = []
     no_contact: list[int] = []
     seen: dict[str, int] = {}
-    for values in reader:
-        line = reader.line_num
+    while True:
+        line = reader.line_num + 1  # where this record starts (a quoted field may span lines)
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. a field over csv's 131,072-character limit: the file stops here
+            # the rest of the file cannot be read reliably: refused even with skip_invalid
+            problems.append(Problem(path, reader.line_num, None, f"unreadable CSV ({exc})"))
+            raise ImportRowsError(problems) from None
         if not any(v.strip() for v in values):
             continue
         if len(values) != len(keys):

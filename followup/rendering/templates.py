@@ -20,8 +20,11 @@ JSON templates see the usual context plus ``rendered.subject`` / ``rendered.text
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
+import threading
+import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,8 +32,10 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError
-from jinja2.exceptions import SecurityError
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.exceptions import SecurityError, TemplateNotFound
+from jinja2.nodes import EvalContext
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -160,24 +165,130 @@ def honorific(value: Any, suffix: str = "様") -> str:
 
 _WIDTH_METHODS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs"})
 _HUGE_WIDTH = re.compile(r"[%:{][^}%a-zA-Z]*?\d{6,}")  # a width of 100,000 characters or more
+MAX_OUTPUT = 200_000  # characters one template file may render (a long e-mail is ~10,000)
+MAX_RENDER_SECONDS = 2.0  # wall time one template file may take to render
+MAX_RANGE = 10_000  # range() items; the sandbox's own cap is 100,000
+_REMOVED_GLOBALS = ("lipsum",)  # lipsum(10**7) builds megabytes of text; messages never need it
+
+
+class _Budget(threading.local):
+    """The deadline of the render running in this thread (None: no render is running)."""
+
+    deadline: float | None = None
+
+
+_budget = _Budget()
+
+
+def _check_time() -> None:
+    deadline = _budget.deadline
+    if deadline is not None and time.monotonic() > deadline:
+        raise SecurityError(f"rendering took longer than {MAX_RENDER_SECONDS:g} s")
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, str | list | tuple | dict) else 0
+
+
+def _check_size(value: Any, what: str) -> Any:
+    if _size(value) > _MAX_SEQUENCE:
+        raise SecurityError(f"{what} would exceed {_MAX_SEQUENCE} characters or items")
+    return value
+
+
+def _replace_size(text: Any, old: Any, new: Any, count: Any = None) -> int:
+    if not (isinstance(text, str) and isinstance(old, str) and isinstance(new, str)):
+        return 0
+    hits = text.count(old) if old else len(text) + 1
+    if isinstance(count, int) and count >= 0:
+        hits = min(hits, count)
+    return len(text) + hits * (len(new) - len(old))
+
+
+def _join_size(items: Any, separator: Any = "") -> int:
+    if not isinstance(items, list | tuple) or not isinstance(separator, str):
+        return 0
+    if len(items) > _MAX_SEQUENCE:
+        return len(items)
+    return sum(len(item) if isinstance(item, str) else 20 for item in items) + len(separator) * len(items)
+
+
+def _budgeted(iterable: Any) -> Any:
+    """Every ``{% for %}`` loop runs through this: nested loops cannot outlast the render's time budget."""
+    for index, item in enumerate(iterable):
+        if not index & 0xFF:
+            _check_time()
+        yield item
+
+
+def _capped_range(*args: int) -> range:
+    rng = range(*args)
+    if len(rng) > MAX_RANGE:
+        raise SecurityError(f"range() of more than {MAX_RANGE} items")
+    return rng
+
+
+class _CappedCodeGenerator(CodeGenerator):
+    """``a ~ b`` (string concatenation) is size-checked too: the sandbox does not intercept it."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.checked_concat(")
+        super().visit_Concat(node, frame)
+        self.write(")")
 
 
 class _HRSandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, plus caps on ``*`` and ``**`` so a template cannot allocate gigabytes."""
+    """The immutable sandbox, plus caps on ``*``, ``**``, ``+``, ``~``, widths, ``replace`` and ``join``
+    so a template cannot allocate gigabytes, and a time budget checked in every call, attribute access
+    and loop iteration so it cannot spin for minutes. Output is counted as it streams (``render``)."""
 
-    intercepted_binops = frozenset(["*", "**", "%"])
+    intercepted_binops = frozenset(["*", "**", "%", "+"])
+    code_generator_class = _CappedCodeGenerator
+
+    def checked_concat(self, value: Any) -> Any:
+        return _check_size(value, "string concatenation (~)")
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        """Every loop's iterable goes through ``_budgeted`` (a time check per 256 iterations)."""
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            loop.iter = nodes.Call(
+                nodes.EnvironmentAttribute("budgeted_iter", lineno=loop.lineno),
+                [loop.iter],
+                [],
+                None,
+                None,
+                lineno=loop.lineno,
+            )
+        return tree
+
+    @staticmethod
+    def budgeted_iter(iterable: Any) -> Any:
+        return _budgeted(iterable)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        _check_time()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        _check_time()
+        return super().getitem(obj, argument)
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        """Width arguments (``'x'.ljust(10**8)``) are capped like repetition."""
+        """Width arguments (``'x'.ljust(10**8)``) are capped like repetition; so are replace and join."""
+        _check_time()
         name = getattr(__obj, "__name__", "")
+        owner = getattr(__obj, "__self__", None)
         widths = (a for a in (*args, *kwargs.values()) if isinstance(a, int))
-        if (
-            isinstance(getattr(__obj, "__self__", None), str)
-            and name in _WIDTH_METHODS
-            and any(w > _MAX_SEQUENCE for w in widths)
-        ):
-            raise SecurityError(f"str.{name} width larger than {_MAX_SEQUENCE}")
-        return super().call(__context, __obj, *args, **kwargs)
+        if isinstance(owner, str):
+            if name in _WIDTH_METHODS and any(w > _MAX_SEQUENCE for w in widths):
+                raise SecurityError(f"str.{name} width larger than {_MAX_SEQUENCE}")
+            if name == "replace" and _replace_size(owner, *args[:3]) > _MAX_SEQUENCE:
+                raise SecurityError(f"str.replace would exceed {_MAX_SEQUENCE} characters")
+            if name == "join" and args and _join_size(args[0], owner) > _MAX_SEQUENCE:
+                raise SecurityError(f"str.join would exceed {_MAX_SEQUENCE} characters")
+        result = super().call(__context, __obj, *args, **kwargs)
+        return _check_size(result, f"the result of {name or 'a call'}")
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         """``'{:>99999999}'.format(x)`` (the sandbox wraps str.format here): cap the width too."""
@@ -191,6 +302,7 @@ class _HRSandbox(ImmutableSandboxedEnvironment):
         return wrapped
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        _check_time()
         if operator == "%" and isinstance(left, str) and _HUGE_WIDTH.search(left):
             raise SecurityError(f"format width larger than {_MAX_SEQUENCE}")
         if operator == "**" and isinstance(right, int) and abs(right) > _MAX_EXPONENT:
@@ -203,7 +315,47 @@ class _HRSandbox(ImmutableSandboxedEnvironment):
                     and len(seq) * n > _MAX_SEQUENCE
                 ):
                     raise SecurityError(f"repetition would exceed {_MAX_SEQUENCE} items")
+        if operator == "+" and _size(left) + _size(right) > _MAX_SEQUENCE:
+            raise SecurityError(f"concatenation (+) would exceed {_MAX_SEQUENCE} items")
         return super().call_binop(context, operator, left, right)
+
+
+def _bounded_render(template: Any, context: dict[str, Any]) -> str:
+    """Render through ``generate()``, counting characters and time, so no render is unbounded."""
+    outer = _budget.deadline
+    _budget.deadline = time.monotonic() + MAX_RENDER_SECONDS if outer is None else outer
+    try:
+        parts: list[str] = []
+        total = 0
+        for chunk in template.generate(context):
+            total += len(chunk)
+            if total > MAX_OUTPUT:
+                raise SecurityError(f"output longer than {MAX_OUTPUT} characters")
+            _check_time()
+            parts.append(chunk)
+        return "".join(parts)
+    finally:
+        _budget.deadline = outer
+
+
+def _guarded_filter(name: str, original: Any) -> Any:
+    """Every filter checks the time budget and the size of what it returns; ``replace`` and ``join``
+    check the size before they build it."""
+
+    @functools.wraps(original)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        _check_time()
+        values = [a for a in args if not isinstance(a, Context | Environment | EvalContext)]
+        if name == "replace" and len(values) >= 3 and _replace_size(*values[:4]) > _MAX_SEQUENCE:
+            raise SecurityError(f"replace would exceed {_MAX_SEQUENCE} characters")
+        if name == "join" and values:
+            separator = values[1] if len(values) > 1 else kwargs.get("d", "")
+            items = values[0]
+            if isinstance(items, list | tuple) and _join_size(items, separator) > _MAX_SEQUENCE:
+                raise SecurityError(f"join would exceed {_MAX_SEQUENCE} characters")
+        return _check_size(original(*args, **kwargs), f"the {name} filter")
+
+    return guarded
 
 
 def _is_html(template_name: str | None) -> bool:
@@ -237,6 +389,11 @@ def _make_env(root: Path) -> _HRSandbox:
     )
     for name in ("center", "indent", "truncate", "wordwrap"):
         env.filters[name] = _capped_filter(name, env.filters[name])
+    for name in list(env.filters):
+        env.filters[name] = _guarded_filter(name, env.filters[name])
+    for name in _REMOVED_GLOBALS:
+        env.globals.pop(name, None)
+    env.globals["range"] = _capped_range
     return env
 
 
@@ -302,7 +459,7 @@ class MessageTemplates:
         """Render one file; every failure becomes a TemplateProblem at the innermost template line."""
         path = self.root / template_name
         try:
-            return self._env.get_template(template_name).render(dict(context))
+            return _bounded_render(self._env.get_template(template_name), dict(context))
         except TemplateSyntaxError as exc:
             source = Path(exc.filename) if exc.filename else path
             raise TemplateProblem(source, exc.lineno, f"syntax error: {exc.message}") from exc
@@ -378,7 +535,8 @@ class MessageTemplates:
         return data
 
     def check(self, name: str) -> None:
-        """Render sample data with and without the optional links, so mistakes show at config load."""
+        """Render sample data with and without the optional links, so mistakes show at config load;
+        then check every branch statically, including those the sample data does not take."""
         full = sample_context()
         with_links = self.render(name, full)
         without = self.render(name, {**full, "survey_url": None, "unsubscribe_url": None})
@@ -391,6 +549,52 @@ class MessageTemplates:
                     None,
                     "renders 'None' when survey_url/unsubscribe_url are unset: guard them with {% if %}",
                 )
+        resolved = self._resolve(name)
+        if resolved is not None:
+            for filename in ("subject.j2", "text.j2", "html.j2", "slack.json.j2", "line.json.j2"):
+                template_name = self._optional(resolved[1], filename)
+                if template_name:
+                    self._check_names(template_name, full, set())
+
+    def _check_names(self, template_name: str, sample: Mapping[str, Any], seen: set[str]) -> None:
+        """Every variable any branch of the template (and what it extends or includes) uses must be one
+        the send-time context has: ``{% if x %}{{ holder.nmae }}{% endif %}`` fails here, not at send."""
+        if template_name in seen:
+            return
+        seen.add(template_name)
+        try:
+            source, filename, _ = self._env.loader.get_source(self._env, template_name)  # type: ignore[union-attr]
+            tree = self._env.parse(source, template_name, filename)
+        except TemplateNotFound:
+            return  # rendering reported it already
+        except TemplateSyntaxError as exc:
+            raise TemplateProblem(
+                self.root / template_name, exc.lineno, f"syntax error: {exc.message}"
+            ) from exc
+        path = Path(filename or self.root / template_name)
+        known = set(sample) | set(self._env.globals)
+        if template_name.endswith(".json.j2"):
+            known.add("rendered")
+        for undeclared in sorted(meta.find_undeclared_variables(tree) - known):
+            line = next((n.lineno for n in tree.find_all(nodes.Name) if n.name == undeclared), None)
+            raise TemplateProblem(
+                path, line, f"undefined variable {undeclared!r} (known: {', '.join(sorted(set(sample)))})"
+            )
+        assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+        for node in tree.find_all(nodes.Getattr):
+            owner = node.node
+            if not isinstance(owner, nodes.Name) or owner.name in assigned:
+                continue
+            fields = sample.get(owner.name)
+            if isinstance(fields, dict) and node.attr not in fields and not hasattr(dict, node.attr):
+                raise TemplateProblem(
+                    path,
+                    node.lineno,
+                    f"{owner.name}.{node.attr} is undefined ({owner.name} has: {', '.join(sorted(fields))})",
+                )
+        for referenced in meta.find_referenced_templates(tree):
+            if referenced is not None:
+                self._check_names(referenced, sample, seen)
 
 
 def _tidy_text(text: str) -> str:

@@ -18,6 +18,7 @@ from followup.channels.email import EmailPolicy, SmtpSettings, send_over_smtp
 from followup.config import Policy, resolve_env
 from followup.config.context import AppContext
 from followup.db.models import ReportRun
+from followup.files import write_private
 from followup.flags.store import evaluate_and_persist
 from followup.report.data import build_report, iso_week
 from followup.report.render import build_email
@@ -63,9 +64,8 @@ def send_weekly_report(context: AppContext, now: datetime) -> Path | str:
             result = str(msg["Message-ID"])
         else:
             folder = _outbox(context) / "reports"
-            folder.mkdir(parents=True, exist_ok=True)
             result = folder / f"weekly-{week}.eml"
-            result.write_bytes(msg.as_bytes())
+            write_private(result, msg.as_bytes())
         run.summary = {**report.summary(), "delivered": str(result)}
     return result
 

@@ -1,8 +1,9 @@
 """The HR dashboard and the JSON API, behind ``FOLLOWUP_DASHBOARD_TOKEN``.
 
 Accepted proofs: ``Authorization: Bearer TOKEN``; HTTP basic with any user name and the token as the
-password; or a cookie set by opening any dashboard URL once with ``?token=TOKEN`` (the redirect that
-sets it drops the token from the address bar). The cookie holds an HMAC of the token, not the token.
+password; or a session cookie set by opening any dashboard URL once with ``?token=TOKEN`` (the redirect
+that sets it drops the token from the address bar). The session expires when idle and is re-signed on
+use (``followup.web.auth``); ``/dashboard/sign-out`` ends it. Wrong tokens are limited per client (429).
 With no token configured the dashboard is refused (503): personal data is never served openly.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 from typing import Any
 from urllib.parse import urlencode
@@ -21,19 +21,21 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from followup.db.models import OfferHolder
-from followup.delivery.links import secret_key
 from followup.holders.timeline import holder_summaries, holder_timeline
 from followup.labels import SEVERITY_LABELS, STATUS_LABELS, TIMELINE_LABELS
+from followup.web.auth import COOKIE, SESSION_IDLE, DashboardAuth
 from followup.web.state import WebState, page, state_of
-
-COOKIE = "followup_dashboard"
 
 router = APIRouter()
 
 
-def _cookie_value(state: WebState, token: str) -> str:
-    key = secret_key(state.context.settings).encode("utf-8")
-    return hmac.new(key, b"dashboard:" + token.encode("utf-8"), hashlib.sha256).hexdigest()
+def _auth(request: Request) -> DashboardAuth:
+    auth: DashboardAuth = request.app.state.dashboard_auth
+    return auth
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 def _presented_token(request: Request) -> str | None:
@@ -45,49 +47,93 @@ def _presented_token(request: Request) -> str | None:
         try:
             decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
-            return None
+            return ""  # a malformed attempt counts as a wrong one
         return decoded.partition(":")[2]
     return None
 
 
-def require_hr(request: Request) -> None:
-    """A FastAPI dependency: passes for HR, raises 401 (with a basic-auth challenge) or 503 otherwise."""
-    state = state_of(request)
-    expected = state.context.settings.dashboard_token
+def _matches(presented: str, expected: str) -> bool:
+    return hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8"))
+
+
+def _expected_token(request: Request) -> str:
+    expected = state_of(request).context.settings.dashboard_token
     if not expected:
         raise HTTPException(503, "dashboard disabled: set FOLLOWUP_DASHBOARD_TOKEN")
-    presented = _presented_token(request)
-    if presented is not None and hmac.compare_digest(presented.encode(), expected.encode()):
-        return
-    cookie = request.cookies.get(COOKIE)
-    if cookie and hmac.compare_digest(cookie.encode(), _cookie_value(state, expected).encode()):
-        return
-    raise HTTPException(
+    return expected
+
+
+def _check_limit(request: Request) -> None:
+    wait = _auth(request).limiter.retry_after(_client(request))
+    if wait is not None:
+        raise HTTPException(
+            429, "too many wrong sign-in attempts; try again later", headers={"Retry-After": str(wait)}
+        )
+
+
+def _refuse(request: Request, *, wrong_guess: bool) -> HTTPException:
+    if wrong_guess:
+        _auth(request).limiter.fail(_client(request))
+    return HTTPException(
         401, "authentication required", headers={"WWW-Authenticate": 'Basic realm="followup"'}
     )
 
 
+def _set_session_cookie(request: Request, response: Response, value: str) -> None:
+    response.set_cookie(
+        COOKIE,
+        value,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",  # the scheme as a trusted proxy reports it
+        max_age=SESSION_IDLE,
+        path="/",
+    )
+
+
+def authenticate(request: Request) -> str | None:
+    """Passes for HR (returning a renewed session cookie to set, or None), else raises 401/429/503."""
+    expected = _expected_token(request)
+    _check_limit(request)
+    presented = _presented_token(request)
+    if presented is not None:
+        if _matches(presented, expected):
+            return None
+        raise _refuse(request, wrong_guess=True)
+    cookie = request.cookies.get(COOKIE)
+    if cookie:
+        checked = _auth(request).sessions.check(cookie, expected)
+        if checked is not None:
+            return checked[1]
+    raise _refuse(request, wrong_guess=False)
+
+
+def require_hr(request: Request, response: Response) -> None:
+    """A FastAPI dependency for the API routes: passes for HR, raises 401, 429 or 503 otherwise."""
+    renewed = authenticate(request)
+    if renewed is not None:
+        _set_session_cookie(request, response, renewed)
+
+
 def _login_redirect(request: Request) -> Response | None:
-    """``?token=`` login: a valid token sets the cookie and redirects to the same page without it."""
+    """``?token=`` login: a valid token sets a session cookie and redirects to the page without it."""
     token = request.query_params.get("token")
     if token is None:
         return None
-    state = state_of(request)
-    expected = state.context.settings.dashboard_token
-    if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
-        return None  # require_hr decides
+    expected = _expected_token(request)
+    _check_limit(request)
+    if not _matches(token, expected):
+        raise _refuse(request, wrong_guess=True)
     remaining = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
     target = request.url.path + ("?" + urlencode(remaining) if remaining else "")
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(
-        COOKIE,
-        _cookie_value(state, expected),
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-        max_age=12 * 3600,
-        path="/",
-    )
+    _set_session_cookie(request, response, _auth(request).sessions.issue(expected))
+    return response
+
+
+def _page_with_session(request: Request, response: Response, renewed: str | None) -> Response:
+    if renewed is not None:
+        _set_session_cookie(request, response, renewed)
     return response
 
 
@@ -147,10 +193,12 @@ async def dashboard(request: Request) -> Response:
     login = _login_redirect(request)
     if login is not None:
         return login
-    require_hr(request)
+    renewed = authenticate(request)
     state = state_of(request)
     rows = await run_in_threadpool(_summaries, state)
-    return page(request, "dashboard.html", {"rows": rows, **_labels(state)})
+    return _page_with_session(
+        request, page(request, "dashboard.html", {"rows": rows, **_labels(state)}), renewed
+    )
 
 
 @router.get("/dashboard/holders/{external_id}", include_in_schema=False, response_class=HTMLResponse)
@@ -158,12 +206,30 @@ async def dashboard_holder(request: Request, external_id: str) -> Response:
     login = _login_redirect(request)
     if login is not None:
         return login
-    require_hr(request)
+    renewed = authenticate(request)
     state = state_of(request)
     timeline = await run_in_threadpool(_timeline, state, external_id)
     if timeline is None:
-        return page(request, "not_found.html", status=404)
-    return page(request, "holder.html", {"t": timeline, **_labels(state)})
+        return _page_with_session(request, page(request, "not_found.html", status=404), renewed)
+    return _page_with_session(
+        request, page(request, "holder.html", {"t": timeline, **_labels(state)}), renewed
+    )
+
+
+@router.api_route("/dashboard/sign-out", methods=["GET", "POST"], include_in_schema=False)
+async def sign_out(request: Request) -> Response:
+    """Ends this browser's session: the cookie is revoked here and deleted in the browser."""
+    cookie = request.cookies.get(COOKIE)
+    if cookie:
+        _auth(request).sessions.revoke(cookie)
+    response = HTMLResponse(
+        "<!doctype html><html lang=ja><meta charset=utf-8><title>サインアウト</title>"
+        "<p>サインアウトしました (signed out).</p></html>"
+    )
+    response.delete_cookie(
+        COOKIE, path="/", httponly=True, samesite="lax", secure=request.url.scheme == "https"
+    )
+    return response
 
 
 @router.get("/api/holders", tags=["holders"], dependencies=[Depends(require_hr)])

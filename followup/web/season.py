@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from followup.outcomes.store import load_season
 from followup.report.season import SeasonReport, build_season_report, render_season_html
-from followup.web.dashboard import _login_redirect, require_hr
+from followup.web.dashboard import _login_redirect, _page_with_session, authenticate, require_hr
 from followup.web.state import WebState, state_of
 
 router = APIRouter()
@@ -35,9 +35,9 @@ async def season_page(request: Request, year: int | None = None) -> Response:
     login = _login_redirect(request)
     if login is not None:
         return login
-    require_hr(request)
+    renewed = authenticate(request)
     html = await run_in_threadpool(_html, state_of(request), year)
-    return HTMLResponse(html)
+    return _page_with_session(request, HTMLResponse(html), renewed)
 
 
 @router.get("/api/season", tags=["season"], dependencies=[Depends(require_hr)])

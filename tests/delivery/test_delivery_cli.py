@@ -24,7 +24,7 @@ def embedded_env(tmp_path: Path) -> dict[str, str]:
     env.update(
         FOLLOWUP_DATABASE_URL=f"sqlite:///{tmp_path}/t.db",
         FOLLOWUP_VAR_DIR=str(tmp_path),
-        FOLLOWUP_SECRET_KEY="cli-test-secret",
+        FOLLOWUP_SECRET_KEY="cli-test-secret-0123456789abcdefghijkl",
         COLUMNS="200",
     )
     return env

@@ -28,7 +28,7 @@ def test_followup_web_serves_the_app_on_the_given_port(tmp_path: Path) -> None:
         "FOLLOWUP_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db",
         "FOLLOWUP_VAR_DIR": str(tmp_path / "var"),
         "FOLLOWUP_CONFIG": str(REPO / "config" / "followup.yaml"),
-        "FOLLOWUP_DASHBOARD_TOKEN": "cli-token",
+        "FOLLOWUP_DASHBOARD_TOKEN": "cli-token-0123456789abcdefghijklmnopq",
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "followup", "web", "--port", str(port)],
@@ -48,7 +48,10 @@ def test_followup_web_serves_the_app_on_the_given_port(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline, "followup web did not start"
                 time.sleep(0.1)
         assert ready.json() == {"status": "ok", "database": True}
-        api = httpx.get(f"http://127.0.0.1:{port}/api/holders", headers={"Authorization": "Bearer cli-token"})
+        api = httpx.get(
+            f"http://127.0.0.1:{port}/api/holders",
+            headers={"Authorization": "Bearer cli-token-0123456789abcdefghijklmnopq"},
+        )
         assert api.json() == {"holders": []}
     finally:
         process.terminate()
