@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli import REPO, run_followup
-from tests.test_import import JAPANESE_HEADER, env_for, holders_json, sample_rows, write_csv
+from tests.holders.test_import import JAPANESE_HEADER, env_for, holders_json, sample_rows, write_csv
 
 PERSONAL = ("山田", "花子", "yamada.hanako@example.ac.jp", "佐藤", "sato.kenta@example.ac.jp")
 

@@ -11,7 +11,7 @@ import pytest
 
 from followup.rendering.templates import MessageTemplates, TemplateProblem, sample_context
 from tests.cli import REPO, run_followup
-from tests.test_rendering import write_message
+from tests.rendering.test_rendering import write_message
 
 BOMBS = {
     "replace": "{{ ('x' * 100000) | replace('x', 'xxxxxxxxxx') | length }}",
