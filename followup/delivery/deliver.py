@@ -31,6 +31,7 @@ from followup.calendar import BusinessCalendar
 from followup.channels import Channel, DeliveryError, DeliveryResult, OutboundMessage, load_channel_class
 from followup.config import Phase, Policy, resolve_env
 from followup.config.context import AppContext
+from followup.config.messages import HolderFacts, template_context
 from followup.db.models import ACTIVE_STATUSES, ChannelOptOut, DeliveryAttempt, OfferHolder, Touch
 from followup.delivery.links import LinkSigner
 from followup.durations import Interval, shift_moment
@@ -99,51 +100,41 @@ def find_phase(policy: Policy, cadence: str, phase: str) -> Phase | None:
     return next((p for p in found.phases if p.name == phase), None)
 
 
-def message_context(holder: OfferHolder, touch: Touch, policy: Policy, signer: LinkSigner) -> dict[str, Any]:
-    """The template context of the rendering contract, for one touch on ``touch.channel``."""
+def holder_facts(holder: OfferHolder) -> HolderFacts:
+    return HolderFacts(
+        external_id=holder.external_id,
+        name=holder.name,
+        track=holder.track,
+        offer_date=holder.offer_date,
+        start_date=holder.start_date,
+        email=holder.email,
+        department=holder.department,
+        mentor_email=holder.mentor_email,
+        line_user_id=holder.line_user_id,
+        slack_user_id=holder.slack_user_id,
+    )
+
+
+def message_context(
+    holder: OfferHolder, touch: Touch, policy: Policy, signer: LinkSigner, *, opt_out_link: bool = True
+) -> dict[str, Any]:
+    """The template context of the rendering contract, for one touch on ``touch.channel``.
+
+    ``opt_out_link=False`` (essential notices, personal letters) leaves the opt-out link out."""
     org = policy.organization
     phase = find_phase(policy, touch.cadence, touch.phase)
     send_day = touch.due_at.astimezone(org.tz).date()
-    event = policy.events.get(touch.event) if touch.event else None
-    mentor_email = holder.mentor_email or ""
-    return {
-        "holder": {
-            "external_id": holder.external_id,
-            "name": holder.name,
-            "email": holder.email or "",
-            "department": holder.department or "",
-            "track": holder.track,
-            "offer_date": holder.offer_date,
-            "start_date": holder.start_date,
-        },
-        "company": {
-            "name": org.name,
-            "president": org.president,
-            "hr_name": org.hr_name,
-            "hr_email": org.hr_email,
-            "hr_phone": org.hr_phone,
-        },
-        "mentor": {
-            "name": policy.mentors.get(mentor_email, ""),
-            "email": mentor_email,
-            "department": holder.department or "",
-        },
-        "phase": {"name": touch.phase, "label": (phase.label if phase else "") or touch.phase},
-        "days_until_start": (holder.start_date - send_day).days,
-        "survey_url": signer.survey_url(touch.id) if touch.kind == "survey" else None,
-        "unsubscribe_url": signer.opt_out_url(holder.id, touch.channel),
-        "event": (
-            {
-                "title": event.title,
-                "starts_at": event.starts_at,
-                "place": event.place,
-                "url": event.url,
-                "deadline": event.deadline,
-            }
-            if event is not None
-            else None
-        ),
-    }
+    return template_context(
+        policy,
+        holder_facts(holder),
+        template=touch.template,
+        send_day=send_day,
+        phase_name=touch.phase,
+        phase_label=(phase.label if phase else "") or touch.phase,
+        event_name=touch.event,
+        survey_url=signer.survey_url(touch.id) if touch.kind == "survey" else None,
+        unsubscribe_url=signer.opt_out_url(holder.id, touch.channel) if opt_out_link else None,
+    )
 
 
 # --- retry policy ---------------------------------------------------------------------------------------
@@ -282,7 +273,12 @@ class Deliverer:
         if touch.kind == "manual":
             return self._reminder(touch, holder)
 
-        channel = self._reachable_channel(session, touch, holder)
+        try:
+            meta = self.templates.meta(touch.template or "")
+        except TemplateProblem as exc:
+            return self._template_failed(session, touch, now, worker, exc)
+        # an essential notice (入社手続き) is not follow-up: a follow-up opt-out does not stop it
+        channel = self._reachable_channel(session, touch, holder, ignore_opt_outs=meta.essential)
         if channel is None:
             error = "unreachable: every channel of the phase is opted out or has no address"
             self._record(session, touch, "permanent", now, now, worker, error=error)
@@ -308,17 +304,22 @@ class Deliverer:
                 touch.claimed_at, touch.claimed_by = None, None
                 return "suppressed: over_contacted"
 
-        context = message_context(holder, touch, self.context.policy, self.signer)
+        policy = self.context.policy
+        context = message_context(holder, touch, policy, self.signer, opt_out_link=meta.carries_opt_out)
         try:
             if not touch.template:
                 raise TemplateProblem(Path(touch.key), None, "touch has no template")
+            if meta.needs_content and context["content"] is None:
+                month = touch.due_at.astimezone(policy.organization.tz).strftime("%Y-%m")
+                raise TemplateProblem(
+                    self.context.config_file,
+                    None,
+                    f"{touch.template} needs this month's content: add an entry with month: {month} "
+                    f"under content: {touch.template}: (nothing is sent without it)",
+                )
             rendered = self.templates.render(touch.template, context)
         except TemplateProblem as exc:
-            error = f"template: {exc}"
-            self._record(session, touch, "permanent", now, now, worker, error=error)
-            touch.status, touch.last_error = "failed", error
-            touch.attempts += 1
-            return "failed: template"
+            return self._template_failed(session, touch, now, worker, exc)
         slack_blocks, line_messages = rendered.slack_blocks, rendered.line_messages
         survey = self.context.policy.surveys.get(touch.survey_form or "")
         if touch.kind == "survey" and survey is not None and channel in ("slack", "line"):
@@ -337,6 +338,15 @@ class Deliverer:
             unsubscribe_url=context["unsubscribe_url"],
         )
         return _Prepared(channel, message, "sent")
+
+    def _template_failed(
+        self, session: Session, touch: Touch, now: datetime, worker: str, exc: TemplateProblem
+    ) -> str:
+        error = f"template: {exc}"
+        self._record(session, touch, "permanent", now, now, worker, error=error)
+        touch.status, touch.last_error = "failed", error
+        touch.attempts += 1
+        return "failed: template"
 
     def _reminder(self, touch: Touch, holder: OfferHolder) -> _Prepared:
         """A manual touch (a call, a letter) is due: remind the person assigned, by email."""
@@ -365,12 +375,16 @@ class Deliverer:
         )
         return _Prepared("email", message, "reminded")
 
-    def _reachable_channel(self, session: Session, touch: Touch, holder: OfferHolder) -> str | None:
+    def _reachable_channel(
+        self, session: Session, touch: Touch, holder: OfferHolder, *, ignore_opt_outs: bool = False
+    ) -> str | None:
         """The planned channel, or the next in the phase's preference order, that has an address and is
-        not opted out (an opt-out may arrive after planning)."""
-        opted_out = set(
-            session.scalars(select(ChannelOptOut.channel).where(ChannelOptOut.holder_id == holder.id))
-        )
+        not opted out (an opt-out may arrive after planning; essential notices ignore opt-outs)."""
+        opted_out: set[str] = set()
+        if not ignore_opt_outs:
+            opted_out = set(
+                session.scalars(select(ChannelOptOut.channel).where(ChannelOptOut.holder_id == holder.id))
+            )
         phase = find_phase(self.context.policy, touch.cadence, touch.phase)
         preference = list(phase.channels) if phase else list(MESSAGE_CHANNELS)
         order = [touch.channel] + [c for c in preference if c != touch.channel]
