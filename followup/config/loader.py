@@ -240,7 +240,9 @@ def check_messages(loaded: LoadedPolicy, root: Any | None = None) -> list[Proble
             for o_index, one_off in enumerate(phase.one_off):
                 if one_off.template is not None:
                     refs.append((one_off.template, None, (*base, "one_off", o_index, "template")))
-                if one_off.kind == "manual" and not assignee_name(policy, one_off.assignee, one_off.assignee_name):
+                if one_off.kind == "manual" and not assignee_name(
+                    policy, one_off.assignee, one_off.assignee_name
+                ):
                     add(
                         (*base, "one_off", o_index, "assignee"),
                         f"the reminder for {one_off.name!r} cannot address {one_off.assignee or 'HR'} by "

@@ -69,7 +69,9 @@ def read_meta(path: Path) -> TemplateMeta:
         raise ValueError(f"{path}: expected a mapping such as 'expects_reply: false'")
     unknown = sorted(set(data) - _META_KEYS)
     if unknown:
-        raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(_META_KEYS))})")
+        raise ValueError(
+            f"{path}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(_META_KEYS))})"
+        )
     for key, value in data.items():
         expected = str if key == "description" else bool
         if not isinstance(value, expected):
