@@ -3,6 +3,21 @@ the CLI, the dashboard, the report and the demo never call the same thing by two
 
 from __future__ import annotations
 
+from datetime import date, datetime
+
+WEEKDAYS_JA = "月火水木金土日"
+
+
+def short_date(value: date | datetime) -> str:
+    """``11/25(水)``: how HR writes a date in a table or a memo (the year is clear from context)."""
+    day = value.date() if isinstance(value, datetime) else value
+    return f"{day.month}/{day.day}({WEEKDAYS_JA[day.weekday()]})"
+
+
+def short_datetime(value: datetime) -> str:
+    """``11/25(水) 10:00`` (``value`` already in the organisation's time zone)."""
+    return f"{short_date(value)} {value:%H:%M}"
+
 STATUS_LABELS: dict[str, str] = {
     "offered": "内定(承諾前)",
     "accepted": "内定承諾",

@@ -183,5 +183,5 @@ def test_expired_and_forged_links_look_right_on_a_phone(
     phone.screenshot(path=str(ARTIFACTS / "08-opt-out-confirm.png"), full_page=True)
     with phone.expect_navigation():
         phone.get_by_role("button").tap()
-    assert "LINEでの配信を停止しました" in phone.locator("h1").inner_text()
+    assert "LINEでのフォローのご案内を停止しました" in phone.locator("h1").inner_text()
     phone.screenshot(path=str(ARTIFACTS / "09-opt-out-done.png"), full_page=True)

@@ -366,6 +366,7 @@ class Question(Strict):
     high_label: str = ""
     reverse: bool = False  # a scale where 5 is bad (e.g. 不安の大きさ); inverted for the pulse score
     required: bool = True
+    why: str = ""  # shown under the question: why it is asked (a personal question says so)
 
     @model_validator(mode="after")
     def _choices(self) -> Question:

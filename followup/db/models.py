@@ -81,6 +81,7 @@ class OfferHolder(Base):
     status: Mapped[str] = mapped_column(String(16), default="offered", index=True)
     decline_reason: Mapped[str | None] = mapped_column(Text)
     mentor_email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(32))  # optional CSV column: for reminders of calls
     timezone: Mapped[str | None] = mapped_column(String(64))  # per-holder send-window override
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

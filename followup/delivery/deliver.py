@@ -31,11 +31,14 @@ from followup.calendar import BusinessCalendar
 from followup.channels import Channel, DeliveryError, DeliveryResult, OutboundMessage, load_channel_class
 from followup.config import Phase, Policy, resolve_env
 from followup.config.context import AppContext
+from followup.config.loader import assignee_name
 from followup.config.messages import HolderFacts, template_context
-from followup.db.models import ACTIVE_STATUSES, ChannelOptOut, DeliveryAttempt, OfferHolder, Touch
+from followup.config.schema import OneOffTouch
+from followup.db.models import ACTIVE_STATUSES, ChannelOptOut, DeliveryAttempt, Flag, OfferHolder, Touch
 from followup.delivery.links import LinkSigner
 from followup.durations import Interval, shift_moment
 from followup.engagement.buttons import with_survey_buttons
+from followup.labels import STATUS_LABELS, short_date
 from followup.rendering.templates import MessageTemplates, TemplateProblem
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,14 @@ log = logging.getLogger(__name__)
 MESSAGE_CHANNELS = ("email", "slack", "line")
 FINAL_STATUSES = ("sent", "failed", "cancelled", "reminded", "done")
 OUTCOMES = ("sent", "transient", "permanent", "suppressed")
+MANUAL_WHAT = {"phone": "お電話", "letter": "お手紙", "meeting": "面談"}
+# The reminder's memo when the policy gives no ``why`` (seeds/000: 鉄則1, 手書きのメッセージ).
+DEFAULT_WHY = {
+    "phone": "内定直後は他社の内定も出そろい、辞退が最も起きやすい時期です。直接の電話で「あなたが必要だ」と"
+    "伝えることが、入社の決め手になります。",
+    "letter": "デジタルの連絡が当たり前の今だからこそ、手書きのひと言は心に残ります。",
+    "meeting": "顔を合わせて話すことで、メールでは聞けない不安や迷いを聞き取れます。",
+}
 
 
 # --- channels -------------------------------------------------------------------------------------------
@@ -271,7 +282,7 @@ class Deliverer:
             touch.claimed_at, touch.claimed_by = None, None
             return "deferred: outside the send window"
         if touch.kind == "manual":
-            return self._reminder(touch, holder)
+            return self._reminder(session, touch, holder)
 
         try:
             meta = self.templates.meta(touch.template or "")
@@ -348,24 +359,59 @@ class Deliverer:
         touch.attempts += 1
         return "failed: template"
 
-    def _reminder(self, touch: Touch, holder: OfferHolder) -> _Prepared:
-        """A manual touch (a call, a letter) is due: remind the person assigned, by email."""
-        org = self.context.policy.organization
+    def _reminder(self, session: Session, touch: Touch, holder: OfferHolder) -> _Prepared:
+        """A manual touch (a call, a letter) is due: remind the person assigned, by email, by name, with
+        the holder's phone number, a memo on why it matters now and a signed 「実施済みにする」 link."""
+        policy = self.context.policy
+        org = policy.organization
+        one_off = _one_off_of(policy, touch)
         assignee = touch.assignee or org.hr_email
-        what = {"phone": "お電話", "letter": "お手紙", "meeting": "面談"}.get(touch.channel, "ご連絡")
-        subject = f"【内定者フォロー】{holder.name} 様への{what}のお願い"
+        name = assignee_name(policy, assignee, one_off.assignee_name if one_off else "")
+        what = MANUAL_WHAT.get(touch.channel, "ご連絡")
+        tz = org.tz
+        today = touch.due_at.astimezone(tz).date()
+        flags = list(
+            session.scalars(
+                select(Flag.reason).where(Flag.holder_id == holder.id, Flag.resolved_at.is_(None))
+            )
+        )
+        status = STATUS_LABELS.get(holder.status, holder.status)
+        why = (one_off.why if one_off else "") or DEFAULT_WHY.get(touch.channel, "")
+        addressee = name if name.endswith(("社長", "様", "さん")) else f"{name} 様" if name else "ご担当者様"
         lines = [
-            "ご担当者様",
+            addressee,
             "",
-            f"内定者 {holder.name} 様({holder.external_id})への{what}の予定日になりました。",
-            f"内容: {touch.note or what}",
-            f"入社予定日: {holder.start_date.isoformat()}",
+            f"お疲れさまです。{org.hr_name or org.name}です。",
+            f"本日は、内定者の{holder.name}さんへの{what}をお願いする日です。",
             "",
-            "実施後、次のコマンドで記録してください(記録がフォローの抜け漏れ検知に使われます)。",
-            f"  followup touch log {holder.external_id} --channel {touch.channel}",
+            "■ お願いしたいこと",
+            touch.note or f"{holder.name}さんへの{what}",
+        ]
+        if touch.channel in ("phone", "meeting"):
+            lines += ["", "■ 連絡先"]
+            if holder.phone:
+                lines.append(f"{holder.name}さん:{holder.phone}")
+            else:
+                contact = f"({org.hr_phone})" if org.hr_phone else ""
+                lines.append(f"電話番号は未登録です。人事部{contact}までお知らせください。")
+        lines += ["", "■ なぜ今なのか"]
+        if why:
+            lines.append(why)
+        lines.append(
+            f"内定日:{short_date(holder.offer_date)}({(today - holder.offer_date).days}日前)/ "
+            f"入社予定日:{short_date(holder.start_date)} / 現在:{status}"
+        )
+        lines += [f"・{reason}" for reason in flags]
+        lines += [
+            "",
+            f"{what}が済みましたら、次のリンクから「実施済みにする」を押してください(ひと言メモも残せます)。",
+            self.signer.manual_url(touch.id),
+            "",
+            "よろしくお願いいたします。",
             "",
             f"{org.name} {org.hr_name}".strip(),
         ]
+        subject = f"【内定者フォロー】本日、{holder.name}さんへの{what}のお願い"
         message = OutboundMessage(
             idempotency_key=f"{touch.key}:reminder",
             channel="email",
@@ -528,6 +574,16 @@ class Deliverer:
                 worker=worker[:200],
             )
         )
+
+
+def _one_off_of(policy: Policy, touch: Touch) -> OneOffTouch | None:
+    """The policy's one-off entry a manual touch was planned from (its ``why`` and ``assignee_name``)."""
+    phase = find_phase(policy, touch.cadence, touch.phase)
+    if phase is None:
+        return None
+    named = [o for o in phase.one_off if f":once:{o.name}" in touch.key]
+    matches = [o for o in phase.one_off if o.kind == "manual" and (o.channel or "phone") == touch.channel]
+    return (named or matches or [None])[0]
 
 
 def _address(holder: OfferHolder, channel: str) -> str | None:

@@ -20,6 +20,8 @@ from followup.config.settings import Settings
 SURVEY_SALT = "followup.survey"
 OPT_OUT_SALT = "followup.opt-out"
 OPT_OUT_MAX_AGE = 400 * 24 * 3600  # an opt-out link keeps working for the whole season
+MANUAL_SALT = "followup.manual-done"
+MANUAL_MAX_AGE = 90 * 24 * 3600  # a reminder's 「実施済みにする」 link: a season's quarter is plenty
 
 
 class LinkExpired(Exception):
@@ -80,6 +82,19 @@ class LinkSigner:
 
     def opt_out_url(self, holder_id: int, channel: str) -> str:
         return f"{self.base_url}/opt-out/{self.opt_out_token(holder_id, channel)}"
+
+    def manual_token(self, touch_id: int) -> str:
+        return str(self._serializer(MANUAL_SALT).dumps({"m": touch_id}))
+
+    def manual_url(self, touch_id: int) -> str:
+        """The reminder's 「実施済みにする」 link: the assignee records the call without a CLI."""
+        return f"{self.base_url}/done/{self.manual_token(touch_id)}"
+
+    def read_manual_token(self, token: str) -> int:
+        data = self._load(MANUAL_SALT, token, MANUAL_MAX_AGE)
+        if not isinstance(data.get("m"), int):
+            raise LinkInvalid()
+        return int(data["m"])
 
     def _load(self, salt: str, token: str, max_age: int) -> dict[str, Any]:
         try:

@@ -26,7 +26,7 @@ from followup.db.models import (
     Touch,
 )
 
-_CONTACT_FIELDS = ("name", "email", "line_user_id", "slack_user_id", "mentor_email")
+_CONTACT_FIELDS = ("name", "email", "line_user_id", "slack_user_id", "mentor_email", "phone")
 
 
 def erased_id_hash(external_id: str) -> str:
@@ -58,6 +58,7 @@ def erase_holder(session: Session, holder: OfferHolder, policy: Policy, *, now: 
     holder.external_id = pseudonym
     holder.name = "(削除済み)"
     holder.email = holder.line_user_id = holder.slack_user_id = holder.mentor_email = None
+    holder.phone = None
     holder.decline_reason = None
     holder.erased_at = now
     session.execute(

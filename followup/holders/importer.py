@@ -34,7 +34,7 @@ COLUMNS = (
     "status",
     "mentor_email",
 )
-OPTIONAL_COLUMNS = ("accepted_date", "decline_reason")
+OPTIONAL_COLUMNS = ("accepted_date", "decline_reason", "phone")
 HEADER_ALIASES = {
     "内定者id": "external_id",
     "内定者番号": "external_id",
@@ -67,6 +67,10 @@ HEADER_ALIASES = {
     "承諾日": "accepted_date",
     "内定承諾日": "accepted_date",
     "辞退理由": "decline_reason",
+    "電話番号": "phone",
+    "電話": "phone",
+    "携帯電話": "phone",
+    "携帯電話番号": "phone",
 }
 STATUS_ALIASES = {
     "内定": "offered",
@@ -100,6 +104,7 @@ FIELD_LIMITS = {  # the database column sizes (followup/db/models.py)
     "track": 64,
     "department": 200,
     "mentor_email": 320,
+    "phone": 32,
 }
 _DATE = re.compile(r"^\s*(\d{4})\s*[-/年.]\s*(\d{1,2})\s*[-/月.]\s*(\d{1,2})\s*日?\s*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -123,6 +128,7 @@ class HolderRow:
     mentor_email: str | None
     accepted_date: date | None = None
     decline_reason: str | None = None
+    phone: str | None = None  # shown in the reminder of a call (社長からの電話)
     columns: frozenset[str] = frozenset(COLUMNS)  # the file's columns: an update touches only these
 
 
@@ -233,6 +239,7 @@ def _parse_row(line: int, values: dict[str, str], seen: dict[str, int]) -> tuple
             mentor_email=mentor,
             accepted_date=dates["accepted_date"],
             decline_reason=optional("decline_reason"),
+            phone=optional("phone"),
         ),
         [],
     )
@@ -359,6 +366,7 @@ _PLAIN_FIELDS = (
     "department",
     "offer_date",
     "mentor_email",
+    "phone",
 )
 
 

@@ -17,7 +17,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 
 from followup.config.context import AppContext
 from followup.delivery.links import LinkSigner
-from followup.web import dashboard, health, optout, surveys, webhooks
+from followup.web import dashboard, health, manual, optout, surveys, webhooks
 from followup.web.state import WebState, local_time_filter, pages_dir, templates_for
 
 
@@ -56,7 +56,7 @@ def create_app(context: AppContext, *, clock: Callable[[], datetime] | None = No
     app.state.web.templates.env.filters["local"] = local_time_filter(context)
     app.add_middleware(SecurityHeaders)
 
-    for router in (health.router, surveys.router, optout.router, webhooks.router):
+    for router in (health.router, surveys.router, optout.router, manual.router, webhooks.router):
         app.include_router(router)
     app.include_router(dashboard.router)
     return app

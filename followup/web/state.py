@@ -61,12 +61,21 @@ def templates_for(directory: Path) -> Jinja2Templates:
     return Jinja2Templates(env=env)
 
 
+def hr_contact(context: AppContext) -> dict[str, str] | None:
+    """Whom a holder can ask (every page shows it): the organisation's HR name, email and phone."""
+    try:
+        org = context.policy.organization
+    except ConfigError:
+        return None
+    return {"name": f"{org.name} {org.hr_name}".strip(), "email": org.hr_email, "phone": org.hr_phone}
+
+
 def page(
     request: Request, name: str, context: dict[str, Any] | None = None, status: int = 200
 ) -> HTMLResponse:
-    response: HTMLResponse = state_of(request).templates.TemplateResponse(
-        request, name, context or {}, status_code=status
-    )
+    state = state_of(request)
+    values = {"contact": hr_contact(state.context), **(context or {})}
+    response: HTMLResponse = state.templates.TemplateResponse(request, name, values, status_code=status)
     return response
 
 
