@@ -18,6 +18,7 @@ def short_datetime(value: datetime) -> str:
     """``11/25(水) 10:00`` (``value`` already in the organisation's time zone)."""
     return f"{short_date(value)} {value:%H:%M}"
 
+
 STATUS_LABELS: dict[str, str] = {
     "offered": "内定(承諾前)",
     "accepted": "内定承諾",
@@ -56,3 +57,19 @@ CHANNEL_LABELS: dict[str, str] = {
     "meeting": "面談",
     "other": "その他",
 }
+TRACK_LABELS: dict[str, str] = {"new_grad": "新卒", "mid_career": "中途"}
+TOUCH_STATUS_LABELS: dict[str, str] = {
+    "planned": "予定",
+    "sending": "送信中",
+    "sent": "送信済み",
+    "failed": "失敗",
+    "cancelled": "取りやめ",
+    "reminded": "担当者に依頼済み",
+    "done": "実施済み",
+}
+KIND_LABELS: dict[str, str] = {"message": "メッセージ", "survey": "アンケート", "manual": "手動"}
+
+
+def label(table: dict[str, str], key: str | None) -> str:
+    """The Japanese label, or the key itself for a value HR defined (a custom track or phase)."""
+    return table.get(key or "", key or "")

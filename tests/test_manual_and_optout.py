@@ -78,7 +78,9 @@ def test_the_done_link_records_the_call_once_with_a_note_and_get_records_nothing
     path = re.search(r"http://testserver(/done/\S+)", body).group(1)  # type: ignore[union-attr]
 
     page = web.client.get(path)
-    assert page.status_code == 200 and "実施済みにする" in page.text and "山田 花子さんへのお電話" in page.text
+    assert (
+        page.status_code == 200 and "実施済みにする" in page.text and "山田 花子さんへのお電話" in page.text
+    )
     with web.context.session() as session:
         assert session.get(Touch, touch_id).status == "reminded"  # type: ignore[union-attr]
 
@@ -89,7 +91,9 @@ def test_the_done_link_records_the_call_once_with_a_note_and_get_records_nothing
     with web.context.session() as session:
         touch = session.get(Touch, touch_id)
         assert touch is not None and touch.status == "done" and touch.sent_at is not None
-        assert touch.note is not None and "入社を楽しみにしている" in touch.note and "二度目" not in touch.note
+        assert (
+            touch.note is not None and "入社を楽しみにしている" in touch.note and "二度目" not in touch.note
+        )
     assert web.client.get(path.replace("/done/", "/done/x")).status_code == 403
 
 
@@ -138,12 +142,16 @@ def test_touches_that_need_no_reply_do_not_count_toward_unresponsive(web: WebEnv
     policy = web.context.policy
     engine = RuleEngine(policy)
     base = datetime(2026, 6, 5, 1, 0, tzinfo=UTC)
-    quiet = [TouchRecord(base + timedelta(days=7 * i), "email", "message", expects_reply=False) for i in range(4)]
+    quiet = [
+        TouchRecord(base + timedelta(days=7 * i), "email", "message", expects_reply=False) for i in range(4)
+    ]
     asking = [TouchRecord(base + timedelta(days=7 * i), "email", "message") for i in range(4)]
     now = base + timedelta(days=30)
 
     def rules(touches: list[TouchRecord]) -> set[str]:
-        history = HolderHistory(1, "NG-1", "山田 花子", "offered", date(2026, 6, 1), date(2027, 4, 1), delivered=tuple(touches))
+        history = HolderHistory(
+            1, "NG-1", "山田 花子", "offered", date(2026, 6, 1), date(2027, 4, 1), delivered=tuple(touches)
+        )
         return {f.rule for f in engine.evaluate(history, now)}
 
     assert "unresponsive" in rules(asking)
@@ -158,8 +166,17 @@ def test_touches_that_need_no_reply_do_not_count_toward_unresponsive(web: WebEnv
             at = base + timedelta(days=7 * i)
             session.add(
                 Touch(
-                    key=f"q:{i}", holder_id=holder_id, cadence="new_grad", phase="initial", seq=i + 1,
-                    kind="message", channel="email", template="checkin", due_at=at, sent_at=at, status="sent",
+                    key=f"q:{i}",
+                    holder_id=holder_id,
+                    cadence="new_grad",
+                    phase="initial",
+                    seq=i + 1,
+                    kind="message",
+                    channel="email",
+                    template="checkin",
+                    due_at=at,
+                    sent_at=at,
+                    status="sent",
                 )
             )
     with web.context.session() as session:

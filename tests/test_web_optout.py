@@ -103,7 +103,10 @@ def test_opting_out_of_the_only_channel_leaves_the_holder_unreachable(web: WebEn
     touch_id = _message_touch(web, holder_id, 1)
     assert deliver_touch(web.context, touch_id, now=NOW) == "failed: unreachable"
     # nothing reached the holder; HR (the report's recipients) were alerted at once, once each
-    mails = [email.message_from_bytes(p.read_bytes(), policy=email_policy.default) for p in _outbox(web).glob("*.eml")]
+    mails = [
+        email.message_from_bytes(p.read_bytes(), policy=email_policy.default)
+        for p in _outbox(web).glob("*.eml")
+    ]
     assert sorted(str(m["To"]) for m in mails) == sorted(web.context.policy.report.weekly.to)
     assert all("すべての連絡手段で配信停止" in str(m["Subject"]) for m in mails)
 

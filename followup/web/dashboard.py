@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,7 +24,19 @@ from starlette.concurrency import run_in_threadpool
 from followup.db.models import OfferHolder
 from followup.delivery.links import secret_key
 from followup.holders.timeline import holder_summaries, holder_timeline
-from followup.labels import SEVERITY_LABELS, STATUS_LABELS, TIMELINE_LABELS
+from followup.delivery.timeline_labels import timeline_labels
+from followup.labels import (
+    CHANNEL_LABELS,
+    KIND_LABELS,
+    RULE_LABELS,
+    SEVERITY_LABELS,
+    STATUS_LABELS,
+    TIMELINE_LABELS,
+    TOUCH_STATUS_LABELS,
+    TRACK_LABELS,
+    short_date,
+    short_datetime,
+)
 from followup.web.state import WebState, page, state_of
 
 COOKIE = "followup_dashboard"
@@ -113,6 +126,22 @@ def _phase_labels(state: WebState) -> dict[str, str]:
     return labels
 
 
+def _short_date(value: Any, state_tz: Any = None) -> str:
+    """``11/25(水)`` for a date or an ISO date/datetime string; ``11/25(水) 10:00`` with a time."""
+    if not value:
+        return "—"
+    text = str(value)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if len(text) <= 10:
+        return short_date(moment.date())
+    if moment.tzinfo is not None and state_tz is not None:
+        moment = moment.astimezone(state_tz)
+    return short_datetime(moment)
+
+
 def _summaries(state: WebState) -> list[dict[str, Any]]:
     with state.session() as session:
         return holder_summaries(session, state.clock())
@@ -121,7 +150,11 @@ def _summaries(state: WebState) -> list[dict[str, Any]]:
 def _timeline(state: WebState, external_id: str) -> dict[str, Any] | None:
     with state.session() as session:
         holder = session.scalars(select(OfferHolder).where(OfferHolder.external_id == external_id)).first()
-        return holder_timeline(session, holder) if holder else None
+        if holder is None:
+            return None
+        record = holder_timeline(session, holder)
+        timeline_labels(state.context, holder, record)
+        return record
 
 
 def _question_texts(state: WebState) -> dict[str, dict[str, str]]:
@@ -137,6 +170,13 @@ def _labels(state: WebState) -> dict[str, Any]:
         "severity_labels": SEVERITY_LABELS,
         "kind_labels": TIMELINE_LABELS,
         "phase_labels": _phase_labels(state),
+        "track_labels": TRACK_LABELS,
+        "survey_titles": {name: survey.title for name, survey in state.context.policy.surveys.items()},
+        "rule_labels": RULE_LABELS,
+        "channel_labels": CHANNEL_LABELS,
+        "touch_status_labels": TOUCH_STATUS_LABELS,
+        "touch_kind_labels": KIND_LABELS,
+        "short_date": _short_date,
         "company": state.context.policy.organization.name,
         "sparkline": sparkline,
     }

@@ -88,7 +88,8 @@ def opted_out_of_everything(state: WebState, holder_id: int) -> list[OutboundMes
             return []
         tz = org.tz
         done = "、".join(
-            f"{CHANNEL_LABELS.get(c, c)}({short_datetime(at.astimezone(tz))})" for c, at in sorted(opted.items())
+            f"{CHANNEL_LABELS.get(c, c)}({short_datetime(at.astimezone(tz))})"
+            for c, at in sorted(opted.items())
         )
         lines = [
             "人事部 ご担当者様",

@@ -20,6 +20,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from followup.config.context import AppContext
 from followup.delivery.links import LinkSigner
 from followup.errors import ConfigError
+from followup.labels import short_datetime
 
 REPO_PAGES = Path(__file__).resolve().parents[2] / "templates" / "pages"
 
@@ -89,7 +90,7 @@ def expired(request: Request) -> HTMLResponse:
 
 
 def local_time_filter(context: AppContext) -> Callable[[Any], str]:
-    """ISO timestamps shown in the organisation's time zone as ``2026-07-01 10:00``."""
+    """ISO timestamps shown in the organisation's time zone as ``7/1(水) 10:00``."""
 
     def local(value: Any) -> str:
         if not value:
@@ -100,6 +101,6 @@ def local_time_filter(context: AppContext) -> Callable[[Any], str]:
             return str(value)
         if moment.tzinfo is None:
             return str(value)
-        return moment.astimezone(context.policy.organization.tz).strftime("%Y-%m-%d %H:%M")
+        return short_datetime(moment.astimezone(context.policy.organization.tz))
 
     return local
