@@ -165,7 +165,7 @@ def test_the_simulation_shows_when_a_too_sparse_cadence_would_raise_neglect_flag
         and "安定期の上限45日" in sparse_run.stdout
     )
     example_run = run_followup(*args, env=env_for(tmp_path))
-    assert "no cadence flags" in example_run.stdout
+    assert "フラグは立ちません" in example_run.stdout
 
 
 def test_the_flag_timeline_notes_each_flag_once_when_it_first_fires() -> None:

@@ -136,6 +136,7 @@ class WeeklyReport:
     kpi: Kpi
     kpi_previous: Kpi
     charts: list[Chart] = field(default_factory=list)
+    status_by_track: dict[tuple[str, str], int] = field(default_factory=dict)  # (track, status) → holders
 
     @property
     def total_holders(self) -> int:
@@ -364,6 +365,7 @@ def build_report(session: Session, policy: Policy, now: datetime) -> WeeklyRepor
         kpi=kpi,
         kpi_previous=kpi_previous,
     )
+    report.status_by_track = dict(Counter((row.track, row.status) for row in holders))
     report.charts = [
         Chart(
             "pulse",
