@@ -55,6 +55,10 @@ def timeline_labels(context: AppContext, holder: OfferHolder, record: dict[str, 
                 subject = message_subject(context, templates, holder, item) if item.get("at") else None
                 what = "アンケート" if item.get("kind") == "survey" and not subject else subject
                 item["label"] = f"{channel}:{what or item.get('template') or ''}"
+        elif kind == "answer":
+            survey = context.policy.surveys.get(str(item.get("summary", "")))
+            if survey is not None:
+                item["label"] = survey.title
         elif kind != "flag":
             summary = str(item.get("summary", ""))
             channel, sep, rest = summary.partition(": ")
