@@ -76,12 +76,13 @@ def test_an_empty_value_inside_a_sentence_fails_the_sparse_check(loaded, tmp_pat
     write_message(
         tmp_path,
         "hole",
-        "{{ holder.name | honorific }}\n\n{{ holder.department or '' }}では新しいプロジェクトが始まりました。\n",
+        "{{ holder.name | honorific }}\n\n"
+        "{{ holder.department or '' }}では新しいプロジェクトが始まりました。\n",
     )
     templates = MessageTemplates(tmp_path)
     templates.render("hole", context_for(loaded, "hole", sample_holders(loaded.policy)[0][1]))  # renders fine
 
-    with pytest.raises(TemplateProblem, match="〓では新しいプロジェクト.*no department"):
+    with pytest.raises(TemplateProblem, match=r"〓では新しいプロジェクト.*no department"):
         templates.check_sparse("hole", sample_contexts(loaded.policy, "hole", []))
 
 

@@ -12,8 +12,7 @@ from matplotlib import font_manager, ft2font
 from followup.config.context import AppContext
 from followup.db.models import ChannelOptOut, OfferHolder
 from followup.flags.store import evaluate_and_persist
-from followup.report import build_report, render_html, render_text
-from followup.report import charts
+from followup.report import build_report, charts, render_html, render_text
 from followup.report.render import week_range
 from tests.conftest import make_context
 from tests.rules_fixtures import NOW, seed_cohort
@@ -31,8 +30,12 @@ def context(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         seed_cohort(session)
         session.add(
             OfferHolder(
-                external_id="MC-001", name="中途 太郎", email="mc@example.jp", track="mid_career",
-                offer_date=NOW.date() - timedelta(days=20), start_date=NOW.date() + timedelta(days=60),
+                external_id="MC-001",
+                name="中途 太郎",
+                email="mc@example.jp",
+                track="mid_career",
+                offer_date=NOW.date() - timedelta(days=20),
+                start_date=NOW.date() + timedelta(days=60),
                 status="offered",
             )
         )
@@ -69,7 +72,9 @@ def test_the_status_table_is_split_into_new_grad_and_mid_career(context: AppCont
 def test_no_one_who_opted_out_is_told_to_register_again(context: AppContext) -> None:
     with context.session() as session:
         holder = session.query(OfferHolder).filter_by(external_id="MC-001").one()
-        session.add(ChannelOptOut(holder_id=holder.id, channel="email", at=NOW - timedelta(days=1), source="web"))
+        session.add(
+            ChannelOptOut(holder_id=holder.id, channel="email", at=NOW - timedelta(days=1), source="web")
+        )
     evaluate_and_persist(context, NOW)
     with context.session() as session:
         report = build_report(session, context.policy, NOW)
@@ -77,7 +82,9 @@ def test_no_one_who_opted_out_is_told_to_register_again(context: AppContext) -> 
     assert "登録し直してください" not in render_text(report) + render_html(report, images="data")
 
 
-def test_the_report_fits_a_390px_phone_without_horizontal_scroll(context: AppContext, chromium_path: str) -> None:
+def test_the_report_fits_a_390px_phone_without_horizontal_scroll(
+    context: AppContext, chromium_path: str
+) -> None:
     from playwright.sync_api import sync_playwright
 
     evaluate_and_persist(context, NOW)
@@ -111,7 +118,9 @@ def test_the_font_chosen_for_a_japanese_label_is_a_cjk_font() -> None:
     assert _cjk(chosen), chosen
 
 
-def test_a_font_cache_that_predates_the_font_is_refreshed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_font_cache_that_predates_the_font_is_refreshed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """What scripts/test does: fonts-noto-cjk installed after matplotlib built its cache."""
     manager = font_manager.fontManager
     stale = [e for e in manager.ttflist if not ("CJK" in e.fname or "JP" in e.name)]

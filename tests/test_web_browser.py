@@ -212,7 +212,7 @@ def test_expired_and_forged_links_look_right_on_a_phone(
 def test_the_president_records_his_call_from_the_reminder_link_on_a_phone(
     served: tuple[WebEnv, ServerThread], phone: Any
 ) -> None:
-    env, server = served
+    env, _server = served
     holder_id = env.holder(phone="090-1234-5678")
     with env.context.session() as session:
         touch = Touch(

@@ -14,8 +14,8 @@ import hashlib
 import smtplib
 import ssl
 from email.headerregistry import Address
-from email.policy import EmailPolicy
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import formatdate
 from urllib.parse import parse_qs, unquote, urlsplit
 

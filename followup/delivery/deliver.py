@@ -583,7 +583,8 @@ def _one_off_of(policy: Policy, touch: Touch) -> OneOffTouch | None:
         return None
     named = [o for o in phase.one_off if f":once:{o.name}" in touch.key]
     matches = [o for o in phase.one_off if o.kind == "manual" and (o.channel or "phone") == touch.channel]
-    return (named or matches or [None])[0]
+    found = named or matches
+    return found[0] if found else None
 
 
 def _address(holder: OfferHolder, channel: str) -> str | None:

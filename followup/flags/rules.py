@@ -57,8 +57,8 @@ ACTIONS: dict[str, str] = {
     "pulse_drop": "メンターとの1on1で、気持ちが変わったきっかけを確認してください。",
     "unresponsive": "連絡手段を変えて(電話や手書きのメッセージなど)個別に連絡してください。",
     "declining_signal": "社長・役員との面談を設定し、仕事内容や条件面を改めて説明してください。",
-    "unreachable": "配信停止はご本人の意思として尊重し、入社手続きの連絡方法(電話・郵送など)を確認してください。"
-    "連絡先が未登録の場合は、登録してください。",
+    "unreachable": "配信停止はご本人の意思として尊重し、入社手続きの連絡方法(電話・郵送など)を"
+    "確認してください。連絡先が未登録の場合は、登録してください。",
 }
 ENGAGING_MANUAL_CHANNELS = frozenset({"phone", "meeting"})  # a completed call or meeting is two-way
 AUTOMATED_KINDS = frozenset({"message", "survey"})

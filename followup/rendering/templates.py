@@ -23,7 +23,7 @@ import contextlib
 import json
 import re
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -442,7 +442,7 @@ class MessageTemplates:
         found += [("html", line) for line in find_holes(rendered.html or "", html=True)]
         return found
 
-    def check_sparse(self, name: str, contexts: list[tuple[str, Mapping[str, Any]]]) -> None:
+    def check_sparse(self, name: str, contexts: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
         """Render against every (label, context) — sparse holders: no mentor, no department, LINE only,
         mid-career, an October start — and refuse holes, so each message reads naturally for anyone.
         Also: a message that says 「ご返信は不要です」 must be marked ``expects_reply: false``."""

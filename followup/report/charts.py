@@ -45,7 +45,11 @@ def _fontconfig_japanese() -> list[str]:
         except (OSError, subprocess.SubprocessError):
             continue
         found.extend(line.strip() for line in output.splitlines() if line.strip())
-    return [f for f in dict.fromkeys(found) if Path(f).is_file() and Path(f).suffix.lower() in (".ttf", ".otf", ".ttc")]
+    return [
+        f
+        for f in dict.fromkeys(found)
+        if Path(f).is_file() and Path(f).suffix.lower() in (".ttf", ".otf", ".ttc")
+    ]
 
 
 def _has_japanese(path: str) -> bool:
@@ -83,12 +87,16 @@ def japanese_font() -> str | None:
             return name
     for family in JAPANESE_FONTS:
         try:
-            path = font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
+            path = font_manager.findfont(
+                font_manager.FontProperties(family=family), fallback_to_default=False
+            )
         except ValueError:
             continue
         if _has_japanese(path):
             return family
-    log.warning("no Japanese font found (fc-list :lang=ja is empty); install fonts-noto-cjk for readable charts")
+    log.warning(
+        "no Japanese font found (fc-list :lang=ja is empty); install fonts-noto-cjk for readable charts"
+    )
     return None
 
 

@@ -76,9 +76,7 @@ def _environment(templates_root: Path | None) -> Environment:
         trim_blocks=False,
         keep_trailing_newline=True,
     )
-    env.filters.update(
-        pct=_pct, day=_day, minute=_minute, week_range=week_range, short_minute=_short_minute
-    )
+    env.filters.update(pct=_pct, day=_day, minute=_minute, week_range=week_range, short_minute=_short_minute)
     env.globals["track_rows"] = track_rows
     return env
 

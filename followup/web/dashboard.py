@@ -23,8 +23,8 @@ from starlette.concurrency import run_in_threadpool
 
 from followup.db.models import OfferHolder
 from followup.delivery.links import secret_key
-from followup.holders.timeline import holder_summaries, holder_timeline
 from followup.delivery.timeline_labels import timeline_labels
+from followup.holders.timeline import holder_summaries, holder_timeline
 from followup.labels import (
     CHANNEL_LABELS,
     KIND_LABELS,

@@ -94,7 +94,8 @@ def opted_out_of_everything(state: WebState, holder_id: int) -> list[OutboundMes
         lines = [
             "人事部 ご担当者様",
             "",
-            f"内定者の{holder.name}さん({holder.external_id}/{STATUS_LABELS.get(holder.status, holder.status)})が、",
+            f"内定者の{holder.name}さん({holder.external_id}/"
+            f"{STATUS_LABELS.get(holder.status, holder.status)})が、",
             "登録されているすべての連絡手段で、フォローのご案内の配信停止を選びました。",
             f"停止した連絡手段: {done}",
             "",
