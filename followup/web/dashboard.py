@@ -147,13 +147,15 @@ def _summaries(state: WebState) -> list[dict[str, Any]]:
         return holder_summaries(session, state.clock())
 
 
-def _timeline(state: WebState, external_id: str) -> dict[str, Any] | None:
+def _timeline(state: WebState, external_id: str, labelled: bool = False) -> dict[str, Any] | None:
+    """The holder's timeline; ``labelled`` adds the words a person reads (the page, not the API)."""
     with state.session() as session:
         holder = session.scalars(select(OfferHolder).where(OfferHolder.external_id == external_id)).first()
         if holder is None:
             return None
         record = holder_timeline(session, holder)
-        timeline_labels(state.context, holder, record)
+        if labelled:
+            timeline_labels(state.context, holder, record)
         return record
 
 
@@ -200,7 +202,7 @@ async def dashboard_holder(request: Request, external_id: str) -> Response:
         return login
     require_hr(request)
     state = state_of(request)
-    timeline = await run_in_threadpool(_timeline, state, external_id)
+    timeline = await run_in_threadpool(_timeline, state, external_id, True)
     if timeline is None:
         return page(request, "not_found.html", status=404)
     return page(request, "holder.html", {"t": timeline, **_labels(state)})
