@@ -167,6 +167,23 @@ def test_the_monthly_update_shows_the_content_entry_of_its_month(loaded, ja: Mes
     assert "今月のトピック" not in july.text and "新しいプロジェクト" not in july.text
 
 
+def test_a_month_without_content_gets_a_short_note_and_no_invented_topics(
+    loaded, ja: MessageTemplates
+) -> None:  # type: ignore[no-untyped-def]
+    holder = sample_holders(loaded.policy)[0][1]
+    msg = ja.render(
+        "monthly_update", context_for(loaded, "monthly_update", holder, send_day=date(2028, 7, 10))
+    )
+    assert msg.subject == "【株式会社サンプル】ご入社までのご連絡"
+    assert (
+        "社内の話題" not in msg.text and "新しいプロジェクト" not in msg.text and "トピック" not in msg.text
+    )
+    assert (
+        ja.holes("monthly_update", context_for(loaded, "monthly_update", holder, send_day=date(2028, 7, 10)))
+        == []
+    )
+
+
 def test_check_config_refuses_a_content_template_without_content(loaded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     config = tmp_path / "config" / "followup.yaml"
     config.parent.mkdir()
@@ -175,6 +192,8 @@ def test_check_config_refuses_a_content_template_without_content(loaded, tmp_pat
     start = text.index("content:")
     end = text.index("\nevents:")
     config.write_text(text[:start] + text[end:], encoding="utf-8")
+    meta = tmp_path / "templates" / "messages" / "ja" / "monthly_update" / "meta.yaml"
+    meta.write_text("needs_content: true\nexpects_reply: false\n", encoding="utf-8")
     problems = check_messages(load_policy(config))
     assert any("monthly_update" in str(p) and "content:" in str(p) for p in problems)
 

@@ -173,6 +173,8 @@ def sample_contexts(
                 )
                 where = f"{label}, phase {phase_name}" + (", no survey link" if survey_url is None else "")
                 out.append((where, context))
+                if entries and survey_url is None:  # a month HR wrote no content for
+                    out.append((f"{where}, a month without content", {**context, "content": None}))
     return out
 
 
