@@ -4,8 +4,22 @@ the CLI, the dashboard, the report and the demo never call the same thing by two
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import date, datetime
 
 from followup.channels import CHANNELS, channel_class
+from followup.vocab import WEEKDAYS_JA
+
+
+def short_date(value: date | datetime) -> str:
+    """``11/25(水)``: how HR writes a date in a table or a memo (the year is clear from context)."""
+    day = value.date() if isinstance(value, datetime) else value
+    return f"{day.month}/{day.day}({WEEKDAYS_JA[day.weekday()]})"
+
+
+def short_datetime(value: datetime) -> str:
+    """``11/25(水) 10:00`` (``value`` already in the organisation's time zone)."""
+    return f"{short_date(value)} {value:%H:%M}"
+
 
 STATUS_LABELS: dict[str, str] = {
     "offered": "内定(承諾前)",
@@ -61,3 +75,20 @@ class _ChannelLabels(Mapping[str, str]):
 
 
 CHANNEL_LABELS: Mapping[str, str] = _ChannelLabels()
+
+TRACK_LABELS: dict[str, str] = {"new_grad": "新卒", "mid_career": "中途"}
+TOUCH_STATUS_LABELS: dict[str, str] = {
+    "planned": "予定",
+    "sending": "送信中",
+    "sent": "送信済み",
+    "failed": "失敗",
+    "cancelled": "取りやめ",
+    "reminded": "担当者に依頼済み",
+    "done": "実施済み",
+}
+KIND_LABELS: dict[str, str] = {"message": "メッセージ", "survey": "アンケート", "manual": "手動"}
+
+
+def label(table: Mapping[str, str], key: str | None) -> str:
+    """The Japanese label, or the key itself for a value HR defined (a custom track or phase)."""
+    return table.get(key or "", key or "")

@@ -2,6 +2,8 @@
 
 Japanese mail clients show UTF-8 headers correctly only when they are RFC 2047 encoded; the email
 package's default policy does that for the subject and the From display name, so we never hand-encode.
+``List-Unsubscribe`` / ``List-Unsubscribe-Post`` (RFC 2369, RFC 8058 one-click) are the exception: they go
+out verbatim on one line, never folded or encoded, or the mailbox provider cannot read the URL.
 The Message-ID is derived from the touch's idempotency key, so a retried send is recognisable downstream.
 """
 
@@ -12,9 +14,9 @@ import hashlib
 import smtplib
 import ssl
 from collections.abc import Mapping
-from email import policy as mail_policy
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import EmailPolicy as _StdlibEmailPolicy
 from email.utils import formatdate
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -32,6 +34,34 @@ from followup.channels.base import (
 )
 
 _TRUE = {"1", "true", "yes", "on"}
+# Headers whose value is a list of <URI>s (RFC 2369) or a fixed token (RFC 8058): they must reach the mail
+# client verbatim. The default policy folds any header longer than 78 characters and, when a single token
+# (a long https URL) cannot be folded, RFC 2047-encodes it — and then no client can read the URL.
+_VERBATIM_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
+_MAX_HEADER_LINE = 998  # RFC 5322 2.1.1: the hard limit of a line, CRLF excluded
+
+
+class _MailPolicy(_StdlibEmailPolicy):
+    """policy.SMTP, except that the List-Unsubscribe headers are written as they are, on one line."""
+
+    def _verbatim(self, name: str, value: str) -> str | None:
+        if name.lower() not in _VERBATIM_HEADERS:
+            return None
+        text = str(value)
+        line = f"{name}: {text}"
+        if not text.isascii() or "\r" in text or "\n" in text or len(line) > _MAX_HEADER_LINE:
+            raise ValueError(f"{name} must be one line of ASCII up to {_MAX_HEADER_LINE} characters")
+        return line + self.linesep
+
+    def fold(self, name: str, value: str) -> str:
+        return self._verbatim(name, value) or super().fold(name, value)
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        verbatim = self._verbatim(name, value)
+        return verbatim.encode("ascii") if verbatim else super().fold_binary(name, value)
+
+
+MAIL_POLICY = _MailPolicy(linesep="\r\n")  # the settings of policy.SMTP
 
 
 def message_id_for(idempotency_key: str, sender: str) -> str:
@@ -47,7 +77,7 @@ def build_email(message: OutboundMessage, sender: str, sender_name: str = "") ->
     Text only when there is no HTML; otherwise multipart/alternative with text first, HTML last (the part
     clients prefer). ``Date`` is left to the sender so this stays a pure function of its inputs.
     """
-    msg = EmailMessage(policy=mail_policy.SMTP)
+    msg = EmailMessage(policy=MAIL_POLICY)
     msg["From"] = Address(display_name=sender_name, addr_spec=sender)
     msg["To"] = message.recipient
     msg["Subject"] = message.subject
@@ -154,7 +184,7 @@ class EmailChannel(Channel):
         sender_name = policy.sender_name if isinstance(policy, EmailPolicy) else ""
         msg = build_email(message, sender, sender_name)
         msg["Date"] = formatdate(localtime=True)
-        return "eml", msg.as_bytes(policy=mail_policy.SMTP)
+        return "eml", msg.as_bytes(policy=MAIL_POLICY)
 
     def __init__(self, smtp_url: str, sender: str, sender_name: str = "", timeout: float = 10) -> None:
         self.settings = SmtpSettings(smtp_url)

@@ -11,6 +11,8 @@ from rich.table import Table
 
 from followup.config import Policy
 from followup.config.context import AppContext
+from followup.config.loader import check_messages
+from followup.errors import ConfigError
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -98,10 +100,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Validate the policy YAML and every template it names; print what was understood.
 
+        Every template is rendered against sparse sample holders (no mentor, a mentor missing from
+        mentors:, no department, LINE only, mid-career, an October start): an empty value inside a
+        sentence, placeholder text or a missing monthly content entry is an error.
+
         Errors are printed as FILE:LINE:COL: message, and the exit status is 2.
         """
         context: AppContext = ctx.obj
         policy = context.policy
+        problems = check_messages(context.loaded)
+        if problems:
+            raise ConfigError(problems)
         summary = summarize(policy)
         if as_json:
             out.print_json(json.dumps(summary, ensure_ascii=False))

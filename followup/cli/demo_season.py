@@ -40,7 +40,7 @@ from followup.report.season import build_season_report, render_season_html
 SEASON_START = date(2026, 4, 1)
 SEASON_END = date(2026, 11, 30)  # a Monday: the weekly report is written for this morning
 DRIFTERS = {
-    "NG-2027-005": date(2026, 8, 24),
+    "NG-2027-005": date(2026, 7, 13),  # silent through three messages that ask for an answer
     "NG-2027-012": date(2026, 9, 14),
     "MC-2026-003": date(2026, 11, 2),
 }

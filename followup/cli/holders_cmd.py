@@ -29,7 +29,15 @@ from followup.holders.importer import (
     read_holders_file,
 )
 from followup.holders.timeline import holder_record
-from followup.labels import STATUS_LABELS, TIMELINE_LABELS
+from followup.labels import (
+    STATUS_LABELS,
+    TIMELINE_LABELS,
+    TOUCH_STATUS_LABELS,
+    TRACK_LABELS,
+    label,
+    short_date,
+    short_datetime,
+)
 from followup.vocab import HOLDER_STATUSES
 
 out = Console()
@@ -37,6 +45,14 @@ err = Console(stderr=True, soft_wrap=True)
 holders_app = typer.Typer(
     help="List offer holders (the default), show one with its timeline, change status or start date."
 )
+
+
+def add_touch_labels(context: AppContext, holder: OfferHolder, record: dict[str, Any]) -> None:
+    """Each timeline item gets a ``label`` a person reads: the message's subject (not its template
+    id), the flag's Japanese name, the channel in Japanese."""
+    from followup.delivery.timeline_labels import timeline_labels
+
+    timeline_labels(context, holder, record)
 
 
 def _require_holder(context: AppContext, session: Any, external_id: str) -> OfferHolder:
@@ -164,7 +180,7 @@ def register(app: typer.Typer) -> None:
             out.print_json(json.dumps(records, ensure_ascii=False))
             return
         table = Table(title=f"内定者 {len(records)}名")
-        for column in ("ID", "氏名", "区分", "部署", "内定日", "入社予定日", "状態", "連絡手段"):
+        for column in ("ID", "氏名", "区分", "部署", "内定日", "入社予定日", "ステータス", "連絡手段"):
             table.add_column(column)
         for r in records:
             channels = [c.label for c in channel_classes() if r.get(c.address_field)]
@@ -174,10 +190,10 @@ def register(app: typer.Typer) -> None:
                     for value in (
                         r["external_id"],
                         r["name"],
-                        r["track"],
+                        label(TRACK_LABELS, r["track"]),
                         r["department"] or "",
-                        r["offer_date"],
-                        r["start_date"],
+                        short_date(date.fromisoformat(r["offer_date"])),
+                        short_date(date.fromisoformat(r["start_date"])),
                         STATUS_LABELS.get(r["status"], r["status"]),
                         "/".join(channels),
                     )
@@ -198,6 +214,7 @@ def register(app: typer.Typer) -> None:
         with context.session() as session:
             holder = _require_holder(context, session, external_id)
             record = holder_timeline(session, holder)
+            add_touch_labels(context, holder, record)
         if as_json:
             out.print_json(json.dumps(record, ensure_ascii=False, default=str))
             return
@@ -205,26 +222,23 @@ def register(app: typer.Typer) -> None:
         out.print(
             f"[bold]{escape(str(h['name']))}[/] "
             + escape(
-                f"({h['external_id']}) {h['track']} {h['department'] or ''} — "
-                f"{STATUS_LABELS.get(h['status'], h['status'])}, "
-                f"内定 {h['offer_date']} → 入社 {h['start_date']}"
+                f"({h['external_id']}) {label(TRACK_LABELS, h['track'])} "
+                f"{h['department'] or ''} — {STATUS_LABELS.get(h['status'], h['status'])}、"
+                f"内定日 {short_date(date.fromisoformat(h['offer_date']))} → "
+                f"入社予定日 {short_date(date.fromisoformat(h['start_date']))}"
             )
         )
         tz = context.policy.organization.tz
-        table = Table(title="タイムライン (timeline)")
+        table = Table(title="タイムライン")
         for column in ("日時", "種類", "内容", "状態"):
             table.add_column(column, overflow="fold")
         for item in record.get("items", []):
-            at = (
-                datetime.fromisoformat(item["at"]).astimezone(tz).strftime("%Y-%m-%d %H:%M")
-                if item.get("at")
-                else ""
-            )
+            at = short_datetime(datetime.fromisoformat(item["at"]).astimezone(tz)) if item.get("at") else ""
             table.add_row(
                 at,
                 escape(str(TIMELINE_LABELS.get(item.get("type", ""), item.get("type", "")))),
-                escape(str(item.get("summary", ""))),
-                escape(str(item.get("status", "") or "")),
+                escape(str(item.get("label") or item.get("summary", ""))),
+                escape(label(TOUCH_STATUS_LABELS, item.get("status") or "")),
             )
         out.print(table)
 

@@ -25,6 +25,7 @@ from followup.config.context import AppContext
 from followup.config.schema import Policy
 from followup.db.models import AuditEntry, OfferHolder, Touch
 from followup.errors import Problem, UserInputError
+from followup.labels import RULE_LABELS, SEVERITY_LABELS, STATUS_LABELS, short_date
 from followup.ops.audit import record_policy
 from followup.planning.planner import HolderSnapshot
 from followup.planning.simulate import FlagTimeline, SimulationResult, simulate_season
@@ -85,6 +86,13 @@ def plan(ctx: typer.Context, now: NowOption = None) -> None:
         out.print(f"  スキップ {external_id}: {reason}", markup=False, highlight=False)
 
 
+def _names_from_csv(path: Path) -> dict[str, str]:
+    from followup.holders.importer import read_holders_csv
+
+    rows, _problems = read_holders_csv(path)
+    return {row.external_id: row.name for row in rows}
+
+
 def _snapshots_from_csv(path: Path) -> list[HolderSnapshot]:
     from followup.holders.importer import read_holders_csv
 
@@ -105,30 +113,36 @@ def _snapshots_from_csv(path: Path) -> list[HolderSnapshot]:
     ]
 
 
-def _print_simulation(result: SimulationResult, calendar: BusinessCalendar) -> None:
+def _print_simulation(
+    result: SimulationResult, calendar: BusinessCalendar, names: dict[str, str], phase_labels: dict[str, str]
+) -> None:
     phases: list[str] = []
     for counts in result.per_phase().values():
         phases.extend(p for p in counts if p not in phases and p != "manual")
-    holders_table = Table(
-        title="内定者ごと・フェーズごとの接点数 (touches per holder per phase)", box=box.SIMPLE_HEAD
-    )
-    holders_table.add_column("external_id", no_wrap=True)
+    holders_table = Table(title="内定者ごと・フェーズごとの接点数", box=box.SIMPLE_HEAD)
+    holders_table.add_column("氏名", no_wrap=True)
+    holders_table.add_column("ID", no_wrap=True)
     for phase in phases:
-        holders_table.add_column(phase, justify="right", no_wrap=True)
-    holders_table.add_column("manual", justify="right", no_wrap=True)
+        holders_table.add_column(phase_labels.get(phase, phase), justify="right", no_wrap=True)
+    holders_table.add_column("手動", justify="right", no_wrap=True)
     holders_table.add_column("計", justify="right", no_wrap=True)
-    holders_table.add_column("注意 (skipped)", overflow="fold")
+    holders_table.add_column("注意", overflow="fold")
     by_ext = {h.external_id: h for h in result.holders}
     for external_id, counts in result.per_phase().items():
         holder = by_ext[external_id]
         holders_table.add_row(
+            escape(names.get(external_id, "")),
             escape(external_id),
             *(str(counts.get(p, 0)) for p in phases),
             str(counts.get("manual", 0)),
             str(sum(counts.values())),
             escape(
                 "; ".join(sorted(result.skipped.get(holder.id, ())))
-                or ("" if holder.status in ACTIVE_STATUSES else holder.status)
+                or (
+                    ""
+                    if holder.status in ACTIVE_STATUSES
+                    else STATUS_LABELS.get(holder.status, holder.status)
+                )
             ),
         )
     out.print(holders_table)
@@ -136,14 +150,15 @@ def _print_simulation(result: SimulationResult, calendar: BusinessCalendar) -> N
     months = result.per_month()
     channels = tuple(MESSAGE_CHANNELS)
     columns = ("message", "survey", "manual", *channels, "phone", "letter", "total")
-    month_table = Table(title="月ごとの接点数 (touches per month)", box=box.SIMPLE_HEAD)
+    month_table = Table(title="月ごとの接点数", box=box.SIMPLE_HEAD)
     month_table.add_column("月", no_wrap=True)
-    short = ("msg", "survey", "manual")
     labels = (
-        *short,
-        *(channel_class(c).label if c != "email" else c for c in channels),
-        "phone",
-        "letter",
+        "メッセージ",
+        "アンケート",
+        "手動",
+        *(channel_class(c).label for c in channels),
+        "電話",
+        "手紙",
         "計",
     )
     for label in labels:
@@ -152,7 +167,7 @@ def _print_simulation(result: SimulationResult, calendar: BusinessCalendar) -> N
         month_table.add_row(month, *(str(counts.get(c, 0)) for c in columns))
     out.print(month_table)
 
-    out.print("接点カレンダー (touches per day; · = none, - = closed day)")
+    out.print("接点カレンダー(1日ごとの接点数。· = なし、- = 休業日)")
     per_day = result.per_day()
     day = result.start.replace(day=1)
     header = Text("        ") + Text("".join(f"{d % 10}" for d in range(1, 32)), style="dim")
@@ -173,9 +188,9 @@ def _print_simulation(result: SimulationResult, calendar: BusinessCalendar) -> N
     touches = result.touches
     kinds = {k: sum(1 for t in touches if t.kind == k) for k in ("message", "survey", "manual")}
     out.print(
-        f"{len(result.holders)} 名、{len(touches)} 件の接点 "
-        f"(message {kinds['message']}, survey {kinds['survey']}, manual {kinds['manual']}), "
-        f"{result.start} – {result.end}。送信は行っていません (nothing was sent).",
+        f"{len(result.holders)} 名、{len(touches)} 件の接点"
+        f"(メッセージ {kinds['message']}、アンケート {kinds['survey']}、手動 {kinds['manual']})、"
+        f"{short_date(result.start)}〜{short_date(result.end)}。送信は行っていません。",
         markup=False,
         highlight=False,
     )
@@ -208,9 +223,11 @@ def simulate(
     policy = context.policy
     if holders is not None:
         snapshots = _snapshots_from_csv(holders)
+        names = _names_from_csv(holders)
     else:
         with context.session() as session:
             snapshots, _ = load_snapshots(session, policy)
+            names = dict(session.execute(select(OfferHolder.external_id, OfferHolder.name)).tuples().all())
     if not snapshots:
         err.print("内定者がいません (no holders): import a CSV or pass --holders", markup=False)
     if policy_files:
@@ -237,10 +254,11 @@ def simulate(
             calendar=calendar,
             observers=[FlagTimeline(policy)],
         )
-    _print_simulation(result, calendar)
+    phase_labels = {p.name: p.label or p.name for c in policy.cadences.values() for p in c.phases}
+    _print_simulation(result, calendar, names, phase_labels)
     _print_event_touches(result, policy)
     _print_skipped(result)
-    _print_simulated_flags(result)
+    _print_simulated_flags(result, names)
     if json_out is not None:
         json_out.write_text(
             json.dumps(result.records(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
@@ -306,18 +324,22 @@ def _print_skipped(result: SimulationResult) -> None:
     out.print(table)
 
 
-def _print_simulated_flags(result: SimulationResult) -> None:
+def _print_simulated_flags(result: SimulationResult, names: dict[str, str]) -> None:
     """When the cadence itself would raise a flag (neglect, over-contact, no reachable channel)."""
     if not result.notes:
-        out.print("このケイデンスでは、放置・過剰連絡・連絡不能のフラグは立ちません。 (no cadence flags)")
+        out.print("このケイデンスでは、放置・過剰連絡・連絡不能のフラグは立ちません。")
         return
-    table = Table(title="フラグが立つ時期 (when the cadence would raise flags)")
-    for column in ("週次レポート", "内定者", "ルール", "重要度", "理由"):
+    table = Table(title="フラグが立つ時期")
+    for column in ("週次レポート", "氏名", "ID", "フラグ", "重要度", "理由"):
         table.add_column(column, overflow="fold")
     for note in sorted(result.notes, key=lambda n: (n["since"], n["external_id"])):
         table.add_row(
-            str(note["since"])[:10],
-            *(escape(str(note[k])) for k in ("external_id", "rule", "severity", "reason")),
+            short_date(date.fromisoformat(note["since"][:10])),
+            escape(names.get(note["external_id"], "")),
+            escape(note["external_id"]),
+            RULE_LABELS.get(note["rule"], note["rule"]),
+            SEVERITY_LABELS.get(note["severity"], note["severity"]),
+            escape(note["reason"]),
         )
     out.print(table)
 

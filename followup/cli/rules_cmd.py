@@ -14,11 +14,11 @@ from sqlalchemy import select
 
 from followup.cli.timeparse import parse_now
 from followup.config.context import AppContext
-from followup.db.models import ReportRun
+from followup.db.models import OfferHolder, ReportRun
 from followup.files import write_private
 from followup.flags.rules import sort_by_risk
 from followup.flags.store import evaluate_and_persist
-from followup.labels import RULE_LABELS, SEVERITY_LABELS
+from followup.labels import RULE_LABELS, SEVERITY_LABELS, short_date
 from followup.report import build_report, iso_week, render_html, send_weekly_report
 
 out = Console(soft_wrap=True)
@@ -46,8 +46,10 @@ def flags(
         ]
         typer.echo(json.dumps(records, ensure_ascii=False, indent=2))
         return
+    with context.session() as session:
+        names = dict(session.execute(select(OfferHolder.external_id, OfferHolder.name)).tuples().all())
     table = Table(title=f"フラグ {len(decisions)}件(内定者 {len(ranked)}名)")
-    for column in ("external_id", "rule", "severity", "reason", "since", "action", "risk"):
+    for column in ("氏名", "ID", "フラグ", "重要度", "理由", "発生", "推奨アクション", "リスク"):
         table.add_column(column, overflow="fold")
     tz = context.policy.organization.tz
     for risk, group in ranked:
@@ -56,11 +58,12 @@ def flags(
                 *(
                     escape(str(value))
                     for value in (
+                        names.get(flag.external_id, ""),
                         flag.external_id,
-                        f"{flag.rule}({RULE_LABELS[flag.rule]})",
-                        f"{flag.severity}({SEVERITY_LABELS[flag.severity]})",
+                        RULE_LABELS.get(flag.rule, flag.rule),
+                        SEVERITY_LABELS.get(flag.severity, flag.severity),
                         flag.reason,
-                        flag.since.astimezone(tz).isoformat(timespec="minutes"),
+                        short_date(flag.since.astimezone(tz)),
                         flag.action,
                         str(risk),
                     )
@@ -68,8 +71,7 @@ def flags(
             )
     out.print(table)
     out.print(
-        f"新規 {len(changes.new)}件 / 継続 {len(changes.continuing)}件 / 解消 {len(changes.resolved)}件 "
-        f"(new {len(changes.new)}, continuing {len(changes.continuing)}, resolved {len(changes.resolved)})",
+        f"新規 {len(changes.new)}件 / 継続 {len(changes.continuing)}件 / 解消 {len(changes.resolved)}件",
         markup=False,
         highlight=False,
     )

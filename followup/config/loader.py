@@ -352,3 +352,83 @@ def _cross_check(loaded: LoadedPolicy, root: Any, *, check_templates: bool) -> l
         if len(set(names)) != len(names):
             add(("cadences", cname, "phases"), "phase names must be unique within a cadence")
     return problems
+
+
+def check_messages(loaded: LoadedPolicy, root: Any | None = None) -> list[Problem]:
+    """What ``check-config`` adds to the load-time checks: every template the policy names, rendered
+    against sparse sample holders (no mentor, no department, LINE only, mid-career, October start), with
+    no hole in any sentence; dated content where a template needs it; a name for every reminder."""
+    from followup.config.messages import sample_contexts
+    from followup.rendering.templates import MessageTemplates, TemplateProblem
+
+    policy, path = loaded.policy, loaded.path
+    if root is None:
+        yaml = YAML(typ="rt")
+        root = yaml.load(path.read_text(encoding="utf-8"))
+    problems: list[Problem] = []
+
+    def add(loc: Loc, message: str) -> None:
+        line, col = _position(root, loc)
+        problems.append(Problem(path, line, col, message))
+
+    templates = MessageTemplates(loaded.templates_root, policy.organization.locale)
+    uses: dict[str, list[tuple[str, str, str | None]]] = {}
+    where: dict[str, Loc] = {}
+    for cname, cadence in policy.cadences.items():
+        for index, phase in enumerate(cadence.phases):
+            base: Loc = ("cadences", cname, "phases", index)
+            refs: list[tuple[str, str | None, Loc]] = [
+                (ref.template, ref.event, (*base, "templates", t)) for t, ref in enumerate(phase.templates)
+            ]
+            if phase.survey is not None and phase.survey.template is not None:
+                refs.append((phase.survey.template, None, (*base, "survey", "template")))
+            for o_index, one_off in enumerate(phase.one_off):
+                if one_off.template is not None:
+                    refs.append((one_off.template, None, (*base, "one_off", o_index, "template")))
+                if one_off.kind == "manual" and not assignee_name(
+                    policy, one_off.assignee, one_off.assignee_name
+                ):
+                    add(
+                        (*base, "one_off", o_index, "assignee"),
+                        f"the reminder for {one_off.name!r} cannot address {one_off.assignee or 'HR'} by "
+                        "name: add assignee_name, or the address to mentors: / organization.president_email",
+                    )
+            for name, event, loc in refs:
+                entry = (phase.name, phase.label, event)
+                if entry not in uses.setdefault(name, []):
+                    uses[name].append(entry)
+                where.setdefault(name, loc)
+    for name, entries in uses.items():
+        if not templates.exists(name):
+            continue  # reported by the load-time check
+        try:
+            meta = templates.meta(name)
+            if meta.needs_content and not policy.content.get(name):
+                add(
+                    where[name],
+                    f"template {name!r} shows monthly content but content: has no entry for it "
+                    f"(add content: {{{name}: [{{month: YYYY-MM, topics: [...]}}]}})",
+                )
+                continue
+            templates.check_sparse(name, sample_contexts(policy, name, entries))
+        except TemplateProblem as exc:
+            add(where[name], f"template {name!r}: {exc}")
+    return problems
+
+
+def assignee_name(policy: Policy, assignee: str | None, configured: str = "") -> str:
+    """How a manual touch's reminder addresses its assignee: 「佐藤社長」, a mentor's name, or HR's."""
+    org = policy.organization
+    if configured:
+        return configured
+    address = assignee or org.hr_email
+    if org.president_email and address == org.president_email and org.president:
+        from followup.config.messages import family_name
+
+        return f"{family_name(org.president)}社長"
+    mentor = policy.mentors.get(address)
+    if mentor is not None:
+        return mentor.name
+    if address == org.hr_email and org.hr_name:
+        return org.hr_name
+    return ""

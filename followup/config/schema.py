@@ -63,6 +63,7 @@ class Organization(Strict):
     timezone: str = "Asia/Tokyo"
     locale: Literal["ja", "en"] = "ja"
     president: str = ""
+    president_email: str = ""  # the president's own address: reminders for their calls say 「佐藤社長」
     hr_name: str = ""
     hr_email: str = ""
     hr_phone: str = ""
@@ -259,6 +260,87 @@ class Event(Strict):
         return self.starts_at.date() - dt.timedelta(days=1)
 
 
+def _to_mentor(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+class Mentor(Strict):
+    """A mentor under ``mentors:`` (email → name, or email → {name, department}). The department is the
+    mentor's own, shown in 「所属」; it is not the offer holder's."""
+
+    name: str = Field(min_length=1)
+    department: str = ""
+
+
+class ScheduleItem(Strict):
+    time: str
+    what: str
+
+
+class FirstDayOverride(Strict):
+    time: str | None = None
+    place: str | None = None
+    reception: str | None = None
+    dress_code: str | None = None
+    bring: tuple[str, ...] | None = None
+    schedule: tuple[ScheduleItem, ...] | None = None
+    lunch: str | None = None
+
+
+class FirstDay(Strict):
+    """What ``first_day_schedule`` tells a holder about the first working day; ``by_track`` overrides
+    fields for one track (mid-career hires rarely have an 入社式)."""
+
+    time: str
+    place: str
+    reception: str = ""  # what to say at the reception desk
+    dress_code: str
+    bring: tuple[str, ...] = ()
+    schedule: tuple[ScheduleItem, ...] = ()
+    lunch: str = ""
+    by_track: dict[str, FirstDayOverride] = {}
+
+    def for_track(self, track: str | None) -> dict[str, Any]:
+        base = self.model_dump(exclude={"by_track"})
+        override = self.by_track.get(track or "")
+        if override is not None:
+            base.update(override.model_dump(exclude_none=True))
+        return base
+
+
+class Topic(Strict):
+    title: str = ""
+    body: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _no_placeholder(self) -> Topic:
+        from followup.rendering.quality import find_placeholders
+
+        text = f"{self.title}\n{self.body}"
+        found = find_placeholders(text) or (["{{"] if "{{" in text or "{%" in text else [])
+        if found:
+            raise ValueError(f"placeholder text 「{found[0]}」: write the month's real content")
+        return self
+
+
+def _to_topic(value: Any) -> Any:
+    return {"body": value} if isinstance(value, str) else value
+
+
+class ContentEntry(Strict):
+    """One month's content for a template (``content: {monthly_update: [{month: 2026-07, ...}]}``):
+    the touch sent in that month (organisation's time zone) shows it."""
+
+    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    intro: str = ""
+    topics: tuple[Annotated[Topic, BeforeValidator(_to_topic)], ...] = Field(min_length=1)
+
+    @field_validator("month", mode="before")
+    @classmethod
+    def _month_text(cls, value: Any) -> Any:
+        return f"{value.year}-{value.month:02d}" if isinstance(value, date) else value
+
+
 class TemplateRef(Strict):
     """One entry of a phase's template rotation.
 
@@ -291,6 +373,8 @@ class OneOffTouch(Strict):
     kind: Literal["manual", "message", "survey"] = "manual"
     channel: str | None = None  # manual: phone (default) | letter | meeting | other; others: phase channels
     assignee: str | None = None
+    assignee_name: str = ""  # how the reminder addresses the assignee when config does not already know
+    why: str = ""  # the reminder's memo: why this call matters now (a default is given for phone calls)
     template: str | None = None
     survey: str | None = None
     note: str = ""
@@ -391,6 +475,7 @@ class Question(Strict):
     high_label: str = ""
     reverse: bool = False  # a scale where 5 is bad (e.g. 不安の大きさ); inverted for the pulse score
     required: bool = True
+    why: str = ""  # shown under the question: why it is asked (a personal question says so)
 
     @model_validator(mode="after")
     def _choices(self) -> Question:
@@ -488,8 +573,10 @@ class Policy(Strict):
     calendar: CalendarPolicy = CalendarPolicy()
     channels: ChannelsPolicy
     templates_dir: str = "../templates"
-    mentors: dict[str, str] = {}
+    mentors: dict[str, Annotated[Mentor, BeforeValidator(_to_mentor)]] = {}
     events: dict[str, Event] = {}
+    first_day: FirstDay | None = None
+    content: dict[str, tuple[ContentEntry, ...]] = {}  # template name → dated entries
     cadences: dict[str, Cadence] = Field(min_length=1)
     rules: Rules = Rules()
     surveys: dict[str, Survey] = {}
@@ -504,3 +591,8 @@ class Policy(Strict):
             if cadence.applies_to.matches(track, department):
                 return name, cadence
         return None
+
+    def content_for(self, template: str | None, day: date) -> ContentEntry | None:
+        """The entry of ``template`` for the month of ``day``, or None."""
+        month = f"{day.year}-{day.month:02d}"
+        return next((e for e in self.content.get(template or "", ()) if e.month == month), None)

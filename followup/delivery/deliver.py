@@ -40,11 +40,15 @@ from followup.channels import (
 )
 from followup.config import Phase, Policy
 from followup.config.context import AppContext
+from followup.config.loader import assignee_name
+from followup.config.messages import HolderFacts, template_context
+from followup.config.schema import OneOffTouch
 from followup.db.addresses import address_of
-from followup.db.models import ACTIVE_STATUSES, ChannelOptOut, DeliveryAttempt, OfferHolder, Touch
+from followup.db.models import ACTIVE_STATUSES, ChannelOptOut, DeliveryAttempt, Flag, OfferHolder, Touch
 from followup.delivery.links import LinkSigner
 from followup.durations import Interval, shift_moment
 from followup.engagement.buttons import answer_buttons
+from followup.labels import STATUS_LABELS, short_date
 from followup.rendering.templates import MessageTemplates, TemplateProblem
 
 log = logging.getLogger(__name__)
@@ -88,6 +92,16 @@ def kind_of(outcome: str) -> str:
     return outcome.kind.value if isinstance(outcome, Outcome) else outcome.split(":")[0]
 
 
+MANUAL_WHAT = {"phone": "お電話", "letter": "お手紙", "meeting": "面談"}
+# The reminder's memo when the policy gives no ``why`` (seeds/000: 鉄則1, 手書きのメッセージ).
+DEFAULT_WHY = {
+    "phone": "内定直後は他社の内定も出そろい、辞退が最も起きやすい時期です。直接の電話で「あなたが必要だ」と"
+    "伝えることが、入社の決め手になります。",
+    "letter": "デジタルの連絡が当たり前の今だからこそ、手書きのひと言は心に残ります。",
+    "meeting": "顔を合わせて話すことで、メールでは聞けない不安や迷いを聞き取れます。",
+}
+
+
 # --- channels -------------------------------------------------------------------------------------------
 
 
@@ -125,56 +139,49 @@ def find_phase(policy: Policy, cadence: str, phase: str) -> Phase | None:
     return next((p for p in found.phases if p.name == phase), None)
 
 
+def holder_facts(holder: OfferHolder) -> HolderFacts:
+    return HolderFacts(
+        external_id=holder.external_id,
+        name=holder.name,
+        track=holder.track,
+        offer_date=holder.offer_date,
+        start_date=holder.start_date,
+        email=holder.email,
+        department=holder.department,
+        mentor_email=holder.mentor_email,
+        line_user_id=holder.line_user_id,
+        slack_user_id=holder.slack_user_id,
+    )
+
+
 def message_context(
-    holder: OfferHolder, touch: Touch, policy: Policy, signer: LinkSigner, sent_at: datetime | None = None
+    holder: OfferHolder,
+    touch: Touch,
+    policy: Policy,
+    signer: LinkSigner,
+    sent_at: datetime | None = None,
+    *,
+    opt_out_link: bool = True,
 ) -> dict[str, Any]:
     """The template context of the rendering contract, for one touch on ``touch.channel``.
 
     Dates in the message (``days_until_start``) are those of ``sent_at``, the moment it really goes out
-    (a touch planned for May and sent in December says December's count), else of the due time."""
+    (a touch planned for May and sent in December says December's count), else of the due time.
+    ``opt_out_link=False`` (essential notices, personal letters) leaves the opt-out link out."""
     org = policy.organization
     phase = find_phase(policy, touch.cadence, touch.phase)
     send_day = (sent_at or touch.due_at).astimezone(org.tz).date()
-    event = policy.events.get(touch.event) if touch.event else None
-    mentor_email = holder.mentor_email or ""
-    return {
-        "holder": {
-            "external_id": holder.external_id,
-            "name": holder.name,
-            "email": holder.email or "",
-            "department": holder.department or "",
-            "track": holder.track,
-            "offer_date": holder.offer_date,
-            "start_date": holder.start_date,
-        },
-        "company": {
-            "name": org.name,
-            "president": org.president,
-            "hr_name": org.hr_name,
-            "hr_email": org.hr_email,
-            "hr_phone": org.hr_phone,
-        },
-        "mentor": {
-            "name": policy.mentors.get(mentor_email, ""),
-            "email": mentor_email,
-            "department": holder.department or "",
-        },
-        "phase": {"name": touch.phase, "label": (phase.label if phase else "") or touch.phase},
-        "days_until_start": (holder.start_date - send_day).days,
-        "survey_url": signer.survey_url(touch.id) if touch.kind == "survey" else None,
-        "unsubscribe_url": signer.opt_out_url(holder.id, touch.channel),
-        "event": (
-            {
-                "title": event.title,
-                "starts_at": event.starts_at,
-                "place": event.place,
-                "url": event.url,
-                "deadline": event.deadline,
-            }
-            if event is not None
-            else None
-        ),
-    }
+    return template_context(
+        policy,
+        holder_facts(holder),
+        template=touch.template,
+        send_day=send_day,
+        phase_name=touch.phase,
+        phase_label=(phase.label if phase else "") or touch.phase,
+        event_name=touch.event,
+        survey_url=signer.survey_url(touch.id) if touch.kind == "survey" else None,
+        unsubscribe_url=signer.opt_out_url(holder.id, touch.channel) if opt_out_link else None,
+    )
 
 
 # --- retry policy ---------------------------------------------------------------------------------------
@@ -312,9 +319,14 @@ class Deliverer:
             touch.claimed_at, touch.claimed_by = None, None
             return Outcome(Kind.DEFERRED, "outside the send window")
         if touch.kind == "manual":
-            return self._reminder(touch, holder)
+            return self._reminder(session, touch, holder)
 
-        channel = self._reachable_channel(session, touch, holder)
+        try:
+            meta = self.templates.meta(touch.template or "")
+        except TemplateProblem as exc:
+            return self._template_failed(session, touch, now, worker, exc)
+        # an essential notice (入社手続き) is not follow-up: a follow-up opt-out does not stop it
+        channel = self._reachable_channel(session, touch, holder, ignore_opt_outs=meta.essential)
         if channel is None:
             error = "unreachable: every channel of the phase is opted out or has no address"
             self._record(session, touch, "permanent", now, now, worker, error=error)
@@ -340,17 +352,24 @@ class Deliverer:
                 touch.claimed_at, touch.claimed_by = None, None
                 return Outcome(Kind.SUPPRESSED, "over_contacted")
 
-        context = message_context(holder, touch, self.context.policy, self.signer, sent_at=now)
+        policy = self.context.policy
+        context = message_context(
+            holder, touch, policy, self.signer, sent_at=now, opt_out_link=meta.carries_opt_out
+        )
         try:
             if not touch.template:
                 raise TemplateProblem(Path(touch.key), None, "touch has no template")
+            if meta.needs_content and context["content"] is None:
+                month = touch.due_at.astimezone(policy.organization.tz).strftime("%Y-%m")
+                raise TemplateProblem(
+                    self.context.config_file,
+                    None,
+                    f"{touch.template} needs this month's content: add an entry with month: {month} "
+                    f"under content: {touch.template}: (nothing is sent without it)",
+                )
             rendered = self.templates.render(touch.template, context)
         except TemplateProblem as exc:
-            error = f"template: {exc}"
-            self._record(session, touch, "permanent", now, now, worker, error=error)
-            touch.status, touch.last_error = "failed", error
-            touch.attempts += 1
-            return Outcome(Kind.FAILED, "template")
+            return self._template_failed(session, touch, now, worker, exc)
         parts = rendered.parts.get(channel)
         survey = self.context.policy.surveys.get(touch.survey_form or "")
         if touch.kind == "survey" and survey is not None:
@@ -368,24 +387,68 @@ class Deliverer:
         )
         return _Prepared(channel, message, "sent")
 
-    def _reminder(self, touch: Touch, holder: OfferHolder) -> _Prepared:
-        """A manual touch (a call, a letter) is due: remind the person assigned, by email."""
-        org = self.context.policy.organization
+    def _template_failed(
+        self, session: Session, touch: Touch, now: datetime, worker: str, exc: TemplateProblem
+    ) -> Outcome:
+        error = f"template: {exc}"
+        self._record(session, touch, "permanent", now, now, worker, error=error)
+        touch.status, touch.last_error = "failed", error
+        touch.attempts += 1
+        return Outcome(Kind.FAILED, "template")
+
+    def _reminder(self, session: Session, touch: Touch, holder: OfferHolder) -> _Prepared:
+        """A manual touch (a call, a letter) is due: remind the person assigned, by email, by name, with
+        the holder's phone number, a memo on why it matters now and a signed 「実施済みにする」 link."""
+        policy = self.context.policy
+        org = policy.organization
+        one_off = _one_off_of(policy, touch)
         assignee = touch.assignee or org.hr_email
-        what = {"phone": "お電話", "letter": "お手紙", "meeting": "面談"}.get(touch.channel, "ご連絡")
-        subject = f"【内定者フォロー】{holder.name} 様への{what}のお願い"
+        name = assignee_name(policy, assignee, one_off.assignee_name if one_off else "")
+        what = MANUAL_WHAT.get(touch.channel, "ご連絡")
+        tz = org.tz
+        today = touch.due_at.astimezone(tz).date()
+        flags = list(
+            session.scalars(
+                select(Flag.reason).where(Flag.holder_id == holder.id, Flag.resolved_at.is_(None))
+            )
+        )
+        status = STATUS_LABELS.get(holder.status, holder.status)
+        why = (one_off.why if one_off else "") or DEFAULT_WHY.get(touch.channel, "")
+        addressee = name if name.endswith(("社長", "様", "さん")) else f"{name} 様" if name else "ご担当者様"
         lines = [
-            "ご担当者様",
+            addressee,
             "",
-            f"内定者 {holder.name} 様({holder.external_id})への{what}の予定日になりました。",
-            f"内容: {touch.note or what}",
-            f"入社予定日: {holder.start_date.isoformat()}",
+            f"お疲れさまです。{org.hr_name or org.name}です。",
+            f"本日は、内定者の{holder.name}さんへの{what}をお願いする日です。",
             "",
-            "実施後、次のコマンドで記録してください(記録がフォローの抜け漏れ検知に使われます)。",
-            f"  followup touch log {holder.external_id} --channel {touch.channel}",
+            "■ お願いしたいこと",
+            touch.note or f"{holder.name}さんへの{what}",
+        ]
+        if touch.channel in ("phone", "meeting"):
+            lines += ["", "■ 連絡先"]
+            if holder.phone:
+                lines.append(f"{holder.name}さん:{holder.phone}")
+            else:
+                contact = f"({org.hr_phone})" if org.hr_phone else ""
+                lines.append(f"電話番号は未登録です。人事部{contact}までお知らせください。")
+        lines += ["", "■ なぜ今なのか"]
+        if why:
+            lines.append(why)
+        lines.append(
+            f"内定日:{short_date(holder.offer_date)}({(today - holder.offer_date).days}日前)/ "
+            f"入社予定日:{short_date(holder.start_date)} / 現在:{status}"
+        )
+        lines += [f"・{reason}" for reason in flags]
+        lines += [
+            "",
+            f"{what}が済みましたら、次のリンクから「実施済みにする」を押してください(ひと言メモも残せます)。",
+            self.signer.manual_url(touch.id),
+            "",
+            "よろしくお願いいたします。",
             "",
             f"{org.name} {org.hr_name}".strip(),
         ]
+        subject = f"【内定者フォロー】本日、{holder.name}さんへの{what}のお願い"
         message = OutboundMessage(
             idempotency_key=f"{touch.key}:reminder",
             channel="email",
@@ -395,12 +458,16 @@ class Deliverer:
         )
         return _Prepared("email", message, "reminded")
 
-    def _reachable_channel(self, session: Session, touch: Touch, holder: OfferHolder) -> str | None:
+    def _reachable_channel(
+        self, session: Session, touch: Touch, holder: OfferHolder, *, ignore_opt_outs: bool = False
+    ) -> str | None:
         """The planned channel, or the next in the phase's preference order, that has an address and is
-        not opted out (an opt-out may arrive after planning)."""
-        opted_out = set(
-            session.scalars(select(ChannelOptOut.channel).where(ChannelOptOut.holder_id == holder.id))
-        )
+        not opted out (an opt-out may arrive after planning; essential notices ignore opt-outs)."""
+        opted_out: set[str] = set()
+        if not ignore_opt_outs:
+            opted_out = set(
+                session.scalars(select(ChannelOptOut.channel).where(ChannelOptOut.holder_id == holder.id))
+            )
         phase = find_phase(self.context.policy, touch.cadence, touch.phase)
         preference = list(phase.channels) if phase else list(MESSAGE_CHANNELS)
         order = [touch.channel] + [c for c in preference if c != touch.channel]
@@ -544,6 +611,17 @@ class Deliverer:
                 worker=worker[:200],
             )
         )
+
+
+def _one_off_of(policy: Policy, touch: Touch) -> OneOffTouch | None:
+    """The policy's one-off entry a manual touch was planned from (its ``why`` and ``assignee_name``)."""
+    phase = find_phase(policy, touch.cadence, touch.phase)
+    if phase is None:
+        return None
+    named = [o for o in phase.one_off if f":once:{o.name}" in touch.key]
+    matches = [o for o in phase.one_off if o.kind == "manual" and (o.channel or "phone") == touch.channel]
+    found = named or matches
+    return found[0] if found else None
 
 
 _deliverers: dict[int, tuple[AppContext, Deliverer]] = {}

@@ -29,6 +29,8 @@ from followup.files import private_dir
 SURVEY_SALT = "followup.survey"
 OPT_OUT_SALT = "followup.opt-out"
 OPT_OUT_MAX_AGE = 400 * 24 * 3600  # an opt-out link keeps working for the whole season
+MANUAL_SALT = "followup.manual-done"
+MANUAL_MAX_AGE = 90 * 24 * 3600  # a reminder's 「実施済みにする」 link: a season's quarter is plenty
 
 
 _NONCE = 8
@@ -122,6 +124,18 @@ class LinkSigner:
 
     def opt_out_url(self, holder_id: int, channel: str) -> str:
         return f"{self.base_url}/opt-out/{self.opt_out_token(holder_id, channel)}"
+
+    def manual_token(self, touch_id: int) -> str:
+        sealed = seal_id(self.secret, MANUAL_SALT, touch_id)
+        return str(self._serializer(MANUAL_SALT).dumps({"d": sealed}))
+
+    def manual_url(self, touch_id: int) -> str:
+        """The reminder's 「実施済みにする」 link: the assignee records the call without a CLI."""
+        return f"{self.base_url}/done/{self.manual_token(touch_id)}"
+
+    def read_manual_token(self, token: str) -> int:
+        data, key = self._load(MANUAL_SALT, token, MANUAL_MAX_AGE)
+        return self._id(data, "d", "m", MANUAL_SALT, key)
 
     def _load(self, salt: str, token: str, max_age: int) -> tuple[dict[str, Any], str]:
         """The payload and the key that signed it (the current one, or a previous one being rotated out)."""

@@ -18,7 +18,8 @@ Definitions (the tests pin each one):
   all channels and manual touches together.
 * ``low_pulse`` / ``pulse_drop`` / ``declining_signal`` look at the latest survey response at ``now``
   (and the one before it for the drop).
-* ``unresponsive``: at least ``consecutive`` automated touches (message or survey) delivered after the
+* ``unresponsive``: at least ``consecutive`` automated touches (message or survey) that expect a reply
+  (not those whose template is marked ``expects_reply: false``, e.g. 「ご返信は不要です」) delivered after the
   holder's last sign of engagement (a reply, an answer, a button, a survey response, or a completed phone
   call or meeting). Letters and other manual touches neither count nor reset.
 * ``unreachable``: no message channel left (no address, or opted out of every one).
@@ -52,7 +53,8 @@ ACTIONS: dict[str, str] = {
     "pulse_drop": "メンターとの1on1で、気持ちが変わったきっかけを確認してください。",
     "unresponsive": "連絡手段を変えて(電話や手書きのメッセージなど)個別に連絡してください。",
     "declining_signal": "社長・役員との面談を設定し、仕事内容や条件面を改めて説明してください。",
-    "unreachable": "本人に連絡先(メールアドレス・LINE・Slack)を確認し、登録し直してください。",
+    "unreachable": "配信停止はご本人の意思として尊重し、入社手続きの連絡方法(電話・郵送など)を"
+    "確認してください。連絡先が未登録の場合は、登録してください。",
     "no_cadence": (
         "採用区分(track)を既存の区分に直すか、この区分の cadence を followup.yaml に追加してください。"
     ),
@@ -70,6 +72,7 @@ class TouchRecord:
     channel: str
     kind: str = "message"  # message | survey | manual
     outcome: str = "delivered"
+    expects_reply: bool = True  # False: the message said 「ご返信は不要です」 (not counted by unresponsive)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +119,11 @@ class HolderHistory:
         setattr_(self, "delivered", delivered)
         setattr_(self, "responses", responses)
         setattr_(self, "delivered_at", tuple(t.at for t in delivered))
-        setattr_(self, "automated_at", tuple(t.at for t in delivered if t.kind in AUTOMATED_KINDS))
+        setattr_(
+            self,
+            "automated_at",
+            tuple(t.at for t in delivered if t.kind in AUTOMATED_KINDS and t.expects_reply),
+        )
         setattr_(self, "engaged_at", tuple(sorted(engaged)))
         setattr_(self, "responded_at", tuple(r.submitted_at for r in responses))
 

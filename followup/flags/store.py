@@ -62,9 +62,12 @@ def _declining_answers(policy: Policy, form: str, answers: dict[str, Any] | None
     return tuple(declining_answers(survey, answers))
 
 
-def load_histories(session: Session, policy: Policy, now: datetime) -> list[HolderHistory]:
+def load_histories(
+    session: Session, policy: Policy, now: datetime, quiet_templates: frozenset[str] = frozenset()
+) -> list[HolderHistory]:
     """Every active holder (offered / accepted, not erased) with the history the rules read, up to
-    ``now`` (later rows exist when ``now`` is in the past, e.g. ``flags --now``)."""
+    ``now`` (later rows exist when ``now`` is in the past, e.g. ``flags --now``). Touches of
+    ``quiet_templates`` (marked ``expects_reply: false``) are contact, but do not await a reply."""
     active = (OfferHolder.status.in_(ACTIVE_STATUSES), OfferHolder.erased_at.is_(None))
     holders = session.execute(
         select(
@@ -97,8 +100,8 @@ def load_histories(session: Session, policy: Policy, now: datetime) -> list[Hold
     touch_at = func.coalesce(Touch.sent_at, Touch.due_at)
     delivered: dict[int, list[TouchRecord]] = defaultdict(list)
     undelivered: dict[int, list[TouchRecord]] = defaultdict(list)
-    for holder_id, kind, channel, status, at in session.execute(
-        select(Touch.holder_id, Touch.kind, Touch.channel, Touch.status, touch_at)
+    for holder_id, kind, channel, status, at, template in session.execute(
+        select(Touch.holder_id, Touch.kind, Touch.channel, Touch.status, touch_at, Touch.template)
         .join(OfferHolder, OfferHolder.id == Touch.holder_id)
         .where(*active, Touch.status.in_(HISTORY_TOUCH_STATUSES), touch_at <= now)
         .order_by(touch_at)
@@ -106,7 +109,8 @@ def load_histories(session: Session, policy: Policy, now: datetime) -> list[Hold
         if status == TouchStatus.FAILED:
             undelivered[holder_id].append(TouchRecord(at, channel, kind, "failed"))
         else:
-            delivered[holder_id].append(TouchRecord(at, channel, kind, "delivered"))
+            expects = template not in quiet_templates
+            delivered[holder_id].append(TouchRecord(at, channel, kind, "delivered", expects))
     for holder_id, kind, channel, at in session.execute(
         select(Touch.holder_id, Touch.kind, DeliveryAttempt.channel, DeliveryAttempt.started_at)
         .join(Touch, Touch.id == DeliveryAttempt.touch_id)
@@ -235,12 +239,30 @@ def persist_flags(session: Session, decisions: Iterable[FlagDecision], now: date
 def evaluate_and_persist(context: AppContext, now: datetime) -> tuple[list[FlagDecision], FlagChanges]:
     """Load, evaluate and persist in one transaction; returns the current flags and what changed."""
     policy = context.policy
+    quiet = no_reply_templates(context)
     with context.session() as session:
-        decisions = evaluate_now(session, policy, now)
+        decisions = evaluate_now(session, policy, now, quiet)
         changes = persist_flags(session, decisions, now)
     return decisions, changes
 
 
-def evaluate_now(session: Session, policy: Policy, now: datetime) -> list[FlagDecision]:
-    histories: Sequence[HolderHistory] = load_histories(session, policy, now)
+def no_reply_templates(context: AppContext) -> frozenset[str]:
+    """The policy's templates marked ``expects_reply: false`` (they say 「ご返信は不要です」)."""
+    from followup.rendering.templates import MessageTemplates, TemplateProblem
+
+    templates = MessageTemplates(context.templates_root, context.policy.organization.locale)
+    quiet: set[str] = set()
+    for name in templates.names():
+        try:
+            if not templates.meta(name).expects_reply:
+                quiet.add(name)
+        except TemplateProblem:  # reported by check-config; the rules count such a touch as usual
+            continue
+    return frozenset(quiet)
+
+
+def evaluate_now(
+    session: Session, policy: Policy, now: datetime, quiet_templates: frozenset[str] = frozenset()
+) -> list[FlagDecision]:
+    histories: Sequence[HolderHistory] = load_histories(session, policy, now, quiet_templates)
     return evaluate_many(histories, policy, now)

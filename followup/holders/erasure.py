@@ -30,7 +30,7 @@ from followup.db.models import (
 
 def _contact_fields() -> tuple[str, ...]:
     """The change-log fields that hold personal data: the name, the mentor and every channel address."""
-    return ("name", "email", *address_fields().values(), "mentor_email")
+    return ("name", "email", *address_fields().values(), "mentor_email", "phone")
 
 
 def erased_id_hash(external_id: str) -> str:
@@ -63,6 +63,7 @@ def erase_holder(session: Session, holder: OfferHolder, policy: Policy, *, now: 
     holder.name = "(削除済み)"
     clear_addresses(holder)
     holder.email = holder.mentor_email = None
+    holder.phone = None
     holder.decline_reason = None
     holder.erased_at = now
     session.execute(

@@ -127,6 +127,13 @@ def holder_timeline(session: Session, holder: OfferHolder) -> dict[str, Any]:
                 "type": "touch",
                 "summary": f"{t.kind} / {t.channel} / {t.template or t.note or ''}".rstrip(" /"),
                 "status": t.status,
+                "kind": t.kind,
+                "channel": t.channel,
+                "template": t.template,
+                "note": t.note,
+                "event": t.event,
+                "cadence": t.cadence,
+                "phase": t.phase,
             }
         )
     for r in responses:
@@ -153,7 +160,9 @@ def holder_timeline(session: Session, holder: OfferHolder) -> dict[str, Any]:
             }
         )
     for f in flags:
-        items.append({"at": _iso(f.first_seen), "type": "flag", "summary": f"{f.rule}: {f.reason}"})
+        items.append(
+            {"at": _iso(f.first_seen), "type": "flag", "rule": f.rule, "summary": f"{f.rule}: {f.reason}"}
+        )
     items.sort(key=lambda item: item["at"] or "")
 
     return {

@@ -26,7 +26,7 @@ import re
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -40,11 +40,20 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from followup.channels import channel_classes
+from followup.rendering.quality import (
+    TemplateMeta,
+    find_holes,
+    find_placeholders,
+    mark_empty,
+    read_meta,
+    says_no_reply_needed,
+)
 from followup.vocab import WEEKDAYS_JA
 
 __all__ = [
     "MessageTemplates",
     "RenderedMessage",
+    "TemplateMeta",
     "TemplateProblem",
     "edate",
     "edatetime",
@@ -375,8 +384,9 @@ def _capped_filter(name: str, original: Any) -> Any:
     return capped
 
 
-def _make_env(root: Path) -> _HRSandbox:
+def _make_env(root: Path, finalize: Callable[[Any], Any] | None = None) -> _HRSandbox:
     env = _HRSandbox(
+        finalize=finalize,  # check-config marks empty interpolations (holes) with quality.mark_empty
         loader=FileSystemLoader(str(root)),
         undefined=StrictUndefined,
         autoescape=_is_html,  # HTML escapes; subject, text and JSON (which uses | tojson) do not
@@ -427,6 +437,7 @@ class MessageTemplates:
         self.root = Path(root).resolve()
         self.locale = locale
         self._env = _make_env(self.root)
+        self._checking = False
         candidates = [locale, re.split(r"[-_]", locale)[0], DEFAULT_LOCALE]
         self._locales = list(dict.fromkeys(candidates))
 
@@ -455,11 +466,23 @@ class MessageTemplates:
 
     # rendering ------------------------------------------------------------------------------------------
 
+    def meta(self, name: str) -> TemplateMeta:
+        """The template's flags from ``meta.yaml`` (essential, expects_reply, …); defaults when absent."""
+        resolved = self._resolve(name)
+        if resolved is None:
+            return TemplateMeta()
+        path = self.root / resolved[1] / "meta.yaml"
+        try:
+            return read_meta(path)
+        except ValueError as exc:
+            raise TemplateProblem(path, None, str(exc).removeprefix(f"{path}: ")) from None
+
     def _render_file(self, template_name: str, context: Mapping[str, Any]) -> str:
         """Render one file; every failure becomes a TemplateProblem at the innermost template line."""
         path = self.root / template_name
+        env = self._hole_env if self._checking else self._env
         try:
-            return _bounded_render(self._env.get_template(template_name), dict(context))
+            return _bounded_render(env.get_template(template_name), dict(context))
         except TemplateSyntaxError as exc:
             source = Path(exc.filename) if exc.filename else path
             raise TemplateProblem(source, exc.lineno, f"syntax error: {exc.message}") from exc
@@ -491,6 +514,15 @@ class MessageTemplates:
 
         html_name = self._optional(rel, "html.j2")
         html = self._render_file(html_name, context) if html_name else None
+        for part_name, part in ((subject_name, subject), (text_name, text), (html_name, html)):
+            placeholders = find_placeholders(part or "")
+            if placeholders and part_name:
+                raise TemplateProblem(
+                    self.root / part_name,
+                    None,
+                    f"placeholder text left in the message: 「{placeholders[0]}」 — "
+                    "write the real content (or supply it under content: in the config) before sending",
+                )
 
         json_context = {**context, "rendered": {"subject": subject, "text": text}}
         survey_url = context.get("survey_url")
@@ -534,9 +566,54 @@ class MessageTemplates:
             raise TemplateProblem(path, None, problem)
         return data
 
+    @property
+    def _hole_env(self) -> _HRSandbox:
+        env = self.__dict__.get("_hole_env_cache")
+        if env is None:
+            env = _make_env(self.root, finalize=mark_empty)
+            self.__dict__["_hole_env_cache"] = env
+        return env
+
+    def holes(self, name: str, context: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """(part, sentence) for each empty interpolation or empty bracket pair in the rendered message."""
+        self._checking = True
+        try:
+            rendered = self.render(name, context)
+        finally:
+            self._checking = False
+        found = [("subject", line) for line in find_holes(rendered.subject)]
+        found += [("text", line) for line in find_holes(rendered.text)]
+        found += [("html", line) for line in find_holes(rendered.html or "", html=True)]
+        return found
+
+    def check_sparse(self, name: str, contexts: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        """Render against every (label, context) — sparse holders: no mentor, no department, LINE only,
+        mid-career, an October start — and refuse holes, so each message reads naturally for anyone.
+        Also: a message that says 「ご返信は不要です」 must be marked ``expects_reply: false``."""
+        resolved = self._resolve(name)
+        folder = self.root / (resolved[1] if resolved else name)
+        meta = self.meta(name)
+        for label, context in contexts:
+            for part, line in self.holes(name, context):
+                raise TemplateProblem(
+                    folder / f"{part}.j2" if part != "html" else folder / "html.j2",
+                    None,
+                    f"empty value in 「{line}」 for the sample holder {label}: "
+                    "guard it with {% if … %} or write the sentence without it",
+                )
+            text = self.render(name, context).text
+            if meta.expects_reply and says_no_reply_needed(text):
+                raise TemplateProblem(
+                    folder / "meta.yaml",
+                    None,
+                    "the message says 「ご返信は不要です」: add 'expects_reply: false' so silence after it "
+                    "does not count toward 無反応",
+                )
+
     def check(self, name: str) -> None:
         """Render sample data with and without the optional links, so mistakes show at config load;
         then check every branch statically, including those the sample data does not take."""
+        self.meta(name)
         full = sample_context()
         with_links = self.render(name, full)
         without = self.render(name, {**full, "survey_url": None, "unsubscribe_url": None})
@@ -612,6 +689,7 @@ def sample_context(company_name: str = "株式会社サンプル") -> dict[str, 
         "holder": {
             "external_id": "NG2027-0042",
             "name": "山田 花子",
+            "family_name": "山田",
             "email": "hanako.yamada@example.ac.jp",
             "department": "営業部",
             "track": "new_grad",
@@ -621,6 +699,7 @@ def sample_context(company_name: str = "株式会社サンプル") -> dict[str, 
         "company": {
             "name": company_name,
             "president": "佐藤 一郎",
+            "president_family_name": "佐藤",
             "hr_name": "人事部 採用担当 鈴木",
             "hr_email": "saiyo@sample.co.jp",
             "hr_phone": "03-1234-5678",
@@ -631,6 +710,27 @@ def sample_context(company_name: str = "株式会社サンプル") -> dict[str, 
             "department": "営業部 第一営業課",
         },
         "phase": {"name": "steady", "label": "安定期"},
+        "first_day": {
+            "time": "9:00",
+            "place": "本社1階 受付",
+            "reception": "「入社手続きで参りました」とお伝えください",
+            "dress_code": "スーツでお越しください(2日目以降の服装は、当日ご案内いたします)",
+            "bring": ["筆記用具", "印鑑(朱肉を使うもの)", "本人確認書類(運転免許証など)"],
+            "schedule": [
+                {"time": "9:00", "what": "受付・入社手続き"},
+                {"time": "10:00", "what": "オリエンテーション(就業規則・社内制度のご説明)"},
+                {"time": "17:30", "what": "終了予定"},
+            ],
+            "lunch": "初日の昼食は、こちらでご用意いたします。",
+        },
+        "content": {
+            "month": "2026-08",
+            "intro": "",
+            "topics": [
+                {"title": "社内報8月号", "body": "入社2年目の社員による座談会を特集しました。"},
+                {"title": "", "body": "8月13日・14日は夏季休業です。"},
+            ],
+        },
         "days_until_start": 224,  # 2026-08-20 → 2027-04-01
         "survey_url": "https://followup.example.jp/s/NG2027-0042.c2FtcGxl.3f9a1b",
         "unsubscribe_url": "https://followup.example.jp/u/NG2027-0042.c2FtcGxl.7d2e4c",

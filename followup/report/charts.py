@@ -1,40 +1,112 @@
 """Charts for the weekly report as PNG bytes (matplotlib, Agg, no pyplot state: safe in any thread).
 
-Japanese labels need a CJK font; Noto Sans CJK JP (Debian: fonts-noto-cjk) is used when installed,
-otherwise matplotlib's default font draws what it can rather than failing the report.
+Japanese labels need a CJK font: it is found through fontconfig (``fc-match``/``fc-list :lang=ja``), so
+whatever the system has installed (Debian: fonts-noto-cjk) is used even when matplotlib's font cache
+predates it; without one, matplotlib's default font draws what it can rather than failing the report.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
+import shutil
+import subprocess
 import warnings
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 
-from matplotlib import font_manager
+from matplotlib import font_manager, ft2font
 from matplotlib.figure import Figure
 
 JAPANESE_FONTS = ("Noto Sans CJK JP", "Noto Sans JP", "IPAexGothic", "IPAGothic", "TakaoGothic")
 COLORS = {"sent": "#2e7d32", "failed": "#c62828", "suppressed": "#f9a825", "line": "#1565c0"}
+log = logging.getLogger(__name__)
+
+
+def _fontconfig_japanese() -> list[str]:
+    """Font files fontconfig knows for Japanese (``fc-match`` first, then ``fc-list :lang=ja``)."""
+    found: list[str] = []
+    commands = [
+        ["fc-match", "--format=%{file}", "sans-serif:lang=ja"],
+        ["fc-list", "--format=%{file}\n", ":lang=ja"],
+    ]
+    for command in commands:
+        if shutil.which(command[0]) is None:
+            continue
+        try:
+            output = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        found.extend(line.strip() for line in output.splitlines() if line.strip())
+    return [
+        f
+        for f in dict.fromkeys(found)
+        if Path(f).is_file() and Path(f).suffix.lower() in (".ttf", ".otf", ".ttc")
+    ]
+
+
+def _has_japanese(path: str) -> bool:
+    try:
+        font = ft2font.FT2Font(path)
+    except (OSError, RuntimeError, ValueError):
+        return False
+    return all(font.get_char_index(ord(ch)) for ch in "内定承諾率")
+
+
+def _known_to_matplotlib(path: str) -> str | None:
+    for entry in font_manager.fontManager.ttflist:
+        if os.path.realpath(entry.fname) == os.path.realpath(path):
+            return str(entry.name)
+    return None
 
 
 @lru_cache(maxsize=1)
 def japanese_font() -> str | None:
-    """The first installed Japanese font family, or None (then labels may show as boxes)."""
+    """The family of an installed Japanese font, found through fontconfig (what the system has), then
+    matplotlib's own list. A font installed after matplotlib cached its font list (the README's
+    ``scripts/test`` installs fonts-noto-cjk after pip) is added to matplotlib's font manager and the
+    cache is rebuilt, so charts never draw boxes with the font on disk."""
+    candidates = _fontconfig_japanese()
+    preferred = sorted(candidates, key=lambda f: (("CJK" not in f and "JP" not in f), "Bold" in f, f))
+    for path in preferred:
+        if not _has_japanese(path):
+            continue
+        name = _known_to_matplotlib(path)
+        if name is None:  # the cache predates the font: add it now and refresh the cache on disk
+            font_manager.fontManager.addfont(path)
+            name = _known_to_matplotlib(path)
+            _refresh_cache()
+        if name:
+            return name
     for family in JAPANESE_FONTS:
         try:
-            font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
+            path = font_manager.findfont(
+                font_manager.FontProperties(family=family), fallback_to_default=False
+            )
         except ValueError:
             continue
-        return family
-    logging.getLogger(__name__).warning("no Japanese font found; install fonts-noto-cjk for readable charts")
+        if _has_japanese(path):
+            return family
+    log.warning(
+        "no Japanese font found (fc-list :lang=ja is empty); install fonts-noto-cjk for readable charts"
+    )
     return None
+
+
+def _refresh_cache() -> None:
+    """Rewrite matplotlib's font list cache with what the manager knows now (fonts added above)."""
+    try:
+        cache = Path(matplotlib.get_cachedir()) / f"fontlist-v{font_manager.FontManager.__version__}.json"
+        font_manager.json_dump(font_manager.fontManager, cache)
+    except OSError:  # a read-only cache directory: the font still works in this process
+        log.info("could not refresh matplotlib's font cache", exc_info=True)
 
 
 def _style() -> Any:  # matplotlib types rc keys as a Literal union
@@ -63,17 +135,18 @@ def pulse_trend_chart(labels: Sequence[str], means: Sequence[float], threshold: 
         if means:
             positions = list(range(len(means)))
             ax.plot(positions, means, marker="o", color=COLORS["line"], linewidth=2)
-            step = max(1, len(labels) // 10)
+            step = max(1, -(-len(labels) // 8))  # at most 8 labels: "11/30" needs room at this width
             ax.set_xticks(positions[::step], [labels[i] for i in positions[::step]])
+            ax.tick_params(axis="x", labelrotation=0, labelsize=9)
         else:
             ax.text(0.5, 0.5, "まだ回答がありません", ha="center", va="center", transform=ax.transAxes)
         ax.axhline(
             threshold, color=COLORS["failed"], linestyle="--", linewidth=1, label=f"基準 {threshold:.1f}"
         )
-        ax.set_ylim(1, 5)
+        ax.set_ylim(1, 5.2)
         ax.set_ylabel("平均スコア(5段階)")
-        ax.set_title("パルスサーベイの推移(週平均)")
-        ax.legend(loc="lower left", frameon=False)
+        ax.set_title("パルスサーベイの推移(週平均)", loc="left")
+        ax.legend(loc="upper left", bbox_to_anchor=(0, -0.14), frameon=False, ncols=1)
         return _png(fig)
 
 
@@ -96,8 +169,11 @@ def deliveries_chart(
             ax.bar([p + (offset - 1) * width for p in positions], values, width, label=label, color=color)
         ax.set_xticks(positions, list(channels))
         ax.set_ylabel("件数")
-        ax.set_title("今週の連絡(チャネル別)")
-        ax.legend(frameon=False, ncols=3, loc="upper right")
+        ax.set_title("今週の連絡(チャネル別)", loc="left")
+        top = max([*sent, *failed, *suppressed, 1])
+        ax.set_ylim(0, top * 1.15)
+        # the legend goes below the axes: above the bars it covered the tallest ones and the title
+        ax.legend(frameon=False, ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.12))
         return _png(fig)
 
 

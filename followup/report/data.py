@@ -132,6 +132,7 @@ class WeeklyReport:
     kpi: Kpi
     kpi_previous: Kpi
     charts: list[Chart] = field(default_factory=list)
+    status_by_track: dict[tuple[str, str], int] = field(default_factory=dict)  # (track, status) → holders
 
     @property
     def total_holders(self) -> int:
@@ -386,6 +387,11 @@ def pulse_trend(week: ReportWeek) -> list[tuple[str, float, int]]:
     ]
 
 
+def status_by_track(week: ReportWeek) -> dict[tuple[str, str], int]:
+    """Holders per (track, status): the status table split into 新卒 and 中途."""
+    return dict(Counter((row.track, row.status) for row in week.holders))
+
+
 def kpi(week: ReportWeek) -> Kpi:
     """This week's acceptance and decline rates, from the holders' current statuses."""
     offers = [(row.id, row.offer_date) for row in week.holders]
@@ -446,6 +452,7 @@ def build_report(session: Session, policy: Policy, now: datetime) -> WeeklyRepor
         pulse_threshold=policy.rules.low_pulse.threshold,
         kpi=kpi(week),
         kpi_previous=kpi_previous(week),
+        status_by_track=status_by_track(week),
     )
     report.charts = report_charts(report)
     return report

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from email import policy as email_policy
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -29,6 +29,7 @@ from premailer import Premailer
 
 from followup.channels.email import EmailPolicy
 from followup.config.schema import Policy
+from followup.labels import TRACK_LABELS, short_date
 from followup.report.data import WeeklyReport
 
 DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -46,6 +47,27 @@ def _minute(moment: datetime) -> str:
     return f"{_day(moment)} {moment:%H:%M}"
 
 
+def week_range(week: str) -> str:
+    """``2026-W49`` → ``11/30(月)〜12/6(日)``: the Monday to Sunday of the ISO week the report names."""
+    year, number = week.split("-W")
+    monday = date.fromisocalendar(int(year), int(number), 1)
+    return f"{short_date(monday)}〜{short_date(monday + timedelta(days=6))}"
+
+
+def _short_minute(moment: datetime) -> str:
+    return f"{short_date(moment)} {moment.hour}:{moment:%M}"
+
+
+def track_rows(report: WeeklyReport) -> list[tuple[str, list[int], int]]:
+    """(新卒/中途/…, counts per status in report order, total): the status table split by track."""
+    tracks = sorted({t for t, _ in report.status_by_track}, key=lambda t: (t not in TRACK_LABELS, t))
+    rows = []
+    for track in tracks:
+        counts = [report.status_by_track.get((track, status), 0) for status, _, _ in report.status_counts]
+        rows.append((TRACK_LABELS.get(track, track), counts, sum(counts)))
+    return rows
+
+
 def _environment(templates_root: Path | None) -> Environment:
     root = (templates_root or DEFAULT_TEMPLATES) / "report"
     env = ImmutableSandboxedEnvironment(  # HR may edit these templates too
@@ -55,7 +77,8 @@ def _environment(templates_root: Path | None) -> Environment:
         trim_blocks=False,
         keep_trailing_newline=True,
     )
-    env.filters.update(pct=_pct, day=_day, minute=_minute)
+    env.filters.update(pct=_pct, day=_day, minute=_minute, week_range=week_range, short_minute=_short_minute)
+    env.globals["track_rows"] = track_rows
     return env
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,8 +22,20 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from followup.db.models import OfferHolder
+from followup.delivery.timeline_labels import timeline_labels
 from followup.holders.timeline import holder_summaries, holder_timeline
-from followup.labels import SEVERITY_LABELS, STATUS_LABELS, TIMELINE_LABELS
+from followup.labels import (
+    CHANNEL_LABELS,
+    KIND_LABELS,
+    RULE_LABELS,
+    SEVERITY_LABELS,
+    STATUS_LABELS,
+    TIMELINE_LABELS,
+    TOUCH_STATUS_LABELS,
+    TRACK_LABELS,
+    short_date,
+    short_datetime,
+)
 from followup.web.auth import COOKIE, SESSION_IDLE, DashboardAuth
 from followup.web.state import WebState, page, state_of
 
@@ -159,15 +172,37 @@ def _phase_labels(state: WebState) -> dict[str, str]:
     return labels
 
 
+def _short_date(value: Any, state_tz: Any = None) -> str:
+    """``11/25(水)`` for a date or an ISO date/datetime string; ``11/25(水) 10:00`` with a time."""
+    if not value:
+        return "—"
+    text = str(value)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if len(text) <= 10:
+        return short_date(moment.date())
+    if moment.tzinfo is not None and state_tz is not None:
+        moment = moment.astimezone(state_tz)
+    return short_datetime(moment)
+
+
 def _summaries(state: WebState) -> list[dict[str, Any]]:
     with state.session() as session:
         return holder_summaries(session, state.clock())
 
 
-def _timeline(state: WebState, external_id: str) -> dict[str, Any] | None:
+def _timeline(state: WebState, external_id: str, labelled: bool = False) -> dict[str, Any] | None:
+    """The holder's timeline; ``labelled`` adds the words a person reads (the page, not the API)."""
     with state.session() as session:
         holder = session.scalars(select(OfferHolder).where(OfferHolder.external_id == external_id)).first()
-        return holder_timeline(session, holder) if holder else None
+        if holder is None:
+            return None
+        record = holder_timeline(session, holder)
+        if labelled:
+            timeline_labels(state.context, holder, record)
+        return record
 
 
 def _question_texts(state: WebState) -> dict[str, dict[str, str]]:
@@ -183,6 +218,13 @@ def _labels(state: WebState) -> dict[str, Any]:
         "severity_labels": SEVERITY_LABELS,
         "kind_labels": TIMELINE_LABELS,
         "phase_labels": _phase_labels(state),
+        "track_labels": TRACK_LABELS,
+        "survey_titles": {name: survey.title for name, survey in state.context.policy.surveys.items()},
+        "rule_labels": RULE_LABELS,
+        "channel_labels": CHANNEL_LABELS,
+        "touch_status_labels": TOUCH_STATUS_LABELS,
+        "touch_kind_labels": KIND_LABELS,
+        "short_date": _short_date,
         "company": state.context.policy.organization.name,
         "sparkline": sparkline,
     }
@@ -208,7 +250,7 @@ async def dashboard_holder(request: Request, external_id: str) -> Response:
         return login
     renewed = authenticate(request)
     state = state_of(request)
-    timeline = await run_in_threadpool(_timeline, state, external_id)
+    timeline = await run_in_threadpool(_timeline, state, external_id, True)
     if timeline is None:
         return _page_with_session(request, page(request, "not_found.html", status=404), renewed)
     return _page_with_session(

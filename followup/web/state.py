@@ -20,6 +20,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from followup.config.context import AppContext
 from followup.delivery.links import LinkSigner
 from followup.errors import ConfigError
+from followup.labels import short_datetime
 
 REPO_PAGES = Path(__file__).resolve().parents[2] / "templates" / "pages"
 
@@ -61,12 +62,21 @@ def templates_for(directory: Path) -> Jinja2Templates:
     return Jinja2Templates(env=env)
 
 
+def hr_contact(context: AppContext) -> dict[str, str] | None:
+    """Whom a holder can ask (every page shows it): the organisation's HR name, email and phone."""
+    try:
+        org = context.policy.organization
+    except ConfigError:
+        return None
+    return {"name": f"{org.name} {org.hr_name}".strip(), "email": org.hr_email, "phone": org.hr_phone}
+
+
 def page(
     request: Request, name: str, context: dict[str, Any] | None = None, status: int = 200
 ) -> HTMLResponse:
-    response: HTMLResponse = state_of(request).templates.TemplateResponse(
-        request, name, context or {}, status_code=status
-    )
+    state = state_of(request)
+    values = {"contact": hr_contact(state.context), **(context or {})}
+    response: HTMLResponse = state.templates.TemplateResponse(request, name, values, status_code=status)
     return response
 
 
@@ -80,7 +90,7 @@ def expired(request: Request) -> HTMLResponse:
 
 
 def local_time_filter(context: AppContext) -> Callable[[Any], str]:
-    """ISO timestamps shown in the organisation's time zone as ``2026-07-01 10:00``."""
+    """ISO timestamps shown in the organisation's time zone as ``7/1(水) 10:00``."""
 
     def local(value: Any) -> str:
         if not value:
@@ -91,6 +101,6 @@ def local_time_filter(context: AppContext) -> Callable[[Any], str]:
             return str(value)
         if moment.tzinfo is None:
             return str(value)
-        return moment.astimezone(context.policy.organization.tz).strftime("%Y-%m-%d %H:%M")
+        return short_datetime(moment.astimezone(context.policy.organization.tz))
 
     return local

@@ -223,3 +223,31 @@ def test_it_works_with_the_sink_running_as_a_separate_process(tmp_path: Path) ->
     received = read_log(log)
     assert [mail.rcpt_tos for mail in received] == [["taro@example.com"]]
     assert received[0].message()["Subject"] == SUBJECT
+
+
+PRODUCTION_OPT_OUT_URL = (
+    "https://followup.recruit.sample-holdings.co.jp/opt-out/"
+    "eyJoIjo0MjQyLCJjIjoiZW1haWwifQ.aQz7Ug.Xb3kLq9vR2mN8pT4wY6sJ1hF5dC0gA7eK3iU9oZ2yWl"
+)
+
+
+def test_list_unsubscribe_reaches_the_sink_verbatim_on_one_line(smtp_sink: SmtpSink) -> None:
+    """RFC 8058 one-click: the raw header bytes on the wire carry the URL as-is, never RFC 2047-encoded
+    or folded, however long the production URL is."""
+    assert len(f"List-Unsubscribe: <{PRODUCTION_OPT_OUT_URL}>") > 78  # long enough to have been folded
+    channel_for(smtp_sink).send(make_message(unsubscribe_url=PRODUCTION_OPT_OUT_URL))
+
+    raw_headers = smtp_sink.messages[0].data.split(b"\r\n\r\n", 1)[0]
+    lines = raw_headers.split(b"\r\n")
+    assert f"List-Unsubscribe: <{PRODUCTION_OPT_OUT_URL}>".encode() in lines
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in lines
+    assert b"=?utf-8?q?=3Chttp" not in raw_headers.lower()
+    # the subject is still encoded for Japanese mail clients
+    assert b"subject: =?utf-8?" in raw_headers.lower()
+    received = smtp_sink.messages[0].message()
+    assert received["List-Unsubscribe"] == f"<{PRODUCTION_OPT_OUT_URL}>"
+
+
+def test_a_list_unsubscribe_url_that_cannot_be_one_line_is_refused() -> None:
+    with pytest.raises(ValueError):
+        build_email(make_message(unsubscribe_url="https://x.example/" + "a" * 1000), SENDER).as_bytes()

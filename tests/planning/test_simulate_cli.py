@@ -37,11 +37,14 @@ def test_simulating_a_year_over_the_sample_holders_prints_the_summary(tmp_path: 
         env=env_for(tmp_path),
     )
     assert result.returncode == 0, result.stderr
-    assert "touches per holder per phase" in result.stdout
-    assert "touches per month" in result.stdout
+    assert "内定者ごと・フェーズごとの接点数" in result.stdout
+    assert "月ごとの接点数" in result.stdout
+    assert "氏名" in result.stdout and "内定直後期" in result.stdout and "入社直前期" in result.stdout
+    for english in ("initial", "pre_start", "manual", "touches per"):
+        assert english not in result.stdout
     assert "NG-2027-001" in result.stdout
     assert "2026-07 " in result.stdout  # the calendar has a line per month
-    assert "nothing was sent" in result.stdout
+    assert "送信は行っていません" in result.stdout
     records = json.loads(out_file.read_text(encoding="utf-8"))
     assert records and all(set(r) == RECORD_KEYS for r in records)
     assert all(r["due_at"].endswith("+09:00") for r in records)
@@ -156,9 +159,13 @@ def test_the_simulation_shows_when_a_too_sparse_cadence_would_raise_neglect_flag
     sparse_run = run_followup("--config", str(config), *args, env=env_for(tmp_path))
     assert sparse_run.returncode == 0, sparse_run.stderr
     assert "フラグが立つ時期" in sparse_run.stdout
-    assert "neglected" in sparse_run.stdout and "安定期の上限45日" in sparse_run.stdout
+    assert (
+        "放置" in sparse_run.stdout
+        and "neglected" not in sparse_run.stdout
+        and "安定期の上限45日" in sparse_run.stdout
+    )
     example_run = run_followup(*args, env=env_for(tmp_path))
-    assert "no cadence flags" in example_run.stdout
+    assert "フラグは立ちません" in example_run.stdout
 
 
 def test_the_flag_timeline_notes_each_flag_once_when_it_first_fires() -> None:

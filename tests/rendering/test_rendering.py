@@ -80,7 +80,10 @@ def test_every_japanese_template_renders_against_the_sample_context(ja: MessageT
     assert msg.subject.strip() == msg.subject and msg.subject
     assert "\n" not in msg.subject
     assert "山田 花子 様" in msg.text
-    assert "株式会社サンプル" in msg.text and "saiyo@sample.co.jp" in msg.text  # signature block
+    if name == "welcome_president":  # signed by the president alone
+        assert msg.text.rstrip().endswith("代表取締役社長 佐藤 一郎") and "saiyo@sample.co.jp" not in msg.text
+    else:
+        assert "株式会社サンプル" in msg.text and "saiyo@sample.co.jp" in msg.text  # signature block
     assert msg.html is not None and "<table" in msg.html and "株式会社サンプル" in msg.html
     assert msg.parts["slack"] and msg.parts["line"]
 
@@ -115,8 +118,13 @@ def test_links_appear_only_when_they_are_set(ja: MessageTemplates, name: str) ->
     with_links = ja.render(name, context)
     without = ja.render(name, {**context, "survey_url": None, "unsubscribe_url": None})
 
-    assert context["survey_url"] in with_links.text and context["unsubscribe_url"] in with_links.text
-    assert with_links.html is not None and context["unsubscribe_url"] in with_links.html
+    assert with_links.html is not None
+    if ja.meta(name).opt_out_link:
+        assert context["unsubscribe_url"] in with_links.text and context["unsubscribe_url"] in with_links.html
+    else:  # the president's letter: no bulk-mail opt-out footer
+        assert context["unsubscribe_url"] not in with_links.text + with_links.html
+    if name != "welcome_president":
+        assert context["survey_url"] in with_links.text
     assert "None" not in without.text and "None" not in (without.html or "")
     assert "/s/" not in without.text and "/u/" not in without.text
 

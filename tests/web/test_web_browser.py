@@ -123,6 +123,11 @@ def test_a_holder_answers_on_a_phone_and_hr_sees_it_on_the_timeline(
     page.screenshot(path=str(ARTIFACTS / "01-survey-form.png"), full_page=True)
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, "the form must not scroll sideways on a phone"
+    situation = page.locator("#q-situation").inner_text()
+    assert "任意" in situation and "必須" not in situation  # 就職活動の状況: optional, and why it is asked
+    assert "ご相談に乗ったりするため" in situation
+    form_text = page.locator("form").inner_text()
+    assert "内定や入社後の評価に影響することはありません" in form_text and "選考や評価" not in form_text
 
     page.locator("label:has(input[name=motivation][value='2'])").tap()
     page.locator("label:has(input[name=anxiety][value='4'])").tap()
@@ -134,6 +139,7 @@ def test_a_holder_answers_on_a_phone_and_hr_sees_it_on_the_timeline(
 
     page.wait_for_url(re.compile(r"/thanks$"))
     assert "ご回答ありがとうございました" in page.locator("h1").inner_text()
+    assert "saiyo@example.co.jp" in page.locator("main").inner_text()  # whom to ask
     page.screenshot(path=str(ARTIFACTS / "03-thank-you.png"), full_page=True)
 
     # the answer is in the database and the holder's pulse dropped
@@ -152,11 +158,18 @@ def test_a_holder_answers_on_a_phone_and_hr_sees_it_on_the_timeline(
     assert "token=" not in page.url
     row = page.locator("tr[data-external-id='NG2027-0001']")
     assert "4.67 → 2.33" in row.inner_text()
+    assert "新卒" in row.inner_text() and "new_grad" not in row.inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # the table scrolls, the page not
     page.screenshot(path=str(ARTIFACTS / "04-dashboard.png"), full_page=True)
-    row.get_by_role("link", name="NG2027-0001").tap()
+    row.get_by_role("link", name="山田 花子").tap()
     page.wait_for_url(re.compile(r"/dashboard/holders/NG2027-0001$"))
     timeline = page.locator("#timeline").inner_text()
     assert "回答" in timeline and "連絡" in timeline
+    assert "アンケートへのご協力のお願い" in timeline  # the subject, not the template id
+    assert "pulse_survey" not in timeline and "(sent)" not in timeline and "送信済み" in timeline
+    assert re.search(r"\d{1,2}/\d{1,2}\([月火水木金土日]\) \d{2}:\d{2}", timeline)
+    assert "内定日: 6/1(月)" in page.locator("main").inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     assert page.locator("#pulse-scores").inner_text() == "4.67 → 2.33"
     assert "配属先について詳しく知りたいです。" in page.content()
     page.screenshot(path=str(ARTIFACTS / "05-holder-timeline.png"), full_page=True)
@@ -174,14 +187,59 @@ def test_expired_and_forged_links_look_right_on_a_phone(
     response = phone.goto(old)
     assert response.status == 410
     assert "有効期限が切れています" in phone.locator("h1").inner_text()
+    expired_text = phone.locator("main").inner_text()
+    assert "ご連絡いただいたメッセージへの返信" not in expired_text
+    assert "お送りしたご案内" in expired_text and "saiyo@example.co.jp" in expired_text
     phone.screenshot(path=str(ARTIFACTS / "06-expired.png"), full_page=True)
     response = phone.goto(f"{server.url}/s/forged.token.here")
     assert response.status == 403
+    assert "saiyo@example.co.jp" in phone.locator("main").inner_text()
     phone.screenshot(path=str(ARTIFACTS / "07-forbidden.png"), full_page=True)
     response = phone.goto(env.signer.opt_out_url(1, "line"))
     assert response.status == 200
+    confirm_text = phone.locator("main").inner_text()
+    assert "入社手続きに必要なご連絡" in confirm_text and "停止後もお送りします" in confirm_text
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
     phone.screenshot(path=str(ARTIFACTS / "08-opt-out-confirm.png"), full_page=True)
     with phone.expect_navigation():
         phone.get_by_role("button").tap()
-    assert "LINEでの配信を停止しました" in phone.locator("h1").inner_text()
+    assert "LINEでのフォローのご案内を停止しました" in phone.locator("h1").inner_text()
+    done_text = phone.locator("main").inner_text()
+    assert "ご不便をおかけしました" not in done_text and "入社手続きに必要なご連絡" in done_text
     phone.screenshot(path=str(ARTIFACTS / "09-opt-out-done.png"), full_page=True)
+
+
+def test_the_president_records_his_call_from_the_reminder_link_on_a_phone(
+    served: tuple[WebEnv, ServerThread], phone: Any
+) -> None:
+    env, _server = served
+    holder_id = env.holder(phone="090-1234-5678")
+    with env.context.session() as session:
+        touch = Touch(
+            key="NG2027-0001:new_grad:initial:once:president_call",
+            holder_id=holder_id,
+            cadence="new_grad",
+            phase="initial",
+            seq=0,
+            kind="manual",
+            channel="phone",
+            assignee="president@example.co.jp",
+            note="社長から内定のお祝いの電話をする",
+            due_at=NOW,
+            status="reminded",
+        )
+        session.add(touch)
+        session.flush()
+        touch_id = touch.id
+    phone.goto(env.signer.manual_url(touch_id))
+    assert "山田 花子さんへのお電話" in phone.locator("h1").inner_text()
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    phone.locator("textarea[name=note]").fill("入社を楽しみにしているとのこと")
+    phone.screenshot(path=str(ARTIFACTS / "10-manual-done-form.png"), full_page=True)
+    with phone.expect_navigation():
+        phone.get_by_role("button", name="実施済みにする").tap()
+    assert phone.locator("h1").inner_text() == "記録しました"
+    phone.screenshot(path=str(ARTIFACTS / "11-manual-done.png"), full_page=True)
+    with env.context.session() as session:
+        done = session.get(Touch, touch_id)
+        assert done is not None and done.status == "done" and "入社を楽しみに" in (done.note or "")

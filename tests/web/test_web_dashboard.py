@@ -140,8 +140,9 @@ def test_the_holders_list_shows_status_phase_touches_pulse_and_open_flags(web: W
     assert row["pulse"] == [2.33]
     assert [f["rule"] for f in row["flags"]] == ["declining_signal"]  # the resolved one is not listed
     html = web.client.get("/dashboard", headers=BEARER).text
-    assert "内定承諾" in html and "内定直後期" in html and "declining_signal" in html
-    assert "2026-06-29 10:00" in html  # the next touch in Tokyo time
+    assert "内定承諾" in html and "内定直後期" in html and "辞退の兆候" in html
+    assert "declining_signal" not in html
+    assert "6/29(月) 10:00" in html  # the next touch in Tokyo time
     assert "<polyline" in html
 
 

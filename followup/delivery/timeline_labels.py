@@ -1,0 +1,71 @@
+"""Timeline entries in the words a person reads: the message's subject instead of its template id,
+Japanese names for flags, channels and kinds. Used by ``followup holders show`` and the dashboard."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from followup.config.context import AppContext
+from followup.config.messages import template_context
+from followup.db.models import OfferHolder
+from followup.delivery.deliver import find_phase, holder_facts
+from followup.labels import CHANNEL_LABELS, RULE_LABELS, label
+from followup.rendering.templates import MessageTemplates, TemplateProblem
+
+
+def message_subject(
+    context: AppContext, templates: MessageTemplates, holder: OfferHolder, item: dict[str, Any]
+) -> str | None:
+    """The subject this touch's message has (or had), without the 【社名】 prefix every message shares."""
+    name = item.get("template")
+    if not name or not templates.exists(name):
+        return None
+    policy = context.policy
+    org = policy.organization
+    phase = find_phase(policy, item.get("cadence") or "", item.get("phase") or "")
+    due = datetime.fromisoformat(item["at"]).astimezone(org.tz).date()
+    values = template_context(
+        policy,
+        holder_facts(holder),
+        template=name,
+        send_day=due,
+        phase_name=item.get("phase") or "",
+        phase_label=phase.label if phase else "",
+        event_name=item.get("event"),
+    )
+    try:
+        subject = templates.render(name, values).subject
+    except TemplateProblem:
+        return None
+    return subject.removeprefix(f"【{org.name}】").strip() or subject
+
+
+def timeline_labels(context: AppContext, holder: OfferHolder, record: dict[str, Any]) -> None:
+    """Add ``label`` to every item of ``holder_timeline``'s record, in place."""
+    templates = MessageTemplates(context.templates_root, context.policy.organization.locale)
+    for item in record.get("items", []):
+        kind = item.get("type")
+        if kind == "touch":
+            channel = label(CHANNEL_LABELS, item.get("channel"))
+            if item.get("kind") == "manual":
+                note = (item.get("note") or "").split("\n")[0]
+                item["label"] = f"{channel}:{note}" if note else channel
+            else:
+                subject = message_subject(context, templates, holder, item) if item.get("at") else None
+                what = "アンケート" if item.get("kind") == "survey" and not subject else subject
+                item["label"] = f"{channel}:{what or item.get('template') or ''}"
+        elif kind == "answer":
+            survey = context.policy.surveys.get(str(item.get("summary", "")))
+            if survey is not None:
+                item["label"] = survey.title
+        elif kind != "flag":
+            summary = str(item.get("summary", ""))
+            channel, sep, rest = summary.partition(": ")
+            if channel in CHANNEL_LABELS:
+                item["label"] = f"{CHANNEL_LABELS[channel]}{sep}{rest}"
+        if kind == "flag":
+            rule = item.get("rule") or ""
+            item["label"] = (
+                f"{RULE_LABELS.get(rule, rule)}: {str(item.get('summary', '')).split(': ', 1)[-1]}"
+            )
