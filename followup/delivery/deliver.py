@@ -107,7 +107,8 @@ def outbox_directory(context: AppContext) -> Path:
 def build_channels(context: AppContext, env: Mapping[str, str] | None = None) -> dict[str, Channel]:
     """The real provider for each channel whose endpoint/credentials are set in the environment, else the
     outbox, so the embedded default delivers to files and never needs a network."""
-    env = os.environ if env is None else env
+    env = dict(os.environ if env is None else env)
+    env["FOLLOWUP_SMTP_DATA_TIMEOUT"] = str(context.settings.smtp_data_timeout)
     channels_policy = context.policy.channels
     outbox = outbox_directory(context)
     outbox_class: Any = load_channel_class("outbox")
