@@ -282,7 +282,7 @@ def _send_in_session(
             refused[address] = (code, reply)
     if len(refused) == len(to_addrs):
         smtp.rset()
-        raise smtplib.SMTPRecipientsRefused(refused)  # type: ignore[arg-type]
+        raise smtplib.SMTPRecipientsRefused(refused)
     code, reply = smtp.docmd("data")
     if code != 354:
         smtp.rset()

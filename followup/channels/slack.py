@@ -80,7 +80,8 @@ def _classify(exc: SlackApiError) -> DeliveryError:
     error = str(data.get("error", "")) if isinstance(data, dict) else ""
     if status == 429 or error == "ratelimited":
         hint = _retry_after(dict(exc.response.headers))
-        return DeliveryError("slack: rate limited", permanent=False, retry_after=30.0 if hint is None else hint)
+        wait = 30.0 if hint is None else hint  # Slack always sends Retry-After; be careful if not
+        return DeliveryError("slack: rate limited", permanent=False, retry_after=wait)
     if status >= 500:
         return DeliveryError(f"slack: HTTP {status} {error}".rstrip(), permanent=False)
     # Unknown errors stay transient: the shared retry policy caps attempts, so none of them loses a touch.

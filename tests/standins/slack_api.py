@@ -64,7 +64,8 @@ class SlackApi(HttpStandIn):
 
     def control(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
         if action == "rate_limit":
-            self.rate_limit(int(params.get("n", 1)), params.get("retry_after", 1), bool(params.get("forever")))
+            forever = bool(params.get("forever"))
+            self.rate_limit(int(params.get("n", 1)), params.get("retry_after", 1), forever)
             return self.state()
         if action == "drop":
             self.drop_next(int(params.get("n", 1)))
