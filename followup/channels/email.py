@@ -215,9 +215,13 @@ class EmailChannel(Channel):
             try:
                 _send_in_session(smtp, msg, self.sender, [recipient], self.timeout, self.data_timeout)
                 return
-            except (smtplib.SMTPServerDisconnected, OSError):
+            except smtplib.SMTPServerDisconnected:
                 # the kept session died while idle (the relay's own timeout, a restart): nothing of this
                 # message was accepted yet, so open a new session and send it there
+                self.close()
+            except smtplib.SMTPException:
+                raise  # a reply (4xx/5xx) about this message: classified, not resent here
+            except OSError:  # reset or broken pipe before the end of DATA: the same as a dead session
                 self.close()
         smtp = open_smtp(self.settings, timeout=self.timeout)
         self._local.smtp = smtp
@@ -289,7 +293,11 @@ def _send_in_session(
         raise smtplib.SMTPDataError(code, reply)
     body = re.sub(rb"(?m)^\.", b"..", payload)  # dot-stuffing (RFC 5321 4.5.2), as smtplib does
     body = body if body.endswith(b"\r\n") else body + b"\r\n"
-    smtp.send(body + b".\r\n")
+    try:
+        smtp.send(body + b".\r\n")
+    except (smtplib.SMTPServerDisconnected, OSError) as exc:
+        # part of the message (perhaps all of it) went out: be conservative, it is in doubt
+        raise SmtpInDoubt(f"line lost while sending DATA: {type(exc).__name__}: {exc}") from exc
     # from here on the relay has everything it needs to accept the message
     sock = smtp.sock
     try:
