@@ -115,7 +115,11 @@ def run(
             err.print(f"復旧: 作業者が失われた送信 {summary.recovered}件を再計画しました (recovered claims)")
         in_doubt = outcome_counts(summary.outcomes)["in_doubt"]
         if in_doubt:
-            err.print(f"要確認: 送達不明 {in_doubt}件 (in doubt: not resent; see `followup touches`)")
+            err.print(
+                f"要確認: 送達不明 {in_doubt}件 (in doubt, not resent: see `followup holders show`, "
+                'metric followup_touches{status="in_doubt"})',
+                markup=False,
+            )
         if once:
             return
         stop.sleep(interval)
