@@ -22,7 +22,11 @@ class HolderStatus(StrEnum):
 
 
 class TouchStatus(StrEnum):
-    """planned → sending → sent | failed; planned → cancelled; manual: planned → reminded → done."""
+    """planned → sending → sent | failed | in_doubt; planned → cancelled; manual: planned → reminded → done.
+
+    ``in_doubt``: the provider may have accepted the message but we could not learn it, and resending
+    is no longer safe (an email already resent once with the same Message-ID): HR checks by hand.
+    """
 
     PLANNED = "planned"
     SENDING = "sending"
@@ -31,6 +35,7 @@ class TouchStatus(StrEnum):
     CANCELLED = "cancelled"
     REMINDED = "reminded"
     DONE = "done"
+    IN_DOUBT = "in_doubt"
 
 
 class TouchKind(StrEnum):

@@ -24,7 +24,16 @@ def test_the_stored_strings_are_unchanged() -> None:
     assert HOLDER_STATUSES == ("offered", "accepted", "joined", "declined", "withdrawn")
     assert ACTIVE_STATUSES == ("offered", "accepted")
     assert TOUCH_KINDS == ("message", "survey", "manual")
-    assert TOUCH_STATUSES == ("planned", "sending", "sent", "failed", "cancelled", "reminded", "done")
+    assert TOUCH_STATUSES == (
+        "planned",
+        "sending",
+        "sent",
+        "failed",
+        "cancelled",
+        "reminded",
+        "done",
+        "in_doubt",
+    )
     assert all(type(value) is str for value in (*HOLDER_STATUSES, *TOUCH_STATUSES, *TOUCH_KINDS))
 
 

@@ -14,6 +14,8 @@ import os
 import signal
 import socket
 import sys
+import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +24,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from followup.config.context import AppContext
-from followup.delivery.deliver import EnqueueMemo, dispatch_due
+from followup.delivery.deliver import EnqueueMemo, FailureTally, dispatch_due
 from followup.flags.store import evaluate_and_persist
 from followup.planning.store import plan_tick, release_lease, try_acquire_lease
 from followup.report import send_weekly_report_if_due
@@ -34,6 +36,8 @@ LEASE_NAME = "scheduler"
 LEASE_TTL = timedelta(seconds=90)
 HEARTBEAT_SECONDS = 20
 MISFIRE_GRACE = 6 * 3600
+BACKOFF_BASE = 1.0  # seconds: the first pause after a failed job; doubling up to BACKOFF_CAP
+BACKOFF_CAP = 300.0
 REPORT_POLL_MINUTES = 10  # run a missed job late (once, coalesced) rather than silently skip it
 
 
@@ -49,6 +53,8 @@ class Leader:
         self.owner = owner
         self.ttl = ttl
         self.leading = False
+        self.failures: Counter[str] = Counter()  # consecutive failures, by kind (database away, …)
+        self.resume_at = 0.0  # monotonic: no job touches the database before this (back-off)
 
     def now(self) -> datetime:
         return datetime.now(self.context.policy.organization.tz)
@@ -62,15 +68,47 @@ class Leader:
         return leading
 
     def run(self, name: str, work: Callable[[AppContext, datetime], Any]) -> Any:
-        if not self.renew():
-            return None
+        if time.monotonic() < self.resume_at:
+            return None  # backing off after failures: the next job after the pause is the probe
         try:
+            if not self.renew():
+                return None
             result = work(self.context, self.now())
-        except Exception:  # one failing job must not stop the scheduler
-            log.exception("job %s failed", name)
+        except Exception as exc:  # one failing job must not stop the scheduler
+            self.failed(name, exc)
             return None
+        self.recovered()
         log.info("job %s: %s", name, result)
         return result
+
+    def heartbeat(self) -> bool:
+        """The lease job: renew, with the same back-off and one-line logging as the other jobs."""
+        if time.monotonic() < self.resume_at:
+            return self.leading
+        try:
+            leading = self.renew()
+        except Exception as exc:
+            self.failed("lease", exc)
+            self.leading = False  # cannot prove the lease: act as a standby until the database is back
+            return False
+        self.recovered()
+        return leading
+
+    def failed(self, job: str, exc: BaseException) -> None:
+        """One line per failure with the kind's count, no traceback (DEBUG has it); back off 1 s → 5 min."""
+        kind = FailureTally.kind(exc)
+        self.failures[kind] += 1
+        wait = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (sum(self.failures.values()) - 1))
+        self.resume_at = time.monotonic() + wait
+        log.debug("job %s failed", job, exc_info=exc)
+        log.error("job %s failed: %s ×%d (consecutive); pausing %g s", job, kind, self.failures[kind], wait)
+
+    def recovered(self) -> None:
+        if self.failures:
+            log.warning(
+                "scheduler recovered after %d failure(s): %s", self.failures.total(), dict(self.failures)
+            )
+            self.failures.clear()
 
     def release(self) -> None:
         with self.context.session() as session:
@@ -82,7 +120,7 @@ def add_jobs(scheduler: BaseScheduler, context: AppContext, leader: Leader) -> l
     """Register the jobs on ``scheduler``; returns their ids (the tests read them)."""
     policy = context.policy
     defaults: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE}
-    scheduler.add_job(leader.renew, "interval", seconds=HEARTBEAT_SECONDS, id="lease", **defaults)
+    scheduler.add_job(leader.heartbeat, "interval", seconds=HEARTBEAT_SECONDS, id="lease", **defaults)
     scheduler.add_job(
         leader.run,
         "interval",

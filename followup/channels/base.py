@@ -90,13 +90,38 @@ class DeliveryResult:
     detail: str = ""
 
 
-class DeliveryError(Exception):
-    """A failed send. ``permanent`` errors are not retried; ``retry_after`` (seconds) is a hint."""
+MAX_PROVIDER_DELAY = 86_400.0  # seconds: a provider's Retry-After is believed up to one day, no longer
 
-    def __init__(self, message: str, *, permanent: bool, retry_after: float | None = None) -> None:
+
+def clamp_delay(seconds: float | None) -> float | None:
+    """A provider's delay hint made safe to add to a datetime: finite, 0 to one day; None if unusable.
+
+    ``Retry-After: 1e15`` once raised OverflowError inside the retry bookkeeping and left a touch claimed.
+    """
+    if seconds is None:
+        return None
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if value != value:  # NaN
+        return None
+    return min(max(value, 0.0), MAX_PROVIDER_DELAY)
+
+
+class DeliveryError(Exception):
+    """A failed send. ``permanent`` errors are not retried; ``retry_after`` (seconds) is a hint, clamped
+    to :data:`MAX_PROVIDER_DELAY`. ``in_doubt``: the provider may have accepted the message anyway (the
+    line dropped after the request was complete, or the reply never came), so a blind resend could
+    duplicate it."""
+
+    def __init__(
+        self, message: str, *, permanent: bool, retry_after: float | None = None, in_doubt: bool = False
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
-        self.retry_after = retry_after
+        self.retry_after = clamp_delay(retry_after)
+        self.in_doubt = in_doubt
 
 
 @dataclass(frozen=True)
@@ -221,8 +246,21 @@ class Channel:
 
     # sending -----------------------------------------------------------------------------------------
 
+    # In doubt: how a send that may have been accepted is made safe to repeat. ``None``: any number of
+    # resends is safe (the provider or the outbox drops a repeat of the same key); a number: at most that
+    # many blind resends (email: once, with the same Message-ID), then the touch stays ``in_doubt``.
+    # A channel that can look for an earlier send implements :meth:`find_sent` (Slack: message metadata).
+    in_doubt_resends: ClassVar[int | None] = None
+
     def send(self, message: OutboundMessage) -> DeliveryResult:
         raise NotImplementedError
+
+    def find_sent(self, message: OutboundMessage) -> DeliveryResult | None:
+        """The earlier send of ``message`` if the provider shows one, else None (or not supported)."""
+        return None
+
+    def close(self) -> None:
+        """Give back any connection kept between sends (a batch's SMTP session)."""
 
     @classmethod
     def fit(cls, message: OutboundMessage) -> OutboundMessage:

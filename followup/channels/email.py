@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import smtplib
 import ssl
+import threading
 from collections.abc import Mapping
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -153,8 +155,23 @@ class EmailPolicy(ChannelPolicy):
     smtp_url: EnvRef | None = None
 
 
+DATA_TIMEOUT = 600.0  # RFC 5321 4.5.3.2.6: wait 10 minutes for the reply to the DATA terminator
+
+
+class SmtpInDoubt(Exception):
+    """The whole message and its final "." went out, but no reply came (timeout, dropped line)."""
+
+
 class EmailChannel(Channel):
-    """Sends one touch per SMTP session; no pooling, so a relay outage affects only the current attempt."""
+    """Sends over one SMTP session per thread, reused for a batch and reopened after any error.
+
+    Exactly once: everything before the final "." of DATA is safe to repeat (nothing was accepted), so a
+    reused session that turns out to be dead is reopened and the message sent on the new one. Once the
+    "." went out, a missing reply (``FOLLOWUP_SMTP_DATA_TIMEOUT``, RFC 5321's 10 minutes by default) or a
+    dropped line leaves the message **in doubt**: the relay may have queued it. That is raised as
+    ``DeliveryError(in_doubt=True)``; the shared retry policy resends an in-doubt email at most once, with
+    the same Message-ID, and counts it.
+    """
 
     name = "email"
     label = "メール"
@@ -162,11 +179,15 @@ class EmailChannel(Channel):
     address_aliases = ("メールアドレス", "メール")
     address_max_length = 320
     policy_model: ClassVar[type[ChannelPolicy]] = EmailPolicy
+    in_doubt_resends: ClassVar[int | None] = 1
 
     @classmethod
     def from_policy(cls, policy: EmailPolicy, env: Mapping[str, str]) -> EmailChannel | None:
         smtp_url = resolve_env(policy.smtp_url, env)
-        return cls(smtp_url, policy.sender, policy.sender_name) if smtp_url else None
+        if not smtp_url:
+            return None
+        data_timeout = float(env.get("FOLLOWUP_SMTP_DATA_TIMEOUT") or DATA_TIMEOUT)
+        return cls(smtp_url, policy.sender, policy.sender_name, data_timeout=data_timeout)
 
     @classmethod
     def build_payload(cls, message: OutboundMessage) -> dict[str, Any]:
@@ -186,11 +207,21 @@ class EmailChannel(Channel):
         msg["Date"] = formatdate(localtime=True)
         return "eml", msg.as_bytes(policy=MAIL_POLICY)
 
-    def __init__(self, smtp_url: str, sender: str, sender_name: str = "", timeout: float = 10) -> None:
+    def __init__(
+        self,
+        smtp_url: str,
+        sender: str,
+        sender_name: str = "",
+        timeout: float = 10,
+        data_timeout: float = DATA_TIMEOUT,
+    ) -> None:
         self.settings = SmtpSettings(smtp_url)
         self.sender = sender
         self.sender_name = sender_name
         self.timeout = timeout
+        self.data_timeout = data_timeout
+        self._local = threading.local()  # one session per thread (a worker's pool threads each have one)
+        self.sessions_opened = 0
 
     def send(self, message: OutboundMessage) -> DeliveryResult:
         try:
@@ -200,12 +231,117 @@ class EmailChannel(Channel):
         msg["Date"] = formatdate(localtime=True)
         try:
             self._transmit(msg, message.recipient)
+        except SmtpInDoubt as exc:
+            self.close()
+            raise DeliveryError(f"SMTP in doubt: {exc}", permanent=False, in_doubt=True) from exc
         except (smtplib.SMTPException, OSError) as exc:
+            self.close()
             raise _classify(exc) from exc
         return DeliveryResult(provider_id=str(msg["Message-ID"]))
 
     def _transmit(self, msg: EmailMessage, recipient: str) -> None:
-        send_over_smtp(self.settings, msg, timeout=self.timeout, from_addr=self.sender, to_addrs=[recipient])
+        smtp: smtplib.SMTP | None = getattr(self._local, "smtp", None)
+        if smtp is not None:
+            try:
+                _send_in_session(smtp, msg, self.sender, [recipient], self.timeout, self.data_timeout)
+                return
+            except smtplib.SMTPServerDisconnected:
+                # the kept session died while idle (the relay's own timeout, a restart): nothing of this
+                # message was accepted yet, so open a new session and send it there
+                self.close()
+            except smtplib.SMTPException:
+                raise  # a reply (4xx/5xx) about this message: classified, not resent here
+            except OSError:  # reset or broken pipe before the end of DATA: the same as a dead session
+                self.close()
+        smtp = open_smtp(self.settings, timeout=self.timeout)
+        self._local.smtp = smtp
+        self.sessions_opened += 1
+        _send_in_session(smtp, msg, self.sender, [recipient], self.timeout, self.data_timeout)
+
+    def close(self) -> None:
+        smtp: smtplib.SMTP | None = getattr(self._local, "smtp", None)
+        self._local.smtp = None
+        if smtp is not None:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                smtp.quit()
+            with contextlib.suppress(OSError):
+                smtp.close()
+
+
+def open_smtp(settings: SmtpSettings, *, timeout: float) -> smtplib.SMTP:
+    """A logged-in session to the relay: implicit TLS or STARTTLS and login as the URL says."""
+    s = settings
+    smtp: smtplib.SMTP
+    if s.implicit_tls:
+        smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=timeout, context=ssl.create_default_context())
+    else:
+        smtp = smtplib.SMTP(s.host, s.port, timeout=timeout)
+    try:
+        smtp.ehlo_or_helo_if_needed()
+        if s.starttls:
+            smtp.starttls(context=ssl.create_default_context())
+            smtp.ehlo()
+        if s.username is not None:
+            smtp.login(s.username, s.password or "")
+    except BaseException:
+        smtp.close()
+        raise
+    return smtp
+
+
+def _send_in_session(
+    smtp: smtplib.SMTP,
+    msg: EmailMessage,
+    from_addr: str,
+    to_addrs: list[str],
+    timeout: float,
+    data_timeout: float,
+) -> None:
+    """MAIL, RCPT, DATA on an open session, telling "not accepted" apart from "in doubt".
+
+    Raises smtplib/OSError errors for anything before the final "." (safe to retry), and
+    :class:`SmtpInDoubt` when the message was transmitted whole but no reply was read.
+    """
+    payload = msg.as_bytes(policy=MAIL_POLICY)
+    smtp.ehlo_or_helo_if_needed()
+    options = ["BODY=8BITMIME"] if smtp.has_extn("8bitmime") and not payload.isascii() else []
+    code, reply = smtp.mail(from_addr, options)
+    if code != 250:
+        smtp.rset()
+        raise smtplib.SMTPSenderRefused(code, reply, from_addr)
+    refused: dict[str, tuple[int, bytes]] = {}
+    for address in to_addrs:
+        code, reply = smtp.rcpt(address)
+        if code not in (250, 251):
+            refused[address] = (code, reply)
+    if len(refused) == len(to_addrs):
+        smtp.rset()
+        raise smtplib.SMTPRecipientsRefused(refused)
+    code, reply = smtp.docmd("data")
+    if code != 354:
+        smtp.rset()
+        raise smtplib.SMTPDataError(code, reply)
+    body = re.sub(rb"(?m)^\.", b"..", payload)  # dot-stuffing (RFC 5321 4.5.2), as smtplib does
+    body = body if body.endswith(b"\r\n") else body + b"\r\n"
+    try:
+        smtp.send(body + b".\r\n")
+    except (smtplib.SMTPServerDisconnected, OSError) as exc:
+        # part of the message (perhaps all of it) went out: be conservative, it is in doubt
+        raise SmtpInDoubt(f"line lost while sending DATA: {type(exc).__name__}: {exc}") from exc
+    # from here on the relay has everything it needs to accept the message
+    sock = smtp.sock
+    try:
+        if sock is not None:
+            sock.settimeout(data_timeout)
+        code, reply = smtp.getreply()
+    except (smtplib.SMTPServerDisconnected, OSError) as exc:
+        raise SmtpInDoubt(f"no reply to the end of DATA: {type(exc).__name__}: {exc}") from exc
+    finally:
+        if sock is not None and smtp.sock is not None:
+            with contextlib.suppress(OSError):
+                sock.settimeout(timeout)
+    if code != 250:
+        raise smtplib.SMTPDataError(code, reply)
 
 
 def send_over_smtp(
@@ -216,18 +352,9 @@ def send_over_smtp(
     from_addr: str | None = None,
     to_addrs: list[str] | None = None,
 ) -> None:
-    """One SMTP session to the relay: implicit TLS or STARTTLS and login as the URL says, then DATA."""
-    s = settings
-    smtp: smtplib.SMTP
-    if s.implicit_tls:
-        smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=timeout, context=ssl.create_default_context())
-    else:
-        smtp = smtplib.SMTP(s.host, s.port, timeout=timeout)
+    """One SMTP session to the relay for one message (the weekly report): connect, send, QUIT."""
+    smtp = open_smtp(settings, timeout=timeout)
     try:
-        if s.starttls:
-            smtp.starttls(context=ssl.create_default_context())
-        if s.username is not None:
-            smtp.login(s.username, s.password or "")
         smtp.send_message(msg, from_addr=from_addr, to_addrs=to_addrs)
         # Once DATA is accepted the message is delivered: a failing QUIT must not turn into a retry.
         with contextlib.suppress(smtplib.SMTPException, OSError):

@@ -79,9 +79,9 @@ def _classify(exc: SlackApiError) -> DeliveryError:
     data = exc.response.data
     error = str(data.get("error", "")) if isinstance(data, dict) else ""
     if status == 429 or error == "ratelimited":
-        return DeliveryError(
-            "slack: rate limited", permanent=False, retry_after=_retry_after(dict(exc.response.headers))
-        )
+        hint = _retry_after(dict(exc.response.headers))
+        wait = 30.0 if hint is None else hint  # Slack always sends Retry-After; be careful if not
+        return DeliveryError("slack: rate limited", permanent=False, retry_after=wait)
     if status >= 500:
         return DeliveryError(f"slack: HTTP {status} {error}".rstrip(), permanent=False)
     # Unknown errors stay transient: the shared retry policy caps attempts, so none of them loses a touch.
@@ -101,6 +101,8 @@ SECTION_LIMIT = 3000
 BUTTON_TEXT_LIMIT = 75
 REPLAY_WINDOW = 300  # seconds: an older or newer signed request is refused (no replays)
 ACTION_PREFIX = "survey_answer"
+METADATA_EVENT = "followup_touch"  # chat.postMessage metadata event_type; event_payload {"touch_key": …}
+HISTORY_LOOKBACK = 200  # messages of the DM searched for an in-doubt touch's key
 
 
 def _slack_escape(text: str) -> str:
@@ -138,11 +140,16 @@ class SlackChannel(Channel):
 
     @classmethod
     def build_payload(cls, message: OutboundMessage) -> dict[str, Any]:
-        """The chat.postMessage body, minus the channel (known only after conversations.open)."""
+        """The chat.postMessage body, minus the channel (known only after conversations.open). The touch
+        key rides along as message metadata, so an in-doubt send can be found again (:meth:`find_sent`)."""
         fitted = cls.fit(message)
         payload: dict[str, Any] = {"text": fitted.text}
         if fitted.parts:
             payload["blocks"] = list(fitted.parts)
+        payload["metadata"] = {
+            "event_type": METADATA_EVENT,
+            "event_payload": {"touch_key": message.idempotency_key},
+        }
         return payload
 
     @classmethod
@@ -207,16 +214,60 @@ class SlackChannel(Channel):
         from slack_sdk.errors import SlackApiError, SlackClientError
 
         payload = self.build_payload(message)
+        posting = False
         try:
             channel = self._open_dm(message.recipient)
+            posting = True
             response = self.client.chat_postMessage(channel=channel, **payload)
         except SlackApiError as exc:
             self._dm_channels.pop(message.recipient, None)  # never let a stale DM id outlive an error
             raise _classify(exc) from exc
         except (SlackClientError, OSError) as exc:  # connection refused, timeout, reset
-            raise DeliveryError(f"slack unreachable: {type(exc).__name__}: {exc}", permanent=False) from exc
+            # a post whose answer never came may have been posted: in doubt (looked for before a resend)
+            raise DeliveryError(
+                f"slack unreachable: {type(exc).__name__}: {exc}", permanent=False, in_doubt=posting
+            ) from exc
         ts = str(response.get("ts", ""))
         return DeliveryResult(provider_id=f"{response.get('channel', channel)}:{ts}")
+
+    def find_sent(self, message: OutboundMessage) -> DeliveryResult | None:
+        """The DM message carrying this touch's key in its metadata (an earlier, in-doubt send), if any.
+
+        Slack has no idempotency key for chat.postMessage; metadata is the mark we can look for
+        (``conversations.history`` with ``include_all_metadata``) before any resend.
+        """
+        from slack_sdk.errors import SlackApiError, SlackClientError
+
+        try:
+            channel = self._open_dm(message.recipient)
+            seen, cursor = 0, None
+            while seen < HISTORY_LOOKBACK:
+                response = self.client.conversations_history(
+                    channel=channel, include_all_metadata=True, limit=100, cursor=cursor
+                )
+                messages = response.get("messages") or []
+                for item in messages:
+                    metadata = item.get("metadata") if isinstance(item, dict) else None
+                    payload = metadata.get("event_payload") if isinstance(metadata, dict) else None
+                    if (
+                        isinstance(payload, dict)
+                        and metadata.get("event_type") == METADATA_EVENT  # type: ignore[union-attr]
+                        and payload.get("touch_key") == message.idempotency_key
+                    ):
+                        return DeliveryResult(
+                            provider_id=f"{channel}:{item.get('ts', '')}",
+                            detail="found by metadata (earlier in-doubt send)",
+                        )
+                seen += len(messages)
+                cursor = (response.get("response_metadata") or {}).get("next_cursor")
+                if not messages or not cursor:
+                    return None
+        except SlackApiError as exc:
+            self._dm_channels.pop(message.recipient, None)
+            raise _classify(exc) from exc
+        except (SlackClientError, OSError) as exc:
+            raise DeliveryError(f"slack unreachable: {type(exc).__name__}: {exc}", permanent=False) from exc
+        return None
 
     def _open_dm(self, user_id: str) -> str:
         cached = self._dm_channels.get(user_id)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +16,14 @@ from rich.console import Console
 
 from followup.cli.timeparse import parse_now
 from followup.config.context import AppContext
-from followup.delivery.deliver import DispatchSummary, EnqueueMemo, Publish, outcome_counts, run_due
+from followup.delivery.deliver import (
+    DispatchSummary,
+    EnqueueMemo,
+    FailureTally,
+    Publish,
+    outcome_counts,
+    run_due,
+)
 from followup.errors import Problem, UserInputError
 from followup.ops.audit import record_policy
 
@@ -37,9 +47,12 @@ def _summary_line(created: int, summary: DispatchSummary) -> str:
     totals = outcome_counts(summary.outcomes)
     sent = totals["sent"] + totals["reminded"]
     failed, suppressed, retry = totals["failed"], totals["suppressed"], totals["transient"]
+    doubt = totals["in_doubt"]
     return (
         f"作成 {created}件 / 送信 {sent}件 / 失敗 {failed}件 / 抑制 {suppressed}件 / 再試行待ち {retry}件 "
-        f"(created {created}, sent {sent}, failed {failed}, suppressed {suppressed}, retrying {retry})"
+        f"/ 送達不明 {doubt}件 "
+        f"(created {created}, sent {sent}, failed {failed}, suppressed {suppressed}, retrying {retry}, "
+        f"in doubt {doubt})"
     )
 
 
@@ -86,27 +99,79 @@ def run(
         )
     memo = EnqueueMemo(context.settings.claim_timeout)
     publish = _publisher(context)
-    with context.session() as session:
-        record_policy(session, context.loaded, now=parse_now(now, context))
-    while True:
+    stop = StopFlag.install()
+    policy_recorded = False
+    failures: Counter[str] = Counter()  # consecutive failed passes, by kind
+    while not stop.requested:
         moment = parse_now(now, context)
         try:
+            if not policy_recorded:
+                with context.session() as session:
+                    record_policy(session, context.loaded, now=moment)
+                policy_recorded = True
             created = _plan(context, moment)
-            summary = run_due(context, moment, memo=memo, publish=publish)
+            summary = run_due(context, moment, memo=memo, publish=publish, should_stop=stop.is_set)
         except Exception as exc:
             if once:
                 raise
-            # the database or the broker is briefly away: the long-running job keeps going
-            log.exception("run pass failed")
-            err.print(f"エラー: {type(exc).__name__} — retrying in {interval:g} s", markup=False)
-            time.sleep(interval)
+            # the database or the broker is away: one line per kind with its count, and back off
+            kind = FailureTally.kind(exc)
+            failures[kind] += 1
+            wait = min(interval * 2 ** (sum(failures.values()) - 1), max(interval, MAX_BACKOFF))
+            log.debug("run pass failed", exc_info=exc)
+            err.print(
+                f"エラー: {kind} ×{failures[kind]} (consecutive) — retrying in {wait:g} s",
+                markup=False,
+                highlight=False,
+            )
+            stop.sleep(wait)
             continue
+        if failures:
+            err.print(f"回復: {sum(failures.values())} failed pass(es) before this one", markup=False)
+            failures.clear()
         out.print(_summary_line(created, summary), markup=False, highlight=False)
         if summary.recovered:
             err.print(f"復旧: 作業者が失われた送信 {summary.recovered}件を再計画しました (recovered claims)")
+        in_doubt = outcome_counts(summary.outcomes)["in_doubt"]
+        if in_doubt:
+            err.print(
+                f"要確認: 送達不明 {in_doubt}件 (in doubt, not resent: see `followup holders show`, "
+                'metric followup_touches{status="in_doubt"})',
+                markup=False,
+            )
         if once:
             return
-        time.sleep(interval)
+        stop.sleep(interval)
+    err.print("SIGTERM: 処理中の送信を終えて終了しました (stopped after the current touch)", markup=False)
+
+
+MAX_BACKOFF = 300.0  # seconds between passes while the database or broker stays away
+
+
+class StopFlag:
+    """SIGTERM (docker stop, systemd) asks ``run`` to stop: the touch being sent is finished and recorded,
+    the rest of the batch stays planned, and the process exits 0. A second SIGTERM is handled the same."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    @classmethod
+    def install(cls) -> StopFlag:
+        flag = cls()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, flag._on_signal)
+        return flag
+
+    def _on_signal(self, _signum: int, _frame: object) -> None:
+        self.requested = True
+
+    def is_set(self) -> bool:
+        return self.requested
+
+    def sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.requested and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.2))
 
 
 def worker(

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     max_attempts: int = 8
     retry_base: float = 60.0
     retry_cap: float = 3600.0
+    # seconds to wait for the relay's reply to the end of DATA (RFC 5321 4.5.3.2.6: 10 minutes); a reply
+    # that does not come leaves the email in doubt (resent at most once, same Message-ID)
+    smtp_data_timeout: float = 600.0
     # scheduler (workers.scheduler): seconds between dispatch runs; retries become due no sooner than this
     dispatch_interval: float = 60.0
 

@@ -155,6 +155,10 @@ class Touch(Base):
     sent_at: Mapped[datetime | None] = mapped_column()
     provider_id: Mapped[str | None] = mapped_column(String(300))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # set, durably, just before the provider is called; cleared once the outcome is known. Still set on a
+    # touch found again: an earlier send may have been accepted (in doubt), see followup.delivery.deliver
+    send_started_at: Mapped[datetime | None] = mapped_column()
+    in_doubt_resends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     cancel_reason: Mapped[str | None] = mapped_column(Text)
     # delivery held it back (outside the send window, a closed day): its due time is delivery's now
     held_at: Mapped[datetime | None] = mapped_column()

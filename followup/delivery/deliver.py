@@ -38,6 +38,7 @@ from followup.channels import (
     channel_class,
     load_channel_class,
 )
+from followup.channels.base import clamp_delay
 from followup.config import Phase, Policy
 from followup.config.context import AppContext
 from followup.config.loader import assignee_name
@@ -53,8 +54,9 @@ from followup.rendering.templates import MessageTemplates, TemplateProblem
 
 log = logging.getLogger(__name__)
 
-FINAL_STATUSES = ("sent", "failed", "cancelled", "reminded", "done")
-OUTCOMES = ("sent", "transient", "permanent", "suppressed")  # a DeliveryAttempt's outcome
+FINAL_STATUSES = ("sent", "failed", "cancelled", "reminded", "done", "in_doubt")
+# a DeliveryAttempt's outcome; ``in_doubt``: the provider may have accepted it (no reply, worker lost)
+OUTCOMES = ("sent", "transient", "permanent", "suppressed", "in_doubt")
 
 
 class OutcomeKind(StrEnum):
@@ -69,6 +71,7 @@ class OutcomeKind(StrEnum):
     DEFERRED = "deferred"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
+    IN_DOUBT = "in_doubt"
 
 
 Kind = OutcomeKind
@@ -118,7 +121,8 @@ def outbox_directory(context: AppContext) -> Path:
 def build_channels(context: AppContext, env: Mapping[str, str] | None = None) -> dict[str, Channel]:
     """The real provider for each channel whose endpoint/credentials are set in the environment, else the
     outbox, so the embedded default delivers to files and never needs a network."""
-    env = os.environ if env is None else env
+    env = dict(os.environ if env is None else env)
+    env["FOLLOWUP_SMTP_DATA_TIMEOUT"] = str(context.settings.smtp_data_timeout)
     channels_policy = context.policy.channels
     outbox = outbox_directory(context)
     outbox_class: Any = load_channel_class("outbox")
@@ -192,6 +196,7 @@ def backoff_delay(attempts: int, base: float, cap: float, retry_after: float | N
     than the provider's ``Retry-After``."""
     exponential = min(cap, base * (2 ** max(0, attempts - 1)))
     delay = exponential * (0.5 + random.random() / 2)  # jitter, not cryptography
+    retry_after = clamp_delay(retry_after)  # Retry-After: 1e15 must not overflow a datetime
     if retry_after is not None:
         delay = max(delay, retry_after)
     return float(delay)
@@ -231,26 +236,82 @@ def recover_stale_claims(session: Session, now: datetime, timeout: float) -> int
     """Put touches stuck in ``sending`` for longer than ``timeout`` seconds back to ``planned``.
 
     A worker killed between claim and result leaves its touch in ``sending``; without this it would never be
-    sent. The remaining risk is honest: if the worker died *after* the provider accepted the message but
-    *before* the result was committed (a window of a few milliseconds per send), the touch is sent again.
-    For LINE the stable ``X-Line-Retry-Key`` makes LINE refuse the second push (409 → counted as sent); for
-    email the stable Message-ID lets mail clients and relays de-duplicate; Slack has no such key, so a
-    duplicate DM is possible in that window. A claim timeout well above the slowest send (default 300 s)
-    keeps a slow-but-alive worker from being overtaken.
+    sent. Such a touch carries ``send_started_at`` (written before the provider was called), so it is
+    recovered **in doubt**: an ``in_doubt`` attempt is recorded and the next delivery does not resend
+    blindly — Slack looks for the touch key in its DM's message metadata first, email resends at most once
+    with the same Message-ID (and counts it), LINE's retry key makes LINE refuse a repeat, the outbox
+    overwrites its one file. A claim timeout well above the slowest send (default 300 s) keeps a
+    slow-but-alive worker from being overtaken.
     """
-    result = session.execute(
-        update(Touch)
-        .where(Touch.status == "sending", Touch.claimed_at < now - timedelta(seconds=timeout))
-        .values(status="planned", claimed_at=None, claimed_by=None, last_error="claim expired: worker lost")
-        .execution_options(synchronize_session=False)
-    )
-    count = int(getattr(result, "rowcount", 0) or 0)
+    stale = session.execute(
+        select(Touch.id, Touch.channel, Touch.claimed_by, Touch.send_started_at).where(
+            Touch.status == "sending", Touch.claimed_at < now - timedelta(seconds=timeout)
+        )
+    ).all()
+    count = 0
+    for row in stale:
+        in_doubt = row.send_started_at is not None
+        error = "claim expired: worker lost" + (" after the send started (in doubt)" if in_doubt else "")
+        result = session.execute(
+            update(Touch)
+            .where(Touch.id == row.id, Touch.status == "sending", Touch.claimed_by == row.claimed_by)
+            .values(status="planned", claimed_at=None, claimed_by=None, last_error=error)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(result, "rowcount", 0) != 1:
+            continue
+        count += 1
+        if in_doubt:
+            session.add(
+                DeliveryAttempt(
+                    touch_id=row.id,
+                    channel=row.channel,
+                    started_at=row.send_started_at,
+                    finished_at=now,
+                    outcome="in_doubt",
+                    error=error,
+                    worker=(row.claimed_by or "")[:200],
+                )
+            )
     if count:
         log.warning("recovered %d touch(es) whose worker was lost after claiming", count)
     return count
 
 
 # --- delivering -----------------------------------------------------------------------------------------
+
+
+class ChannelGates:
+    """Per-channel back-off, in this process: after a provider says "slow down" (429, Retry-After), the
+    channel's touches wait without calling it until the delay is over; then one probe goes out. Each
+    further consecutive push-back waits longer (``base`` doubling, up to ``cap``), never shorter than the
+    provider's hint (clamped to a day)."""
+
+    def __init__(self, base: float, cap: float) -> None:
+        self.base, self.cap = base, cap
+        self._until: dict[str, datetime] = {}
+        self._streak: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def waiting(self, channel: str, now: datetime) -> float | None:
+        """Seconds the channel must still wait at ``now``, or None: go (this send may be the probe)."""
+        with self._lock:
+            until = self._until.get(channel)
+            left = (until - now).total_seconds() if until is not None else 0.0
+            return left if left > 0 else None
+
+    def push_back(self, channel: str, retry_after: float, now: datetime) -> None:
+        with self._lock:
+            self._streak[channel] += 1
+            streak = self._streak[channel]
+            exponential = min(self.cap, self.base * 2 ** (streak - 2)) if streak > 1 else 0.0
+            wait = max(clamp_delay(retry_after) or 0.0, exponential)
+            self._until[channel] = now + timedelta(seconds=wait)
+
+    def clear(self, channel: str) -> None:
+        with self._lock:
+            self._streak.pop(channel, None)
+            self._until.pop(channel, None)
 
 
 @dataclass
@@ -260,6 +321,7 @@ class _Prepared:
     channel: str
     message: OutboundMessage
     final_status: str  # "sent", or "reminded" for a manual touch's reminder
+    in_doubt: bool = False  # an earlier send may have been accepted: look for it, or resend knowingly
 
 
 @dataclass
@@ -276,6 +338,7 @@ class Deliverer:
         self.templates = MessageTemplates(self.context.templates_root, locale=policy.organization.locale)
         self.signer = LinkSigner.from_settings(self.context.settings)
         self.calendar = BusinessCalendar.from_policy(policy)
+        self.gates = ChannelGates(self.context.settings.retry_base, self.context.settings.retry_cap)
 
     # the whole job ---------------------------------------------------------------------------------------
 
@@ -319,7 +382,7 @@ class Deliverer:
             touch.claimed_at, touch.claimed_by = None, None
             return Outcome(Kind.DEFERRED, "outside the send window")
         if touch.kind == "manual":
-            return self._reminder(session, touch, holder)
+            return self._start(session, touch, self._reminder(session, touch, holder), now, worker)
 
         try:
             meta = self.templates.meta(touch.template or "")
@@ -335,6 +398,12 @@ class Deliverer:
         if channel != touch.channel:
             touch.note = ((touch.note or "") + f" [fallback {touch.channel}→{channel}]").strip()
             touch.channel = channel
+        waiting = self.gates.waiting(channel, now)
+        if waiting is not None:
+            # the provider said "slow down": one probe went out, the rest wait without calling it
+            touch.status, touch.due_at = "planned", now + timedelta(seconds=waiting)
+            touch.claimed_at, touch.claimed_by = None, None
+            return Outcome(Kind.DEFERRED, f"{channel} backing off")
 
         rule = self.context.policy.rules.over_contacted
         if rule.enforce:
@@ -385,7 +454,30 @@ class Deliverer:
             parts=parts,
             unsubscribe_url=context["unsubscribe_url"],
         )
-        return _Prepared(channel, message, "sent")
+        return self._start(session, touch, _Prepared(channel, message, "sent"), now, worker)
+
+    def _start(
+        self, session: Session, touch: Touch, prepared: _Prepared, now: datetime, worker: str
+    ) -> _Prepared | Outcome:
+        """Mark "send started" in the claim's transaction (so a crash from here on is known to be in
+        doubt), deciding first what an earlier in-doubt send allows."""
+        in_doubt = touch.send_started_at is not None
+        channel = self.channels[prepared.channel]
+        limit = channel.in_doubt_resends
+        if in_doubt and limit is not None:
+            if touch.in_doubt_resends >= limit:
+                error = (
+                    f"in doubt: the provider may have accepted it; already resent {touch.in_doubt_resends}"
+                    " time(s) in doubt, not again (check with the provider)"
+                )
+                self._record(session, touch, "in_doubt", now, now, worker, error=error)
+                touch.status, touch.last_error = "in_doubt", error
+                touch.claimed_at, touch.claimed_by = None, None
+                return Outcome(Kind.IN_DOUBT, "not resent")
+            touch.in_doubt_resends += 1  # committed before the resend: at most ``limit``, even if killed
+        touch.send_started_at = now
+        prepared.in_doubt = in_doubt
+        return prepared
 
     def _template_failed(
         self, session: Session, touch: Touch, now: datetime, worker: str, exc: TemplateProblem
@@ -500,12 +592,19 @@ class Deliverer:
         result: DeliveryResult | None = None
         error: DeliveryError | None = None
         try:
-            result = channel.send(prepared.message)
+            if prepared.in_doubt:  # look before resending (Slack: the touch key in message metadata)
+                result = channel.find_sent(prepared.message)
+            if result is None:
+                result = channel.send(prepared.message)
         except DeliveryError as exc:
             error = exc
         except Exception as exc:  # a channel bug must not leave the touch claimed forever
             log.exception("channel %s raised unexpectedly", prepared.channel)
-            error = DeliveryError(f"{type(exc).__name__}: {exc}", permanent=False)
+            error = DeliveryError(f"{type(exc).__name__}: {exc}", permanent=False, in_doubt=True)
+        if error is not None and error.retry_after is not None:
+            self.gates.push_back(prepared.channel, error.retry_after, now)
+        elif result is not None:
+            self.gates.clear(prepared.channel)
         finished = now + timedelta(seconds=time.monotonic() - started)
         # The message may be out already: recording it must survive a database blip (a failover), or the
         # stale-claim recovery would send it again. Retry for up to half the claim timeout, then say so.
@@ -543,20 +642,30 @@ class Deliverer:
     ) -> Outcome:
         owned = touch.status == "sending" and touch.claimed_by == token
         if result is not None:
-            self._record(session, touch, "sent", now, finished, worker, provider_id=result.provider_id)
+            note = result.detail if result.detail.startswith("found") else None
+            self._record(
+                session, touch, "sent", now, finished, worker, provider_id=result.provider_id, error=note
+            )
             if touch.status not in FINAL_STATUSES or owned:
                 touch.status, touch.sent_at = prepared.final_status, finished
                 touch.provider_id, touch.last_error = result.provider_id[:300], None
+                touch.send_started_at = None
                 touch.attempts += 1
             return Outcome(Kind(prepared.final_status))
         assert error is not None
         outcome = Kind.PERMANENT if error.permanent else Kind.TRANSIENT
-        self._record(session, touch, outcome, now, finished, worker, error=str(error))
+        recorded = Kind.IN_DOUBT if error.in_doubt and not error.permanent else outcome
+        self._record(session, touch, recorded, now, finished, worker, error=str(error))
         if not owned:  # recovered and re-claimed by someone else meanwhile: theirs to finish
             return Outcome(outcome, "no longer owned")
         touch.attempts += 1
         touch.last_error = str(error)
+        if not error.in_doubt and not prepared.in_doubt:
+            touch.send_started_at = None  # refused for sure, and no earlier send in doubt
         settings = self.context.settings
+        if not error.permanent and touch.attempts >= settings.max_attempts and touch.send_started_at:
+            touch.status, touch.claimed_at, touch.claimed_by = "in_doubt", None, None
+            return Outcome(Kind.IN_DOUBT, f"gave up after {touch.attempts} attempts")
         if error.permanent or touch.attempts >= settings.max_attempts:
             touch.status = "failed"
             why = "permanent" if error.permanent else f"gave up after {touch.attempts} attempts"
@@ -566,7 +675,7 @@ class Deliverer:
         retry_at = self.calendar.next_allowed(now + timedelta(seconds=delay), touch.holder.timezone)
         touch.status, touch.due_at = "planned", retry_at
         touch.claimed_at, touch.claimed_by = None, None
-        return Outcome(Kind.TRANSIENT, "retry planned")
+        return Outcome(Kind.TRANSIENT, "in doubt, retry planned" if error.in_doubt else "retry planned")
 
     def _postpone(self, touch_id: int, now: datetime, worker: str, error: str) -> None:
         try:
@@ -584,8 +693,8 @@ class Deliverer:
                         touch.due_at = self.calendar.next_allowed(
                             now + timedelta(seconds=delay), touch.holder.timezone
                         )
-        except Exception:  # the database itself is down: the touch stays planned for the next dispatch
-            log.exception("could not postpone touch %s", touch_id)
+        except Exception as exc:  # the database itself is down: the touch stays planned for the next dispatch
+            log.warning("could not postpone touch %s: %s", touch_id, FailureTally.kind(exc))
 
     @staticmethod
     def _record(
@@ -698,12 +807,44 @@ the workers: it rings the doorbell by task name through whatever callable it is 
 """
 
 
+class FailureTally:
+    """Failures counted by kind (exception type and first line) and logged once per kind with a count,
+    so an outage prints a few lines, not one traceback per touch and pass. The first failure of a kind
+    keeps its traceback at DEBUG."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.log = logger
+        self.counts: Counter[str] = Counter()
+        self.examples: dict[str, str] = {}
+
+    @staticmethod
+    def kind(exc: BaseException) -> str:
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+    def add(self, exc: BaseException, touch_id: int | None = None) -> str:
+        kind = self.kind(exc)
+        if kind not in self.counts:
+            self.log.debug("first %s (touch %s)", kind, touch_id, exc_info=exc)
+            self.examples[kind] = f"touch {touch_id}" if touch_id is not None else ""
+        self.counts[kind] += 1
+        return kind
+
+    def flush(self) -> None:
+        for kind, n in self.counts.items():
+            example = f" (first: {self.examples[kind]})" if self.examples.get(kind) else ""
+            self.log.error("%d× %s%s", n, kind, example)
+        self.counts.clear()
+        self.examples.clear()
+
+
 def run_due(
     context: AppContext,
     now: datetime,
     limit: int = 1000,
     memo: EnqueueMemo | None = None,
     publish: Publish | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> DispatchSummary:
     """Recover lost claims, then deliver (embedded) or publish (broker) every touch that is due."""
     summary = DispatchSummary()
@@ -722,14 +863,26 @@ def run_due(
             if memo is not None:
                 memo.mark(ids)
         return summary
-    for touch_id in ids:
-        try:
-            outcome = deliver_touch(context, touch_id, now=now)
-        except Exception:  # one bad row (already postponed) or a database hiccup must not stop the batch
-            log.exception("delivering touch %s failed", touch_id)
-            outcome = Outcome(Kind.FAILED, "unexpected error")
-        summary.outcomes[outcome] += 1
-        summary.dispatched += 1
+    failures = FailureTally(log)
+    try:
+        for touch_id in ids:
+            if should_stop is not None and should_stop():
+                break  # SIGTERM: the touch in hand is finished, the rest stay planned for the next run
+            try:
+                outcome = deliver_touch(context, touch_id, now=now)
+            except OperationalError as exc:  # the database is away: the rest of the batch would fail too
+                failures.add(exc)
+                summary.outcomes[Outcome(Kind.FAILED, "database unavailable")] += 1
+                break
+            except Exception as exc:  # one bad row (already postponed) must not stop the batch
+                failures.add(exc, touch_id)
+                outcome = Outcome(Kind.FAILED, "unexpected error")
+            summary.outcomes[outcome] += 1
+            summary.dispatched += 1
+    finally:
+        failures.flush()
+        for channel in deliverer_for(context).channels.values():
+            channel.close()  # the batch's SMTP session
     return summary
 
 
@@ -746,7 +899,17 @@ def dispatch_due(
 
 def outcome_counts(outcomes: Mapping[str, int]) -> dict[str, int]:
     """sent / failed / suppressed / other totals from outcome strings, for summaries."""
-    keys = ("sent", "reminded", "transient", "failed", "suppressed", "deferred", "skipped", "cancelled")
+    keys = (
+        "sent",
+        "reminded",
+        "transient",
+        "failed",
+        "suppressed",
+        "deferred",
+        "skipped",
+        "cancelled",
+        "in_doubt",
+    )
     totals = dict.fromkeys(keys, 0)
     for outcome, n in outcomes.items():
         key = kind_of(outcome)

@@ -5,13 +5,22 @@ owns its provider's format: ``verify`` checks the signature against the raw body
 parsed (a missing, wrong or stale signature gets 401 and changes nothing), ``parse`` maps the body to
 normalized :class:`~followup.channels.base.InboundEvent` objects; this module only records them.
 Providers redeliver, so each event is stored with a ``dedupe_key`` (Slack ``event_id``, LINE
-``webhookEventId``) and counts once.
+``webhookEventId``) and counts once; an event without one is keyed by a hash of the signed body (and
+its place in it), so a replay of the same signed body is recognised too.
+
+Untrusted bytes are bounded before anything else: the body is streamed with a cap
+(:data:`MAX_BODY_BYTES`, 1 MiB; Slack and LINE send a few KiB), and a larger ``Content-Length`` or
+stream gets 413 without being read. A correctly signed body that cannot be parsed or holds values of the
+wrong shape gets 400 and one log line, never a 500 with a traceback.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +43,51 @@ from followup.web.surveys import resolve_survey_link
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 UNAUTHORIZED = {"detail": "invalid or missing signature"}
+MAX_BODY_BYTES = 1024 * 1024  # the largest webhook body read; the reverse proxy should cap it too
+# what a malformed (but signed) body can raise while being parsed or mapped: a 400, not a 500
+MALFORMED = (ValueError, TypeError, AttributeError, KeyError, RecursionError, OverflowError, IndexError)
+_MAX_AT = 4102444800.0  # 2100-01-01: a provider timestamp past this (or negative) is not one
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_capped(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, read in chunks and abandoned as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def body_dedupe_key(channel: str, body: bytes, index: int) -> str:
+    """The dedupe key of an event the provider sent without an id: the signed body's hash and position."""
+    return f"{channel}:body:{hashlib.sha256(body).hexdigest()[:40]}:{index}"
+
+
+def checked(event: InboundEvent, channel: str, body: bytes, index: int) -> InboundEvent:
+    """``event`` with every field of the shape the recorder expects (else ``ValueError``: a 400), and a
+    dedupe key from the signed body when the provider gave none."""
+    if event.address is not None and not isinstance(event.address, str):
+        raise ValueError("address is not a string")
+    if not isinstance(event.text, str) or not isinstance(event.data, str):
+        raise ValueError("text or data is not a string")
+    if event.at is not None:
+        at = float(event.at)
+        if not 0 <= at <= _MAX_AT:  # also false for NaN
+            raise ValueError("timestamp out of range")
+    json.dumps(event.payload)  # stored as JSON: refuse what cannot be (or is nested without end)
+    if event.dedupe_key is None and event.kind != "other":
+        event = replace(event, dedupe_key=body_dedupe_key(channel, body, index))
+    return event
 
 
 def _holder_by(session: Session, channel: str, user_id: str | None) -> OfferHolder | None:
@@ -205,18 +259,25 @@ async def channel_webhook(request: Request, channel: str) -> Response:
     if channel not in CHANNELS or not channel_class(channel).inbound:
         return JSONResponse({"detail": "not found"}, status_code=404)
     spec = channel_class(channel)
-    body = await request.body()
+    try:
+        body = await read_capped(request)
+    except BodyTooLarge:
+        log.warning("%s webhook refused: body over %d bytes", channel, MAX_BODY_BYTES)
+        return JSONResponse({"detail": "body too large"}, status_code=413)
     section = state.context.policy.channels.section(channel)
     if not spec.verify(section, request.headers, body, state.clock().timestamp(), os.environ):
         log.warning("%s webhook refused: bad or stale signature", channel)
         return JSONResponse(UNAUTHORIZED, status_code=401)
     try:
         inbound = spec.parse(request.headers, body)
-    except (ValueError, UnicodeDecodeError):
+        if inbound.reply is not None:
+            json.dumps(inbound.reply)
+            return JSONResponse(inbound.reply)
+        events = tuple(checked(e, channel, body, i) for i, e in enumerate(inbound.events))
+    except MALFORMED as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        log.warning("%s webhook refused: malformed signed body (%s)", channel, type(exc).__name__)
         return JSONResponse({"detail": "malformed body"}, status_code=400)
-    if inbound.reply is not None:
-        return JSONResponse(inbound.reply)
-    outcomes = await run_in_threadpool(_handle_events, state, inbound.events)
+    outcomes = await run_in_threadpool(_handle_events, state, events)
     if inbound.batch:
         return JSONResponse({"ok": True, "outcomes": outcomes})
     return JSONResponse({"ok": True, "outcome": outcomes[0] if outcomes else "ignored"})

@@ -109,7 +109,10 @@ def test_it_treats_an_unreachable_api_as_transient() -> None:
 
 
 def test_it_builds_a_payload_without_blocks_when_there_are_none() -> None:
-    assert build_payload(make_message(parts=None)) == {"text": "花子さん、入社まであと8週間です。"}
+    payload = build_payload(make_message(parts=None))
+    assert "blocks" not in payload
+    assert payload["text"] == "花子さん、入社まであと8週間です。"
+    assert payload["metadata"]["event_type"] == "followup_touch"  # the touch key, for in-doubt lookups
 
 
 def test_it_keeps_the_payload_within_slack_limits() -> None:

@@ -7,6 +7,7 @@ test process. Every stand-in counts what it accepted per recipient so tests can 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -84,6 +85,7 @@ def control(base_url: str, action: str, **params: Any) -> dict[str, Any]:
 
 
 Reply = tuple[int, dict[str, str], dict[str, Any]]
+DROP = 0  # a handler's status: close the connection without answering (the request was acted upon)
 
 
 class HttpStandIn:
@@ -206,6 +208,11 @@ class HttpStandIn:
                     status, payload = 404, {"message": "unknown control action"}
             else:
                 status, extra, payload = self.handle(path, headers, body)
+        if status == DROP:  # accepted, but the line drops before the answer: the client is in doubt
+            request.close_connection = True
+            with contextlib.suppress(OSError):
+                request.connection.shutdown(socket.SHUT_RDWR)
+            return
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         request.send_response(status)
         request.send_header("Content-Type", "application/json; charset=utf-8")

@@ -1,4 +1,6 @@
-"""Slack Web API stand-in: conversations.open and chat.postMessage, as slack-sdk calls them.
+"""Slack Web API stand-in: conversations.open, chat.postMessage (with ``metadata``) and
+conversations.history (newest first; metadata only with ``include_all_metadata``), as slack-sdk calls them.
+``drop_next(n)`` posts the next ``n`` messages but drops the line before answering (an in-doubt send).
 
 Like Slack, it answers HTTP 200 with ``{"ok": false, "error": ...}`` for API errors and HTTP 429 with
 ``Retry-After`` when rate limiting. Base URL for ``WebClient``: ``api_url`` (ends in ``/api/``).
@@ -8,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.standins import HttpStandIn, Reply, add_common_args, serve_until_signalled
+from tests.standins import DROP, HttpStandIn, Reply, add_common_args, serve_until_signalled
 
 DEFAULT_TOKEN = "xoxb-test-token"
 
@@ -30,26 +33,42 @@ class SlackApi(HttpStandIn):
         self.token = token
         self.known_users = known_users  # None: every id starting with "U" exists
         self.rate_limit_next_n = 0
-        self.retry_after = 1
+        self.rate_limit_forever = False
+        self.retry_after: str = "1"
+        self.drop_next_n = 0
+        self.history: dict[str, list[dict[str, Any]]] = {}  # DM channel -> messages, oldest first
         self._seq = itertools.count(1)
 
     @property
     def api_url(self) -> str:
         return f"{self.base_url}/api/"
 
-    def rate_limit(self, n: int, retry_after: int = 1) -> None:
-        """Answer the next ``n`` API calls with 429 and ``Retry-After: retry_after``."""
+    def rate_limit(self, n: int, retry_after: int | float | str = 1, forever: bool = False) -> None:
+        """Answer the next ``n`` API calls (or all, ``forever``) with 429 and ``Retry-After``."""
         with self.lock:
-            self.rate_limit_next_n, self.retry_after = n, retry_after
+            self.rate_limit_next_n, self.retry_after = n, str(retry_after)
+            self.rate_limit_forever = forever
+
+    def drop_next(self, n: int) -> None:
+        """Post the next ``n`` messages, then close the connection without an answer."""
+        with self.lock:
+            self.drop_next_n = n
 
     def reset(self) -> None:
         super().reset()
         with self.lock:
             self.rate_limit_next_n = 0
+            self.rate_limit_forever = False
+            self.drop_next_n = 0
+            self.history.clear()
 
     def control(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
         if action == "rate_limit":
-            self.rate_limit(int(params.get("n", 1)), int(params.get("retry_after", 1)))
+            forever = bool(params.get("forever"))
+            self.rate_limit(int(params.get("n", 1)), params.get("retry_after", 1), forever)
+            return self.state()
+        if action == "drop":
+            self.drop_next(int(params.get("n", 1)))
             return self.state()
         if action == "users":
             self.known_users = set(params["users"]) if params.get("users") is not None else None
@@ -62,9 +81,9 @@ class SlackApi(HttpStandIn):
     def handle(self, path: str, headers: dict[str, str], body: dict[str, Any]) -> Reply:
         with self.lock:
             self.requests += 1
-            if self.rate_limit_next_n > 0:
-                self.rate_limit_next_n -= 1
-                return 429, {"Retry-After": str(self.retry_after)}, {"ok": False, "error": "ratelimited"}
+            if self.rate_limit_next_n > 0 or self.rate_limit_forever:
+                self.rate_limit_next_n = max(0, self.rate_limit_next_n - 1)
+                return 429, {"Retry-After": self.retry_after}, {"ok": False, "error": "ratelimited"}
             if self.fail_next_n > 0:
                 self.fail_next_n -= 1
                 return self.fail_status, {}, {"ok": False, "error": "internal_error"}
@@ -78,6 +97,8 @@ class SlackApi(HttpStandIn):
                 return self._open(body)
             if method == "chat.postMessage":
                 return self._post(body)
+            if method == "conversations.history":
+                return self._history(body)
             return 404, {}, {"ok": False, "error": "unknown_method"}
 
     def _open(self, body: dict[str, Any]) -> Reply:
@@ -97,10 +118,51 @@ class SlackApi(HttpStandIn):
             return 200, {}, {"ok": False, "error": "no_text"}
         ts = f"{int(time.time())}.{next(self._seq):06d}"
         message = {"type": "message", "text": body.get("text", ""), "blocks": body.get("blocks"), "ts": ts}
+        metadata = body.get("metadata")
+        if isinstance(metadata, str):  # form-encoded callers send it as JSON text
+            metadata = json.loads(metadata)
+        if metadata is not None:
+            if not isinstance(metadata, dict) or not metadata.get("event_type"):
+                return 200, {}, {"ok": False, "error": "invalid_metadata_format"}
+            message["metadata"] = metadata
+        self.history.setdefault(channel, []).append(message)
         self.record(
-            user, {"channel": channel, "ts": ts, "text": message["text"], "blocks": message["blocks"]}
+            user,
+            {
+                "channel": channel,
+                "ts": ts,
+                "text": message["text"],
+                "blocks": message["blocks"],
+                "metadata": metadata,
+            },
         )
+        if self.drop_next_n > 0:
+            self.drop_next_n -= 1
+            return DROP, {}, {}
         return 200, {}, {"ok": True, "channel": channel, "ts": ts, "message": message}
+
+    def _history(self, body: dict[str, Any]) -> Reply:
+        channel = str(body.get("channel", ""))
+        user = channel[1:] if channel.startswith("D") else ""
+        if not user or not self._user_exists(user):
+            return 200, {}, {"ok": False, "error": "channel_not_found"}
+        with_metadata = str(body.get("include_all_metadata", "")).lower() in ("1", "true")
+        limit = max(1, min(int(body.get("limit") or 100), 999))
+        start = int(body.get("cursor") or 0)
+        newest_first = list(reversed(self.history.get(channel, [])))
+        page = newest_first[start : start + limit]
+        messages = [m if with_metadata else {k: v for k, v in m.items() if k != "metadata"} for m in page]
+        more = start + limit < len(newest_first)
+        return (
+            200,
+            {},
+            {
+                "ok": True,
+                "messages": messages,
+                "has_more": more,
+                "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+            },
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,12 +1,16 @@
 """SMTP sink on loopback (aiosmtpd), for the real smtplib client.
 
 It can be stopped and started again on the same port to simulate a relay outage, reject chosen
-recipients with 550 at RCPT, and check AUTH credentials (535 for wrong ones).
+recipients with 550 at RCPT, and check AUTH credentials (535 for wrong ones). For exactly-once tests it
+can accept a message and then drop the line before the final reply (``drop_after_data``), answer the end
+of DATA slowly (``reply_delay``), and close a session after a number of messages (``close_sessions_after``:
+a relay ending a reused connection mid-batch). It counts the SMTP sessions it saw.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import json
 import threading
@@ -48,8 +52,29 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.sink.accept(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content)))
+        sink = self.sink
+        sink.accept(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content)))
+        with sink.lock:
+            drop = sink.drop_after_data_n > 0
+            sink.drop_after_data_n -= 1 if drop else 0
+            sink.per_session[id(session)] += 1
+            close = sink.close_sessions_after and sink.per_session[id(session)] >= sink.close_sessions_after
+        if drop:  # queued, but the line drops before the 250: the client cannot know
+            server.transport.abort()
+            return "250 2.0.0 (never seen)"
+        if sink.reply_delay:
+            await asyncio.sleep(sink.reply_delay)
+        if close:  # the relay ends this (reused) session right after answering
+            asyncio.get_running_loop().call_later(0.01, server.transport.close)
         return "250 2.0.0 Message accepted for delivery"
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        with self.sink.lock:
+            self.sink.sessions += 1
+        return responses
 
 
 class SmtpSink:
@@ -68,6 +93,11 @@ class SmtpSink:
         self.credentials = credentials
         self.messages: list[ReceivedMail] = []
         self.counts: Counter[str] = Counter()
+        self.drop_after_data_n = 0
+        self.reply_delay = 0.0
+        self.close_sessions_after = 0
+        self.per_session: Counter[int] = Counter()
+        self.sessions = 0  # EHLOs seen: one per SMTP session
         self.lock = threading.Lock()
         self._controller: Controller | None = None
 
@@ -121,10 +151,18 @@ class SmtpSink:
         with self.lock:
             return self.counts[recipient.lower()]
 
+    def count_message_id(self, message_id: str) -> int:
+        with self.lock:
+            return sum(1 for m in self.messages if str(m.message().get("Message-ID", "")) == message_id)
+
     def reset(self) -> None:
         with self.lock:
             self.messages.clear()
             self.counts.clear()
+            self.drop_after_data_n = 0
+            self.reply_delay = 0.0
+            self.close_sessions_after = 0
+            self.sessions = 0
 
 
 def _log_record(mail: ReceivedMail) -> dict[str, Any]:

@@ -245,3 +245,108 @@ def test_a_non_ascii_line_signature_gets_401_not_500(web: WebEnv) -> None:
         headers={"Content-Type": "application/json", "X-Line-Signature": "é".encode()},
     )
     assert response.status_code == 401
+
+
+# --- bad input: size, malformed signed bodies, replays without ids ------------------------------------------
+
+
+def signed_slack(env: WebEnv, body: bytes, content_type: str = "application/json") -> Any:
+    headers = {"Content-Type": content_type, **slack_headers(body)}
+    return env.client.post("/webhooks/slack", content=body, headers=headers)
+
+
+def signed_line(env: WebEnv, body: bytes) -> Any:
+    digest = hmac.new(LINE_SECRET.encode(), body, hashlib.sha256).digest()
+    headers = {"Content-Type": "application/json", "X-Line-Signature": base64.b64encode(digest).decode()}
+    return env.client.post("/webhooks/line", content=body, headers=headers)
+
+
+def test_a_body_over_the_cap_gets_413_before_it_is_read(web: WebEnv) -> None:
+    big = b"x" * (1024 * 1024 + 1)
+    response = web.client.post("/webhooks/slack", content=big, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_a_streamed_body_without_a_length_is_cut_at_the_cap(web: WebEnv) -> None:
+    sent = []
+
+    def chunks() -> Any:
+        for _ in range(64):  # 4 MiB offered in 64 KiB chunks; the route stops reading after 1 MiB
+            sent.append(1)
+            yield b"y" * 65536
+
+    response = web.client.post(
+        "/webhooks/line", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+MALFORMED_SLACK = [
+    (b"[1, 2]", "application/json"),
+    (b'{"type": "event_callback", "event": "x"}', "application/json"),
+    (b'{"type": "event_callback", "event": {"type": "message", "user": ["U0HOLDER"]}}', "application/json"),
+    (
+        b'{"type": "event_callback", "event": {"type": "message", "user": "U0HOLDER", "ts": "1e400"}}',
+        "application/json",
+    ),
+    (b'{"type": "event_callback", "event_id": "E", "event": ' + DEEP + b"}", "application/json"),
+    (b"\xff\xfe\x00", "application/json"),
+    (b"payload=not-json", "application/x-www-form-urlencoded"),
+    (
+        b"payload="
+        + urlencode({"": json.dumps({"type": "block_actions", "user": "x", "actions": [1]})})[1:].encode(),
+        "application/x-www-form-urlencoded",
+    ),
+]
+MALFORMED_LINE = [
+    b'{"events": [{"type": "message", "source": "x"}]}',
+    b'{"events": [{"type": "postback", "timestamp": 1e400, "source": {"userId": "U1"}}]}',
+    b'{"events": [{"type": "postback", "timestamp": 1' + b"0" * 400 + b', "source": {"userId": "U1"}}]}',
+    b'{"events": [{"type": "message", "message": "x", "source": {"userId": "U1"}}]}',
+    b'{"events": [{"type": "follow", "source": {"userId": {"a": 1}}}]}',
+]
+
+
+@pytest.mark.parametrize("body,content_type", MALFORMED_SLACK, ids=range(len(MALFORMED_SLACK)))
+def test_a_signed_but_malformed_slack_body_gets_400_and_one_log_line(
+    web: WebEnv, body: bytes, content_type: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = signed_slack(web, body, content_type)
+    assert response.status_code == 400
+    assert web.count(EngagementEvent) == 0
+    refused = [r for r in caplog.records if "malformed" in r.getMessage()]
+    assert len(refused) == 1 and refused[0].exc_info is None
+
+
+@pytest.mark.parametrize("body", MALFORMED_LINE, ids=range(len(MALFORMED_LINE)))
+def test_a_signed_but_malformed_line_body_gets_400_and_one_log_line(
+    web: WebEnv, body: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = signed_line(web, body)
+    assert response.status_code == 400
+    assert web.count(EngagementEvent) == 0
+    refused = [r for r in caplog.records if "malformed" in r.getMessage()]
+    assert len(refused) == 1 and refused[0].exc_info is None
+
+
+def test_a_slack_event_without_an_event_id_is_recorded_once_however_often_it_is_replayed(
+    web: WebEnv,
+) -> None:
+    web.holder(slack_user_id="U0HOLDER")
+    event = slack_dm()
+    del event["event_id"]
+    for _ in range(3):
+        assert slack_post(web, event).status_code == 200
+    [recorded] = web.events("reply")
+    assert (recorded.dedupe_key or "").startswith("slack:body:")
+
+
+def test_a_replayed_line_event_without_a_webhook_event_id_is_recorded_once(web: WebEnv) -> None:
+    web.holder(line_user_id="U4af4980629")
+    event = line_event("follow", "unused")
+    del event["webhookEventId"]
+    body = json.dumps({"destination": "Uxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "events": [event]}).encode()
+    for _ in range(3):
+        assert signed_line(web, body).status_code == 200
+    assert len(web.events("follow")) == 1
