@@ -8,18 +8,22 @@ or contact data becomes a :class:`HolderChange` row, which is what the timeline 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from followup.channels import channel_classes
-from followup.db.addresses import get_field, set_address
+from followup.db.addresses import has_column
 from followup.db.models import AuditEntry, HolderChange, OfferHolder
 from followup.errors import ImportRowsError, Problem, UserInputError
 from followup.vocab import HOLDER_STATUSES
@@ -121,7 +125,7 @@ _DATE = re.compile(r"^\s*(\d{4})\s*[-/年.]\s*(\d{1,2})\s*[-/月.]\s*(\d{1,2})\s
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HolderRow:
     """One valid CSV row; ``line`` is its line number in the file (the header is line 1)."""
 
@@ -264,6 +268,12 @@ def _parse_row(line: int, values: dict[str, str], seen: dict[str, int]) -> tuple
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _file_columns(keys: tuple[str, ...]) -> frozenset[str]:
+    """One frozenset per header, shared by all the rows of a file (not one per row)."""
+    return frozenset(keys)
+
+
 def read_holders_csv(
     path: Path | str, *, skip_invalid: bool = False
 ) -> tuple[list[HolderRow], list[Problem]]:
@@ -303,7 +313,7 @@ def read_holders_csv(
         row, errors = _parse_row(line, dict(zip(keys, values, strict=True)), seen)
         problems.extend(Problem(path, line, None, message) for message in errors)
         if row is not None:
-            rows.append(replace(row, columns=frozenset(keys)))
+            rows.append(replace(row, columns=_file_columns(tuple(keys))))
     if problems and not skip_invalid:
         raise ImportRowsError(problems)
     return rows, problems
@@ -380,73 +390,169 @@ _NOT_HOLDER_FIELDS = ("line", "columns", "contact")
 _PLAIN_FIELDS = ("left_date", "name", "email", "track", "department", "offer_date", "mentor_email")
 
 
+# The columns the import writes (id is the database's; timezone and erasure are not the ATS's business).
+_KEEP_COLUMNS = ("id", "timezone", "erased_at")
+# One statement never carries more bind parameters than the backend allows (PostgreSQL 65,535;
+# SQLite builds before 3.32 stop at 999, later ones at 32,766: the smaller of the two modern limits).
+_MAX_PARAMETERS = {"postgresql": 65_535, "sqlite": 32_766}
+
+
+def _write_columns() -> tuple[str, ...]:
+    return tuple(c.name for c in OfferHolder.__table__.columns if c.name not in _KEEP_COLUMNS)
+
+
+def _state_get(state: dict[str, Any], field: str) -> Any:
+    return state.get(field) if has_column(field) else (state.get("addresses") or {}).get(field)
+
+
+def _state_set(state: dict[str, Any], field: str, value: Any) -> None:
+    if has_column(field):
+        state[field] = value
+        return
+    extra = dict(state.get("addresses") or {})
+    if value is None:
+        extra.pop(field, None)
+    else:
+        extra[field] = value
+    state["addresses"] = extra or None
+
+
+_Change = tuple[str, str, object, object, str | None]  # external_id, field, old, new, note
+
+
+def _new_state(row: HolderRow, now: datetime, write: tuple[str, ...]) -> dict[str, Any]:
+    """The column values of a holder created from ``row`` (what ``OfferHolder(**row)`` would hold)."""
+    state: dict[str, Any] = dict.fromkeys(write)
+    state.update({f.name: getattr(row, f.name) for f in fields(row) if f.name not in _NOT_HOLDER_FIELDS})
+    state["created_at"] = state["updated_at"] = now
+    for field, value in row.contact:
+        _state_set(state, field, value)
+    if state["status"] in ("accepted", "joined") and state["accepted_date"] is None:
+        state["accepted_date"] = row.offer_date
+    return state
+
+
+def _apply_row(state: dict[str, Any], row: HolderRow, now: datetime, changes: list[_Change]) -> bool:
+    """Update ``state`` (an existing holder's columns) from ``row`` in place, appending the changes.
+
+    The same steps, in the same order, as :func:`change_status` / :func:`change_start_date` on an ORM
+    holder, so the timeline records exactly what the per-row path recorded."""
+    key = row.external_id
+    before = len(changes)
+    for name in _PLAIN_FIELDS:
+        if name not in row.columns:
+            continue  # a column the file does not have is not a request to clear the field
+        new = getattr(row, name)
+        if state[name] != new:
+            changes.append((key, name, state[name], new, None))
+            state[name] = new
+    for name, new in row.contact:
+        if name not in row.columns:
+            continue
+        if _state_get(state, name) != new:
+            changes.append((key, name, _state_get(state, name), new, None))
+            _state_set(state, name, new)
+    if state["start_date"] != row.start_date:
+        if row.start_date < state["offer_date"]:
+            raise ValueError(f"start date {row.start_date} is before the offer date {state['offer_date']}")
+        changes.append((key, "start_date", state["start_date"], row.start_date, None))
+        state["start_date"] = row.start_date
+    if "status" in row.columns and state["status"] != row.status:
+        if row.status not in HOLDER_STATUSES:
+            raise ValueError(f"unknown status {row.status!r}")
+        changes.append((key, "status", state["status"], row.status, row.decline_reason))
+        state["status"] = row.status
+        if row.status == "accepted" and state["accepted_date"] is None:
+            state["accepted_date"] = now.date()
+        if row.status in ("declined", "withdrawn"):
+            state["decline_reason"] = row.decline_reason
+    if row.accepted_date is not None and state["accepted_date"] != row.accepted_date:
+        changes.append((key, "accepted_date", state["accepted_date"], row.accepted_date, None))
+        state["accepted_date"] = row.accepted_date
+    if len(changes) == before:
+        return False
+    state["updated_at"] = now
+    return True
+
+
+def _upsert_statement(dialect: str, write: tuple[str, ...]) -> Any:
+    table = OfferHolder.__table__
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.external_id],
+        set_={name: statement.excluded[name] for name in write if name not in ("external_id", "created_at")},
+    ).returning(table.c.id, table.c.external_id)
+
+
 def import_holders(
     session: Session, rows: Iterable[HolderRow], *, now: datetime, source: str = "import", actor: str = "cli"
 ) -> ImportSummary:
     """Upsert by external_id; unchanged rows touch nothing. The caller commits (all or nothing).
 
+    Set-based: per chunk of rows one SELECT of the existing holders (plain tuples, no ORM objects), one
+    ``INSERT … ON CONFLICT (external_id) DO UPDATE … RETURNING`` of the created and changed holders
+    and one multi-row INSERT of their :class:`HolderChange` rows; a chunk stays under the backend's bind
+    parameter limit. Everything runs in the caller's transaction.
+
     A row for someone whose data was erased on request is skipped, never re-created."""
     from followup.holders.erasure import erased_ids
 
+    session.flush()  # the caller's pending objects first: the statements below bypass the unit of work
     rows = list(rows)
     erased = erased_ids(session, [r.external_id for r in rows])
-    rows = [r for r in rows if r.external_id not in erased]
-    existing = {
-        h.external_id: h
-        for h in session.scalars(
-            select(OfferHolder).where(OfferHolder.external_id.in_([r.external_id for r in rows]))
-        )
-    }
+    if erased:
+        rows = [r for r in rows if r.external_id not in erased]
+    dialect = session.get_bind().dialect.name
+    write = _write_columns()
+    limit = _MAX_PARAMETERS.get(dialect, 999)
+    chunk_size = limit // len(write)  # rows × columns ≤ the limit
+    upsert = _upsert_statement(dialect, write).execution_options(insertmanyvalues_page_size=chunk_size)
+    table = OfferHolder.__table__
+    read = select(table.c.id, *(table.c[name] for name in write))
+    changes_table = HolderChange.__table__
     created = updated = unchanged = 0
-    for row in rows:
-        holder = existing.get(row.external_id)
-        if holder is None:
-            holder = OfferHolder(
-                **{f.name: getattr(row, f.name) for f in fields(row) if f.name not in _NOT_HOLDER_FIELDS},
-                created_at=now,
-                updated_at=now,
-            )
-            for field, value in row.contact:
-                set_address(holder, field, value)
-            if holder.status in ("accepted", "joined") and holder.accepted_date is None:
-                holder.accepted_date = row.offer_date
-            session.add(holder)
-            _record(session, holder, "created", None, row.status, now, source)
-            created += 1
+    for start in range(0, len(rows), chunk_size):
+        chunk = rows[start : start + chunk_size]
+        existing = {
+            r.external_id: r._asdict()
+            for r in session.execute(read.where(table.c.external_id.in_([r.external_id for r in chunk])))
+        }
+        states: list[dict[str, Any]] = []
+        changes: list[_Change] = []
+        for row in chunk:
+            state = existing.get(row.external_id)
+            if state is None:
+                states.append(_new_state(row, now, write))
+                changes.append((row.external_id, "created", None, row.status, None))
+                created += 1
+            elif _apply_row(state, row, now, changes):
+                del state["id"]
+                states.append(state)
+                updated += 1
+            else:
+                unchanged += 1
+        if not states:
             continue
-        changed = False
-        for name in _PLAIN_FIELDS:
-            if name not in row.columns:
-                continue  # a column the file does not have is not a request to clear the field
-            new = getattr(row, name)
-            if getattr(holder, name) != new:
-                _record(session, holder, name, getattr(holder, name), new, now, source)
-                setattr(holder, name, new)
-                changed = True
-        for name, new in row.contact:
-            if name not in row.columns:
-                continue
-            if get_field(holder, name) != new:
-                _record(session, holder, name, get_field(holder, name), new, now, source)
-                set_address(holder, name, new)
-                changed = True
-        if holder.start_date != row.start_date:
-            change_start_date(session, holder, row.start_date, at=now, source=source)
-            changed = True
-        if "status" in row.columns and holder.status != row.status:
-            change_status(
-                session, holder, row.status, at=now, reason=row.decline_reason, source=source, check=False
+        ids = {external_id: id_ for id_, external_id in session.execute(upsert, states)}
+        if changes:
+            session.execute(
+                changes_table.insert(),
+                [
+                    {
+                        "holder_id": ids[key],
+                        "at": now,
+                        "field": field,
+                        "old_value": None if old is None else str(old),
+                        "new_value": None if new is None else str(new),
+                        "note": note,
+                        "source": source,
+                    }
+                    for key, field, old, new, note in changes
+                ],
             )
-            changed = True
-        if row.accepted_date is not None and holder.accepted_date != row.accepted_date:
-            _record(session, holder, "accepted_date", holder.accepted_date, row.accepted_date, now, source)
-            holder.accepted_date = row.accepted_date
-            changed = True
-        if changed:
-            holder.updated_at = now
-            updated += 1
-        else:
-            unchanged += 1
+    if created or updated:
+        session.expire_all()  # holders the caller loaded before now read the imported values
     session.add(
         AuditEntry(
             at=now,
