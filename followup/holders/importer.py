@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
@@ -17,7 +18,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import JSON, Text, bindparam, cast, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -485,6 +487,83 @@ def _upsert_statement(dialect: str, write: tuple[str, ...]) -> Any:
     ).returning(table.c.id, table.c.external_id)
 
 
+def _upsert_from_arrays(write: tuple[str, ...]) -> Any:
+    """PostgreSQL: the chunk as one array per column, ``INSERT … SELECT unnest(…), … ON CONFLICT``.
+
+    One bind parameter per column however many rows: psycopg parses a short statement instead of one
+    with tens of thousands of placeholders (which costs more than the insert itself)."""
+    table = OfferHolder.__table__
+    arrays = [name for name in write if name not in ("created_at", "updated_at")]
+    selected: list[Any] = []
+    for name in arrays:
+        column = table.c[name]
+        if isinstance(column.type, JSON):
+            selected.append(cast(func.unnest(bindparam(name, type_=ARRAY(Text))), JSON))
+        else:
+            selected.append(func.unnest(bindparam(name, type_=ARRAY(column.type))))
+    selected += [
+        bindparam("created_at", type_=table.c.created_at.type),
+        bindparam("updated_at", type_=table.c.updated_at.type),
+    ]
+    statement = postgresql_insert(table).from_select([*arrays, "created_at", "updated_at"], select(*selected))
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.external_id],
+        set_={name: statement.excluded[name] for name in write if name not in ("external_id", "created_at")},
+    ).returning(table.c.id, table.c.external_id)
+
+
+def _write_holders(
+    session: Session,
+    dialect: str,
+    upsert: Any,
+    states: list[dict[str, Any]],
+    write: tuple[str, ...],
+    now: datetime,
+) -> dict[str, int]:
+    """Upsert the chunk's created and changed holders in one statement; external_id → id."""
+    if dialect == "postgresql":
+        params: dict[str, Any] = {"created_at": now, "updated_at": now}
+        for name in write:
+            if name in ("created_at", "updated_at"):
+                continue
+            values = [state[name] for state in states]
+            if isinstance(OfferHolder.__table__.c[name].type, JSON):
+                values = [None if value is None else json.dumps(value) for value in values]
+            params[name] = values
+        result = session.execute(_upsert_from_arrays(write), params)
+    else:
+        result = session.execute(upsert, states)
+    return {external_id: id_ for id_, external_id in result}
+
+
+def _write_changes(
+    session: Session, dialect: str, changes: list[_Change], ids: dict[str, int], now: datetime, source: str
+) -> None:
+    """The chunk's HolderChange rows in one multi-row INSERT (PostgreSQL: from arrays, as above)."""
+    table = HolderChange.__table__
+    rows = {
+        "holder_id": [ids[key] for key, *_ in changes],
+        "field": [field for _, field, *_ in changes],
+        "old_value": [None if old is None else str(old) for _, _, old, _, _ in changes],
+        "new_value": [None if new is None else str(new) for _, _, _, new, _ in changes],
+        "note": [note for *_, note in changes],
+    }
+    if dialect == "postgresql":
+        selected = [func.unnest(bindparam(name, type_=ARRAY(table.c[name].type))) for name in rows]
+        selected += [bindparam("at", type_=table.c.at.type), bindparam("source", type_=table.c.source.type)]
+        statement = table.insert().from_select([*rows, "at", "source"], select(*selected))
+        session.execute(statement, {**rows, "at": now, "source": source})
+        return
+    names = list(rows)
+    session.execute(
+        table.insert(),
+        [
+            {**dict(zip(names, values, strict=True)), "at": now, "source": source}
+            for values in zip(*rows.values(), strict=True)
+        ],
+    )
+
+
 def import_holders(
     session: Session, rows: Iterable[HolderRow], *, now: datetime, source: str = "import", actor: str = "cli"
 ) -> ImportSummary:
@@ -510,7 +589,6 @@ def import_holders(
     upsert = _upsert_statement(dialect, write).execution_options(insertmanyvalues_page_size=chunk_size)
     table = OfferHolder.__table__
     read = select(table.c.id, *(table.c[name] for name in write))
-    changes_table = HolderChange.__table__
     created = updated = unchanged = 0
     for start in range(0, len(rows), chunk_size):
         chunk = rows[start : start + chunk_size]
@@ -534,23 +612,9 @@ def import_holders(
                 unchanged += 1
         if not states:
             continue
-        ids = {external_id: id_ for id_, external_id in session.execute(upsert, states)}
+        ids = _write_holders(session, dialect, upsert, states, write, now)
         if changes:
-            session.execute(
-                changes_table.insert(),
-                [
-                    {
-                        "holder_id": ids[key],
-                        "at": now,
-                        "field": field,
-                        "old_value": None if old is None else str(old),
-                        "new_value": None if new is None else str(new),
-                        "note": note,
-                        "source": source,
-                    }
-                    for key, field, old, new, note in changes
-                ],
-            )
+            _write_changes(session, dialect, changes, ids, now, source)
     if created or updated:
         session.expire_all()  # holders the caller loaded before now read the imported values
     session.add(
