@@ -16,19 +16,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Text, bindparam, cast, func, select
+from sqlalchemy import JSON, Text, any_, bindparam, cast, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from followup.channels import channel_classes
+from followup.channels import CHANNELS, channel_classes
 from followup.db.addresses import has_column
 from followup.db.models import AuditEntry, HolderChange, OfferHolder
 from followup.errors import ImportRowsError, Problem, UserInputError
 from followup.vocab import HOLDER_STATUSES
+
+if TYPE_CHECKING:
+    from followup.channels.base import Channel
 
 BASE_COLUMNS = (
     "external_id",
@@ -100,9 +103,21 @@ _BASE_LIMITS = {  # the database column sizes (followup/db/models.py)
 }
 
 
+_registered: dict[tuple[str, ...], list[type[Channel]]] = {}
+
+
+def _channels() -> list[type[Channel]]:
+    """:func:`channel_classes`, looked up once per registry state (it is asked twice per CSV row)."""
+    key = tuple(CHANNELS.values())
+    found = _registered.get(key)
+    if found is None:
+        found = _registered[key] = channel_classes()
+    return found
+
+
 def channel_columns() -> tuple[str, ...]:
     """The address column of every registered channel (email, line_user_id, slack_user_id, …)."""
-    return tuple(dict.fromkeys(c.address_field for c in channel_classes()))
+    return tuple(dict.fromkeys(c.address_field for c in _channels()))
 
 
 def columns() -> tuple[str, ...]:
@@ -119,7 +134,7 @@ def header_aliases() -> dict[str, str]:
 
 def field_limits() -> dict[str, int]:
     limits = {"external_id": 64, "name": 200}
-    limits.update({c.address_field: c.address_max_length for c in channel_classes()})
+    limits.update({c.address_field: c.address_max_length for c in _channels()})
     return {**limits, **_BASE_LIMITS}
 
 
@@ -512,6 +527,14 @@ def _upsert_from_arrays(write: tuple[str, ...]) -> Any:
     ).returning(table.c.id, table.c.external_id)
 
 
+def _among(dialect: str, external_ids: list[str]) -> Any:
+    """``external_id IN (…)``; on PostgreSQL ``= ANY(array)``: one bind parameter, not one per id."""
+    column = OfferHolder.__table__.c.external_id
+    if dialect == "postgresql":
+        return column == any_(bindparam("external_ids", external_ids, type_=ARRAY(column.type)))
+    return column.in_(external_ids)
+
+
 def _write_holders(
     session: Session,
     dialect: str,
@@ -594,7 +617,7 @@ def import_holders(
         chunk = rows[start : start + chunk_size]
         existing = {
             r.external_id: r._asdict()
-            for r in session.execute(read.where(table.c.external_id.in_([r.external_id for r in chunk])))
+            for r in session.execute(read.where(_among(dialect, [r.external_id for r in chunk])))
         }
         states: list[dict[str, Any]] = []
         changes: list[_Change] = []
