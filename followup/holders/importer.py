@@ -437,10 +437,15 @@ def _state_set(state: dict[str, Any], field: str, value: Any) -> None:
 _Change = tuple[str, str, object, object, str | None]  # external_id, field, old, new, note
 
 
+@functools.cache
+def _holder_fields() -> tuple[str, ...]:
+    return tuple(f.name for f in fields(HolderRow) if f.name not in _NOT_HOLDER_FIELDS)
+
+
 def _new_state(row: HolderRow, now: datetime, write: tuple[str, ...]) -> dict[str, Any]:
     """The column values of a holder created from ``row`` (what ``OfferHolder(**row)`` would hold)."""
     state: dict[str, Any] = dict.fromkeys(write)
-    state.update({f.name: getattr(row, f.name) for f in fields(row) if f.name not in _NOT_HOLDER_FIELDS})
+    state.update({name: getattr(row, name) for name in _holder_fields()})
     state["created_at"] = state["updated_at"] = now
     for field, value in row.contact:
         _state_set(state, field, value)
