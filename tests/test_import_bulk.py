@@ -79,7 +79,9 @@ def _files(tmp: Path) -> list[Path]:
         _row(i, name=f"内定者 {i} (改)" if i % 6 == 0 else f"内定者 {i}", start_date="2027-04-05")
         for i in range(0, 40, 2)
     ]
-    partial_header = [c for c in FULL if c not in ("status", "mentor_email", "accepted_date", "decline_reason")]
+    partial_header = [
+        c for c in FULL if c not in ("status", "mentor_email", "accepted_date", "decline_reason")
+    ]
     third = []
     for i in range(50):  # 40..49 are new
         over: dict[str, str] = {}
