@@ -17,7 +17,7 @@ from followup.db.models import ReportRun
 from followup.flags.rules import sort_by_risk
 from followup.flags.store import evaluate_and_persist
 from followup.labels import RULE_LABELS, SEVERITY_LABELS
-from followup.report import build_report, iso_week, render_html, send_weekly_report
+from followup.report import build_report, iso_week, render_html, send_weekly_report, workspace_url
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -98,13 +98,13 @@ def report(
     week = iso_week(moment, policy)
     evaluate_and_persist(context, moment)
     with context.session() as session:
-        weekly = build_report(session, policy, moment)
+        weekly = build_report(session, policy, moment, workspace_url=workspace_url(context.settings.base_url))
     html = render_html(weekly, images="data", templates_root=context.templates_root)
     target = out_file or Path(context.settings.var_dir) / "reports" / f"weekly-{week}.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(html, encoding="utf-8")
     out.print(
-        f"レポートを書き出しました: {target}(要フォロー {len(weekly.at_risk)}名)",
+        f"レポートを書き出しました: {target}(要フォロー {weekly.at_risk_total}名)",
         markup=False,
         highlight=False,
     )
