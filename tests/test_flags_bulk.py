@@ -125,3 +125,19 @@ def test_persisting_refreshes_flags_loaded_before(sqlite_url: str, tmp_path: Pat
         loaded = session.scalars(select(Flag)).all()
         persist_flags(session, evaluate_now(session, context.policy, later), later)
         assert all(f.last_seen == later for f in loaded if f.resolved_at is None)
+
+
+def test_the_flags_table_shows_the_riskiest_holders_and_counts_the_rest(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    from tests.cli import run_followup
+
+    context = make_context(sqlite_url, tmp_path)
+    with context.session() as session:
+        seed_cohort(session)
+    env = {"FOLLOWUP_DATABASE_URL": sqlite_url, "FOLLOWUP_VAR_DIR": str(tmp_path)}
+    table = run_followup("flags", "--now", NOW.isoformat(), "--limit", "2", env=env)
+    assert table.returncode == 0, table.stderr
+    assert "N-005" in table.stdout and "ほか 3名" in table.stdout  # N-005 is the riskiest of 5
+    full = run_followup("flags", "--now", NOW.isoformat(), env=env)
+    assert "ほか" not in full.stdout and "N-002" in full.stdout

@@ -31,6 +31,12 @@ def flags(
     ctx: typer.Context,
     now: NowOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Flag records as JSON on stdout.")] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit", min=1, help="Table: the riskiest N holders (default report.top_n); --json: all."
+        ),
+    ] = None,
 ) -> None:
     """Evaluate the rules for every active holder, record the flags, and list them, riskiest first.
     現在のフラグ(放置・過剰連絡・パルス低下など)を一覧表示します。"""
@@ -48,7 +54,8 @@ def flags(
     for column in ("external_id", "rule", "severity", "reason", "since", "action", "risk"):
         table.add_column(column, overflow="fold")
     tz = context.policy.organization.tz
-    for risk, group in ranked:
+    shown = ranked[: limit or context.policy.report.top_n]
+    for risk, group in shown:
         for flag in group:
             table.add_row(
                 flag.external_id,
@@ -60,6 +67,13 @@ def flags(
                 str(risk),
             )
     out.print(table)
+    if len(shown) < len(ranked):
+        rest = sum(len(group) for _, group in ranked[len(shown) :])
+        out.print(
+            f"ほか {len(ranked) - len(shown)}名・{rest}件(--limit で件数を変更、--json で全件)",
+            markup=False,
+            highlight=False,
+        )
     out.print(
         f"新規 {len(changes.new)}件 / 継続 {len(changes.continuing)}件 / 解消 {len(changes.resolved)}件 "
         f"(new {len(changes.new)}, continuing {len(changes.continuing)}, resolved {len(changes.resolved)})",
