@@ -199,15 +199,13 @@ def main() -> None:
             postgres.stop()
     for backend, _ in backends:
         if (backend, "executemany") in figures and (backend, "bulk") in figures:
-            print(
-                f"{backend}: bulk {figures[(backend, 'bulk')]:.2f} s / plain executemany "
-                f"{figures[(backend, 'executemany')]:.2f} s = {figures[(backend, 'bulk')] / figures[(backend, 'executemany')]:.2f}x"
-            )
+            bulk, plain = figures[(backend, "bulk")], figures[(backend, "executemany")]
+            print(f"{backend}: bulk {bulk:.2f} s / plain executemany {plain:.2f} s = {bulk / plain:.2f}x")
     if ("sqlite", "per-row") in figures:
+        per_row, bulk = figures[("sqlite", "per-row")], figures[("sqlite", "bulk")]
         print(
-            f"ratio (SQLite, new file, {args.rows:,} rows): per-row ORM {figures[('sqlite', 'per-row')]:.2f} s"
-            f" / bulk {figures[('sqlite', 'bulk')]:.2f} s = "
-            f"{figures[('sqlite', 'per-row')] / figures[('sqlite', 'bulk')]:.1f}x"
+            f"ratio (SQLite, new file, {args.rows:,} rows): per-row ORM {per_row:.2f} s"
+            f" / bulk {bulk:.2f} s = {per_row / bulk:.1f}x"
         )
 
 
