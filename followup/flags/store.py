@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, any_, bindparam, func, select, text, update
+from sqlalchemy import Integer, Table, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -40,6 +40,13 @@ from followup.flags.rules import (
     evaluate_many,
 )
 from followup.vocab import ACTIVE_STATUSES, DELIVERED_TOUCH_STATUSES, TouchStatus
+
+
+def _table(model: Any) -> Table:
+    """A mapped class's Table (typed as such: ``__table__`` is a FromClause to the type checker)."""
+    table: Table = model.__table__
+    return table
+
 
 ENGAGEMENT_KINDS = ("reply", "answer", "button")
 # the touches a history holds: delivered ones (contact) and failed sends (kept, never contact)
@@ -106,7 +113,7 @@ def load_histories(session: Session, policy: Policy, now: datetime) -> list[Hold
 
     # the biggest table: plain Core columns (no ORM row processing) and no ORDER BY (HolderHistory
     # sorts what it binary-searches; the undelivered ones are sorted below)
-    touches, holders_table = Touch.__table__, OfferHolder.__table__
+    touches, holders_table = _table(Touch), _table(OfferHolder)
     touch_at = func.coalesce(touches.c.sent_at, touches.c.due_at, type_=touches.c.due_at.type)
     delivered: dict[int, list[TouchRecord]] = defaultdict(list)
     undelivered: dict[int, list[TouchRecord]] = defaultdict(list)
@@ -228,7 +235,7 @@ def persist_flags(session: Session, decisions: Iterable[FlagDecision], now: date
     UPDATE only for the rows whose wording changed (all from arrays on PostgreSQL)."""
     session.flush()
     changes = FlagChanges()
-    table = Flag.__table__
+    table = _table(Flag)
     open_rows = {
         (holder_id, rule): (id_, severity, reason, action, last_seen)
         for id_, holder_id, rule, severity, reason, action, last_seen in session.execute(
@@ -306,7 +313,9 @@ def persist_flags(session: Session, decisions: Iterable[FlagDecision], now: date
             "since": [d.since for d in chunk],
         }
         if postgres:
-            selected = [func.unnest(bindparam(name, type_=ARRAY(table.c[name].type))) for name in columns]
+            selected: list[Any] = [
+                func.unnest(bindparam(name, type_=ARRAY(table.c[name].type))) for name in columns
+            ]
             selected += [
                 bindparam("first_seen", type_=table.c.first_seen.type),
                 bindparam("last_seen", type_=table.c.last_seen.type),

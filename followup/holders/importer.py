@@ -18,7 +18,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Text, any_, bindparam, cast, func, select
+from sqlalchemy import JSON, Table, Text, any_, bindparam, cast, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -29,6 +29,13 @@ from followup.db.addresses import has_column
 from followup.db.models import AuditEntry, HolderChange, OfferHolder
 from followup.errors import ImportRowsError, Problem, UserInputError
 from followup.vocab import HOLDER_STATUSES
+
+
+def _table(model: Any) -> Table:
+    """A mapped class's Table (typed as such: ``__table__`` is a FromClause to the type checker)."""
+    table: Table = model.__table__
+    return table
+
 
 if TYPE_CHECKING:
     from followup.channels.base import Channel
@@ -415,7 +422,7 @@ _MAX_PARAMETERS = {"postgresql": 65_535, "sqlite": 32_766}
 
 
 def _write_columns() -> tuple[str, ...]:
-    return tuple(c.name for c in OfferHolder.__table__.columns if c.name not in _KEEP_COLUMNS)
+    return tuple(c.name for c in _table(OfferHolder).columns if c.name not in _KEEP_COLUMNS)
 
 
 def _state_get(state: dict[str, Any], field: str) -> Any:
@@ -498,7 +505,7 @@ def _apply_row(state: dict[str, Any], row: HolderRow, now: datetime, changes: li
 
 
 def _upsert_statement(dialect: str, write: tuple[str, ...]) -> Any:
-    table = OfferHolder.__table__
+    table = _table(OfferHolder)
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     statement = insert(table)
     return statement.on_conflict_do_update(
@@ -512,7 +519,7 @@ def _upsert_from_arrays(write: tuple[str, ...]) -> Any:
 
     One bind parameter per column however many rows: psycopg parses a short statement instead of one
     with tens of thousands of placeholders (which costs more than the insert itself)."""
-    table = OfferHolder.__table__
+    table = _table(OfferHolder)
     arrays = [name for name in write if name not in ("created_at", "updated_at")]
     selected: list[Any] = []
     for name in arrays:
@@ -534,7 +541,7 @@ def _upsert_from_arrays(write: tuple[str, ...]) -> Any:
 
 def _among(dialect: str, external_ids: list[str]) -> Any:
     """``external_id IN (…)``; on PostgreSQL ``= ANY(array)``: one bind parameter, not one per id."""
-    column = OfferHolder.__table__.c.external_id
+    column = _table(OfferHolder).c.external_id
     if dialect == "postgresql":
         return column == any_(bindparam("external_ids", external_ids, type_=ARRAY(column.type)))
     return column.in_(external_ids)
@@ -555,7 +562,7 @@ def _write_holders(
             if name in ("created_at", "updated_at"):
                 continue
             values = [state[name] for state in states]
-            if isinstance(OfferHolder.__table__.c[name].type, JSON):
+            if isinstance(_table(OfferHolder).c[name].type, JSON):
                 values = [None if value is None else json.dumps(value) for value in values]
             params[name] = values
         result = session.execute(_upsert_from_arrays(write), params)
@@ -568,7 +575,7 @@ def _write_changes(
     session: Session, dialect: str, changes: list[_Change], ids: dict[str, int], now: datetime, source: str
 ) -> None:
     """The chunk's HolderChange rows in one multi-row INSERT (PostgreSQL: from arrays, as above)."""
-    table = HolderChange.__table__
+    table = _table(HolderChange)
     rows = {
         "holder_id": [ids[key] for key, *_ in changes],
         "field": [field for _, field, *_ in changes],
@@ -577,7 +584,7 @@ def _write_changes(
         "note": [note for *_, note in changes],
     }
     if dialect == "postgresql":
-        selected = [func.unnest(bindparam(name, type_=ARRAY(table.c[name].type))) for name in rows]
+        selected: list[Any] = [func.unnest(bindparam(name, type_=ARRAY(table.c[name].type))) for name in rows]
         selected += [bindparam("at", type_=table.c.at.type), bindparam("source", type_=table.c.source.type)]
         statement = table.insert().from_select([*rows, "at", "source"], select(*selected))
         session.execute(statement, {**rows, "at": now, "source": source})
@@ -615,7 +622,7 @@ def import_holders(
     limit = _MAX_PARAMETERS.get(dialect, 999)
     chunk_size = limit // len(write)  # rows × columns ≤ the limit
     upsert = _upsert_statement(dialect, write).execution_options(insertmanyvalues_page_size=chunk_size)
-    table = OfferHolder.__table__
+    table = _table(OfferHolder)
     read = select(table.c.id, *(table.c[name] for name in write))
     created = updated = unchanged = 0
     for start in range(0, len(rows), chunk_size):
