@@ -14,6 +14,7 @@ import argparse
 import random
 import sys
 import time
+from dataclasses import fields
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -183,9 +184,16 @@ def main() -> None:
         f" (built in {built:.1f} s)"
     )
 
+    # The same scope on both sides: the baseline reads the raw records, so the fast path's timed region
+    # includes building its inputs from those records (HolderHistory sorts and derives the searchable
+    # tuples in __post_init__), not only the evaluation over ready-made histories.
+    raw = [{f.name: getattr(h, f.name) for f in fields(HolderHistory) if f.init} for h in histories]
     t = time.perf_counter()
-    fast = evaluate_many(histories, policy, NOW)
+    prepared = [HolderHistory(**r) for r in raw]
+    inputs_s = time.perf_counter() - t
+    fast = evaluate_many(prepared, policy, NOW)
     fast_s = time.perf_counter() - t
+    del prepared
 
     t = time.perf_counter()
     slow = naive_evaluate(histories, policy, NOW)
@@ -199,7 +207,10 @@ def main() -> None:
     for f in fast:
         by_rule[f.rule] = by_rule.get(f.rule, 0) + 1
     print("flags: " + ", ".join(f"{rule} {count:,}" for rule, count in sorted(by_rule.items())))
-    print(f"evaluate_many: {fast_s:.3f} s ({args.holders / fast_s:,.0f} holders/s) target < 2 s")
+    print(
+        f"evaluate_many with its inputs built: {fast_s:.3f} s (building {inputs_s:.3f} s;"
+        f" {args.holders / fast_s:,.0f} holders/s) target < 2 s"
+    )
     print(f"baseline (re-scan per rule): {slow_s:.3f} s ({args.holders / slow_s:,.0f} holders/s)")
     print(f"ratio baseline/evaluate_many: {slow_s / fast_s:.1f}x")
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from followup.channels import channel_classes
 from followup.cli.timeparse import parse_now
@@ -60,6 +62,34 @@ def _require_holder(context: AppContext, session: Any, external_id: str) -> Offe
     if holder is None:
         raise UserInputError(Problem(Path(external_id), None, None, "no offer holder with this external_id"))
     return holder
+
+
+PAGE = 1000
+
+
+def iter_holder_records(
+    session: Session, status: str | None, *, page: int = PAGE
+) -> Iterator[dict[str, Any]]:
+    """Every holder's record in external_id order, read in keyset pages of ``page`` holders (the
+    identity map is emptied after each page, so memory stays flat however many holders there are)."""
+    last: str | None = None
+    while True:
+        query = (
+            select(OfferHolder).options(selectinload(OfferHolder.opt_outs)).order_by(OfferHolder.external_id)
+        )
+        if status:
+            query = query.where(OfferHolder.status == status)
+        if last is not None:
+            query = query.where(OfferHolder.external_id > last)
+        holders = list(session.scalars(query.limit(page)))
+        if not holders:
+            return
+        for holder in holders:
+            yield holder_record(holder, [o.channel for o in holder.opt_outs])
+        last = holders[-1].external_id
+        session.expunge_all()
+        if len(holders) < page:
+            return
 
 
 def register(app: typer.Typer) -> None:
@@ -166,19 +196,17 @@ def register(app: typer.Typer) -> None:
                 )
             )
         context: AppContext = ctx.obj
-        with context.session() as session:
-            query = (
-                select(OfferHolder)
-                .options(selectinload(OfferHolder.opt_outs))
-                .order_by(OfferHolder.external_id)
-            )
-            if status:
-                query = query.where(OfferHolder.status == status)
-            holders = list(session.scalars(query))
-            records = [holder_record(h, [o.channel for o in h.opt_outs]) for h in holders]
-        if as_json:
-            out.print_json(json.dumps(records, ensure_ascii=False))
+        if as_json:  # streamed: one page of holders in memory at a time, records written as they come
+            with context.session() as session:
+                write = sys.stdout.write
+                separator = "[\n"
+                for record in iter_holder_records(session, status):
+                    write(separator + json.dumps(record, ensure_ascii=False))
+                    separator = ",\n"
+                write("[]\n" if separator == "[\n" else "\n]\n")
             return
+        with context.session() as session:
+            records = list(iter_holder_records(session, status))
         table = Table(title=f"内定者 {len(records)}名")
         for column in ("ID", "氏名", "区分", "部署", "内定日", "入社予定日", "ステータス", "連絡手段"):
             table.add_column(column)

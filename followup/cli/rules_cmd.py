@@ -19,7 +19,7 @@ from followup.files import write_private
 from followup.flags.rules import sort_by_risk
 from followup.flags.store import evaluate_and_persist
 from followup.labels import RULE_LABELS, SEVERITY_LABELS, short_date
-from followup.report import build_report, iso_week, render_html, send_weekly_report
+from followup.report import build_report, iso_week, render_html, send_weekly_report, workspace_url
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -33,6 +33,12 @@ def flags(
     ctx: typer.Context,
     now: NowOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Flag records as JSON on stdout.")] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit", min=1, help="Table: the riskiest N holders (default report.top_n); --json: all."
+        ),
+    ] = None,
 ) -> None:
     """Evaluate the rules for every active holder, record the flags, and list them, riskiest first.
     現在のフラグ(放置・過剰連絡・パルス低下など)を一覧表示します。"""
@@ -52,7 +58,8 @@ def flags(
     for column in ("氏名", "ID", "フラグ", "重要度", "理由", "発生", "推奨アクション", "リスク"):
         table.add_column(column, overflow="fold")
     tz = context.policy.organization.tz
-    for risk, group in ranked:
+    shown = ranked[: limit or context.policy.report.top_n]
+    for risk, group in shown:
         for flag in group:
             table.add_row(  # data, never Rich markup
                 *(
@@ -70,6 +77,13 @@ def flags(
                 )
             )
     out.print(table)
+    if len(shown) < len(ranked):
+        rest = sum(len(group) for _, group in ranked[len(shown) :])
+        out.print(
+            f"ほか {len(ranked) - len(shown)}名・{rest}件(--limit で件数を変更、--json で全件)",
+            markup=False,
+            highlight=False,
+        )
     out.print(
         f"新規 {len(changes.new)}件 / 継続 {len(changes.continuing)}件 / 解消 {len(changes.resolved)}件",
         markup=False,
@@ -107,12 +121,12 @@ def report(
     week = iso_week(moment, policy)
     evaluate_and_persist(context, moment)
     with context.session() as session:
-        weekly = build_report(session, policy, moment)
+        weekly = build_report(session, policy, moment, workspace_url=workspace_url(context.settings.base_url))
     html = render_html(weekly, images="data", templates_root=context.templates_root)
     target = out_file or Path(context.settings.var_dir) / "reports" / f"weekly-{week}.html"
     write_private(target, html)  # names and answers: 0600
     out.print(
-        f"レポートを書き出しました: {target}(要フォロー {len(weekly.at_risk)}名)",
+        f"レポートを書き出しました: {target}(要フォロー {weekly.at_risk_total}名)",
         markup=False,
         highlight=False,
     )

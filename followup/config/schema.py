@@ -503,6 +503,8 @@ class WeeklyReport(Strict):
 
 class ReportPolicy(Strict):
     weekly: WeeklyReport
+    # the weekly report shows this many at-risk holders in full; the rest as counts and a link
+    top_n: int = Field(50, ge=1, le=10_000)
 
 
 class SchedulerPolicy(Strict):

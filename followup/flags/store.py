@@ -8,12 +8,13 @@ number of rows, not with round trips.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, Table, any_, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from followup.channels import MESSAGE_CHANNELS
@@ -40,18 +41,34 @@ from followup.flags.rules import (
 )
 from followup.vocab import ACTIVE_STATUSES, DELIVERED_TOUCH_STATUSES, TouchStatus
 
+
+def _table(model: Any) -> Table:
+    """A mapped class's Table (typed as such: ``__table__`` is a FromClause to the type checker)."""
+    table: Table = model.__table__
+    return table
+
+
 ENGAGEMENT_KINDS = ("reply", "answer", "button")
 # the touches a history holds: delivered ones (contact) and failed sends (kept, never contact)
 HISTORY_TOUCH_STATUSES = (*DELIVERED_TOUCH_STATUSES, TouchStatus.FAILED.value)
+
+
+@dataclass(frozen=True, slots=True)
+class FlagRef:
+    """One row of the ``flags`` table that an evaluation touched (``id`` is None for a new row)."""
+
+    id: int | None
+    holder_id: int
+    rule: str
 
 
 @dataclass
 class FlagChanges:
     """What one evaluation changed in the ``flags`` table."""
 
-    new: list[Flag] = field(default_factory=list)
-    continuing: list[Flag] = field(default_factory=list)
-    resolved: list[Flag] = field(default_factory=list)
+    new: list[FlagRef] = field(default_factory=list)
+    continuing: list[FlagRef] = field(default_factory=list)
+    resolved: list[FlagRef] = field(default_factory=list)
 
 
 def _declining_answers(policy: Policy, form: str, answers: dict[str, Any] | None) -> tuple[str, ...]:
@@ -97,16 +114,31 @@ def load_histories(
         opted[holder_id].add(channel)
         opt_out_times[holder_id].append(at)
 
-    touch_at = func.coalesce(Touch.sent_at, Touch.due_at)
+    # the biggest table: plain Core columns (no ORM row processing) and no ORDER BY (HolderHistory
+    # sorts what it binary-searches; the undelivered ones are sorted below)
+    touches, holders_table = _table(Touch), _table(OfferHolder)
+    touch_at = func.coalesce(touches.c.sent_at, touches.c.due_at, type_=touches.c.due_at.type)
     delivered: dict[int, list[TouchRecord]] = defaultdict(list)
     undelivered: dict[int, list[TouchRecord]] = defaultdict(list)
+    failed = TouchStatus.FAILED.value
     for holder_id, kind, channel, status, at, template in session.execute(
-        select(Touch.holder_id, Touch.kind, Touch.channel, Touch.status, touch_at, Touch.template)
-        .join(OfferHolder, OfferHolder.id == Touch.holder_id)
-        .where(*active, Touch.status.in_(HISTORY_TOUCH_STATUSES), touch_at <= now)
-        .order_by(touch_at)
+        select(
+            touches.c.holder_id,
+            touches.c.kind,
+            touches.c.channel,
+            touches.c.status,
+            touch_at,
+            touches.c.template,
+        )
+        .join(holders_table, holders_table.c.id == touches.c.holder_id)
+        .where(
+            holders_table.c.status.in_(ACTIVE_STATUSES),
+            holders_table.c.erased_at.is_(None),
+            touches.c.status.in_(HISTORY_TOUCH_STATUSES),
+            touch_at <= now,
+        )
     ):
-        if status == TouchStatus.FAILED:
+        if status == failed:
             undelivered[holder_id].append(TouchRecord(at, channel, kind, "failed"))
         else:
             expects = template not in quiet_templates
@@ -149,20 +181,26 @@ def load_histories(
 
     today = now.astimezone(policy.organization.tz).date()
     out: list[HolderHistory] = []
+    # holders share their season: the phase and usable channels once per distinct (track, dates)
+    phases: dict[tuple[Any, ...], tuple[str | None, str | None, frozenset[str]]] = {}
     for row in holders:
         (hid, ext, name, status, offer, accepted, start, track, dept) = row[:9]
-        cadence, phase = holder_phase(
-            policy,
-            track=track,
-            department=dept,
-            offer_date=offer,
-            accepted_date=accepted,
-            start_date=start,
-            today=today,
-        )
+        season = (track, dept, offer, accepted, start)
+        known = phases.get(season)
+        if known is None:
+            cadence, phase = holder_phase(
+                policy,
+                track=track,
+                department=dept,
+                offer_date=offer,
+                accepted_date=accepted,
+                start_date=start,
+                today=today,
+            )
+            known = phases[season] = (cadence, phase, _cadence_channels(policy, cadence, phase))
+        cadence, phase, usable = known
         contacts = addresses_of(row)
         # only the channels the cadence uses (the current phase's, else any phase's) can reach the holder
-        usable = _cadence_channels(policy, cadence, phase)
         reachable = tuple(
             c for c in MESSAGE_CHANNELS if c in usable and contacts[c] and c not in opted.get(hid, ())
         )
@@ -179,13 +217,17 @@ def load_histories(
                 phase=phase,
                 reachable_channels=reachable,
                 delivered=tuple(delivered.get(hid, ())),
-                undelivered=tuple(undelivered.get(hid, ())),
+                undelivered=tuple(sorted(undelivered.get(hid, ()), key=_record_at)),
                 responses=tuple(responses.get(hid, ())),
                 engagement=tuple(engagement.get(hid, ())),
                 opt_outs=tuple(opt_out_times.get(hid, ())),
             )
         )
     return out
+
+
+def _record_at(record: TouchRecord) -> datetime:
+    return record.at
 
 
 def _cadence_channels(policy: Policy, cadence: str | None, phase: str | None) -> frozenset[str]:
@@ -198,13 +240,31 @@ def _cadence_channels(policy: Policy, cadence: str | None, phase: str | None) ->
 
 def persist_flags(session: Session, decisions: Iterable[FlagDecision], now: datetime) -> FlagChanges:
     """Bring the ``flags`` table in line with this evaluation: a flag that fires again keeps its row
-    (``last_seen`` moves on), a new one gets a row, an open one that no longer fires is resolved."""
+    (``last_seen`` moves on), a new one gets a row, an open one that no longer fires is resolved.
+
+    Set-based: one SELECT of the open flags (plain tuples), one UPDATE resolving the ones that stopped,
+    one moving ``last_seen`` of the ones that continue, one multi-row INSERT of the new ones, and an
+    UPDATE only for the rows whose wording changed (all from arrays on PostgreSQL)."""
+    session.flush()
     changes = FlagChanges()
+    table = _table(Flag)
     open_rows = {
-        (row.holder_id, row.rule): row
-        for row in session.scalars(select(Flag).where(Flag.resolved_at.is_(None)))
+        (holder_id, rule): (id_, severity, reason, action, last_seen)
+        for id_, holder_id, rule, severity, reason, action, last_seen in session.execute(
+            select(
+                table.c.id,
+                table.c.holder_id,
+                table.c.rule,
+                table.c.severity,
+                table.c.reason,
+                table.c.action,
+                table.c.last_seen,
+            ).where(table.c.resolved_at.is_(None))
+        )
     }
     seen: set[tuple[int, str]] = set()
+    new: list[FlagDecision] = []
+    reworded: list[dict[str, Any]] = []
     for decision in decisions:
         key = (decision.holder_id, decision.rule)
         if key in seen:
@@ -212,28 +272,94 @@ def persist_flags(session: Session, decisions: Iterable[FlagDecision], now: date
         seen.add(key)
         row = open_rows.get(key)
         if row is None:
-            row = Flag(
-                holder_id=decision.holder_id,
-                rule=decision.rule,
-                severity=decision.severity,
-                reason=decision.reason,
-                action=decision.action,
-                since=decision.since,
-                first_seen=now,
-                last_seen=now,
+            new.append(decision)
+            changes.new.append(FlagRef(None, decision.holder_id, decision.rule))
+            continue
+        id_, severity, reason, action, _ = row
+        if (severity, reason, action) != (decision.severity, decision.reason, decision.action):
+            reworded.append(
+                {
+                    "id": id_,
+                    "severity": decision.severity,
+                    "reason": decision.reason,
+                    "action": decision.action,
+                }
             )
-            session.add(row)
-            changes.new.append(row)
+        changes.continuing.append(FlagRef(id_, decision.holder_id, decision.rule))
+    resolved = [row[0] for key, row in open_rows.items() if key not in seen]
+    changes.resolved = [FlagRef(row[0], *key) for key, row in open_rows.items() if key not in seen]
+    postgres = session.get_bind().dialect.name == "postgresql"
+    for ids in _chunks(resolved):
+        session.execute(update(table).where(_id_among(table.c.id, ids, postgres)).values(resolved_at=now))
+    if changes.continuing:  # every open row not resolved above is continuing (the new ones come below)
+        session.execute(
+            update(table).where(table.c.resolved_at.is_(None), table.c.last_seen < now).values(last_seen=now)
+        )
+    for chunk in _chunks(reworded):
+        if postgres:
+            session.execute(
+                text(
+                    "UPDATE flags AS f SET severity = v.severity, reason = v.reason, action = v.action"
+                    " FROM unnest(CAST(:id AS integer[]), CAST(:severity AS varchar[]),"
+                    " CAST(:reason AS text[]), CAST(:action AS text[])) AS v(id, severity, reason, action)"
+                    " WHERE f.id = v.id"
+                ),
+                {name: [r[name] for r in chunk] for name in ("id", "severity", "reason", "action")},
+            )
         else:
-            row.severity, row.reason, row.action = decision.severity, decision.reason, decision.action
-            row.last_seen = max(row.last_seen, now)
-            changes.continuing.append(row)
-    for key, row in open_rows.items():
-        if key not in seen:
-            row.resolved_at = now
-            changes.resolved.append(row)
-    session.flush()
+            session.execute(
+                update(table)
+                .where(table.c.id == bindparam("flag_id"))
+                .values(
+                    severity=bindparam("severity"), reason=bindparam("reason"), action=bindparam("action")
+                ),
+                [{**r, "flag_id": r["id"]} for r in chunk],
+            )
+    for chunk in _chunks(new):
+        columns = {
+            "holder_id": [d.holder_id for d in chunk],
+            "rule": [d.rule for d in chunk],
+            "severity": [d.severity for d in chunk],
+            "reason": [d.reason for d in chunk],
+            "action": [d.action for d in chunk],
+            "since": [d.since for d in chunk],
+        }
+        if postgres:
+            selected: list[Any] = [
+                func.unnest(bindparam(name, type_=ARRAY(table.c[name].type))) for name in columns
+            ]
+            selected += [
+                bindparam("first_seen", type_=table.c.first_seen.type),
+                bindparam("last_seen", type_=table.c.last_seen.type),
+            ]
+            statement = table.insert().from_select([*columns, "first_seen", "last_seen"], select(*selected))
+            session.execute(statement, {**columns, "first_seen": now, "last_seen": now})
+        else:
+            names = list(columns)
+            session.execute(
+                table.insert(),
+                [
+                    {**dict(zip(names, values, strict=True)), "first_seen": now, "last_seen": now}
+                    for values in zip(*columns.values(), strict=True)
+                ],
+            )
+    if resolved or changes.continuing or new:
+        session.expire_all()  # Flag objects loaded before read the new state
     return changes
+
+
+_CHUNK = 10_000
+
+
+def _chunks(items: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _id_among(column: Any, ids: list[int], postgres: bool) -> Any:
+    if postgres:
+        return column == any_(bindparam("ids", ids, type_=ARRAY(Integer)))
+    return column.in_(ids)  # 10,000 per chunk: under SQLite's 32,766 bind parameters
 
 
 def evaluate_and_persist(context: AppContext, now: datetime) -> tuple[list[FlagDecision], FlagChanges]:

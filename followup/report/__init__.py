@@ -1,6 +1,6 @@
 """The weekly at-risk report: data (``build_report``), HTML/text/email rendering and sending."""
 
-from followup.report.data import WeeklyReport, build_report, iso_week
+from followup.report.data import WeeklyReport, build_report, iso_week, workspace_url
 from followup.report.render import build_email, render_html, render_text
 from followup.report.send import report_due_at, send_weekly_report, send_weekly_report_if_due
 
@@ -14,4 +14,5 @@ __all__ = [
     "report_due_at",
     "send_weekly_report",
     "send_weekly_report_if_due",
+    "workspace_url",
 ]

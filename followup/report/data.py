@@ -32,13 +32,18 @@ from followup.db.models import (
     Touch,
 )
 from followup.flags.phase import holder_phase
-from followup.flags.risk import holder_order, risk_score, sort_flags
+from followup.flags.risk import SEVERITY_WEIGHTS, holder_order, risk_score, sort_flags
 from followup.labels import CHANNEL_LABELS, RULE_LABELS, SEVERITY_LABELS, STATUS_LABELS
 from followup.report import charts
 from followup.vocab import ACTIVE_STATUSES, HOLDER_STATUSES, TouchKind, TouchStatus
 
 NO_PHASE = "フェーズ外"
 WEEK = timedelta(days=7)
+
+
+def workspace_url(base_url: str) -> str:
+    """The dashboard under ``FOLLOWUP_BASE_URL``: the report links there for every at-risk holder."""
+    return f"{base_url.rstrip('/')}/dashboard"
 
 
 def iso_week(now: datetime, policy: Policy) -> str:
@@ -133,6 +138,16 @@ class WeeklyReport:
     kpi_previous: Kpi
     charts: list[Chart] = field(default_factory=list)
     status_by_track: dict[tuple[str, str], int] = field(default_factory=dict)  # (track, status) → holders
+    # ``at_risk`` is the top ``top_n``; these say how many there are in all and what the rest are
+    top_n: int = 50
+    at_risk_total: int = 0
+    at_risk_rest: list[tuple[str, str, int]] = field(default_factory=list)  # (severity, label, holders)
+    workspace_url: str | None = None  # the dashboard, where every holder is listed
+
+    @property
+    def at_risk_more(self) -> int:
+        """At-risk holders not shown in full."""
+        return max(0, self.at_risk_total - len(self.at_risk))
 
     @property
     def total_holders(self) -> int:
@@ -143,7 +158,7 @@ class WeeklyReport:
         return {
             "week": self.week,
             "holders": self.total_holders,
-            "at_risk": len(self.at_risk),
+            "at_risk": self.at_risk_total,
             "new_flags": len(self.new_flags),
             "continuing_flags": len(self.continuing_flags),
             "resolved_flags": len(self.resolved_flags),
@@ -191,17 +206,27 @@ def _kpi(offers: list[tuple[int, date]], statuses: dict[int, str], day: date) ->
     return Kpi(len(cohort), counts["accepted"] + counts["joined"], counts["declined"])
 
 
+_FLAG_ROW_COLUMNS = (
+    OfferHolder.external_id,
+    OfferHolder.name,
+    Flag.rule,
+    Flag.severity,
+    Flag.reason,
+    Flag.action,
+    Flag.first_seen,
+    Flag.resolved_at,
+)
+
+
 def _flag_rows(session: Session, *conditions: Any) -> list[FlagRow]:
+    """Plain rows (no ORM objects), in external id then rule order."""
     rows = session.execute(
-        select(Flag, OfferHolder.external_id, OfferHolder.name)
+        select(*_FLAG_ROW_COLUMNS)
         .join(OfferHolder, OfferHolder.id == Flag.holder_id)
         .where(*conditions)
         .order_by(OfferHolder.external_id, Flag.rule)
-    ).all()
-    return [
-        FlagRow(ext, name, f.rule, f.severity, f.reason, f.action, f.first_seen, f.resolved_at)
-        for f, ext, name in rows
-    ]
+    )
+    return [FlagRow(*row) for row in rows]
 
 
 # --- the week being reported, shared by the sections -------------------------------------------------
@@ -238,20 +263,45 @@ class ReportWeek:
     def phase_of(self) -> dict[int, str]:
         """Active, not erased holder id → the label of their current phase (フェーズ外 if none)."""
         out: dict[int, str] = {}
+        seasons: dict[tuple[Any, ...], str] = {}  # holders share seasons: each worked out once
         for row in self.holders:
             if row.status not in ACTIVE_STATUSES or row.erased_at is not None:
                 continue
-            cadence, phase = holder_phase(
-                self.policy,
-                track=row.track,
-                department=row.department,
-                offer_date=row.offer_date,
-                accepted_date=row.accepted_date,
-                start_date=row.start_date,
-                today=self.today,
-            )
-            out[row.id] = self.phase_labels.get((cadence or "", phase or ""), NO_PHASE)
+            season = (row.track, row.department, row.offer_date, row.accepted_date, row.start_date)
+            label = seasons.get(season)
+            if label is None:
+                cadence, phase = holder_phase(
+                    self.policy,
+                    track=row.track,
+                    department=row.department,
+                    offer_date=row.offer_date,
+                    accepted_date=row.accepted_date,
+                    start_date=row.start_date,
+                    today=self.today,
+                )
+                label = seasons[season] = self.phase_labels.get((cadence or "", phase or ""), NO_PHASE)
+            out[row.id] = label
         return out
+
+    @cached_property
+    def ranked(self) -> list[tuple[int, str, int, str]]:
+        """Every active holder with open flags as (risk, external id, holder id, highest severity),
+        riskiest first: one query of (holder, severity) pairs, summed here."""
+        severities: dict[int, list[str]] = defaultdict(list)
+        external: dict[int, str] = {}
+        for holder_id, external_id, severity in self.session.execute(
+            select(Flag.holder_id, OfferHolder.external_id, Flag.severity)
+            .join(OfferHolder, OfferHolder.id == Flag.holder_id)
+            .where(Flag.resolved_at.is_(None), OfferHolder.status.in_(ACTIVE_STATUSES))
+        ):
+            severities[holder_id].append(severity)
+            external[holder_id] = external_id
+        ranked = [
+            (risk_score(found), external[hid], hid, max(found, key=lambda s: SEVERITY_WEIGHTS.get(s, 0)))
+            for hid, found in severities.items()
+        ]
+        ranked.sort(key=lambda r: holder_order(r[0], r[1]))
+        return ranked
 
 
 # --- one function per section of the report, in the order the report shows them -------------------
@@ -286,46 +336,44 @@ def resolved_flags(week: ReportWeek) -> list[FlagRow]:
 
 
 def at_risk(week: ReportWeek) -> list[AtRiskHolder]:
-    """Active holders with open flags, riskiest first (``flags/risk.py``), each with their flags."""
-    open_flag = Flag.resolved_at.is_(None)
-    holder_info = {
-        row.id: (row.external_id, row.name, row.status)
-        for row in week.session.execute(
-            select(OfferHolder.id, OfferHolder.external_id, OfferHolder.name, OfferHolder.status)
-            .join(Flag, Flag.holder_id == OfferHolder.id)
-            .where(open_flag, OfferHolder.status.in_(ACTIVE_STATUSES))
-            .distinct()
-        )
-    }
+    """The ``report.top_n`` riskiest active holders with open flags (``flags/risk.py``), each with
+    their flags; only their flags are read in full."""
+    top = week.ranked[: week.policy.report.top_n]
+    if not top:
+        return []
     grouped: dict[int, list[FlagRow]] = defaultdict(list)
-    for flag in week.session.scalars(select(Flag).where(open_flag)):
-        info = holder_info.get(flag.holder_id)
-        if info is not None:
-            grouped[flag.holder_id].append(
-                FlagRow(
-                    info[0],
-                    info[1],
-                    flag.rule,
-                    flag.severity,
-                    flag.reason,
-                    flag.action,
-                    flag.first_seen,
-                    None,
-                )
-            )
-    holders = [
+    status: dict[int, str] = {}
+    ids = [hid for _, _, hid, _ in top]
+    for holder_id, holder_status, *row in week.session.execute(
+        select(Flag.holder_id, OfferHolder.status, *_FLAG_ROW_COLUMNS)
+        .join(OfferHolder, OfferHolder.id == Flag.holder_id)
+        .where(Flag.resolved_at.is_(None), Flag.holder_id.in_(ids))
+    ):
+        grouped[holder_id].append(FlagRow(*row))
+        status[holder_id] = holder_status
+    return [
         AtRiskHolder(
-            external_id=holder_info[hid][0],
-            name=holder_info[hid][1],
-            status_label=STATUS_LABELS.get(holder_info[hid][2], holder_info[hid][2]),
+            external_id=external_id,
+            name=grouped[hid][0].name,
+            status_label=STATUS_LABELS.get(status[hid], status[hid]),
             phase_label=week.phase_of.get(hid, NO_PHASE),
-            risk=risk_score(flags),
-            flags=sort_flags(flags),
+            risk=risk,
+            flags=sort_flags(grouped[hid]),
         )
-        for hid, flags in grouped.items()
+        for risk, external_id, hid, _ in top
     ]
-    holders.sort(key=lambda h: holder_order(h.risk, h.external_id))
-    return holders
+
+
+def at_risk_total(week: ReportWeek) -> int:
+    """How many active holders have open flags (shown in full or not)."""
+    return len(week.ranked)
+
+
+def at_risk_rest(week: ReportWeek) -> list[tuple[str, str, int]]:
+    """The at-risk holders beyond the top N, counted by their most severe open flag (high first)."""
+    counter = Counter(severity for _, _, _, severity in week.ranked[week.policy.report.top_n :])
+    order = sorted(counter, key=lambda s: -SEVERITY_WEIGHTS.get(s, 0))
+    return [(s, SEVERITY_LABELS.get(s, s), counter[s]) for s in order]
 
 
 def deliveries(week: ReportWeek) -> list[ChannelCounts]:
@@ -430,9 +478,12 @@ def report_charts(report: WeeklyReport) -> list[Chart]:
     ]
 
 
-def build_report(session: Session, policy: Policy, now: datetime) -> WeeklyReport:
+def build_report(
+    session: Session, policy: Policy, now: datetime, *, workspace_url: str | None = None
+) -> WeeklyReport:
     """The week up to ``now`` as data (and charts as PNG bytes); reads, never writes. Each field is
-    one section function above; a new section is a function, a field here and its template part."""
+    one section function above; a new section is a function, a field here and its template part.
+    ``workspace_url`` (the dashboard) is where the report sends readers for the holders it leaves out."""
     week = ReportWeek(session, policy, now)
     report = WeeklyReport(
         organization=policy.organization.name,
@@ -453,6 +504,10 @@ def build_report(session: Session, policy: Policy, now: datetime) -> WeeklyRepor
         kpi=kpi(week),
         kpi_previous=kpi_previous(week),
         status_by_track=status_by_track(week),
+        top_n=policy.report.top_n,
+        at_risk_total=at_risk_total(week),
+        at_risk_rest=at_risk_rest(week),
+        workspace_url=workspace_url,
     )
     report.charts = report_charts(report)
     return report

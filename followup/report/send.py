@@ -20,7 +20,7 @@ from followup.config.context import AppContext
 from followup.db.models import ReportRun
 from followup.files import write_private
 from followup.flags.store import evaluate_and_persist
-from followup.report.data import build_report, iso_week
+from followup.report.data import build_report, iso_week, workspace_url
 from followup.report.render import build_email
 from followup.vocab import WEEKDAYS
 
@@ -48,7 +48,7 @@ def send_weekly_report(context: AppContext, now: datetime) -> Path | str:
             return str(done.summary.get("delivered", ""))
     evaluate_and_persist(context, now)
     with context.session() as session:
-        report = build_report(session, policy, now)
+        report = build_report(session, policy, now, workspace_url=workspace_url(context.settings.base_url))
         run = ReportRun(week=week, generated_at=now, summary=report.summary())
         session.add(run)
         try:
