@@ -44,7 +44,7 @@ from followup.db.addresses import address_of
 from followup.db.models import ACTIVE_STATUSES, ChannelOptOut, DeliveryAttempt, OfferHolder, Touch
 from followup.delivery.links import LinkSigner
 from followup.durations import Interval, shift_moment
-from followup.engagement.buttons import answer_buttons
+from followup.engagement.buttons import RSVP_BUTTON_KINDS, answer_buttons, rsvp_buttons
 from followup.rendering.templates import MessageTemplates, TemplateProblem
 
 log = logging.getLogger(__name__)
@@ -163,6 +163,12 @@ def message_context(
         "days_until_start": (holder.start_date - send_day).days,
         "survey_url": signer.survey_url(touch.id) if touch.kind == "survey" else None,
         "unsubscribe_url": signer.opt_out_url(holder.id, touch.channel),
+        # the answer page of the touch's event (出席 / 欠席 / 未定), while answers are still taken
+        "rsvp_url": (
+            signer.rsvp_url(holder.id, touch.event or "")
+            if event is not None and event.rsvp and touch.phase == "event"
+            else None
+        ),
         "event": (
             {
                 "title": event.title,
@@ -356,6 +362,9 @@ class Deliverer:
         if touch.kind == "survey" and survey is not None:
             buttons = answer_buttons(survey, self.signer.survey_token(touch.id), context["survey_url"])
             parts = channel_class(channel).add_answer_buttons(parts, buttons)
+        elif context["rsvp_url"] and touch.key.rsplit(":", 1)[-1] in RSVP_BUTTON_KINDS:
+            token = self.signer.rsvp_token(holder.id, touch.event or "")
+            parts = channel_class(channel).add_answer_buttons(parts, rsvp_buttons(token, context["rsvp_url"]))
         message = OutboundMessage(
             idempotency_key=touch.key,
             channel=channel,

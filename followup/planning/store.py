@@ -22,6 +22,7 @@ from followup.config.context import AppContext
 from followup.config.schema import Policy
 from followup.db.addresses import address_columns, addresses_of
 from followup.db.models import ChannelOptOut, OfferHolder, SchedulerLease, Touch
+from followup.events.store import event_states
 from followup.planning.planner import (
     PENDING_STATUSES,
     ExistingTouch,
@@ -100,6 +101,7 @@ def load_snapshots(
     for holder_id, channel in session.execute(select(ChannelOptOut.holder_id, ChannelOptOut.channel)):
         opted_out[holder_id].add(channel)
 
+    states = event_states(session)
     holders: list[HolderSnapshot] = []
     for row in session.execute(holder_query):
         contact = addresses_of(row)
@@ -116,6 +118,7 @@ def load_snapshots(
                 start_date=row.start_date,
                 reachable=reachable,
                 timezone=row.timezone,
+                event_states=states.get(row.id, {}),
             )
         )
     return holders, dict(existing)
