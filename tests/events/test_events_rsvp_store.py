@@ -85,8 +85,12 @@ def test_a_freed_seat_goes_to_the_first_on_the_waiting_list(sqlite_url: str) -> 
     event = _event(capacity=1)
     open_ = _opener(sqlite_url)
     assert record_rsvp(open_, a, "konshinkai", event, "attending", at=AT).status == "attending"
-    assert record_rsvp(open_, b, "konshinkai", event, "attending", at=AT.replace(hour=4)).status == "waitlisted"
-    assert record_rsvp(open_, c, "konshinkai", event, "attending", at=AT.replace(hour=5)).status == "waitlisted"
+    assert (
+        record_rsvp(open_, b, "konshinkai", event, "attending", at=AT.replace(hour=4)).status == "waitlisted"
+    )
+    assert (
+        record_rsvp(open_, c, "konshinkai", event, "attending", at=AT.replace(hour=5)).status == "waitlisted"
+    )
     assert record_rsvp(open_, a, "konshinkai", event, "declined", at=AT.replace(hour=6)).status == "declined"
     by_holder = {r.holder_id: (r.status, r.seat) for r in _rows(sqlite_url)}
     assert by_holder == {a: ("declined", None), b: ("attending", 1), c: ("waitlisted", None)}
