@@ -24,6 +24,8 @@ RULE_LABELS: dict[str, str] = {
     "declining_signal": "辞退の兆候",
     "unreachable": "連絡不可",
     "no_cadence": "ケイデンスなし",
+    "no_rsvp": "出欠未回答",
+    "event_absent": "行事の欠席",
 }
 TIMELINE_LABELS: dict[str, str] = {
     "touch": "連絡",

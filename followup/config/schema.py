@@ -429,6 +429,11 @@ class SimpleRule(Strict):
     severity: Severity = "high"
 
 
+class EventAbsentRule(Strict):
+    severity: Severity = "medium"
+    window: IntervalField = Interval(4, "w")  # flagged this long after the event's start
+
+
 class Rules(Strict):
     neglected: NeglectedRule = NeglectedRule()
     over_contacted: OverContactedRule = OverContactedRule()
@@ -438,6 +443,8 @@ class Rules(Strict):
     declining_signal: SimpleRule = SimpleRule()
     unreachable: SimpleRule = SimpleRule()
     no_cadence: SimpleRule = SimpleRule()
+    no_rsvp: SimpleRule = SimpleRule(severity="medium")
+    event_absent: EventAbsentRule = EventAbsentRule()
 
 
 class Question(Strict):

@@ -21,20 +21,40 @@ SOURCE_LABELS = {"web": "リンク", "slack": "Slack", "line": "LINE", "hr": "�
 
 
 class Row(Protocol):
-    external_id: str
-    name: str
-    department: str
-    status: str
-    seat: int | None
-    answers: dict[str, Any]
-    responded_at: datetime | None
-    attendance: str
-    source: str
+    @property
+    def external_id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def department(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def seat(self) -> int | None: ...
+
+    @property
+    def answers(self) -> dict[str, Any]: ...
+
+    @property
+    def responded_at(self) -> datetime | None: ...
+
+    @property
+    def attendance(self) -> str: ...
+
+    @property
+    def source(self) -> str: ...
 
 
 class Question(Protocol):
-    id: str
-    text: str
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def text(self) -> str: ...
 
 
 def counts(rows: Iterable[Row]) -> dict[str, int]:

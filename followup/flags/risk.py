@@ -24,6 +24,8 @@ RULE_ORDER: tuple[str, ...] = (
     "pulse_drop",
     "unresponsive",
     "over_contacted",
+    "event_absent",
+    "no_rsvp",
     "no_cadence",
 )
 SEVERITY_WEIGHTS: dict[str, int] = {Severity.LOW.value: 1, Severity.MEDIUM.value: 3, Severity.HIGH.value: 5}

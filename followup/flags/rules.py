@@ -23,6 +23,10 @@ Definitions (the tests pin each one):
   call or meeting). Letters and other manual touches neither count nor reset.
 * ``unreachable``: no message channel left (no address, or opted out of every one).
 * ``no_cadence``: an active holder whom no cadence applies to (e.g. track 「第二新卒」): never contacted.
+* ``no_rsvp``: invited to an event (its invitation was sent), the RSVP deadline's day has ended and there
+  is no answer (未定 counts as no answer), while the event has not started yet.
+* ``event_absent``: answered 出席 and was recorded absent, within ``rules.event_absent.window`` after the
+  event's start.
 
 Each rule is a small function ``(history, now, params) -> FlagDecision | None`` and :data:`RULES` is
 the tuple the engine runs, in order; ``params`` is the :class:`RuleParams` resolved once from the
@@ -53,6 +57,8 @@ ACTIONS: dict[str, str] = {
     "unresponsive": "連絡手段を変えて(電話や手書きのメッセージなど)個別に連絡してください。",
     "declining_signal": "社長・役員との面談を設定し、仕事内容や条件面を改めて説明してください。",
     "unreachable": "本人に連絡先(メールアドレス・LINE・Slack)を確認し、登録し直してください。",
+    "no_rsvp": ("人事担当から電話で予定を伺い、参加しやすい形(オンライン参加など)を提案してください。"),
+    "event_absent": ("体調や事情を気づかう一言とともに個別に連絡し、当日の内容と資料を共有してください。"),
     "no_cadence": (
         "採用区分(track)を既存の区分に直すか、この区分の cadence を followup.yaml に追加してください。"
     ),
@@ -70,6 +76,19 @@ class TouchRecord:
     channel: str
     kind: str = "message"  # message | survey | manual
     outcome: str = "delivered"
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One event the holder was invited to or answered: what they said and what HR recorded."""
+
+    event: str
+    title: str
+    starts_at: datetime
+    answer_closes: datetime | None  # the end of the RSVP deadline's day (None: no deadline)
+    invited: bool  # its invitation was sent
+    answer: str = ""  # attending | declined | maybe | waitlisted | "" (none)
+    attendance: str = ""  # attended | absent | "" (not recorded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +119,7 @@ class HolderHistory:
     responses: tuple[PulseResponse, ...] = ()
     engagement: tuple[datetime, ...] = ()  # replies, answers, button presses
     opt_outs: tuple[datetime, ...] = ()
+    events: tuple[EventRecord, ...] = ()
     # derived, sorted, for binary search
     delivered_at: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
     automated_at: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
@@ -415,6 +435,54 @@ def no_cadence(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision |
     )
 
 
+def no_rsvp(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision | None:
+    """Invited, the deadline's day is over, no answer (or only 未定), and the event is still ahead."""
+    late = [
+        e
+        for e in h.events
+        if e.invited
+        and e.answer_closes is not None
+        and e.answer_closes < now < e.starts_at
+        and e.answer in ("", "maybe")
+        and not e.attendance
+    ]
+    if not late:
+        return None
+    first = min(late, key=lambda e: e.starts_at)
+    assert first.answer_closes is not None
+    said = "「未定」のまま" if first.answer == "maybe" else "回答がなく"
+    return decide(
+        h,
+        "no_rsvp",
+        p.rules.no_rsvp.severity,
+        f"「{first.title}」({p.local(first.starts_at)})の出欠が、"
+        f"締切({p.local(first.answer_closes - timedelta(seconds=1))})を過ぎても{said}未確定です。",
+        first.answer_closes,
+    )
+
+
+def event_absent(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision | None:
+    """Said 出席, recorded absent; flagged from the event's start for ``window``."""
+    window = p.rules.event_absent.window
+    missed = [
+        e
+        for e in h.events
+        if e.answer == "attending"
+        and e.attendance == "absent"
+        and e.starts_at <= now <= shift_moment(e.starts_at, window)
+    ]
+    if not missed:
+        return None
+    last = max(missed, key=lambda e: e.starts_at)
+    return decide(
+        h,
+        "event_absent",
+        p.rules.event_absent.severity,
+        f"「{last.title}」({p.local(last.starts_at)})に出席と回答していましたが、当日は欠席でした。",
+        last.starts_at,
+    )
+
+
 RULES: tuple[Rule, ...] = (
     declining_signal,
     low_pulse,
@@ -423,6 +491,8 @@ RULES: tuple[Rule, ...] = (
     over_contacted,
     unresponsive,
     unreachable,
+    no_rsvp,
+    event_absent,
     no_cadence,
 )
 
@@ -506,6 +576,7 @@ __all__ = [
     "RULES",
     "RULE_ORDER",
     "SEVERITY_WEIGHTS",
+    "EventRecord",
     "FlagDecision",
     "HolderHistory",
     "PulseResponse",
