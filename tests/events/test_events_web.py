@@ -153,3 +153,28 @@ def test_an_invitation_carries_a_working_rsvp_link(web: WebEnv) -> None:
     link = context["rsvp_url"]
     assert link and re.match(r"http://testserver/e/\S+$", link)
     assert web.client.get(link.removeprefix("http://testserver")).status_code == 200
+
+
+def test_the_answer_and_the_attendance_are_on_the_holders_timeline(web: WebEnv) -> None:
+    from followup.db.models import OfferHolder
+    from followup.events.store import record_attendance
+    from followup.holders.timeline import holder_timeline
+
+    holder_id = web.holder()
+    web.client.post(f"/e/{web.signer.rsvp_token(holder_id, 'konshinkai')}", data={"answer": "attending"})
+    with web.context.session() as session:
+        record_attendance(session, holder_id, "konshinkai", "absent", at=NOW)
+    with web.context.session() as session:
+        holder = session.get(OfferHolder, holder_id)
+        assert holder is not None
+        timeline = holder_timeline(session, holder)
+    [rsvp] = timeline["event_rsvps"]
+    assert (rsvp["event"], rsvp["status"], rsvp["seat"], rsvp["attendance"]) == (
+        "konshinkai",
+        "attending",
+        1,
+        "absent",
+    )
+    summaries = {(i["type"], i["summary"]) for i in timeline["items"]}
+    assert ("rsvp", "konshinkai: 出席(席 1) / web") in summaries
+    assert ("attendance", "konshinkai: 当日欠席") in summaries
