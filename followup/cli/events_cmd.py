@@ -15,19 +15,24 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from followup.cli.timeparse import parse_now
 from followup.config.context import AppContext
 from followup.config.schema import Event
-from followup.db.models import OfferHolder
 from followup.errors import Problem, UserInputError
 from followup.events.roster import ENCODINGS, counts, table, to_csv
-from followup.events.store import ANSWERS, RosterRow, RsvpError, record_attendance, record_rsvp, roster
+from followup.events.store import (
+    ANSWERS,
+    RosterRow,
+    RsvpError,
+    audience_ids,
+    record_attendance,
+    record_rsvp,
+    roster,
+)
 from followup.files import write_private
 from followup.holders.importer import find_holder
-from followup.vocab import ACTIVE_STATUSES
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -47,22 +52,6 @@ def _event(context: AppContext, name: str) -> Event:
             Problem(Path(name), None, None, f"no event with this name under events: ({known})")
         )
     return event
-
-
-def audience_ids(session: Session, event: Event) -> list[int]:
-    """The active holders the event is for: in its audience, offered by the deadline, starting after it."""
-    latest = event.latest("invitation")
-    ids = []
-    query = select(OfferHolder).where(
-        OfferHolder.status.in_(sorted(ACTIVE_STATUSES)), OfferHolder.erased_at.is_(None)
-    )
-    for holder in session.scalars(query):
-        if event.audience is not None and not event.audience.matches(holder.track, holder.department):
-            continue
-        if holder.offer_date > latest or holder.start_date <= event.starts_at.date():
-            continue
-        ids.append(holder.id)
-    return ids
 
 
 def _roster(context: AppContext, name: str) -> list[RosterRow]:

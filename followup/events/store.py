@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from followup.config.schema import ATTENDANCE_STATES, Event
 from followup.db.models import EventRsvp, OfferHolder
+from followup.vocab import ACTIVE_STATUSES
 
 ANSWERS = ("attending", "declined", "maybe")
 OpenSession = Callable[[], AbstractContextManager[Session]]
@@ -220,3 +221,19 @@ def roster(session: Session, name: str, audience_ids: list[int] | None = None) -
                 )
             )
     return rows
+
+
+def audience_ids(session: Session, event: Event) -> list[int]:
+    """The active holders the event is for: in its audience, offered by the deadline, starting after it."""
+    latest = event.latest("invitation")
+    ids = []
+    query = select(OfferHolder).where(
+        OfferHolder.status.in_(sorted(ACTIVE_STATUSES)), OfferHolder.erased_at.is_(None)
+    )
+    for holder in session.scalars(query):
+        if event.audience is not None and not event.audience.matches(holder.track, holder.department):
+            continue
+        if holder.offer_date > latest or holder.start_date <= event.starts_at.date():
+            continue
+        ids.append(holder.id)
+    return ids
