@@ -25,6 +25,7 @@ RULE_LABELS: dict[str, str] = {
     "unreachable": "連絡不可",
     "no_cadence": "ケイデンスなし",
     "no_rsvp": "出欠未回答",
+    "acceptance_pending": "承諾待ち",
     "event_absent": "行事の欠席",
 }
 TIMELINE_LABELS: dict[str, str] = {

@@ -429,6 +429,12 @@ class SimpleRule(Strict):
     severity: Severity = "high"
 
 
+class AcceptancePendingRule(Strict):
+    severity: Severity = "high"
+    # without an acceptance_deadline column: offer + this (e.g. 2w); unset = only holders with a deadline
+    default_wait: IntervalField | None = None
+
+
 class EventAbsentRule(Strict):
     severity: Severity = "medium"
     window: IntervalField = Interval(4, "w")  # flagged this long after the event's start
@@ -444,6 +450,7 @@ class Rules(Strict):
     unreachable: SimpleRule = SimpleRule()
     no_cadence: SimpleRule = SimpleRule()
     no_rsvp: SimpleRule = SimpleRule(severity="medium")
+    acceptance_pending: AcceptancePendingRule = AcceptancePendingRule()
     event_absent: EventAbsentRule = EventAbsentRule()
 
 

@@ -21,6 +21,7 @@ RULE_ORDER: tuple[str, ...] = (
     "low_pulse",
     "neglected",
     "unreachable",
+    "acceptance_pending",
     "pulse_drop",
     "unresponsive",
     "over_contacted",

@@ -25,6 +25,8 @@ Definitions (the tests pin each one):
 * ``no_cadence``: an active holder whom no cadence applies to (e.g. track 「第二新卒」): never contacted.
 * ``no_rsvp``: invited to an event (its invitation was sent), the RSVP deadline's day has ended and there
   is no answer (未定 counts as no answer), while the event has not started yet.
+* ``acceptance_pending``: still ``offered`` after the acceptance deadline's day (the holder's
+  ``acceptance_deadline``, else ``offer + rules.acceptance_pending.default_wait`` when that is set).
 * ``event_absent``: answered 出席 and was recorded absent, within ``rules.event_absent.window`` after the
   event's start.
 
@@ -57,6 +59,10 @@ ACTIONS: dict[str, str] = {
     "unresponsive": "連絡手段を変えて(電話や手書きのメッセージなど)個別に連絡してください。",
     "declining_signal": "社長・役員との面談を設定し、仕事内容や条件面を改めて説明してください。",
     "unreachable": "本人に連絡先(メールアドレス・LINE・Slack)を確認し、登録し直してください。",
+    "acceptance_pending": (
+        "人事担当から電話し、承諾を迷っている点(条件・配属・他社の状況)を伺ってください。"
+        "必要なら社員との面談を設定してください。"
+    ),
     "no_rsvp": ("人事担当から電話で予定を伺い、参加しやすい形(オンライン参加など)を提案してください。"),
     "event_absent": ("体調や事情を気づかう一言とともに個別に連絡し、当日の内容と資料を共有してください。"),
     "no_cadence": (
@@ -120,6 +126,7 @@ class HolderHistory:
     engagement: tuple[datetime, ...] = ()  # replies, answers, button presses
     opt_outs: tuple[datetime, ...] = ()
     events: tuple[EventRecord, ...] = ()
+    acceptance_deadline: date | None = None  # 内定承諾期限 from the ATS export, if any
     # derived, sorted, for binary search
     delivered_at: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
     automated_at: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
@@ -435,6 +442,30 @@ def no_cadence(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision |
     )
 
 
+def acceptance_pending(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision | None:
+    """Offered, not accepted, once the acceptance deadline's day (or offer + default_wait) is over."""
+    if h.status != "offered":
+        return None
+    if h.acceptance_deadline is not None:
+        closes = p.offer_at(h.acceptance_deadline + timedelta(days=1))
+        said = f"承諾期限({h.acceptance_deadline.month}/{h.acceptance_deadline.day})"
+    else:
+        wait = p.rules.acceptance_pending.default_wait
+        if wait is None:
+            return None
+        closes = shift_moment(p.offer_at(h.offer_date), wait)
+        said = f"内定日({p.local(p.offer_at(h.offer_date))})から{describe_interval(wait)}"
+    if now <= closes:
+        return None
+    return decide(
+        h,
+        "acceptance_pending",
+        p.rules.acceptance_pending.severity,
+        f"{said}を過ぎても内定承諾の回答がありません。",
+        closes,
+    )
+
+
 def no_rsvp(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision | None:
     """Invited, the deadline's day is over, no answer (or only 未定), and the event is still ahead."""
     late = [
@@ -491,6 +522,7 @@ RULES: tuple[Rule, ...] = (
     over_contacted,
     unresponsive,
     unreachable,
+    acceptance_pending,
     no_rsvp,
     event_absent,
     no_cadence,

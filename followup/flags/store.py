@@ -80,6 +80,7 @@ def load_histories(session: Session, policy: Policy, now: datetime) -> list[Hold
             OfferHolder.track,
             OfferHolder.department,
             *address_columns(),
+            OfferHolder.acceptance_deadline,
         )
         .where(*active)
         .order_by(OfferHolder.id)
@@ -183,6 +184,7 @@ def load_histories(session: Session, policy: Policy, now: datetime) -> list[Hold
                 engagement=tuple(engagement.get(hid, ())),
                 opt_outs=tuple(opt_out_times.get(hid, ())),
                 events=tuple(events.get(hid, ())),
+                acceptance_deadline=row.acceptance_deadline,
             )
         )
     return out

@@ -71,3 +71,43 @@ def test_event_absent_needs_both_the_answer_and_the_record() -> None:
     assert rules_at(history(record("declined", "absent")), after) == {}  # said so: no surprise
     assert rules_at(history(record("attending", "attended")), after) == {}
     assert rules_at(history(record("attending")), after) == {}  # not recorded yet
+
+
+def pending(status: str = "offered", deadline: date | None = None) -> HolderHistory:
+    from dataclasses import replace
+
+    return replace(history(), status=status, acceptance_deadline=deadline)
+
+
+def acceptance_at(h: HolderHistory, now: datetime) -> str | None:
+    found = [d for d in evaluate(h, POLICY, now) if d.rule == "acceptance_pending"]
+    return found[0].reason if found else None
+
+
+def test_acceptance_pending_fires_after_the_deadline_day_and_not_at_its_end() -> None:
+    h = pending(deadline=date(2026, 6, 15))
+    end = datetime(2026, 6, 16, 0, 0, tzinfo=TOKYO)
+    assert acceptance_at(h, end) is None
+    assert (
+        acceptance_at(h, end + timedelta(seconds=1)) == "承諾期限(6/15)を過ぎても内定承諾の回答がありません。"
+    )
+    assert acceptance_at(pending("accepted", date(2026, 6, 15)), end + timedelta(days=3)) is None
+
+
+def test_acceptance_pending_without_a_deadline_waits_default_wait_after_the_offer() -> None:
+    from followup.durations import Interval
+
+    h = pending()  # offered 6/1, no deadline column
+    limit = datetime(2026, 6, 15, 0, 0, tzinfo=TOKYO)
+    assert acceptance_at(h, limit + timedelta(days=30)) is None  # default_wait unset: not flagged
+    setting = POLICY.rules.acceptance_pending.model_copy(update={"default_wait": Interval(2, "w")})
+    policy = POLICY.model_copy(
+        update={"rules": POLICY.rules.model_copy(update={"acceptance_pending": setting})}
+    )
+
+    def at(now: datetime) -> str | None:
+        found = [d for d in evaluate(h, policy, now) if d.rule == "acceptance_pending"]
+        return found[0].reason if found else None
+
+    assert at(limit) is None
+    assert at(limit + timedelta(seconds=1)) == "内定日(6/1)から2週間を過ぎても内定承諾の回答がありません。"
