@@ -563,6 +563,8 @@ class Policy(Strict):
     templates_dir: str = "../templates"
     mentors: dict[str, str] = {}
     events: dict[str, Event] = {}
+    # a reply or an answer is contact: the next automated cadence touch waits this long after it
+    quiet_after_reply: IntervalField | None = None
     cadences: dict[str, Cadence] = Field(min_length=1)
     rules: Rules = Rules()
     surveys: dict[str, Survey] = {}

@@ -24,6 +24,9 @@ Rules, in the words of SPEC "Cadence semantics":
   (the holder answered, or said 欠席) is cancelled;
 - catch-up after downtime is counted in business days (a closure does not use the window up), and a
   touch that delivery held back or retried keeps the time delivery gave it;
+- ``quiet_after_reply``: an automated cadence touch (message or survey, not an event touch or a manual
+  one) due within the quiet period after the holder's latest reply or answer waits until the first
+  business day after it, at the preferred send time (``HolderSnapshot.last_reply_at``, data);
 - dates never depend on channels: an opt-out changes a touch's channel, never its day;
 - the idempotency key is ``external_id:cadence:phase:seq`` (one-offs ``…:phase:once:name``).
 """
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -77,6 +80,7 @@ class HolderSnapshot:
     # event name → the holder's state: attendance once recorded (attended/absent), else the RSVP answer
     # (attending/declined/maybe/waitlisted); an event not in the mapping has no answer yet
     event_states: Mapping[str, str] = field(default_factory=dict)
+    last_reply_at: datetime | None = None  # the latest reply, answer or RSVP (for quiet_after_reply)
 
 
 @dataclass(frozen=True, slots=True)
@@ -635,6 +639,7 @@ def plan(
         cadence_name, cadence = match
         season = seasons.season(holder, cadence_name, cadence)
 
+        quiet_until = _quiet_until(holder, policy, calendar)
         first = bisect_left(season.stamps, low_stamp)
         last = bisect_right(season.stamps, high_stamp)
         if first < last:
@@ -650,7 +655,12 @@ def plan(
                         skipped.append((holder.id, _unreachable_reason(slot)))
                         unreachable = True
                     continue
-                create.append(_materialize(slot, holder, cadence_name, channel))
+                planned = _materialize(slot, holder, cadence_name, channel)
+                if quiet_until is not None and _quiet(slot, quiet_until, holder):
+                    planned = replace(
+                        planned, due_at=quiet_until, reason=f"{planned.reason}、返信後の待機期間のため延期"
+                    )
+                create.append(planned)
 
         for touch in history:
             if touch.status != "planned" or not _is_planned_by_us(touch, prefix, cadence_names):
@@ -662,11 +672,16 @@ def plan(
             if not _gate_open(current, holder):
                 cancel.append((touch.id, _gate_reason(current, holder)))
                 continue
-            if current.due_at != touch.due_at and touch.due_at >= now and not touch.deferred:
+            wanted = current.due_at
+            if quiet_until is not None and _quiet(current, quiet_until, holder):
+                wanted = quiet_until
+            elif _postponed_for_reply(current, touch, holder, policy):
+                wanted = touch.due_at  # the quiet period it waited for is over: it keeps its new time
+            if wanted != touch.due_at and touch.due_at >= now and not touch.deferred:
                 if current.due_at < low:
                     cancel.append((touch.id, "日程の変更で送信時期を過ぎたため中止"))
                     continue
-                move.append((touch.id, current.due_at))
+                move.append((touch.id, wanted))
             if current.manual_channel is None and touch.channel not in holder.reachable:
                 channel = _channel_for(current, holder.reachable)
                 if channel is not None:
@@ -674,6 +689,37 @@ def plan(
                 # none left: the touch stays planned (HR may add a LINE id tomorrow); if it is still
                 # unreachable when due, delivery records it as failed and the rules flag the holder
     return result
+
+
+def _quiet_until(holder: HolderSnapshot, policy: Policy, calendar: BusinessCalendar) -> datetime | None:
+    """The first send moment after the quiet period that follows the holder's latest reply, if any."""
+    if policy.quiet_after_reply is None or holder.last_reply_at is None:
+        return None
+    zone = calendar.zone(holder.timezone)
+    end = shift_moment(holder.last_reply_at, policy.quiet_after_reply, 1)
+    day = calendar.next_business_day(end.astimezone(zone).date())
+    moment, _ = calendar.moment(day, zone)
+    if moment < end:
+        moment, _ = calendar.moment(calendar.next_business_day(day + timedelta(days=1)), zone)
+    return moment
+
+
+def _postponed_for_reply(slot: _Slot, touch: ExistingTouch, holder: HolderSnapshot, policy: Policy) -> bool:
+    """A planned touch that an earlier tick postponed after a reply (later than its season slot)."""
+    return (
+        policy.quiet_after_reply is not None
+        and holder.last_reply_at is not None
+        and slot.phase != "event"
+        and slot.kind in ("message", "survey")
+        and holder.last_reply_at <= slot.due_at < touch.due_at
+    )
+
+
+def _quiet(slot: _Slot, quiet_until: datetime, holder: HolderSnapshot) -> bool:
+    """An automated cadence touch due after the reply and before the quiet period ends."""
+    if slot.phase == "event" or slot.kind not in ("message", "survey") or holder.last_reply_at is None:
+        return False
+    return holder.last_reply_at <= slot.due_at < quiet_until
 
 
 def event_kind(slot_suffix: str) -> str | None:
