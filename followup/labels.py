@@ -38,6 +38,9 @@ RULE_LABELS: dict[str, str] = {
     "declining_signal": "辞退の兆候",
     "unreachable": "連絡不可",
     "no_cadence": "ケイデンスなし",
+    "no_rsvp": "出欠未回答",
+    "acceptance_pending": "承諾待ち",
+    "event_absent": "行事の欠席",
 }
 TIMELINE_LABELS: dict[str, str] = {
     "touch": "連絡",
@@ -50,7 +53,17 @@ TIMELINE_LABELS: dict[str, str] = {
     "opt_out": "配信停止",
     "follow": "友だち追加",
     "unfollow": "ブロック",
+    "rsvp": "出欠回答",
+    "attendance": "出欠記録",
 }
+RSVP_LABELS: dict[str, str] = {
+    "attending": "出席",
+    "declined": "欠席",
+    "maybe": "未定",
+    "waitlisted": "キャンセル待ち",
+    "": "未回答",
+}
+ATTENDANCE_LABELS: dict[str, str] = {"attended": "出席", "absent": "欠席", "": "未記録"}
 MANUAL_CHANNEL_LABELS: dict[str, str] = {
     "phone": "電話",
     "letter": "手紙",

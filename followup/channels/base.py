@@ -146,14 +146,23 @@ class AnswerButtons:
     form_label: str = ""
 
 
-InboundKind = Literal["answer", "reply", "follow", "unfollow", "other"]
+InboundKind = Literal["answer", "rsvp", "reply", "follow", "unfollow", "other"]
+
+# A button payload starting with this is an event RSVP (``r=TOKEN&a=attending``), not a survey answer.
+RSVP_PREFIX = "r="
+
+
+def button_kind(data: str) -> InboundKind:
+    """``rsvp`` for an RSVP button's payload, else ``answer`` (a survey scale button)."""
+    return "rsvp" if data.startswith(RSVP_PREFIX) else "answer"
 
 
 @dataclass(frozen=True)
 class InboundEvent:
     """One thing a holder did on a channel, whatever the provider's payload looked like.
 
-    ``answer``: a pressed answer button (``data`` is its payload); ``reply``: a message (``text``);
+    ``answer``: a pressed answer button (``data`` is its payload); ``rsvp``: a pressed RSVP button
+    (``data`` is ``r=TOKEN&a=ANSWER``); ``reply``: a message (``text``);
     ``follow``/``unfollow``: the holder (un)blocked the account (unfollow is an opt-out); ``other``:
     nothing we act on.
     ``dedupe_key`` makes a provider's redelivery count once.

@@ -27,6 +27,7 @@ from followup.channels.base import (
     InboundEvent,
     OutboundMessage,
     Part,
+    button_kind,
     resolve_env,
     truncate,
 )
@@ -263,7 +264,7 @@ def _event(event: dict[str, Any]) -> InboundEvent:
     at = stamp / 1000 if isinstance(stamp, int | float) else None
     if kind == "postback":
         data = str((event.get("postback") or {}).get("data", ""))
-        return InboundEvent("answer", "line", user_id, at, data=data, dedupe_key=dedupe)
+        return InboundEvent(button_kind(data), "line", user_id, at, data=data, dedupe_key=dedupe)
     if kind == "message":
         message = event.get("message") or {}
         text = message.get("text") if message.get("type") == "text" else f"[{message.get('type')}]"

@@ -25,6 +25,7 @@ from followup.channels.base import (
     InboundEvent,
     OutboundMessage,
     Part,
+    button_kind,
     chunks,
     resolve_env,
     truncate,
@@ -399,12 +400,13 @@ def _button_events(payload: Any) -> tuple[InboundEvent, ...]:
         action_id = str(action.get("action_id", ""))
         if not action_id.startswith(ACTION_PREFIX + ":"):
             continue
+        value = str(action.get("value", ""))
         events.append(
             InboundEvent(
-                kind="answer",
+                kind=button_kind(value),
                 channel="slack",
                 address=user_id,
-                data=str(action.get("value", "")),
+                data=value,
                 dedupe_key=f"slack:action:{trigger}:{action_id}" if trigger else None,
             )
         )

@@ -47,6 +47,14 @@ def event_plan(policy: Policy) -> dict[str, dict[str, object]]:
     return plans
 
 
+GATE_WORDS = {  # who of the audience an event touch goes to (EVENT_TOUCH_GATES)
+    "reminder": "のうち未回答・未定の方",
+    "day_before": "のうち出席と回答した方",
+    "thanks": "のうち当日の出席を記録した方",
+    "follow_up": "のうち欠席の方(欠席と回答、または当日欠席)",
+}
+
+
 def _audience_words(audience: object) -> str:
     if not isinstance(audience, dict) or not audience:
         return "ケイデンスの対象者全員"
@@ -150,10 +158,13 @@ def register(app: typer.Typer) -> None:
             for kind, touch in plan["touches"].items():
                 audience = plan["audience"]
                 who = _audience_words(audience)
+                gate = GATE_WORDS.get(kind, "")
+                later = "それ以降の内定者には内定日に、" if kind == "invitation" else ""
                 out.print(
                     f"event {name} {plan['title']} ({plan['starts_at'][:10]}): {kind} "
-                    f"{touch['template']} を {touch['date']} ({touch['at']}) に {who} へ。"
-                    f"それ以降の内定者には内定日に、締切 {touch['latest']} まで (never later)",
+                    f"{touch['template']} を {touch['date']} ({touch['at']}) に {who}{gate} へ。"
+                    f"{later}{'締切 ' if kind in ('invitation', 'reminder') else ''}{touch['latest']} まで"
+                    " (never later)",
                     markup=False,
                     highlight=False,
                     soft_wrap=True,

@@ -52,6 +52,7 @@ def template_context(
     event_name: str | None = None,
     survey_url: str | None = None,
     unsubscribe_url: str | None = None,
+    rsvp_url: str | None = None,
 ) -> dict[str, Any]:
     org = policy.organization
     mentor = policy.mentors.get(holder.mentor_email or "")
@@ -86,6 +87,7 @@ def template_context(
         "days_until_start": (holder.start_date - send_day).days,
         "survey_url": survey_url,
         "unsubscribe_url": unsubscribe_url,
+        "rsvp_url": rsvp_url,  # the event's answer page (出席 / 欠席 / 未定), while answers are taken
         "event": (
             {
                 "title": event.title,

@@ -191,12 +191,38 @@ class AppliesTo(Strict):
         return track_ok and department_ok
 
 
-# The touches an event plans from its own dates. Only the invitation exists today; a reminder, a
-# day-before message and a thank-you are further kinds of the same shape (a template and an anchor on the
-# event's dates), each with its own "never later than" bound in the planner (planning/planner.py).
-EVENT_TOUCH_KINDS = ("invitation",)
+# The touches an event plans from its own dates, in order: the invitation to everyone of the audience,
+# a reminder before the RSVP deadline to those who have not answered, a day-before note to those who
+# said 出席, a thank-you after to those recorded present and a kind follow-up to those absent. Each is a
+# template and an anchor on the event's dates, with its own "never later than" bound (``Event.latest``)
+# and a gate on the holder's RSVP/attendance state (``EVENT_TOUCH_GATES``, applied by the planner).
+EVENT_TOUCH_KINDS = ("invitation", "reminder", "day_before", "thanks", "follow_up")
 EVENT_ANCHOR_BASES = ("deadline", "event")
-EVENT_TOUCH_LABELS = {"invitation": "ご案内"}
+EVENT_TOUCH_LABELS = {
+    "invitation": "ご案内",
+    "reminder": "出欠確認のリマインド",
+    "day_before": "前日のご連絡",
+    "thanks": "ご参加のお礼",
+    "follow_up": "欠席者へのフォロー",
+}
+# The holder's state for an event (followup.events): "" = no answer yet.
+RSVP_STATES = ("attending", "declined", "maybe", "waitlisted")
+ATTENDANCE_STATES = ("attended", "absent")
+# Which states a kind's touch goes to. The state is the attendance once recorded, else the RSVP answer.
+EVENT_TOUCH_GATES: dict[str, frozenset[str]] = {
+    "invitation": frozenset({""}),
+    "reminder": frozenset({"", "maybe"}),
+    "day_before": frozenset({"attending"}),
+    "thanks": frozenset({"attended"}),
+    "follow_up": frozenset({"absent", "declined"}),
+}
+_EVENT_DEFAULT_AT = {
+    "reminder": ("deadline - 3bd", "event - 1w"),
+    "day_before": ("event - 1bd", "event - 1bd"),
+    "thanks": ("event + 1bd", "event + 1bd"),
+    "follow_up": ("event + 1bd", "event + 1bd"),
+}
+AFTER_EVENT_WINDOW = dt.timedelta(days=14)  # a thank-you or follow-up later than this is not sent
 
 
 class EventTouch(Strict):
@@ -207,6 +233,15 @@ class EventTouch(Strict):
     at: AnchorField | None = None  # None: the kind's default (invitation: deadline - 2w, or event - 3w)
 
 
+class EventQuestion(Strict):
+    """A question on the RSVP page (e.g. アレルギー); free text unless ``choices`` are given."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_]{1,40}$")
+    text: str
+    choices: tuple[str, ...] = ()
+    required: bool = False
+
+
 class Event(Strict):
     title: str
     starts_at: datetime
@@ -215,12 +250,21 @@ class Event(Strict):
     deadline: date | None = None
     audience: AppliesTo | None = None  # None: every holder a cadence follows
     channels: tuple[Literal["email", "slack", "line"], ...] | None = None  # None: the holder's phase's
+    rsvp: bool = True  # holders answer 出席 / 欠席 / 未定 (a signed link, Slack buttons, LINE postback)
+    capacity: int | None = Field(default=None, ge=1)  # seats; further 出席 answers join the waiting list
+    questions: tuple[EventQuestion, ...] = ()
     invitation: EventTouch | None = None
+    reminder: EventTouch | None = None
+    day_before: EventTouch | None = None
+    thanks: EventTouch | None = None
+    follow_up: EventTouch | None = None
 
     @model_validator(mode="after")
     def _dates(self) -> Event:
         if self.deadline is not None and self.deadline >= self.starts_at.date():
             raise ValueError("the deadline (申込締切) must be before the event day")
+        if not self.rsvp and (self.reminder or self.day_before or self.capacity):
+            raise ValueError("reminder, day_before and capacity need rsvp: true (出欠の回答を受け付ける)")
         for kind in EVENT_TOUCH_KINDS:
             touch = self.touch(kind)
             if touch is None or touch.at is None:
@@ -249,15 +293,30 @@ class Event(Strict):
         touch = self.touch(kind)
         if touch is not None and touch.at is not None:
             return touch.at
+        if kind in _EVENT_DEFAULT_AT:
+            with_deadline, without = _EVENT_DEFAULT_AT[kind]
+            return parse_anchor(with_deadline if self.deadline is not None else without)
         if self.deadline is not None:
             return parse_anchor("deadline - 2w")
         return parse_anchor("event - 3w")
 
     def latest(self, kind: str) -> date:
-        """The last day this kind's touch may go out (invitation: the RSVP deadline, else the day before)."""
+        """The last day this kind's touch may go out: invitation and reminder the RSVP deadline (else the
+        day before), the day-before note the day before, a thank-you or follow-up two weeks after."""
+        event_day = self.starts_at.date()
+        if kind in ("thanks", "follow_up"):
+            return event_day + AFTER_EVENT_WINDOW
+        if kind == "day_before":
+            return event_day - dt.timedelta(days=1)
         if self.deadline is not None:
             return self.deadline
-        return self.starts_at.date() - dt.timedelta(days=1)
+        return event_day - dt.timedelta(days=1)
+
+    def earliest(self, kind: str) -> date | None:
+        """The first day this kind's touch may go out (after the event for a thank-you or follow-up)."""
+        if kind in ("thanks", "follow_up"):
+            return self.starts_at.date() + dt.timedelta(days=1)
+        return None
 
 
 def _to_mentor(value: Any) -> Any:
@@ -454,6 +513,17 @@ class SimpleRule(Strict):
     severity: Severity = "high"
 
 
+class AcceptancePendingRule(Strict):
+    severity: Severity = "high"
+    # without an acceptance_deadline column: offer + this (e.g. 2w); unset = only holders with a deadline
+    default_wait: IntervalField | None = None
+
+
+class EventAbsentRule(Strict):
+    severity: Severity = "medium"
+    window: IntervalField = Interval(4, "w")  # flagged this long after the event's start
+
+
 class Rules(Strict):
     neglected: NeglectedRule = NeglectedRule()
     over_contacted: OverContactedRule = OverContactedRule()
@@ -463,6 +533,9 @@ class Rules(Strict):
     declining_signal: SimpleRule = SimpleRule()
     unreachable: SimpleRule = SimpleRule()
     no_cadence: SimpleRule = SimpleRule()
+    no_rsvp: SimpleRule = SimpleRule(severity="medium")
+    acceptance_pending: AcceptancePendingRule = AcceptancePendingRule()
+    event_absent: EventAbsentRule = EventAbsentRule()
 
 
 class Question(Strict):
@@ -579,6 +652,8 @@ class Policy(Strict):
     events: dict[str, Event] = {}
     first_day: FirstDay | None = None
     content: dict[str, tuple[ContentEntry, ...]] = {}  # template name → dated entries
+    # a reply or an answer is contact: the next automated cadence touch waits this long after it
+    quiet_after_reply: IntervalField | None = None
     cadences: dict[str, Cadence] = Field(min_length=1)
     rules: Rules = Rules()
     surveys: dict[str, Survey] = {}

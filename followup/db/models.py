@@ -200,6 +200,31 @@ class SurveyResponse(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class EventRsvp(Base):
+    """One holder's answer for one event (出席 / 欠席 / 未定) and, after the day, the attendance HR recorded.
+
+    Capacity is the database's: an attending answer holds a seat number 1..capacity and ``(event, seat)``
+    is unique, so two answers racing for the last seat cannot both get it (the loser is waitlisted).
+    """
+
+    __tablename__ = "event_rsvps"
+    __table_args__ = (
+        UniqueConstraint("holder_id", "event", name="uq_event_rsvps_holder_event"),
+        UniqueConstraint("event", "seat", name="uq_event_rsvps_event_seat"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    holder_id: Mapped[int] = mapped_column(ForeignKey("offer_holders.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(100), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # attending | declined | maybe | waitlisted
+    seat: Mapped[int | None] = mapped_column(Integer)
+    answers: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(String(16), default="web")  # web | slack | line | hr
+    responded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attendance: Mapped[str | None] = mapped_column(String(16))  # attended | absent (recorded by HR)
+    attendance_at: Mapped[datetime | None] = mapped_column()
+
+
 class EngagementEvent(Base):
     """Something the holder did: replied, pressed a button, followed/unfollowed, opted out, answered."""
 

@@ -48,7 +48,7 @@ from followup.db.addresses import address_of
 from followup.db.models import ACTIVE_STATUSES, ChannelOptOut, DeliveryAttempt, Flag, OfferHolder, Touch
 from followup.delivery.links import LinkSigner
 from followup.durations import Interval, shift_moment
-from followup.engagement.buttons import answer_buttons
+from followup.engagement.buttons import RSVP_BUTTON_KINDS, answer_buttons, rsvp_buttons
 from followup.labels import STATUS_LABELS, short_date
 from followup.rendering.templates import MessageTemplates, TemplateProblem
 
@@ -175,6 +175,7 @@ def message_context(
     org = policy.organization
     phase = find_phase(policy, touch.cadence, touch.phase)
     send_day = (sent_at or touch.due_at).astimezone(org.tz).date()
+    event = policy.events.get(touch.event) if touch.event else None
     return template_context(
         policy,
         holder_facts(holder),
@@ -185,6 +186,11 @@ def message_context(
         event_name=touch.event,
         survey_url=signer.survey_url(touch.id) if touch.kind == "survey" else None,
         unsubscribe_url=signer.opt_out_url(holder.id, touch.channel) if opt_out_link else None,
+        rsvp_url=(
+            signer.rsvp_url(holder.id, touch.event or "")
+            if event is not None and event.rsvp and touch.phase == "event"
+            else None
+        ),
     )
 
 
@@ -444,6 +450,9 @@ class Deliverer:
         if touch.kind == "survey" and survey is not None:
             buttons = answer_buttons(survey, self.signer.survey_token(touch.id), context["survey_url"])
             parts = channel_class(channel).add_answer_buttons(parts, buttons)
+        elif context["rsvp_url"] and touch.key.rsplit(":", 1)[-1] in RSVP_BUTTON_KINDS:
+            token = self.signer.rsvp_token(holder.id, touch.event or "")
+            parts = channel_class(channel).add_answer_buttons(parts, rsvp_buttons(token, context["rsvp_url"]))
         message = OutboundMessage(
             idempotency_key=touch.key,
             channel=channel,

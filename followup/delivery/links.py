@@ -31,6 +31,8 @@ OPT_OUT_SALT = "followup.opt-out"
 OPT_OUT_MAX_AGE = 400 * 24 * 3600  # an opt-out link keeps working for the whole season
 MANUAL_SALT = "followup.manual-done"
 MANUAL_MAX_AGE = 90 * 24 * 3600  # a reminder's 「実施済みにする」 link: a season's quarter is plenty
+RSVP_SALT = "followup.rsvp"
+RSVP_MAX_AGE = 400 * 24 * 3600  # an RSVP link works until the event (the page refuses late answers)
 
 
 _NONCE = 8
@@ -136,6 +138,21 @@ class LinkSigner:
     def read_manual_token(self, token: str) -> int:
         data, key = self._load(MANUAL_SALT, token, MANUAL_MAX_AGE)
         return self._id(data, "d", "m", MANUAL_SALT, key)
+
+    def rsvp_token(self, holder_id: int, event: str) -> str:
+        """A holder's answer link for one event: ``{"r": SEALED holder id, "e": event name}``."""
+        sealed = seal_id(self.secret, RSVP_SALT, holder_id)
+        return str(self._serializer(RSVP_SALT).dumps({"r": sealed, "e": event}))
+
+    def rsvp_url(self, holder_id: int, event: str) -> str:
+        return f"{self.base_url}/e/{self.rsvp_token(holder_id, event)}"
+
+    def read_rsvp_token(self, token: str) -> tuple[int, str]:
+        """(holder id, event name) of an RSVP link."""
+        data, key = self._load(RSVP_SALT, token, RSVP_MAX_AGE)
+        if not isinstance(data.get("e"), str) or not isinstance(data.get("r"), str):
+            raise LinkInvalid()
+        return self._id(data, "r", "-", RSVP_SALT, key), str(data["e"])
 
     def _load(self, salt: str, token: str, max_age: int) -> tuple[dict[str, Any], str]:
         """The payload and the key that signed it (the current one, or a previous one being rotated out)."""

@@ -43,6 +43,32 @@ def decode_answer(data: str) -> tuple[str, str, int] | None:
     return token, question, int(value)
 
 
+RSVP_CHOICES = (("attending", "出席"), ("declined", "欠席"), ("maybe", "未定"))
+RSVP_BUTTON_KINDS = frozenset({"invitation", "reminder"})  # event touches that ask for an answer
+RSVP_FORM_LABEL = "回答ページを開く(ご質問への回答・変更)"
+
+
+def encode_rsvp(token: str, answer: str) -> str:
+    """An RSVP button's payload: ``r=TOKEN&a=ANSWER`` (the ``r=`` prefix tells it from a survey answer)."""
+    return urlencode({"r": token, "a": answer})
+
+
+def decode_rsvp(data: str) -> tuple[str, str] | None:
+    fields = parse_qs(data, keep_blank_values=False)
+    try:
+        return fields["r"][0], fields["a"][0]
+    except (KeyError, IndexError):
+        return None
+
+
+def rsvp_buttons(token: str, rsvp_url: str | None = None) -> AnswerButtons:
+    """出席 / 欠席 / 未定 as one question of buttons; the page link for the event's questions."""
+    choices = tuple(AnswerChoice(label, encode_rsvp(token, answer)) for answer, label in RSVP_CHOICES)
+    return AnswerButtons(
+        (AnswerQuestion("rsvp", "ご出欠をお知らせください", choices),), rsvp_url, RSVP_FORM_LABEL
+    )
+
+
 def scale_questions(survey: Survey) -> list[Question]:
     return [q for q in survey.questions if q.type == "scale"]
 

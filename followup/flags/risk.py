@@ -21,9 +21,12 @@ RULE_ORDER: tuple[str, ...] = (
     "low_pulse",
     "neglected",
     "unreachable",
+    "acceptance_pending",
     "pulse_drop",
     "unresponsive",
     "over_contacted",
+    "event_absent",
+    "no_rsvp",
     "no_cadence",
 )
 SEVERITY_WEIGHTS: dict[str, int] = {Severity.LOW.value: 1, Severity.MEDIUM.value: 3, Severity.HIGH.value: 5}

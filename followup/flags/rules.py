@@ -24,6 +24,12 @@ Definitions (the tests pin each one):
   call or meeting). Letters and other manual touches neither count nor reset.
 * ``unreachable``: no message channel left (no address, or opted out of every one).
 * ``no_cadence``: an active holder whom no cadence applies to (e.g. track 「第二新卒」): never contacted.
+* ``no_rsvp``: invited to an event (its invitation was sent), the RSVP deadline's day has ended and there
+  is no answer (未定 counts as no answer), while the event has not started yet.
+* ``acceptance_pending``: still ``offered`` after the acceptance deadline's day (the holder's
+  ``acceptance_deadline``, else ``offer + rules.acceptance_pending.default_wait`` when that is set).
+* ``event_absent``: answered 出席 and was recorded absent, within ``rules.event_absent.window`` after the
+  event's start.
 
 Each rule is a small function ``(history, now, params) -> FlagDecision | None`` and :data:`RULES` is
 the tuple the engine runs, in order; ``params`` is the :class:`RuleParams` resolved once from the
@@ -55,6 +61,12 @@ ACTIONS: dict[str, str] = {
     "declining_signal": "社長・役員との面談を設定し、仕事内容や条件面を改めて説明してください。",
     "unreachable": "配信停止はご本人の意思として尊重し、入社手続きの連絡方法(電話・郵送など)を"
     "確認してください。連絡先が未登録の場合は、登録してください。",
+    "acceptance_pending": (
+        "人事担当から電話し、承諾を迷っている点(条件・配属・他社の状況)を伺ってください。"
+        "必要なら社員との面談を設定してください。"
+    ),
+    "no_rsvp": ("人事担当から電話で予定を伺い、参加しやすい形(オンライン参加など)を提案してください。"),
+    "event_absent": ("体調や事情を気づかう一言とともに個別に連絡し、当日の内容と資料を共有してください。"),
     "no_cadence": (
         "採用区分(track)を既存の区分に直すか、この区分の cadence を followup.yaml に追加してください。"
     ),
@@ -73,6 +85,19 @@ class TouchRecord:
     kind: str = "message"  # message | survey | manual
     outcome: str = "delivered"
     expects_reply: bool = True  # False: the message said 「ご返信は不要です」 (not counted by unresponsive)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One event the holder was invited to or answered: what they said and what HR recorded."""
+
+    event: str
+    title: str
+    starts_at: datetime
+    answer_closes: datetime | None  # the end of the RSVP deadline's day (None: no deadline)
+    invited: bool  # its invitation was sent
+    answer: str = ""  # attending | declined | maybe | waitlisted | "" (none)
+    attendance: str = ""  # attended | absent | "" (not recorded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +128,8 @@ class HolderHistory:
     responses: tuple[PulseResponse, ...] = ()
     engagement: tuple[datetime, ...] = ()  # replies, answers, button presses
     opt_outs: tuple[datetime, ...] = ()
+    events: tuple[EventRecord, ...] = ()
+    acceptance_deadline: date | None = None  # 内定承諾期限 from the ATS export, if any
     # derived, sorted, for binary search
     delivered_at: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
     automated_at: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
@@ -422,6 +449,78 @@ def no_cadence(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision |
     )
 
 
+def acceptance_pending(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision | None:
+    """Offered, not accepted, once the acceptance deadline's day (or offer + default_wait) is over."""
+    if h.status != "offered":
+        return None
+    if h.acceptance_deadline is not None:
+        closes = p.offer_at(h.acceptance_deadline + timedelta(days=1))
+        said = f"承諾期限({h.acceptance_deadline.month}/{h.acceptance_deadline.day})"
+    else:
+        wait = p.rules.acceptance_pending.default_wait
+        if wait is None:
+            return None
+        closes = shift_moment(p.offer_at(h.offer_date), wait)
+        said = f"内定日({p.local(p.offer_at(h.offer_date))})から{describe_interval(wait)}"
+    if now <= closes:
+        return None
+    return decide(
+        h,
+        "acceptance_pending",
+        p.rules.acceptance_pending.severity,
+        f"{said}を過ぎても内定承諾の回答がありません。",
+        closes,
+    )
+
+
+def no_rsvp(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision | None:
+    """Invited, the deadline's day is over, no answer (or only 未定), and the event is still ahead."""
+    late = [
+        e
+        for e in h.events
+        if e.invited
+        and e.answer_closes is not None
+        and e.answer_closes < now < e.starts_at
+        and e.answer in ("", "maybe")
+        and not e.attendance
+    ]
+    if not late:
+        return None
+    first = min(late, key=lambda e: e.starts_at)
+    assert first.answer_closes is not None
+    said = "「未定」のまま" if first.answer == "maybe" else "回答がなく"
+    return decide(
+        h,
+        "no_rsvp",
+        p.rules.no_rsvp.severity,
+        f"「{first.title}」({p.local(first.starts_at)})の出欠が、"
+        f"締切({p.local(first.answer_closes - timedelta(seconds=1))})を過ぎても{said}未確定です。",
+        first.answer_closes,
+    )
+
+
+def event_absent(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision | None:
+    """Said 出席, recorded absent; flagged from the event's start for ``window``."""
+    window = p.rules.event_absent.window
+    missed = [
+        e
+        for e in h.events
+        if e.answer == "attending"
+        and e.attendance == "absent"
+        and e.starts_at <= now <= shift_moment(e.starts_at, window)
+    ]
+    if not missed:
+        return None
+    last = max(missed, key=lambda e: e.starts_at)
+    return decide(
+        h,
+        "event_absent",
+        p.rules.event_absent.severity,
+        f"「{last.title}」({p.local(last.starts_at)})に出席と回答していましたが、当日は欠席でした。",
+        last.starts_at,
+    )
+
+
 RULES: tuple[Rule, ...] = (
     declining_signal,
     low_pulse,
@@ -430,6 +529,9 @@ RULES: tuple[Rule, ...] = (
     over_contacted,
     unresponsive,
     unreachable,
+    acceptance_pending,
+    no_rsvp,
+    event_absent,
     no_cadence,
 )
 
@@ -513,6 +615,7 @@ __all__ = [
     "RULES",
     "RULE_ORDER",
     "SEVERITY_WEIGHTS",
+    "EventRecord",
     "FlagDecision",
     "HolderHistory",
     "PulseResponse",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Integer, Table, any_, bindparam, func, select, text, update
@@ -25,6 +25,7 @@ from followup.db.models import (
     ChannelOptOut,
     DeliveryAttempt,
     EngagementEvent,
+    EventRsvp,
     Flag,
     OfferHolder,
     SurveyResponse,
@@ -33,6 +34,7 @@ from followup.db.models import (
 from followup.engagement.surveys import declining_answers
 from followup.flags.phase import holder_phase
 from followup.flags.rules import (
+    EventRecord,
     FlagDecision,
     HolderHistory,
     PulseResponse,
@@ -48,7 +50,7 @@ def _table(model: Any) -> Table:
     return table
 
 
-ENGAGEMENT_KINDS = ("reply", "answer", "button")
+ENGAGEMENT_KINDS = ("reply", "answer", "button", "rsvp")  # an RSVP is an answer too
 # the touches a history holds: delivered ones (contact) and failed sends (kept, never contact)
 HISTORY_TOUCH_STATUSES = (*DELIVERED_TOUCH_STATUSES, TouchStatus.FAILED.value)
 
@@ -98,6 +100,7 @@ def load_histories(
             OfferHolder.track,
             OfferHolder.department,
             *address_columns(),
+            OfferHolder.acceptance_deadline,
         )
         .where(*active)
         .order_by(OfferHolder.id)
@@ -179,6 +182,7 @@ def load_histories(
         if event_holder is not None:
             engagement[event_holder].append(at)
 
+    events = _event_records(session, policy, active, now)
     today = now.astimezone(policy.organization.tz).date()
     out: list[HolderHistory] = []
     # holders share their season: the phase and usable channels once per distinct (track, dates)
@@ -221,6 +225,8 @@ def load_histories(
                 responses=tuple(responses.get(hid, ())),
                 engagement=tuple(engagement.get(hid, ())),
                 opt_outs=tuple(opt_out_times.get(hid, ())),
+                events=tuple(events.get(hid, ())),
+                acceptance_deadline=row.acceptance_deadline,
             )
         )
     return out
@@ -228,6 +234,46 @@ def load_histories(
 
 def _record_at(record: TouchRecord) -> datetime:
     return record.at
+
+
+def _event_records(
+    session: Session, policy: Policy, active: Sequence[Any], now: datetime
+) -> dict[int, list[EventRecord]]:
+    """Per holder, the events they were invited to (a sent invitation) or answered, with the answer and
+    the recorded attendance (two bulk queries)."""
+    invited: set[tuple[int, str]] = set()
+    for holder_id, event_name in session.execute(
+        select(Touch.holder_id, Touch.event)
+        .join(OfferHolder, OfferHolder.id == Touch.holder_id)
+        .where(
+            *active, Touch.phase == "event", Touch.status == TouchStatus.SENT, Touch.key.like("%:invitation")
+        )
+    ):
+        if event_name is not None:
+            invited.add((holder_id, event_name))
+    answers: dict[tuple[int, str], tuple[str, str]] = {}
+    for holder_id, answered, status, attendance in session.execute(
+        select(EventRsvp.holder_id, EventRsvp.event, EventRsvp.status, EventRsvp.attendance)
+        .join(OfferHolder, OfferHolder.id == EventRsvp.holder_id)
+        .where(*active, EventRsvp.responded_at <= now)
+    ):
+        answers[(holder_id, answered)] = (status or "", attendance or "")
+    tz = policy.organization.tz
+    found: dict[int, list[EventRecord]] = defaultdict(list)
+    for holder_id, name in sorted(invited | set(answers)):
+        event = policy.events.get(name)
+        if event is None:
+            continue
+        closes = (
+            datetime.combine(event.deadline + timedelta(days=1), time(0, 0), tz) if event.deadline else None
+        )
+        answer, attendance = answers.get((holder_id, name), ("", ""))
+        found[holder_id].append(
+            EventRecord(
+                name, event.title, event.starts_at, closes, (holder_id, name) in invited, answer, attendance
+            )
+        )
+    return found
 
 
 def _cadence_channels(policy: Policy, cadence: str | None, phase: str | None) -> frozenset[str]:

@@ -17,6 +17,7 @@ from followup.db.addresses import address_record
 from followup.db.models import (
     ChannelOptOut,
     EngagementEvent,
+    EventRsvp,
     Flag,
     HolderChange,
     OfferHolder,
@@ -24,6 +25,7 @@ from followup.db.models import (
     Touch,
 )
 from followup.flags.risk import sort_flags
+from followup.labels import ATTENDANCE_LABELS, RSVP_LABELS
 from followup.vocab import DELIVERED_TOUCH_STATUSES, TouchStatus
 
 
@@ -117,6 +119,9 @@ def holder_timeline(session: Session, holder: OfferHolder) -> dict[str, Any]:
     opted_out = list(
         session.scalars(select(ChannelOptOut.channel).where(ChannelOptOut.holder_id == holder.id))
     )
+    rsvps = list(
+        session.scalars(select(EventRsvp).where(EventRsvp.holder_id == holder.id).order_by(EventRsvp.event))
+    )
     ext = holder.external_id
 
     items: list[dict[str, Any]] = []
@@ -149,8 +154,19 @@ def holder_timeline(session: Session, holder: OfferHolder) -> dict[str, Any]:
     for e in events:
         if e.kind == "answer":
             continue  # shown through the response itself
+        if e.kind == "rsvp" and isinstance(e.payload, dict):
+            said = RSVP_LABELS.get(str(e.payload.get("status", "")), str(e.payload.get("status", "")))
+            seat = f"(席 {e.payload['seat']})" if e.payload.get("seat") else ""
+            summary = f"{e.payload.get('event', '')}: {said}{seat} / {e.channel}"
+            items.append({"at": _iso(e.at), "type": "rsvp", "summary": summary})
+            continue
         text = e.payload.get("text") if isinstance(e.payload, dict) else None
         items.append({"at": _iso(e.at), "type": e.kind, "summary": f"{e.channel}: {text or ''}".rstrip(": ")})
+    for rsvp in rsvps:
+        if rsvp.attendance:
+            label = ATTENDANCE_LABELS.get(rsvp.attendance, rsvp.attendance)
+            summary = f"{rsvp.event}: 当日{label}"
+            items.append({"at": _iso(rsvp.attendance_at), "type": "attendance", "summary": summary})
     for c in changes:
         items.append(
             {
@@ -181,6 +197,19 @@ def holder_timeline(session: Session, holder: OfferHolder) -> dict[str, Any]:
         ],
         "events": [
             {"at": _iso(e.at), "kind": e.kind, "channel": e.channel, "payload": e.payload} for e in events
+        ],
+        "event_rsvps": [
+            {
+                "event": r.event,
+                "status": r.status or None,
+                "seat": r.seat,
+                "answers": r.answers or {},
+                "source": r.source,
+                "responded_at": _iso(r.responded_at) if r.status else None,
+                "attendance": r.attendance,
+                "attendance_at": _iso(r.attendance_at),
+            }
+            for r in rsvps
         ],
         "changes": [
             {

@@ -15,11 +15,18 @@ Rules, in the words of SPEC "Cadence semantics":
 - the rotation advances on every touch that uses it: touch k uses the next entry in order, a survey
   touch carries the link on the rotation's entry unless ``survey.template`` names its own message (then
   the rotation waits: no entry is ever swallowed); ``once`` entries are used on the first round only;
-- an event plans its own touches (today: the invitation) from its own dates for every holder of its
-  audience, never later than its bound (the RSVP deadline, else the day before the event): a holder
-  offered after the nominal day gets it on the offer day while the deadline has not passed;
+- an event plans its own touches (invitation, reminder, day-before note, thank-you, follow-up) from its
+  own dates for every holder of its audience, never later than the kind's bound (the RSVP deadline, the
+  day before the event, two weeks after it) nor, after the event, before it: a holder offered after the
+  nominal day gets the invitation on the offer day while the deadline has not passed;
+- an event touch goes only to the holders whose RSVP/attendance state (``HolderSnapshot.event_states``,
+  data like the rest) is in the kind's gate (``EVENT_TOUCH_GATES``); a planned one whose gate closed
+  (the holder answered, or said 欠席) is cancelled;
 - catch-up after downtime is counted in business days (a closure does not use the window up), and a
   touch that delivery held back or retried keeps the time delivery gave it;
+- ``quiet_after_reply``: an automated cadence touch (message or survey, not an event touch or a manual
+  one) due within the quiet period after the holder's latest reply or answer waits until the first
+  business day after it, at the preferred send time (``HolderSnapshot.last_reply_at``, data);
 - dates never depend on channels: an opt-out changes a touch's channel, never its day;
 - the idempotency key is ``external_id:cadence:phase:seq`` (one-offs ``…:phase:once:name``).
 """
@@ -28,12 +35,20 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from followup.calendar import BusinessCalendar
-from followup.config.schema import EVENT_TOUCH_LABELS, Cadence, Event, Phase, Policy, TemplateRef
+from followup.config.schema import (
+    EVENT_TOUCH_GATES,
+    EVENT_TOUCH_LABELS,
+    Cadence,
+    Event,
+    Phase,
+    Policy,
+    TemplateRef,
+)
 from followup.durations import Interval, shift, shift_moment
 from followup.vocab import ACTIVE_STATUSES, TouchStatus
 
@@ -62,6 +77,10 @@ class HolderSnapshot:
     start_date: date
     reachable: frozenset[str]  # message channels with contact data and no opt-out
     timezone: str | None = None
+    # event name → the holder's state: attendance once recorded (attended/absent), else the RSVP answer
+    # (attending/declined/maybe/waitlisted); an event not in the mapping has no answer yet
+    event_states: Mapping[str, str] = field(default_factory=dict)
+    last_reply_at: datetime | None = None  # the latest reply, answer or RSVP (for quiet_after_reply)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +202,8 @@ _Fields = tuple[
     str | None,
     str,
 ]
-# (nominal day, order, fields, latest day allowed or None)
-_Candidate = tuple[date, tuple[int, int, int], _Fields, date | None]
+# (nominal day, order, fields, latest day allowed or None, earliest day allowed or None)
+_Candidate = tuple[date, tuple[int, int, int], _Fields, date | None, date | None]
 _Events = tuple[tuple[str, Event], ...]
 _PhaseCache = dict[tuple[str, int, date, date], list[_Candidate]]
 
@@ -254,7 +273,7 @@ def _phase_candidates(
             None,
             f"{label} 第{k + 1}回 ({phase.every})",
         )
-        found.append((nominal, (0, p_index, k), fields, None))
+        found.append((nominal, (0, p_index, k), fields, None, None))
     return found
 
 
@@ -285,8 +304,8 @@ def _event_candidates(
         event_dates: dict[str, date | None] = {"deadline": event.deadline, "event": event_day}
         for t_index, (kind, touch) in enumerate(event.touches()):
             latest = event.latest(kind)
-            if latest < offer:
-                continue  # offered after the deadline: too late to invite
+            if latest < offer or event_day < offer:
+                continue  # offered after the deadline (or the event): too late to invite
             anchor = event.anchor(kind)
             nominal = anchor.resolve(event_dates, calendar.is_business_day)
             if nominal is None:
@@ -298,6 +317,9 @@ def _event_candidates(
                 reason = f"{label} ({later}、締切 {latest.isoformat()})"
                 nominal = offer
             nominal = min(nominal, latest)
+            earliest = event.earliest(kind)
+            if earliest is not None:
+                nominal = max(nominal, earliest)
             channels = event.channels or _channels_on(cadence, bounds, nominal)
             fields: _Fields = (
                 f"{cadence_name}:event:{name}:{kind}",
@@ -313,7 +335,7 @@ def _event_candidates(
                 None,
                 reason,
             )
-            found.append((nominal, (2, e_index, t_index), fields, latest))
+            found.append((nominal, (2, e_index, t_index), fields, latest, earliest))
     return found
 
 
@@ -370,12 +392,12 @@ def _compute_season(
                 one_off.note or None,
                 f"{_label(phase)} {one_off.name} ({one_off.at})",
             )
-            candidates.append((nominal, (1, p_index, o_index), fields, None))
+            candidates.append((nominal, (1, p_index, o_index), fields, None, None))
     candidates.sort(key=lambda c: (c[0], c[1]))  # (nominal, order) is unique
     used: set[date] = set()
     slots: list[_Slot] = []
     stamps: list[float] = []
-    for nominal, _order, fields, latest in candidates:
+    for nominal, _order, fields, latest, earliest in candidates:
         day = calendar.next_business_day(nominal)
         why = calendar.closed_reason(nominal)
         while day in used:  # never two touches on one local day for one holder
@@ -385,9 +407,10 @@ def _compute_season(
             # an event touch never goes after its bound: the latest free business day before it, or
             # (every day taken) the latest business day even if another touch shares it
             until = min(latest + timedelta(days=1), start)
-            earlier = _free_business_day_before(until, offer, used, calendar)
+            floor = max(offer, earliest) if earliest is not None else offer
+            earlier = _free_business_day_before(until, floor, used, calendar)
             if earlier is None:
-                earlier = _free_business_day_before(until, offer, set(), calendar)
+                earlier = _free_business_day_before(until, floor, set(), calendar)
             if earlier is None:
                 continue
             day, why = earlier, why or "締切より前に前倒し"
@@ -616,6 +639,7 @@ def plan(
         cadence_name, cadence = match
         season = seasons.season(holder, cadence_name, cadence)
 
+        quiet_until = _quiet_until(holder, policy, calendar)
         first = bisect_left(season.stamps, low_stamp)
         last = bisect_right(season.stamps, high_stamp)
         if first < last:
@@ -623,7 +647,7 @@ def plan(
             unreachable = False
             for slot in season.slots[first:last]:
                 key = prefix + slot.suffix
-                if key in keys:
+                if key in keys or not _gate_open(slot, holder):
                     continue
                 channel = _channel_for(slot, holder.reachable)
                 if channel is None:
@@ -631,7 +655,12 @@ def plan(
                         skipped.append((holder.id, _unreachable_reason(slot)))
                         unreachable = True
                     continue
-                create.append(_materialize(slot, holder, cadence_name, channel))
+                planned = _materialize(slot, holder, cadence_name, channel)
+                if quiet_until is not None and _quiet(slot, quiet_until, holder):
+                    planned = replace(
+                        planned, due_at=quiet_until, reason=f"{planned.reason}、返信後の待機期間のため延期"
+                    )
+                create.append(planned)
 
         for touch in history:
             if touch.status != "planned" or not _is_planned_by_us(touch, prefix, cadence_names):
@@ -640,11 +669,19 @@ def plan(
             if current is None:
                 cancel.append((touch.id, "日程の変更で予定から外れたため中止"))
                 continue
-            if current.due_at != touch.due_at and touch.due_at >= now and not touch.deferred:
+            if not _gate_open(current, holder):
+                cancel.append((touch.id, _gate_reason(current, holder)))
+                continue
+            wanted = current.due_at
+            if quiet_until is not None and _quiet(current, quiet_until, holder):
+                wanted = quiet_until
+            elif _postponed_for_reply(current, touch, holder, policy):
+                wanted = touch.due_at  # the quiet period it waited for is over: it keeps its new time
+            if wanted != touch.due_at and touch.due_at >= now and not touch.deferred:
                 if current.due_at < low:
                     cancel.append((touch.id, "日程の変更で送信時期を過ぎたため中止"))
                     continue
-                move.append((touch.id, current.due_at))
+                move.append((touch.id, wanted))
             if current.manual_channel is None and touch.channel not in holder.reachable:
                 channel = _channel_for(current, holder.reachable)
                 if channel is not None:
@@ -652,6 +689,68 @@ def plan(
                 # none left: the touch stays planned (HR may add a LINE id tomorrow); if it is still
                 # unreachable when due, delivery records it as failed and the rules flag the holder
     return result
+
+
+def _quiet_until(holder: HolderSnapshot, policy: Policy, calendar: BusinessCalendar) -> datetime | None:
+    """The first send moment after the quiet period that follows the holder's latest reply, if any."""
+    if policy.quiet_after_reply is None or holder.last_reply_at is None:
+        return None
+    zone = calendar.zone(holder.timezone)
+    end = shift_moment(holder.last_reply_at, policy.quiet_after_reply, 1)
+    day = calendar.next_business_day(end.astimezone(zone).date())
+    moment, _ = calendar.moment(day, zone)
+    if moment < end:
+        moment, _ = calendar.moment(calendar.next_business_day(day + timedelta(days=1)), zone)
+    return moment
+
+
+def _postponed_for_reply(slot: _Slot, touch: ExistingTouch, holder: HolderSnapshot, policy: Policy) -> bool:
+    """A planned touch that an earlier tick postponed after a reply (later than its season slot)."""
+    return (
+        policy.quiet_after_reply is not None
+        and holder.last_reply_at is not None
+        and slot.phase != "event"
+        and slot.kind in ("message", "survey")
+        and holder.last_reply_at <= slot.due_at < touch.due_at
+    )
+
+
+def _quiet(slot: _Slot, quiet_until: datetime, holder: HolderSnapshot) -> bool:
+    """An automated cadence touch due after the reply and before the quiet period ends."""
+    if slot.phase == "event" or slot.kind not in ("message", "survey") or holder.last_reply_at is None:
+        return False
+    return holder.last_reply_at <= slot.due_at < quiet_until
+
+
+def event_kind(slot_suffix: str) -> str | None:
+    """The event touch kind of a key suffix ``CADENCE:event:NAME:KIND`` (None for other touches)."""
+    parts = slot_suffix.split(":")
+    return parts[-1] if len(parts) >= 4 and parts[-3] == "event" else None
+
+
+def _gate_open(slot: _Slot, holder: HolderSnapshot) -> bool:
+    """Whether the holder's state for the slot's event lets this kind of event touch go."""
+    if slot.phase != "event" or slot.event is None:
+        return True
+    kind = event_kind(slot.suffix)
+    gate = EVENT_TOUCH_GATES.get(kind or "")
+    return gate is None or holder.event_states.get(slot.event, "") in gate
+
+
+_STATE_WORDS = {
+    "attending": "出席と回答済み",
+    "declined": "欠席と回答済み",
+    "maybe": "未定と回答済み",
+    "waitlisted": "キャンセル待ち",
+    "attended": "出席を記録済み",
+    "absent": "欠席を記録済み",
+    "": "未回答",
+}
+
+
+def _gate_reason(slot: _Slot, holder: HolderSnapshot) -> str:
+    state = holder.event_states.get(slot.event or "", "")
+    return f"{_STATE_WORDS.get(state, state)}のため中止"
 
 
 def _is_planned_by_us(touch: ExistingTouch, prefix: str, cadence_names: frozenset[str]) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -21,7 +21,15 @@ from followup.calendar import BusinessCalendar
 from followup.config.context import AppContext
 from followup.config.schema import Policy
 from followup.db.addresses import address_columns, addresses_of
-from followup.db.models import ChannelOptOut, OfferHolder, SchedulerLease, Touch
+from followup.db.models import (
+    ChannelOptOut,
+    EngagementEvent,
+    OfferHolder,
+    SchedulerLease,
+    SurveyResponse,
+    Touch,
+)
+from followup.events.store import event_states
 from followup.planning.planner import (
     PENDING_STATUSES,
     ExistingTouch,
@@ -36,6 +44,7 @@ from followup.vocab import ACTIVE_STATUSES
 # does not need to read them (keys are unique anyway: a missed one would only be a no-op insert).
 HISTORY_SLACK = timedelta(days=62)
 INSERT_BATCH = 1000
+REPLY_KINDS = ("reply", "answer", "button", "rsvp")  # contact from the holder (quiet_after_reply)
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,23 @@ def load_snapshots(
     for holder_id, channel in session.execute(select(ChannelOptOut.holder_id, ChannelOptOut.channel)):
         opted_out[holder_id].add(channel)
 
+    states = event_states(session)
+    replied: dict[int, datetime] = {}
+    if policy.quiet_after_reply is not None:
+        for replier, at in session.execute(
+            select(EngagementEvent.holder_id, func.max(EngagementEvent.at))
+            .where(EngagementEvent.kind.in_(REPLY_KINDS), EngagementEvent.holder_id.is_not(None))
+            .group_by(EngagementEvent.holder_id)
+        ):
+            if replier is not None and at is not None:
+                replied[replier] = at
+        for responder, answered_at in session.execute(
+            select(SurveyResponse.holder_id, func.max(SurveyResponse.submitted_at)).group_by(
+                SurveyResponse.holder_id
+            )
+        ):
+            if answered_at is not None:
+                replied[responder] = max(answered_at, replied.get(responder, answered_at))
     holders: list[HolderSnapshot] = []
     for row in session.execute(holder_query):
         contact = addresses_of(row)
@@ -116,6 +142,8 @@ def load_snapshots(
                 start_date=row.start_date,
                 reachable=reachable,
                 timezone=row.timezone,
+                event_states=states.get(row.id, {}),
+                last_reply_at=replied.get(row.id),
             )
         )
     return holders, dict(existing)

@@ -616,7 +616,7 @@ class MessageTemplates:
         self.meta(name)
         full = sample_context()
         with_links = self.render(name, full)
-        without = self.render(name, {**full, "survey_url": None, "unsubscribe_url": None})
+        without = self.render(name, {**full, "survey_url": None, "unsubscribe_url": None, "rsvp_url": None})
         for part in ("subject", "text", "html"):
             if (getattr(without, part) or "").count("None") > (getattr(with_links, part) or "").count("None"):
                 resolved = self._resolve(name)
@@ -624,7 +624,7 @@ class MessageTemplates:
                 raise TemplateProblem(
                     folder / f"{part}.j2",
                     None,
-                    "renders 'None' when survey_url/unsubscribe_url are unset: guard them with {% if %}",
+                    "renders 'None' when survey_url/unsubscribe_url/rsvp_url are unset: guard them with {% if %}",  # noqa: E501
                 )
         resolved = self._resolve(name)
         if resolved is not None:
@@ -734,6 +734,7 @@ def sample_context(company_name: str = "株式会社サンプル") -> dict[str, 
         "days_until_start": 224,  # 2026-08-20 → 2027-04-01
         "survey_url": "https://followup.example.jp/s/NG2027-0042.c2FtcGxl.3f9a1b",
         "unsubscribe_url": "https://followup.example.jp/u/NG2027-0042.c2FtcGxl.7d2e4c",
+        "rsvp_url": "https://followup.example.jp/e/c2FtcGxl.9b1c",
         "event": {
             "title": "先輩社員とのオンライン座談会",
             "starts_at": datetime(2026, 8, 20, 18, 0, tzinfo=JST),

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from followup.config.schema import Policy
 from followup.db.models import (
     DeliveryAttempt,
+    EventRsvp,
     Flag,
     HolderChange,
     OfferHolder,
@@ -117,6 +118,22 @@ class Chart:
         return f"{self.name}.{week}@followup.report"
 
 
+@dataclass(frozen=True)
+class EventCounts:
+    """An upcoming event with its answers so far (出席 / キャンセル待ち / 欠席 / 未定 / 未回答)."""
+
+    event: str
+    title: str
+    starts_at: datetime  # local time
+    deadline: date | None
+    capacity: int | None
+    attending: int
+    waitlisted: int
+    declined: int
+    maybe: int
+    unanswered: int  # invited (invitation sent) and no answer
+
+
 @dataclass
 class WeeklyReport:
     organization: str
@@ -136,6 +153,7 @@ class WeeklyReport:
     pulse_threshold: float
     kpi: Kpi
     kpi_previous: Kpi
+    upcoming_events: list[EventCounts] = field(default_factory=list)
     charts: list[Chart] = field(default_factory=list)
     status_by_track: dict[tuple[str, str], int] = field(default_factory=dict)  # (track, status) → holders
     # ``at_risk`` is the top ``top_n``; these say how many there are in all and what the rest are
@@ -440,6 +458,61 @@ def status_by_track(week: ReportWeek) -> dict[tuple[str, str], int]:
     return dict(Counter((row.track, row.status) for row in week.holders))
 
 
+UPCOMING_EVENTS = timedelta(weeks=8)  # events starting within this are listed with their answers
+
+
+def upcoming_events(week: ReportWeek) -> list[EventCounts]:
+    """Events starting in the next eight weeks, soonest first, with their RSVP counts."""
+    soon = [
+        (name, e)
+        for name, e in week.policy.events.items()
+        if week.now <= e.starts_at <= week.now + UPCOMING_EVENTS and e.rsvp
+    ]
+    if not soon:
+        return []
+    names = [name for name, _ in soon]
+    answers: dict[str, Counter[str]] = defaultdict(Counter)
+    answered: set[tuple[int, str]] = set()
+    for holder_id, name, status in week.session.execute(
+        select(EventRsvp.holder_id, EventRsvp.event, EventRsvp.status).where(EventRsvp.event.in_(names))
+    ):
+        if status:
+            answers[name][status] += 1
+            answered.add((holder_id, name))
+    invited: dict[str, set[int]] = defaultdict(set)
+    for holder_id, touch_event in week.session.execute(
+        select(Touch.holder_id, Touch.event)
+        .join(OfferHolder, OfferHolder.id == Touch.holder_id)
+        .where(
+            Touch.event.in_(names),
+            Touch.phase == "event",
+            Touch.status == "sent",
+            Touch.key.like("%:invitation"),
+            OfferHolder.status.in_(sorted(ACTIVE_STATUSES)),
+        )
+    ):
+        invited[touch_event or ""].add(holder_id)
+    rows = []
+    for name, e in sorted(soon, key=lambda item: item[1].starts_at):
+        c = answers[name]
+        unanswered = sum(1 for h in invited[name] if (h, name) not in answered)
+        rows.append(
+            EventCounts(
+                name,
+                e.title,
+                e.starts_at.astimezone(week.tz),
+                e.deadline,
+                e.capacity,
+                c["attending"],
+                c["waitlisted"],
+                c["declined"],
+                c["maybe"],
+                unanswered,
+            )
+        )
+    return rows
+
+
 def kpi(week: ReportWeek) -> Kpi:
     """This week's acceptance and decline rates, from the holders' current statuses."""
     offers = [(row.id, row.offer_date) for row in week.holders]
@@ -508,6 +581,7 @@ def build_report(
         at_risk_total=at_risk_total(week),
         at_risk_rest=at_risk_rest(week),
         workspace_url=workspace_url,
+        upcoming_events=upcoming_events(week),
     )
     report.charts = report_charts(report)
     return report

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from followup.config.context import AppContext
 from followup.delivery.links import LinkSigner, secret_key
-from followup.web import dashboard, health, manual, optout, season, surveys, webhooks
+from followup.web import dashboard, events, health, manual, optout, season, surveys, webhooks
 from followup.web.auth import (
     DashboardAuth,
     GuessLimiter,
@@ -116,7 +116,14 @@ def create_app(context: AppContext, *, clock: Callable[[], datetime] | None = No
     app.add_middleware(SecurityHeaders)
     app.add_middleware(TrustedProxyHeaders, trusted=trusted)  # outermost: runs first
 
-    for router in (health.router, surveys.router, optout.router, manual.router, webhooks.router):
+    for router in (
+        health.router,
+        surveys.router,
+        optout.router,
+        manual.router,
+        events.router,
+        webhooks.router,
+    ):
         app.include_router(router)
     app.include_router(dashboard.router)
     app.include_router(season.router)

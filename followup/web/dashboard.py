@@ -23,6 +23,8 @@ from starlette.concurrency import run_in_threadpool
 
 from followup.db.models import OfferHolder
 from followup.delivery.timeline_labels import timeline_labels
+from followup.events.roster import ENCODINGS, table, to_csv
+from followup.events.store import audience_ids, roster
 from followup.holders.timeline import holder_summaries, holder_timeline
 from followup.labels import (
     CHANNEL_LABELS,
@@ -256,6 +258,56 @@ async def dashboard_holder(request: Request, external_id: str) -> Response:
     return _page_with_session(
         request, page(request, "holder.html", {"t": timeline, **_labels(state)}), renewed
     )
+
+
+def _roster_lines(state: WebState, name: str) -> list[list[str]] | None:
+    event = state.context.policy.events.get(name)
+    if event is None:
+        return None
+    with state.session() as session:
+        rows = roster(session, name, audience_ids(session, event))
+    return table(rows, event.questions, state.context.policy.organization.tz)
+
+
+@router.get("/dashboard/events/{name}", include_in_schema=False, response_class=HTMLResponse)
+async def dashboard_event(request: Request, name: str) -> Response:
+    """出欠一覧: every invited holder's answer, the event's questions and the day's attendance."""
+    login = _login_redirect(request)
+    if login is not None:
+        return login
+    renewed = authenticate(request)
+    state = state_of(request)
+    lines = await run_in_threadpool(_roster_lines, state, name)
+    if lines is None:
+        return _page_with_session(request, page(request, "not_found.html", status=404), renewed)
+    event = state.context.policy.events[name]
+    context = {"event": event, "name": name, "header": lines[0], "lines": lines[1:], **_labels(state)}
+    return _page_with_session(request, page(request, "event_roster.html", context), renewed)
+
+
+@router.get("/dashboard/events/{name}/roster.csv", include_in_schema=False)
+async def dashboard_event_csv(request: Request, name: str, encoding: str = "cp932") -> Response:
+    """The 出欠一覧 as a CSV Excel in Japan opens (CP932, or ``?encoding=utf-8-sig``)."""
+    login = _login_redirect(request)
+    if login is not None:
+        return login
+    renewed = authenticate(request)
+    state = state_of(request)
+    lines = await run_in_threadpool(_roster_lines, state, name)
+    if lines is None or encoding not in ENCODINGS:
+        return _page_with_session(request, page(request, "not_found.html", status=404), renewed)
+    try:
+        data = to_csv(lines, encoding)
+    except ValueError:
+        data = to_csv(lines, "utf-8-sig")  # a name CP932 cannot spell: the BOM file still opens in Excel
+        encoding = "utf-8-sig"
+    charset = "shift_jis" if encoding == "cp932" else "utf-8"
+    response = Response(
+        data,
+        media_type=f"text/csv; charset={charset}",
+        headers={"Content-Disposition": f'attachment; filename="{name}-roster.csv"'},
+    )
+    return _page_with_session(request, response, renewed)
 
 
 @router.api_route("/dashboard/sign-out", methods=["GET", "POST"], include_in_schema=False)

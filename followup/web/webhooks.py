@@ -35,8 +35,10 @@ from followup.channels import CHANNELS, InboundEvent, channel_class
 from followup.db.addresses import address_of, holder_with_address
 from followup.db.models import ChannelOptOut, EngagementEvent, OfferHolder, Touch
 from followup.delivery.links import LinkExpired, LinkInvalid
-from followup.engagement.buttons import decode_answer
+from followup.engagement.buttons import decode_answer, decode_rsvp
 from followup.engagement.surveys import record_response
+from followup.events.store import RsvpError
+from followup.web.events import answer_rsvp
 from followup.web.state import WebState, state_of
 from followup.web.surveys import resolve_survey_link
 
@@ -196,6 +198,35 @@ def chat_answer(
     return "recorded"
 
 
+def chat_rsvp(
+    state: WebState, channel: str, user_id: str | None, data: str, at: datetime, dedupe_key: str | None
+) -> str:
+    """Record an RSVP button (``r=TOKEN&a=ANSWER``): the token names holder and event, the presser must be
+    that holder on this channel, and a redelivered press (same dedupe key) lands once."""
+    decoded = decode_rsvp(data)
+    if decoded is None:
+        return "ignored"
+    token, answer = decoded
+    try:
+        holder_id, name = state.signer.read_rsvp_token(token)
+    except LinkInvalid:
+        return "forged"
+    except LinkExpired:
+        return "expired"
+    with state.session() as session:
+        holder = session.get(OfferHolder, holder_id)
+        expected = address_of(holder, channel) if holder else None
+        if not user_id or expected != user_id:
+            return "not_the_holder"
+        if _seen(session, dedupe_key):
+            return "duplicate"
+    try:
+        result = answer_rsvp(state, holder_id, name, answer, at=at, source=channel, dedupe_key=dedupe_key)
+    except RsvpError:
+        return "refused"
+    return "recorded" if result.changed else "duplicate"
+
+
 # --- events --------------------------------------------------------------------------------------------
 
 
@@ -208,6 +239,8 @@ def handle_event(state: WebState, event: InboundEvent) -> str:
     at = _at(state, event)
     if event.kind == "answer":
         return chat_answer(state, event.channel, event.address, event.data, at, event.dedupe_key)
+    if event.kind == "rsvp":
+        return chat_rsvp(state, event.channel, event.address, event.data, at, event.dedupe_key)
     if event.kind not in ("reply", "follow", "unfollow"):
         return "ignored"
     with state.session() as session:

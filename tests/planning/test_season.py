@@ -70,7 +70,7 @@ def test_the_real_calendar_is_the_one_these_tests_assume() -> None:
 
 
 def test_event_invitations_go_from_the_events_dates_not_from_a_rotation_slot() -> None:
-    touches = [t for t in season(holder("2026-04-15")) if t.event is not None]
+    touches = [t for t in season(holder("2026-04-15")) if t.event and t.key.endswith(":invitation")]
     assert [(t.template, t.due_at.date().isoformat()) for t in touches] == [
         ("zadankai_invite", "2026-06-26"),  # deadline 7/10 - 2w
         ("naiteishiki_guide", "2026-08-28"),  # deadline 9/18 - 3w
@@ -85,15 +85,27 @@ def test_event_invitations_go_from_the_events_dates_not_from_a_rotation_slot() -
 
 def test_a_later_offer_is_invited_on_its_offer_day_until_the_deadline_and_never_after() -> None:
     # offered 9/10, after the 内定式 invitation day (8/28) but before its deadline (9/18)
-    late = {t.template: t.due_at.date() for t in season(holder("2026-09-10")) if t.event}
+    late = {
+        t.template: t.due_at.date()
+        for t in season(holder("2026-09-10"))
+        if t.event and t.key.endswith(":invitation")
+    }
     assert late["naiteishiki_guide"] <= date(2026, 9, 18)
     assert late["naiteishiki_guide"] >= date(2026, 9, 10)
     assert "zadankai_invite" not in late  # its deadline (7/10) had passed
     # offered on the deadline itself, during a busy week: still that day at the latest
-    on_deadline = {t.template: t.due_at.date() for t in season(holder("2026-09-18")) if t.event}
+    on_deadline = {
+        t.template: t.due_at.date()
+        for t in season(holder("2026-09-18"))
+        if t.event and t.key.endswith(":invitation")
+    }
     assert on_deadline["naiteishiki_guide"] == date(2026, 9, 18)
     # offered in シルバーウィーク (9/21), after the deadline: no 内定式 invitation, the 懇親会 one yes
-    after = {t.template: t.due_at.date() for t in season(holder("2026-09-21")) if t.event}
+    after = {
+        t.template: t.due_at.date()
+        for t in season(holder("2026-09-21"))
+        if t.event and t.key.endswith(":invitation")
+    }
     assert "naiteishiki_guide" not in after and after["konshinkai_invite"] == date(2026, 10, 30)
 
 
