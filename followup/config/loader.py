@@ -398,6 +398,12 @@ def check_messages(loaded: LoadedPolicy, root: Any | None = None) -> list[Proble
                 if entry not in uses.setdefault(name, []):
                     uses[name].append(entry)
                 where.setdefault(name, loc)
+    for event_name, planned in policy.events.items():  # event touches see their event
+        for kind, touch in planned.touches():
+            entry = ("event", str(planned.title), event_name)
+            if entry not in uses.setdefault(touch.template, []):
+                uses[touch.template].append(entry)
+            where.setdefault(touch.template, ("events", event_name, kind, "template"))
     for name, entries in uses.items():
         if not templates.exists(name):
             continue  # reported by the load-time check

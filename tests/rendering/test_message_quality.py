@@ -54,6 +54,8 @@ def test_every_template_reads_naturally_for_every_sparse_holder(
         "naiteishiki_guide": "naiteishiki",
         "konshinkai_invite": "konshinkai",
     }
+    # every template an event plans (reminder, day before, thanks, follow-up) sees its event
+    event.update({t.template: n for n, e in loaded.policy.events.items() for _, t in e.touches()})
     contexts = sample_contexts(loaded.policy, name, [("steady", "安定期", event.get(name))])
     labels = {label.split(",")[0] for label, _ in contexts}
     assert {"no mentor", "mentor missing from mentors:", "no department", "LINE only (no email)"} <= labels
