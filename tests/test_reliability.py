@@ -283,7 +283,7 @@ def _trial_env(tmp_path: Path, db_url: str, config: Path, standins: StandInProce
     env.update(
         FOLLOWUP_DATABASE_URL=db_url,
         FOLLOWUP_VAR_DIR=str(tmp_path),
-        FOLLOWUP_SECRET_KEY="random-kill-trial-secret",
+        FOLLOWUP_SECRET_KEY="random-kill-trial-secret-0123456789abcdefghij",
         FOLLOWUP_CONFIG=str(config),
         FOLLOWUP_CLAIM_TIMEOUT="2",  # a killed life's claims come back within one restart
         FOLLOWUP_RETRY_BASE="0.2",

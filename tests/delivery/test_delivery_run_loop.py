@@ -37,7 +37,7 @@ def run_env(tmp_path: Path, db_url: str, config: Path) -> dict[str, str]:
     env.update(
         FOLLOWUP_DATABASE_URL=db_url,
         FOLLOWUP_VAR_DIR=str(tmp_path),
-        FOLLOWUP_SECRET_KEY="run-loop-test-secret",
+        FOLLOWUP_SECRET_KEY="run-loop-test-secret-0123456789abcdefghij",
         FOLLOWUP_CONFIG=str(config),
         COLUMNS="200",
     )
@@ -107,7 +107,7 @@ def test_the_scheduler_backs_off_and_logs_one_line_per_failure_while_the_databas
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     context = AppContext(
-        settings=Settings(database_url=DEAD_DB, var_dir=tmp_path, secret_key="scheduler-test-secret")
+        settings=Settings(database_url=DEAD_DB, var_dir=tmp_path, secret_key="scheduler-test-secret-0123456789abcdefghij")
     )
     leader = Leader(context, "sched-test")
     calls = []
