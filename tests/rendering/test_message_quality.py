@@ -234,3 +234,12 @@ def test_a_mid_career_first_day_uses_the_track_override(loaded, ja: MessageTempl
     ).text
     assert "9:30までにお越しください" in text and "入社式" not in text and "普段のビジネスの服装" in text
     assert "佐藤健様をお迎え" in text
+
+
+def test_a_signed_link_with_xx_in_its_token_is_not_placeholder_text() -> None:
+    """Tokens are random: ``…XX…`` inside a URL is not HR's ××, but ×× in the text still is."""
+    from followup.rendering.quality import find_placeholders
+
+    assert find_placeholders("こちらから: https://followup.example.jp/s/eyJzIjoiXXabc.aw_R.9XXk\n") == []
+    assert find_placeholders('<a href="https://followup.example.jp/s/abXXcd">回答する</a>') == []
+    assert find_placeholders("今月のトピック: XX について") != []
