@@ -92,15 +92,7 @@ def error_kind(error: str | None) -> str:
     return text[:40]
 
 
-KNOWN_DEFECT = (
-    "KNOWN DEFECT after integrating in-doubt delivery with events/messages (2026-12-02, reproduced on an "
-    "idle machine): 6 touches end failed in the compressed season; the random-kill trial lost 1 LINE touc"
-    "h and duplicated 1 email. Open in issue 11; the failure prints the failed touches."
-)
-
-
 @pytest.mark.reliability
-@pytest.mark.xfail(reason=KNOWN_DEFECT, strict=False)
 def test_a_compressed_season_on_the_full_topology_delivers_every_due_message_exactly_once(
     topology: Topology, tmp_path: Path
 ) -> None:
@@ -311,7 +303,6 @@ def _trial_env(tmp_path: Path, db_url: str, config: Path, standins: StandInProce
 
 
 @pytest.mark.reliability
-@pytest.mark.xfail(reason=KNOWN_DEFECT, strict=False)
 @pytest.mark.timeout(420)
 def test_kill_9_of_followup_run_at_random_moments_duplicates_nothing_but_counted_in_doubt_emails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
