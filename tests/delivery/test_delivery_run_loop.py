@@ -107,7 +107,9 @@ def test_the_scheduler_backs_off_and_logs_one_line_per_failure_while_the_databas
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     context = AppContext(
-        settings=Settings(database_url=DEAD_DB, var_dir=tmp_path, secret_key="scheduler-test-secret-0123456789abcdefghij")
+        settings=Settings(
+            database_url=DEAD_DB, var_dir=tmp_path, secret_key="scheduler-test-secret-0123456789abcdefghij"
+        )
     )
     leader = Leader(context, "sched-test")
     calls = []
