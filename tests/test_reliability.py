@@ -349,9 +349,9 @@ def test_kill_9_of_followup_run_at_random_moments_duplicates_nothing_but_counted
             )[0].n
         )
 
-    def start() -> subprocess.Popen[bytes]:
+    def start(log_name: str = "run.log") -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "followup", "run", "--interval", "0.1"]
-        log = (tmp_path / "run.log").open("ab")
+        log = (tmp_path / log_name).open("ab")
         return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=log)
 
     kills = 0
@@ -367,8 +367,13 @@ def test_kill_9_of_followup_run_at_random_moments_duplicates_nothing_but_counted
                 proc.kill()  # SIGKILL
                 kills += 1
             proc.wait()
-        proc = start()  # the last life runs to the end, then SIGTERM
+        proc = start("final-life.log")  # the last life runs to the end, then SIGTERM
         wait_until(lambda: final() >= TRIAL_TOUCHES, 200, 0.2, "every touch final")
+        # SIGTERM only once this life has finished a pass (its summary line is out): when the earlier
+        # lives already sent everything, a signal sent during interpreter start-up would meet Python's
+        # default handler, not run's, and that start-up window is not what this test is about
+        final_log = tmp_path / "final-life.log"
+        wait_until(lambda: "作成 " in final_log.read_text("utf-8", "replace"), 60, 0.1, "a finished pass")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, "SIGTERM: a clean exit"
         time.sleep(0.5)
