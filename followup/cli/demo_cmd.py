@@ -13,7 +13,7 @@ from rich.table import Table
 
 from followup.config.context import AppContext
 from followup.flags.rules import sort_by_risk
-from followup.labels import RULE_LABELS
+from followup.labels import CHANNEL_LABELS, RULE_LABELS
 
 out = Console()
 DEFAULT_CONFIG = Path("config/followup.yaml")
@@ -73,21 +73,25 @@ def register(app: typer.Typer) -> None:
         if as_json:
             out.print_json(json.dumps([f.record() for f in result.flags], ensure_ascii=False, default=str))
             return
-        sent = ", ".join(f"{channel} {count}" for channel, count in sorted(result.sent.items()))
+        sent = "、".join(
+            f"{CHANNEL_LABELS.get(channel, channel)} {count}件"
+            for channel, count in sorted(result.sent.items())
+        )
         out.print(f"[bold]内定者フォロー デモ[/] {SEASON_START} → {SEASON_END}: {result.days}日間")
         out.print(
-            f"送信・実施したフォロー: {sent}; アンケート回答 {result.answers}件, 返信 {result.replies}件"
+            f"送信・実施したフォロー: {sent} / アンケート回答 {result.answers}件、返信 {result.replies}件"
         )
         table = Table(title=f"要フォロー内定者 ({SEASON_END} 時点) — at-risk offer holders")
-        for column in ("リスク", "内定者", "ルール", "重要度", "理由", "おすすめの対応"):
+        for column in ("リスク", "氏名", "ID", "ルール", "重要度", "理由", "おすすめの対応"):
             table.add_column(column, overflow="fold")
         for risk, flags in sort_by_risk(result.flags):
             for index, flag in enumerate(flags):
                 table.add_row(
                     str(risk) if index == 0 else "",
+                    escape(result.names.get(flag.external_id, "")) if index == 0 else "",
                     escape(flag.external_id) if index == 0 else "",
                     escape(RULE_LABELS.get(flag.rule, flag.rule)),
-                    escape(SEVERITY.get(flag.severity, flag.severity)),
+                    SEVERITY.get(flag.severity, escape(flag.severity)),
                     escape(flag.reason),
                     escape(flag.action),
                 )

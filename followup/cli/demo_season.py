@@ -65,6 +65,7 @@ class DemoResult:
     days: int = 0
     season_html: Path | None = None
     backtest: list[BacktestResult] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)  # external_id → 氏名, for the at-risk table
 
 
 @contextmanager
@@ -240,6 +241,9 @@ def run_demo(
                         .group_by(Touch.channel)
                     ).all()
                 )
+            )
+            result.names = dict(
+                session.execute(select(OfferHolder.external_id, OfferHolder.name)).tuples().all()
             )
         result.report_html.write_text(
             render_html(report, images="data", templates_root=context.templates_root), encoding="utf-8"
