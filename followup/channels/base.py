@@ -17,6 +17,10 @@ channels:
   ``default_parts``/``check_parts`` for its rich parts (``<name>.json.j2`` templates) and
   ``add_answer_buttons`` for survey answers inside the message;
 * its limits as class attributes (``max_text_length``, ``max_parts``), applied by :meth:`Channel.fit`;
+* ``short_form``: a chat channel (LINE, Slack) sends the template's short form (``short.j2``: a few
+  lines and one button) instead of the email text, within its declared ``short_max_length``,
+  ``short_max_lines`` and ``link_label_limit`` (checked where it is rendered, never cut), laid out by
+  ``short_parts``;
 * optionally an inbound part: ``verify(policy, headers, body, now, env)`` and ``parse(headers, body)``
   into normalized :class:`InboundEvent` objects (``POST /webhooks/<name>``).
 
@@ -122,6 +126,14 @@ class DeliveryError(Exception):
         self.permanent = permanent
         self.retry_after = clamp_delay(retry_after)
         self.in_doubt = in_doubt
+
+
+@dataclass(frozen=True)
+class Link:
+    """The one button of a chat message: the short form's ``[label](url)`` line."""
+
+    label: str
+    url: str
 
 
 @dataclass(frozen=True)
@@ -246,6 +258,14 @@ class Channel:
     max_parts: ClassVar[int | None] = None
     text_parts: ClassVar[bool] = False  # the body travels as text parts ({"type": "text", "text": …})
 
+    # The short form (``short.j2``): True for a chat channel, which sends it instead of the email text.
+    # Its limits are what a person reads at a glance on a phone; a short form over them is refused
+    # when it is rendered (check-config, send), never cut.
+    short_form: ClassVar[bool] = False
+    short_max_length: ClassVar[int] = 400  # characters, the button line not counted
+    short_max_lines: ClassVar[int] = 6  # non-empty lines: the addressee and up to five more
+    link_label_limit: ClassVar[int] = 20  # characters on the one button
+
     # construction ------------------------------------------------------------------------------------
 
     @classmethod
@@ -323,6 +343,13 @@ class Channel:
         cls, subject: str, text: str, survey_url: str | None, labels: Mapping[str, str]
     ) -> list[Part] | None:
         """The parts built from the text when the message has no ``<name>.json.j2``; None: text only."""
+        return None
+
+    @classmethod
+    def short_parts(
+        cls, subject: str, text: str, link: Link | None, labels: Mapping[str, str]
+    ) -> list[Part] | None:
+        """The parts of the short form (its text and its one button); None: text only."""
         return None
 
     @classmethod

@@ -25,6 +25,7 @@ from followup.channels.base import (
     EnvRef,
     Inbound,
     InboundEvent,
+    Link,
     OutboundMessage,
     Part,
     button_kind,
@@ -77,6 +78,12 @@ class LineChannel(Channel):
     max_parts = max_messages_per_push = 5
     text_parts = True
     inbound = True
+    # The short form: one talk bubble read on a phone (the lock screen shows its first lines), and a
+    # card with the one button under it; a button label longer than LINE's 20 characters is refused.
+    short_form = True
+    short_max_length = 300
+    short_max_lines = 6
+    link_label_limit = LABEL_LIMIT
 
     def __init__(self, access_token: str, base_url: str | None = None, timeout: float = 10) -> None:
         self.base_url = (base_url or LINE_API_URL).rstrip("/")
@@ -101,6 +108,12 @@ class LineChannel(Channel):
         cls, subject: str, text: str, survey_url: str | None, labels: Mapping[str, str]
     ) -> list[Part] | None:
         return default_line_messages(subject, text, survey_url, labels)
+
+    @classmethod
+    def short_parts(
+        cls, subject: str, text: str, link: Link | None, labels: Mapping[str, str]
+    ) -> list[Part] | None:
+        return short_line_messages(subject, text, link)
 
     @classmethod
     def check_parts(cls, parts: Sequence[Part]) -> str | None:
@@ -216,6 +229,25 @@ def default_line_messages(
                     "type": "buttons",
                     "text": truncate(labels["line_survey_text"], BUTTONS_TEXT_LIMIT),
                     "actions": [{"type": "uri", "label": labels["line_survey_label"], "uri": survey_url}],
+                },
+            }
+        )
+    return messages
+
+
+def short_line_messages(subject: str, text: str, link: Link | None) -> list[dict[str, Any]]:
+    """The short form as one text bubble, then (with a link) a buttons card titled by the subject whose
+    one button opens the link: no raw URL in the bubble. Quick replies go on the last message."""
+    messages: list[dict[str, Any]] = [{"type": "text", "text": text.strip()}]
+    if link is not None:
+        messages.append(
+            {
+                "type": "template",
+                "altText": truncate(f"{link.label}: {link.url}", ALT_TEXT_LIMIT),
+                "template": {
+                    "type": "buttons",
+                    "text": truncate(subject, BUTTONS_TEXT_LIMIT),
+                    "actions": [{"type": "uri", "label": link.label, "uri": link.url}],
                 },
             }
         )

@@ -23,6 +23,7 @@ from followup.channels.base import (
     EnvRef,
     Inbound,
     InboundEvent,
+    Link,
     OutboundMessage,
     Part,
     button_kind,
@@ -122,6 +123,11 @@ class SlackChannel(Channel):
     max_text_length = 40_000  # Slack truncates longer text
     max_parts = max_blocks = 50  # chat.postMessage rejects more
     inbound = True
+    # The short form: one DM read in the sidebar preview and on a phone, then one button.
+    short_form = True
+    short_max_length = 400
+    short_max_lines = 6
+    link_label_limit = BUTTON_TEXT_LIMIT
 
     def __init__(self, token: str, base_url: str | None = None, timeout: int = 10) -> None:
         from slack_sdk import WebClient
@@ -173,6 +179,12 @@ class SlackChannel(Channel):
         )
 
     @classmethod
+    def short_parts(
+        cls, subject: str, text: str, link: Link | None, labels: Mapping[str, str]
+    ) -> list[Part] | None:
+        return short_slack_blocks(text, link)
+
+    @classmethod
     def check_parts(cls, parts: Sequence[Part]) -> str | None:
         if len(parts) > cls.max_blocks:
             return f"Slack allows at most {cls.max_blocks} blocks, got {len(parts)}"
@@ -180,7 +192,11 @@ class SlackChannel(Channel):
 
     @classmethod
     def add_answer_buttons(cls, parts: list[Part] | None, buttons: AnswerButtons) -> list[Part] | None:
-        return [*(parts or []), *answer_blocks(buttons)][: cls.max_blocks]
+        """The answer blocks after the message; a link button to the same page as the answer blocks'
+        own form button is dropped (one button per page). The answer blocks are never cut."""
+        kept = [p for p in parts or [] if not _only_links_to(p, buttons.form_url)]
+        answers = answer_blocks(buttons)
+        return [*kept[: cls.max_blocks - len(answers)], *answers]
 
     # inbound -----------------------------------------------------------------------------------------
 
@@ -315,6 +331,38 @@ def default_slack_blocks(
             }
         )
     return blocks
+
+
+def short_slack_blocks(text: str, link: Link | None) -> list[dict[str, Any]]:
+    """The short form as one mrkdwn section and (with a link) one primary button: no header, no raw URL."""
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": truncate(_slack_escape(text.strip()), SECTION_LIMIT)},
+        }
+    ]
+    if link is not None:
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": "open_link",
+                        "style": "primary",
+                        "text": {"type": "plain_text", "text": link.label, "emoji": True},
+                        "url": link.url,
+                    }
+                ],
+            }
+        )
+    return blocks
+
+
+def _only_links_to(block: Part, url: str | None) -> bool:
+    """An actions block whose every element is a link button to ``url``."""
+    elements = block.get("elements") if block.get("type") == "actions" else None
+    return bool(url and elements and all(isinstance(e, dict) and e.get("url") == url for e in elements))
 
 
 def answer_blocks(buttons: AnswerButtons) -> list[dict[str, Any]]:

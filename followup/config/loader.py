@@ -358,6 +358,7 @@ def check_messages(loaded: LoadedPolicy, root: Any | None = None) -> list[Proble
     """What ``check-config`` adds to the load-time checks: every template the policy names, rendered
     against sparse sample holders (no mentor, no department, LINE only, mid-career, October start), with
     no hole in any sentence; dated content where a template needs it; a name for every reminder."""
+    from followup.channels import channel_class
     from followup.config.messages import sample_contexts
     from followup.rendering.templates import MessageTemplates, TemplateProblem
 
@@ -374,6 +375,8 @@ def check_messages(loaded: LoadedPolicy, root: Any | None = None) -> list[Proble
     templates = MessageTemplates(loaded.templates_root, policy.organization.locale)
     uses: dict[str, list[tuple[str, str, str | None]]] = {}
     where: dict[str, Loc] = {}
+    sent_on: dict[str, set[str]] = {}  # template → the channels it may go out on (chat ones need short.j2)
+    every_channel = {c for cadence in policy.cadences.values() for p in cadence.phases for c in p.channels}
     for cname, cadence in policy.cadences.items():
         for index, phase in enumerate(cadence.phases):
             base: Loc = ("cadences", cname, "phases", index)
@@ -394,12 +397,14 @@ def check_messages(loaded: LoadedPolicy, root: Any | None = None) -> list[Proble
                         "name: add assignee_name, or the address to mentors: / organization.president_email",
                     )
             for name, event, loc in refs:
+                sent_on.setdefault(name, set()).update(phase.channels)
                 entry = (phase.name, phase.label, event)
                 if entry not in uses.setdefault(name, []):
                     uses[name].append(entry)
                 where.setdefault(name, loc)
     for event_name, planned in policy.events.items():  # event touches see their event
         for kind, touch in planned.touches():
+            sent_on.setdefault(touch.template, set()).update(planned.channels or every_channel)
             entry = ("event", str(planned.title), event_name)
             if entry not in uses.setdefault(touch.template, []):
                 uses[touch.template].append(entry)
@@ -416,7 +421,8 @@ def check_messages(loaded: LoadedPolicy, root: Any | None = None) -> list[Proble
                     f"(add content: {{{name}: [{{month: YYYY-MM, topics: [...]}}]}})",
                 )
                 continue
-            templates.check_sparse(name, sample_contexts(policy, name, entries))
+            chat = [channel_class(c) for c in sorted(sent_on.get(name, ())) if channel_class(c).short_form]
+            templates.check_sparse(name, sample_contexts(policy, name, entries), chat)
         except TemplateProblem as exc:
             add(where[name], f"template {name!r}: {exc}")
     return problems

@@ -172,6 +172,11 @@ def sample_contexts(
                     event_name=event,
                     survey_url=survey_url,
                     unsubscribe_url="https://followup.example.jp/opt-out/SAMPLE.token",
+                    rsvp_url=(  # as delivery gives it: an event's own touches, while it takes answers
+                        "https://followup.example.jp/e/SAMPLE.token"
+                        if phase_name == "event" and event in policy.events and policy.events[event].rsvp
+                        else None
+                    ),
                 )
                 where = f"{label}, phase {phase_name}" + (", no survey link" if survey_url is None else "")
                 out.append((where, context))

@@ -443,6 +443,7 @@ class Deliverer:
                     f"under content: {touch.template}: (nothing is sent without it)",
                 )
             rendered = self.templates.render(touch.template, context)
+            text = rendered.text_for(channel_class(channel))  # chat channels: the short form
         except TemplateProblem as exc:
             return self._template_failed(session, touch, now, worker, exc)
         parts = rendered.parts.get(channel)
@@ -458,7 +459,7 @@ class Deliverer:
             channel=channel,
             recipient=address_of(holder, channel) or "",
             subject=rendered.subject,
-            text=rendered.text,
+            text=text,
             html=rendered.html,
             parts=parts,
             unsubscribe_url=context["unsubscribe_url"],

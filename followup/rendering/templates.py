@@ -8,13 +8,17 @@ can be reported at config load instead of surfacing as a half-sent message.
 One directory per message::
 
     subject.j2        one line (required)
-    text.j2           plain text, also the Slack/LINE body (required)
+    text.j2           the email's plain text (required)
+    short.j2          the short form LINE and Slack send instead: the addressee, 2–5 lines, one
+                      ``[ラベル](URL)`` button (required for a message sent on a chat channel;
+                      see ``followup.rendering.forms``)
     html.j2           email HTML, extends ``messages/<locale>/_layout.html.j2`` (optional)
     <channel>.json.j2 the channel's rich parts, e.g. slack.json.j2 (Slack blocks), line.json.j2 (LINE
                       messages); optional: the channel builds a default from the text
 
-JSON templates see the usual context plus ``rendered.subject`` / ``rendered.text`` and embed strings with
-``| tojson``, which always yields a valid JSON string literal.
+JSON templates see the usual context plus ``rendered.subject`` / ``rendered.text`` / ``rendered.short``
+(None without ``short.j2``) and embed strings with ``| tojson``, which always yields a valid JSON string
+literal.
 """
 
 from __future__ import annotations
@@ -40,7 +44,11 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from followup.channels import channel_classes
+from followup.channels.base import Channel, Link
+from followup.rendering.forms import SHORT_FILE, ShortForm, parse_short, short_problem
 from followup.rendering.quality import (
+    HOLE,
+    HOLE_SHOWN,
     TemplateMeta,
     find_holes,
     find_placeholders,
@@ -87,12 +95,36 @@ _LABELS: dict[str, dict[str, str]] = {
 
 @dataclass(frozen=True)
 class RenderedMessage:
-    """One touch rendered for every channel; ``parts[name]`` is channel ``name``'s rich parts (or None)."""
+    """One touch rendered for every channel; ``parts[name]`` is channel ``name``'s rich parts (or None).
+
+    ``short`` is the short form chat channels send (None without ``short.j2``), ``link`` its one button;
+    ``short_path`` is where ``short.j2`` is (or should be); ``authored`` the channels whose parts come
+    from their own ``<name>.json.j2``."""
 
     subject: str
     text: str
     html: str | None
     parts: dict[str, list[dict[str, Any]] | None]
+    short: str | None = None
+    link: Link | None = None
+    short_path: Path | None = None
+    authored: frozenset[str] = frozenset()
+
+    def text_for(self, channel: type[Channel]) -> str:
+        """The body ``channel`` sends: the short form on a chat channel (refused when there is none and
+        the channel has no ``<name>.json.j2`` of its own), the email text elsewhere."""
+        if not channel.short_form:
+            return self.text
+        if self.short is not None:
+            return self.short
+        if channel.name in self.authored:
+            return self.text
+        raise TemplateProblem(
+            self.short_path or Path(SHORT_FILE),
+            None,
+            f"{SHORT_FILE} is missing: {channel.label} sends the short form (the addressee, 2–5 lines, "
+            "one [ラベル](URL) button), not the email text; write it beside text.j2",
+        )
 
 
 class TemplateProblem(Exception):
@@ -514,7 +546,14 @@ class MessageTemplates:
 
         html_name = self._optional(rel, "html.j2")
         html = self._render_file(html_name, context) if html_name else None
-        for part_name, part in ((subject_name, subject), (text_name, text), (html_name, html)):
+        short_name = self._optional(rel, SHORT_FILE)
+        short = self._render_short(short_name, context) if short_name else None
+        for part_name, part in (
+            (subject_name, subject),
+            (text_name, text),
+            (html_name, html),
+            (short_name, short.text if short else None),
+        ):
             placeholders = find_placeholders(part or "")
             if placeholders and part_name:
                 raise TemplateProblem(
@@ -524,20 +563,47 @@ class MessageTemplates:
                     "write the real content (or supply it under content: in the config) before sending",
                 )
 
-        json_context = {**context, "rendered": {"subject": subject, "text": text}}
+        rendered = {"subject": subject, "text": text, "short": short.text if short else None}
+        json_context = {**context, "rendered": rendered}
         survey_url = context.get("survey_url")
         labels = _LABELS.get(loc, _LABELS[DEFAULT_LOCALE])
 
         parts: dict[str, list[dict[str, Any]] | None] = {}
+        authored: set[str] = set()
         for channel in channel_classes():
             json_name = self._optional(rel, f"{channel.name}.json.j2")
             if json_name:
                 parts[channel.name] = self._render_json(
                     json_name, json_context, channel.template_key, channel.check_parts
                 )
+                authored.add(channel.name)
+            elif channel.short_form:
+                if short is not None and short_name is not None:
+                    problem = short_problem(short, channel, survey_url)
+                    if problem:
+                        raise TemplateProblem(self.root / short_name, None, f"{channel.label}: {problem}")
+                parts[channel.name] = (
+                    channel.short_parts(subject, short.text, short.link, labels) if short else None
+                )
             else:
                 parts[channel.name] = channel.default_parts(subject, text, survey_url, labels)
-        return RenderedMessage(subject, text, html, parts)
+        return RenderedMessage(
+            subject,
+            text,
+            html,
+            parts,
+            short=short.text if short else None,
+            link=short.link if short else None,
+            short_path=self.root / rel / SHORT_FILE,
+            authored=frozenset(authored),
+        )
+
+    def _render_short(self, template_name: str, context: Mapping[str, Any]) -> ShortForm:
+        raw = _tidy_text(self._render_file(template_name, context))
+        try:
+            return parse_short(raw)
+        except ValueError as exc:
+            raise TemplateProblem(self.root / template_name, None, str(exc)) from None
 
     def _render_json(
         self,
@@ -584,16 +650,29 @@ class MessageTemplates:
         found = [("subject", line) for line in find_holes(rendered.subject)]
         found += [("text", line) for line in find_holes(rendered.text)]
         found += [("html", line) for line in find_holes(rendered.html or "", html=True)]
+        found += [("short", line) for line in find_holes(rendered.short or "")]
+        if rendered.link is not None and HOLE in rendered.link.label:
+            found.append(("short", f"[{rendered.link.label}]".replace(HOLE, HOLE_SHOWN)))
         return found
 
-    def check_sparse(self, name: str, contexts: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    def check_sparse(
+        self,
+        name: str,
+        contexts: Sequence[tuple[str, Mapping[str, Any]]],
+        chat: Sequence[type[Channel]] = (),
+    ) -> None:
         """Render against every (label, context) — sparse holders: no mentor, no department, LINE only,
         mid-career, an October start — and refuse holes, so each message reads naturally for anyone.
-        Also: a message that says 「ご返信は不要です」 must be marked ``expects_reply: false``."""
+        ``chat``: the chat channels the message goes out on; each needs the short form, within its
+        limits (checked by rendering). Also: a message that says 「ご返信は不要です」 must be marked
+        ``expects_reply: false``."""
         resolved = self._resolve(name)
         folder = self.root / (resolved[1] if resolved else name)
         meta = self.meta(name)
         for label, context in contexts:
+            rendered = self.render(name, context)
+            for channel in chat:
+                rendered.text_for(channel)
             for part, line in self.holes(name, context):
                 raise TemplateProblem(
                     folder / f"{part}.j2" if part != "html" else folder / "html.j2",
@@ -601,7 +680,7 @@ class MessageTemplates:
                     f"empty value in 「{line}」 for the sample holder {label}: "
                     "guard it with {% if … %} or write the sentence without it",
                 )
-            text = self.render(name, context).text
+            text = rendered.text
             if meta.expects_reply and says_no_reply_needed(text):
                 raise TemplateProblem(
                     folder / "meta.yaml",
@@ -617,7 +696,7 @@ class MessageTemplates:
         full = sample_context()
         with_links = self.render(name, full)
         without = self.render(name, {**full, "survey_url": None, "unsubscribe_url": None, "rsvp_url": None})
-        for part in ("subject", "text", "html"):
+        for part in ("subject", "text", "html", "short"):
             if (getattr(without, part) or "").count("None") > (getattr(with_links, part) or "").count("None"):
                 resolved = self._resolve(name)
                 folder = self.root / (resolved[1] if resolved else name)
@@ -628,7 +707,7 @@ class MessageTemplates:
                 )
         resolved = self._resolve(name)
         if resolved is not None:
-            for filename in ("subject.j2", "text.j2", "html.j2", "slack.json.j2", "line.json.j2"):
+            for filename in ("subject.j2", "text.j2", "html.j2", SHORT_FILE, "slack.json.j2", "line.json.j2"):
                 template_name = self._optional(resolved[1], filename)
                 if template_name:
                     self._check_names(template_name, full, set())

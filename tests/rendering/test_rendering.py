@@ -296,13 +296,14 @@ def test_a_regional_locale_falls_back_to_its_language(tmp_path: Path) -> None:
 # --- channel payloads ----------------------------------------------------------------------------------
 
 
-def test_default_slack_blocks_have_a_button_with_the_survey_url(ja: MessageTemplates) -> None:
+def test_the_slack_short_form_is_one_section_and_the_survey_button(ja: MessageTemplates) -> None:
     context = sample_context()
     blocks = ja.render("pulse_survey", context).parts["slack"]
 
     assert blocks is not None
-    assert blocks[0]["type"] == "header"
-    assert any(b["type"] == "section" and b["text"]["type"] == "mrkdwn" for b in blocks)
+    assert [b["type"] for b in blocks] == ["section", "actions"]  # no header: a chat message has no subject
+    assert blocks[0]["text"]["type"] == "mrkdwn" and blocks[0]["text"]["text"].startswith("山田様\n")
+    assert "http" not in blocks[0]["text"]["text"]  # the button carries the link
     buttons = [e for b in blocks if b["type"] == "actions" for e in b["elements"] if e["type"] == "button"]
     assert [b["url"] for b in buttons] == [context["survey_url"]]
 
@@ -323,12 +324,14 @@ def test_default_slack_blocks_respect_slack_limits() -> None:
     assert len(blocks) <= 50
 
 
-def test_default_line_messages_are_one_text_and_a_survey_button(ja: MessageTemplates) -> None:
+def test_the_line_short_form_is_one_bubble_and_a_survey_button(ja: MessageTemplates) -> None:
     context = sample_context()
     messages = ja.render("monthly_update", context).parts["line"]
 
-    assert messages is not None
-    assert messages[0]["type"] == "text" and "山田 花子 様" in messages[0]["text"]
+    assert messages is not None and len(messages) == 2
+    assert messages[0]["type"] == "text" and messages[0]["text"].startswith("山田様\n")
+    assert "山田 花子 様" not in messages[0]["text"] and "――" not in messages[0]["text"]
+    assert context["survey_url"] not in messages[0]["text"]
     assert messages[1]["template"]["type"] == "buttons"
     assert messages[1]["template"]["actions"][0]["uri"] == context["survey_url"]
     assert len(messages[1]["template"]["text"]) <= 160 and len(messages[1]["altText"]) <= 400
