@@ -7,6 +7,7 @@ same thing. Datetimes are ISO 8601 strings with their offset; dates are ISO date
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -228,26 +229,42 @@ def holder_timeline(session: Session, holder: OfferHolder) -> dict[str, Any]:
     }
 
 
-def holder_summaries(session: Session, now: datetime) -> list[dict[str, Any]]:
+def holder_summaries(
+    session: Session, now: datetime, holder_ids: Sequence[int] | None = None
+) -> list[dict[str, Any]]:
     """One row per holder for the dashboard list: status, phase, last and next touch, pulse trend, open flags.
 
-    A handful of queries for all holders (no query per holder). The phase is the phase of the latest
-    touch due by ``now`` (else of the next one): the planner's own view, as recorded on its touches.
+    A handful of queries for all holders (no query per holder), or for ``holder_ids`` only (a page of
+    the workspace list, returned in that order). The phase is the phase of the latest touch due by
+    ``now`` (else of the next one): the planner's own view, as recorded on its touches.
     """
-    holders = list(session.scalars(select(OfferHolder).order_by(OfferHolder.external_id)))
-    touches_by: dict[int, list[Touch]] = defaultdict(list)
-    for t in session.scalars(select(Touch).order_by(Touch.due_at, Touch.id)):
-        touches_by[t.holder_id].append(t)
-    pulse_by: dict[int, list[float]] = defaultdict(list)
-    for holder_id, score in session.execute(
+    holder_query = select(OfferHolder).order_by(OfferHolder.external_id)
+    touch_query = select(Touch).order_by(Touch.due_at, Touch.id)
+    pulse_query = (
         select(SurveyResponse.holder_id, SurveyResponse.score)
         .where(SurveyResponse.score.is_not(None))
         .order_by(SurveyResponse.submitted_at)
-    ):
+    )
+    flag_query = select(Flag).where(Flag.resolved_at.is_(None))
+    if holder_ids is not None:
+        ids = list(holder_ids)
+        holder_query = holder_query.where(OfferHolder.id.in_(ids))
+        touch_query = touch_query.where(Touch.holder_id.in_(ids))
+        pulse_query = pulse_query.where(SurveyResponse.holder_id.in_(ids))
+        flag_query = flag_query.where(Flag.holder_id.in_(ids))
+    holders = list(session.scalars(holder_query))
+    if holder_ids is not None:
+        place = {holder_id: i for i, holder_id in enumerate(holder_ids)}
+        holders.sort(key=lambda h: place[h.id])
+    touches_by: dict[int, list[Touch]] = defaultdict(list)
+    for t in session.scalars(touch_query):
+        touches_by[t.holder_id].append(t)
+    pulse_by: dict[int, list[float]] = defaultdict(list)
+    for holder_id, score in session.execute(pulse_query):
         if score is not None:
             pulse_by[holder_id].append(float(score))
     flags_by: dict[int, list[Flag]] = defaultdict(list)
-    for f in session.scalars(select(Flag).where(Flag.resolved_at.is_(None))):
+    for f in session.scalars(flag_query):
         flags_by[f.holder_id].append(f)
 
     rows: list[dict[str, Any]] = []
@@ -268,6 +285,7 @@ def holder_summaries(session: Session, now: datetime) -> list[dict[str, Any]]:
                 "department": h.department,
                 "status": h.status,
                 "start_date": _iso(h.start_date),
+                "mentor_email": h.mentor_email,
                 "phase": phase_touch.phase if phase_touch else None,
                 "last_touch": touch_record(last, h.external_id) if last else None,
                 "next_touch": touch_record(nxt, h.external_id) if nxt else None,

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from followup.config.context import AppContext
 from followup.delivery.links import LinkSigner, secret_key
-from followup.web import dashboard, events, health, manual, optout, season, surveys, webhooks
+from followup.web import dashboard, events, health, manual, optout, season, surveys, webhooks, workspace
 from followup.web.auth import (
     DashboardAuth,
     GuessLimiter,
@@ -125,6 +125,7 @@ def create_app(context: AppContext, *, clock: Callable[[], datetime] | None = No
         webhooks.router,
     ):
         app.include_router(router)
+    app.include_router(workspace.router)  # /dashboard/holders before /dashboard/holders/{id}
     app.include_router(dashboard.router)
     app.include_router(season.router)
     return app

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
@@ -39,6 +39,7 @@ from followup.labels import (
     short_datetime,
 )
 from followup.web.auth import COOKIE, SESSION_IDLE, DashboardAuth
+from followup.web.listing import MAX_LIMIT, PAGE_SIZE, HolderPage, HolderQuery, list_holders
 from followup.web.state import WebState, page, state_of
 
 router = APIRouter()
@@ -326,11 +327,42 @@ async def sign_out(request: Request) -> Response:
     return response
 
 
+def holder_query(request: Request, mentor_scope: str | None = None) -> HolderQuery:
+    """The list's filters from the query string (unknown names ignored, values capped at 200 chars)."""
+    params = request.query_params
+    values: dict[str, Any] = {}
+    for name in HolderQuery.__dataclass_fields__:
+        if name == "mentor_scope":
+            continue
+        value = (params.get(name) or "").strip()[:200]
+        if value:
+            values[name] = value
+    return HolderQuery(**values, mentor_scope=mentor_scope)
+
+
+def _page_of(
+    state: WebState, query: HolderQuery, limit: int, cursor: str | None, with_counts: bool
+) -> HolderPage:
+    with state.session() as session:
+        return list_holders(
+            session, query, state.clock(), limit=limit, cursor=cursor, with_counts=with_counts
+        )
+
+
 @router.get("/api/holders", tags=["holders"], dependencies=[Depends(require_hr)])
-async def api_holders(request: Request) -> dict[str, Any]:
-    """All holders: status, phase, last and next touch, pulse scores (oldest first), open flags."""
-    rows = await run_in_threadpool(_summaries, state_of(request))
-    return {"holders": rows}
+async def api_holders(
+    request: Request,
+    limit: int = Query(PAGE_SIZE, ge=1, le=MAX_LIMIT, description=f"items per page (at most {MAX_LIMIT})"),
+    cursor: str | None = Query(None, max_length=512, description="``next_cursor`` of the previous page"),
+) -> dict[str, Any]:
+    """Holders, riskiest first, one page at a time: status, phase, last and next touch, pulse scores
+    (oldest first), open flags, risk. At most ``limit`` items (maximum 500); pass ``next_cursor`` back
+    as ``cursor`` for the next page (null: the last page). The list page's filters apply too
+    (``status``, ``track``, ``department``, ``phase``, ``flag``, ``severity``, ``mentor``,
+    ``event`` + ``rsvp``, ``q``, ``sort``)."""
+    query = holder_query(request)
+    result = await run_in_threadpool(_page_of, state_of(request), query, limit, cursor, False)
+    return {"holders": result.rows, "next_cursor": result.next_cursor, "total": result.total}
 
 
 @router.get("/api/holders/{external_id}", tags=["holders"], dependencies=[Depends(require_hr)])

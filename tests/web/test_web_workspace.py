@@ -1,0 +1,187 @@
+"""The HR workspace: the holders list (filters, search, counts, keyset paging, the paged API)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from followup.db.models import EventRsvp, Flag, OfferHolder, Touch
+from followup.web.listing import HolderQuery, decode_cursor, list_holders
+from tests import web_fixtures
+from tests.conftest import make_context
+from tests.web_fixtures import DASHBOARD_TOKEN, WebEnv
+
+BEARER = {"Authorization": f"Bearer {DASHBOARD_TOKEN}"}
+T0 = datetime(2026, 6, 22, 1, 0, tzinfo=UTC)
+
+web = web_fixtures.web
+
+
+def _flag(session: Any, holder_id: int, rule: str, severity: str, resolved: bool = False) -> None:
+    session.add(
+        Flag(
+            holder_id=holder_id,
+            rule=rule,
+            severity=severity,
+            reason=f"{rule}の理由",
+            action="電話してください。",
+            first_seen=T0,
+            last_seen=T0,
+            resolved_at=T0 if resolved else None,
+        )
+    )
+
+
+def seed(session: Any) -> dict[str, int]:
+    """Six holders: risk 8, 5, 5, 3, 0 (a resolved high flag), 0; two departments, both tracks."""
+    people = [
+        ("NG-001", "山田 花子", "ヤマダ ハナコ", "new_grad", "営業部", "tanaka.k@example.co.jp"),
+        ("NG-002", "佐藤 健太", "サトウ ケンタ", "new_grad", "開発部", "kobayashi.m@example.co.jp"),
+        ("NG-003", "鈴木 一郎", "スズキ イチロウ", "new_grad", "営業部", "tanaka.k@example.co.jp"),
+        ("MC-001", "高橋 美咲", "タカハシ ミサキ", "mid_career", "営業部", None),
+        ("NG-004", "田中 次郎", "タナカ ジロウ", "new_grad", "営業部", "tanaka.k@example.co.jp"),
+        ("NG-005", "伊藤 三郎", None, "new_grad", "開発部", None),
+    ]
+    ids: dict[str, int] = {}
+    for i, (ext, name, kana, track, dept, mentor) in enumerate(people):
+        holder = OfferHolder(
+            external_id=ext,
+            name=name,
+            name_kana=kana,
+            email=f"{ext.lower()}@example.ac.jp",
+            track=track,
+            department=dept,
+            offer_date=date(2026, 6, 1),
+            start_date=date(2027, 4, 1) + timedelta(days=i),
+            status="accepted" if i % 2 else "offered",
+            mentor_email=mentor,
+        )
+        session.add(holder)
+        session.flush()
+        ids[ext] = holder.id
+    _flag(session, ids["NG-001"], "declining_signal", "high")
+    _flag(session, ids["NG-001"], "neglected", "medium")
+    _flag(session, ids["NG-002"], "low_pulse", "high")
+    _flag(session, ids["NG-003"], "declining_signal", "high")
+    _flag(session, ids["MC-001"], "neglected", "medium")
+    _flag(session, ids["NG-004"], "declining_signal", "high", resolved=True)
+    session.add(
+        Touch(
+            key=f"{ids['NG-001']}:new_grad:initial:1",
+            holder_id=ids["NG-001"],
+            cadence="new_grad",
+            phase="initial",
+            seq=1,
+            kind="message",
+            channel="email",
+            template="checkin",
+            due_at=T0 - timedelta(days=1),
+            sent_at=T0 - timedelta(days=1),
+            status="sent",
+        )
+    )
+    session.add(EventRsvp(holder_id=ids["NG-002"], event="naiteishiki", status="attending", responded_at=T0))
+    return ids
+
+
+def _ids(rows: list[dict[str, Any]]) -> list[str]:
+    return [r["external_id"] for r in rows]
+
+
+@pytest.fixture
+def db_session(any_db_url: str, tmp_path: Path) -> Any:
+    context = make_context(any_db_url, tmp_path / "var")
+    with context.session() as session:
+        seed(session)
+    with context.session() as session:
+        yield session
+
+
+def test_the_list_is_riskiest_first_then_by_id_on_sqlite_and_postgres(db_session: Any) -> None:
+    page = list_holders(db_session, HolderQuery(), T0)
+    assert _ids(page.rows) == ["NG-001", "NG-002", "NG-003", "MC-001", "NG-004", "NG-005"]
+    assert [r["risk"] for r in page.rows] == [8, 5, 5, 3, 0, 0]
+    assert page.total == 6 and page.next_cursor is None
+    assert page.rows[0]["phase"] == "initial"
+
+
+def test_filters_narrow_the_list_and_the_counts_show_each_value(db_session: Any) -> None:
+    query = HolderQuery(track="new_grad", department="営業部", severity="high")
+    page = list_holders(db_session, query, T0)
+    assert _ids(page.rows) == ["NG-001", "NG-003"]  # NG-004's high flag is resolved
+    assert page.total == 2
+    assert page.counts["department"] == {"営業部": 2, "開発部": 1}  # the department filter left out
+    assert page.counts["track"] == {"new_grad": 2}  # 高橋 (mid_career) has no high flag
+    assert page.counts["severity"] == {"high": 2, "medium": 1}
+    assert _ids(list_holders(db_session, HolderQuery(flag="neglected"), T0).rows) == ["NG-001", "MC-001"]
+    assert _ids(list_holders(db_session, HolderQuery(phase="initial"), T0).rows) == ["NG-001"]
+    mentor = HolderQuery(mentor="tanaka.k@example.co.jp")
+    assert _ids(list_holders(db_session, mentor, T0).rows) == ["NG-001", "NG-003", "NG-004"]
+    attending = HolderQuery(event="naiteishiki", rsvp="attending")
+    assert _ids(list_holders(db_session, attending, T0).rows) == ["NG-002"]
+    pending = HolderQuery(event="naiteishiki", rsvp="pending", track="new_grad")
+    assert _ids(list_holders(db_session, pending, T0).rows) == ["NG-001", "NG-003", "NG-004", "NG-005"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("山田花子", ["NG-001"]), ("ヤマダ", ["NG-001"]), ("ng-00", None), ("NG-00", None), ("100%", [])],
+)
+def test_search_finds_by_name_kana_or_id(db_session: Any, text: str, expected: list[str] | None) -> None:
+    rows = list_holders(db_session, HolderQuery(q=text), T0).rows
+    if expected is None:
+        assert len(rows) == 5  # every NG- id, MC-001 not
+    else:
+        assert _ids(rows) == expected
+
+
+def test_keyset_pages_cover_the_list_once_in_order(db_session: Any) -> None:
+    for sort in ("risk", "name", "start_date", "external_id"):
+        whole = _ids(list_holders(db_session, HolderQuery(sort=sort), T0).rows)
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = list_holders(db_session, HolderQuery(sort=sort), T0, limit=2, cursor=cursor)
+            assert len(page.rows) <= 2
+            seen += _ids(page.rows)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert seen == whole, sort
+    assert decode_cursor("not-a-cursor!") is None
+
+
+def test_the_api_returns_at_most_limit_items_and_a_next_cursor(web: WebEnv) -> None:
+    with web.context.session() as session:
+        seed(session)
+    first = web.client.get("/api/holders?limit=4", headers=BEARER).json()
+    assert _ids(first["holders"]) == ["NG-001", "NG-002", "NG-003", "MC-001"]
+    assert first["total"] == 6 and first["next_cursor"]
+    second = web.client.get(f"/api/holders?limit=4&cursor={first['next_cursor']}", headers=BEARER).json()
+    assert _ids(second["holders"]) == ["NG-004", "NG-005"] and second["next_cursor"] is None
+    assert web.client.get("/api/holders?limit=501", headers=BEARER).status_code == 422
+    assert web.client.get("/api/holders?limit=0", headers=BEARER).status_code == 422
+    filtered = web.client.get("/api/holders?department=開発部", headers=BEARER).json()
+    assert _ids(filtered["holders"]) == ["NG-002", "NG-005"]
+    spec = web.client.get("/openapi.json").json()
+    limit = next(p for p in spec["paths"]["/api/holders"]["get"]["parameters"] if p["name"] == "limit")
+    assert limit["schema"]["maximum"] == 500
+
+
+def test_the_list_page_filters_in_japanese_with_counts(web: WebEnv) -> None:
+    with web.context.session() as session:
+        seed(session)
+    html = web.client.get(
+        "/dashboard/holders?track=new_grad&department=営業部&severity=high", headers=BEARER
+    ).text
+    assert 'data-external-id="NG-001"' in html and 'data-external-id="NG-003"' in html
+    assert 'data-external-id="NG-002"' not in html and 'data-external-id="MC-001"' not in html
+    assert "2名が該当" in html
+    assert "開発部 (1)" in html and "新卒 (2)" in html
+    assert ">辞退の兆候</span>" in html and ">declining_signal<" not in html
+    assert "4/1(木)" in html  # 入社 2027-04-01
+    paged = web.client.get("/dashboard/holders?sort=external_id", headers=BEARER).text
+    assert "次の" not in paged  # six holders fit on one page
