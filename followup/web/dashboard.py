@@ -25,7 +25,7 @@ from followup.db.models import OfferHolder
 from followup.delivery.timeline_labels import timeline_labels
 from followup.events.roster import ENCODINGS, table, to_csv
 from followup.events.store import audience_ids, roster
-from followup.holders.timeline import holder_summaries, holder_timeline
+from followup.holders.timeline import holder_timeline
 from followup.labels import (
     CHANNEL_LABELS,
     KIND_LABELS,
@@ -191,11 +191,6 @@ def _short_date(value: Any, state_tz: Any = None) -> str:
     return short_datetime(moment)
 
 
-def _summaries(state: WebState) -> list[dict[str, Any]]:
-    with state.session() as session:
-        return holder_summaries(session, state.clock())
-
-
 def _timeline(state: WebState, external_id: str, labelled: bool = False) -> dict[str, Any] | None:
     """The holder's timeline; ``labelled`` adds the words a person reads (the page, not the API)."""
     with state.session() as session:
@@ -231,19 +226,6 @@ def _labels(state: WebState) -> dict[str, Any]:
         "company": state.context.policy.organization.name,
         "sparkline": sparkline,
     }
-
-
-@router.get("/dashboard", include_in_schema=False, response_class=HTMLResponse)
-async def dashboard(request: Request) -> Response:
-    login = _login_redirect(request)
-    if login is not None:
-        return login
-    renewed = authenticate(request)
-    state = state_of(request)
-    rows = await run_in_threadpool(_summaries, state)
-    return _page_with_session(
-        request, page(request, "dashboard.html", {"rows": rows, **_labels(state)}), renewed
-    )
 
 
 @router.get("/dashboard/holders/{external_id}", include_in_schema=False, response_class=HTMLResponse)

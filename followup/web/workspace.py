@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from followup.labels import RSVP_LABELS
+from followup.labels import RSVP_LABELS, short_date
 from followup.web.dashboard import (
     _labels,
     _login_redirect,
@@ -22,6 +22,7 @@ from followup.web.dashboard import (
     authenticate,
     holder_query,
 )
+from followup.web.home import Home, this_week
 from followup.web.listing import PAGE_SIZE, RSVP_FILTERS, SORTS, distinct_values
 from followup.web.state import WebState, page, state_of
 
@@ -46,6 +47,26 @@ def _menus(state: WebState, mentor_scope: str | None) -> dict[str, Any]:
         ],
         "events": [(name, event.title) for name, event in state.context.policy.events.items()],
     }
+
+
+def _home(state: WebState, mentor_scope: str | None) -> Home:
+    with state.session() as session:
+        return this_week(session, state.context.policy, state.clock(), mentor_scope)
+
+
+@router.get("/dashboard")
+async def home(request: Request) -> Response:
+    """今週やること: open flags, overdue human touches, pending RSVPs, holders no channel reaches."""
+    login = _login_redirect(request)
+    if login is not None:
+        return login
+    renewed = authenticate(request)
+    state = state_of(request)
+    data = await run_in_threadpool(_home, state, None)
+    today = short_date(state.clock().astimezone(state.context.policy.organization.tz))
+    mentor_names = {email: m.name for email, m in state.context.policy.mentors.items()}
+    context = {"home": data, "today": today, "mentor": None, "mentor_names": mentor_names, **_labels(state)}
+    return _page_with_session(request, page(request, "home.html", context), renewed)
 
 
 @router.get("/dashboard/holders")

@@ -185,3 +185,65 @@ def test_the_list_page_filters_in_japanese_with_counts(web: WebEnv) -> None:
     assert "4/1(木)" in html  # 入社 2027-04-01
     paged = web.client.get("/dashboard/holders?sort=external_id", headers=BEARER).text
     assert "次の" not in paged  # six holders fit on one page
+
+
+@pytest.fixture
+def clocked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The app with its clock at T0 (Monday 2026-06-22 10:00 in Tokyo), seeded."""
+    from fastapi.testclient import TestClient
+
+    from followup.db.session import dispose_engines
+    from followup.delivery.links import LinkSigner
+    from followup.web import create_app
+    from tests.web_fixtures import make_web_context
+
+    context = make_web_context(tmp_path)
+    with context.session() as session:
+        ids = seed(session)
+        session.add(
+            Touch(
+                key=f"{ids['NG-003']}:new_grad:initial:president_call",
+                holder_id=ids["NG-003"],
+                cadence="new_grad",
+                phase="initial",
+                seq=90,
+                kind="manual",
+                channel="phone",
+                due_at=T0 - timedelta(days=3),
+                status="reminded",
+                assignee="tanaka.k@example.co.jp",
+                note="社長からの電話",
+            )
+        )
+        from followup.db.models import ChannelOptOut
+
+        session.add(ChannelOptOut(holder_id=ids["NG-005"], channel="email", at=T0))
+        session.add(ChannelOptOut(holder_id=ids["NG-004"], channel="line", at=T0))  # email still reaches
+    with TestClient(create_app(context, clock=lambda: T0), follow_redirects=False) as client:
+        yield WebEnv(context, LinkSigner.from_settings(context.settings), client, tmp_path), ids
+    dispose_engines()
+
+
+def test_the_home_page_lists_this_weeks_work_with_a_link_to_each_action(clocked: Any) -> None:
+    env, _ids_by = clocked
+    html = env.client.get("/dashboard", headers=BEARER).text
+    assert "今週やること" in html and "6/22(月) 時点" in html
+    flags = html.split('id="home-flags"')[1].split("</section>")[0]
+    assert "未解決のフラグ(5件)" in flags  # NG-004's resolved flag is not there
+    order = [flags.index(f'data-external-id="{ext}"') for ext in ("NG-001", "NG-002", "NG-003", "MC-001")]
+    assert order[:3] == sorted(order[:3]) and order[3] > order[0]  # high flags before medium ones
+    assert "電話してください。" in flags and "declining_signalの理由" in flags
+    assert "/dashboard/holders/NG-001#flag-" in flags
+    manual = html.split('id="home-manual"')[1].split("</section>")[0]
+    assert "(1件)" in manual and "鈴木 一郎" in manual and "電話" in manual and "田中 健太" in manual
+    assert "/dashboard/holders/NG-003#log-touch" in manual
+    events = html.split('id="home-events"')[1].split("</section>")[0]
+    # zadankai (7/15): every new graduate (5) is pending; naiteishiki: NG-002 said 出席
+    assert "先輩社員とのオンライン座談会" in events and "5名 / 5名" in events and "4名 / 5名" in events
+    assert "/dashboard/holders?event=naiteishiki&amp;rsvp=pending" in events
+    opted = html.split('id="home-opted-out"')[1].split("</section>")[0]
+    assert "(1名)" in opted and 'data-external-id="NG-005"' in opted and "NG-004" not in opted
+    pending = env.client.get(
+        "/dashboard/holders?event=naiteishiki&rsvp=pending&track=new_grad", headers=BEARER
+    )
+    assert 'data-external-id="NG-002"' not in pending.text and "4名が該当" in pending.text
