@@ -20,13 +20,14 @@ from followup.db.models import (
     EngagementEvent,
     EventRsvp,
     Flag,
+    FlagAction,
     HolderChange,
     OfferHolder,
     SurveyResponse,
     Touch,
 )
 from followup.flags.risk import sort_flags
-from followup.labels import ATTENDANCE_LABELS, RSVP_LABELS
+from followup.labels import ATTENDANCE_LABELS, FLAG_ACTION_LABELS, RSVP_LABELS, RULE_LABELS
 from followup.vocab import DELIVERED_TOUCH_STATUSES, TouchStatus
 
 
@@ -123,7 +124,13 @@ def holder_timeline(session: Session, holder: OfferHolder) -> dict[str, Any]:
     rsvps = list(
         session.scalars(select(EventRsvp).where(EventRsvp.holder_id == holder.id).order_by(EventRsvp.event))
     )
+    flag_actions = list(
+        session.scalars(
+            select(FlagAction).where(FlagAction.holder_id == holder.id).order_by(FlagAction.at, FlagAction.id)
+        )
+    )
     ext = holder.external_id
+    rules = {f.id: f.rule for f in flags}
 
     items: list[dict[str, Any]] = []
     for t in touches:
@@ -180,6 +187,19 @@ def holder_timeline(session: Session, holder: OfferHolder) -> dict[str, Any]:
         items.append(
             {"at": _iso(f.first_seen), "type": "flag", "rule": f.rule, "summary": f"{f.rule}: {f.reason}"}
         )
+    for a in flag_actions:
+        rule = rules.get(a.flag_id, "")
+        what = f"{RULE_LABELS.get(rule, rule)}を{FLAG_ACTION_LABELS.get(a.action, a.action)}"
+        if a.assignee:
+            what += f"(担当: {a.assignee})"
+        items.append(
+            {
+                "at": _iso(a.at),
+                "type": "flag_action",
+                "summary": f"{what}{' — ' + a.note if a.note else ''}",
+                "actor": a.actor,
+            }
+        )
     items.sort(key=lambda item: item["at"] or "")
 
     return {
@@ -223,7 +243,19 @@ def holder_timeline(session: Session, holder: OfferHolder) -> dict[str, Any]:
             }
             for c in changes
         ],
-        "flags": [flag_record(f, ext) for f in flags],
+        "flags": [flag_record(f, ext) | {"id": f.id} for f in flags],
+        "flag_actions": [
+            {
+                "flag_id": a.flag_id,
+                "at": _iso(a.at),
+                "actor": a.actor,
+                "action": a.action,
+                "assignee": a.assignee,
+                "note": a.note,
+            }
+            for a in flag_actions
+        ],
+        "paused_until": _iso(holder.paused_until),
         "pulse": [{"at": _iso(r.submitted_at), "score": r.score} for r in responses if r.score is not None],
         "items": items,
     }

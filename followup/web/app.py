@@ -22,6 +22,7 @@ from followup.web import dashboard, events, health, manual, optout, season, surv
 from followup.web.auth import (
     DashboardAuth,
     GuessLimiter,
+    MentorSessions,
     Network,
     Sessions,
     forwarded_client,
@@ -112,6 +113,7 @@ def create_app(context: AppContext, *, clock: Callable[[], datetime] | None = No
         sessions=Sessions(secret_key(context.settings), clock=lambda: web_clock().timestamp()),
         limiter=GuessLimiter(),
         trusted=trusted,
+        mentors=MentorSessions(secret_key(context.settings), clock=lambda: web_clock().timestamp()),
     )
     app.add_middleware(SecurityHeaders)
     app.add_middleware(TrustedProxyHeaders, trusted=trusted)  # outermost: runs first

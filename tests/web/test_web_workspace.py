@@ -20,13 +20,20 @@ T0 = datetime(2026, 6, 22, 1, 0, tzinfo=UTC)
 web = web_fixtures.web
 
 
+REASONS = {
+    "declining_signal": "パルスサーベイで「他社も検討している」と回答しました。",
+    "neglected": "最後の連絡から5週間、連絡がありません(内定直後期の上限は2週間)。",
+    "low_pulse": "パルススコアが2.0まで下がっています。",
+}
+
+
 def _flag(session: Any, holder_id: int, rule: str, severity: str, resolved: bool = False) -> None:
     session.add(
         Flag(
             holder_id=holder_id,
             rule=rule,
             severity=severity,
-            reason=f"{rule}の理由",
+            reason=REASONS[rule],
             action="電話してください。",
             first_seen=T0,
             last_seen=T0,
@@ -232,7 +239,7 @@ def test_the_home_page_lists_this_weeks_work_with_a_link_to_each_action(clocked:
     assert "未解決のフラグ(5件)" in flags  # NG-004's resolved flag is not there
     order = [flags.index(f'data-external-id="{ext}"') for ext in ("NG-001", "NG-002", "NG-003", "MC-001")]
     assert order[:3] == sorted(order[:3]) and order[3] > order[0]  # high flags before medium ones
-    assert "電話してください。" in flags and "declining_signalの理由" in flags
+    assert "電話してください。" in flags and REASONS["declining_signal"] in flags
     assert "/dashboard/holders/NG-001#flag-" in flags
     manual = html.split('id="home-manual"')[1].split("</section>")[0]
     assert "(1件)" in manual and "鈴木 一郎" in manual and "電話" in manual and "田中 健太" in manual
@@ -247,3 +254,186 @@ def test_the_home_page_lists_this_weeks_work_with_a_link_to_each_action(clocked:
         "/dashboard/holders?event=naiteishiki&rsvp=pending&track=new_grad", headers=BEARER
     )
     assert 'data-external-id="NG-002"' not in pending.text and "4名が該当" in pending.text
+
+
+# --- the holder page's actions ------------------------------------------------------------------------
+
+
+def _signed_in(env: WebEnv) -> None:
+    assert env.client.get(f"/dashboard?token={DASHBOARD_TOKEN}").status_code == 303  # sets the cookie
+
+
+def _csrf_of(env: WebEnv, external_id: str) -> str:
+    import re
+
+    html = env.client.get(f"/dashboard/holders/{external_id}").text
+    match = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def _audit(env: WebEnv) -> list[tuple[str, str]]:
+    from sqlalchemy import select
+
+    from followup.db.models import AuditEntry
+
+    with env.context.session() as session:
+        return [(a.actor, a.action) for a in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+
+
+def test_hr_logs_a_call_and_resolves_a_flag_and_both_are_on_the_timeline(clocked: Any) -> None:
+    from sqlalchemy import select
+
+    from followup.db.models import FlagAction
+
+    env, ids = clocked
+    _signed_in(env)
+    csrf = _csrf_of(env, "NG-001")
+    logged = env.client.post(
+        "/dashboard/holders/NG-001/touch",
+        data={"csrf": csrf, "channel": "phone", "note": "配属の不安を伺った"},
+    )
+    assert logged.status_code == 303
+    assert logged.headers["location"] == "/dashboard/holders/NG-001?done=touch#timeline"
+    with env.context.session() as session:
+        flag = session.scalars(
+            select(Flag).where(Flag.holder_id == ids["NG-001"], Flag.rule == "neglected")
+        ).one()
+        flag_id = flag.id
+    resolved = env.client.post(
+        "/dashboard/holders/NG-001/flag",
+        data={"csrf": csrf, "flag_id": str(flag_id), "action": "resolve", "note": "電話で連絡済み"},
+    )
+    assert resolved.status_code == 303
+    page = env.client.get(resolved.headers["location"]).text
+    assert "フラグの対応を記録しました。" in page
+    timeline = page.split('id="timeline"')[1]
+    assert "電話:配属の不安を伺った" in timeline
+    assert "放置を解決 — 電話で連絡済み" in timeline
+    with env.context.session() as session:
+        flag = session.get(Flag, flag_id)
+        assert flag is not None and flag.resolved_at == T0
+        [action] = session.scalars(select(FlagAction)).all()
+        assert (action.action, action.actor, action.note) == ("resolve", "web:hr", "電話で連絡済み")
+    assert [a for a in _audit(env) if a[0] == "web:hr"] == [
+        ("web:hr", "touch_log"),
+        ("web:hr", "flag_resolve"),
+    ]
+
+
+def test_a_post_without_the_sessions_csrf_token_is_refused_and_writes_nothing(clocked: Any) -> None:
+    from followup.db.models import AuditEntry
+
+    env, _ = clocked
+    _signed_in(env)
+    before = env.count(Touch)
+    for data in ({}, {"csrf": "0" * 40}, {"csrf": ""}):
+        response = env.client.post("/dashboard/holders/NG-001/touch", data={**data, "channel": "phone"})
+        assert response.status_code == 403
+    # a bearer caller has no session, so no token: the forms are not for it
+    env.client.cookies.clear()
+    csrf_of_nobody = "0" * 40
+    bearer = env.client.post(
+        "/dashboard/holders/NG-001/touch", data={"csrf": csrf_of_nobody, "channel": "phone"}, headers=BEARER
+    )
+    assert bearer.status_code == 403
+    assert env.client.post("/dashboard/holders/NG-001/touch", data={"channel": "phone"}).status_code == 401
+    assert env.count(Touch) == before and env.count(AuditEntry) == 0
+
+
+def test_status_start_date_attendance_and_pause_go_through_the_lifecycle(clocked: Any) -> None:
+    from sqlalchemy import select
+
+    from followup.db.models import HolderChange
+
+    env, ids = clocked
+    _signed_in(env)
+    csrf = _csrf_of(env, "NG-001")
+
+    def post(what: str, **data: str) -> Any:
+        return env.client.post(f"/dashboard/holders/NG-001/{what}", data={"csrf": csrf, **data})
+
+    assert post("status", status="accepted").status_code == 303
+    joined = post("status", status="joined")  # accepted → joined is allowed
+    assert joined.headers["location"].endswith("done=status#timeline")
+    refused = post("status", status="offered")
+    assert "error=status" in refused.headers["location"]
+    assert "error=start_date" in post("start_date", start_date="2026-01-01").headers["location"]
+    assert "done=start_date" in post("start_date", start_date="2027-04-05").headers["location"]
+    assert (
+        "done=attendance"
+        in post("attendance", event="naiteishiki", attendance="attended").headers["location"]
+    )
+    assert "done=pause" in post("pause", until="2026-07-31").headers["location"]
+    with env.context.session() as session:
+        holder = session.get(OfferHolder, ids["NG-001"])
+        assert holder is not None
+        assert (holder.status, holder.start_date, holder.paused_until) == (
+            "joined",
+            date(2027, 4, 5),
+            date(2026, 7, 31),
+        )
+        changes = [(c.field, c.new_value, c.source) for c in session.scalars(select(HolderChange))]
+        assert ("status", "accepted", "web") in changes and ("paused_until", "2026-07-31", "web") in changes
+        [rsvp] = session.scalars(select(EventRsvp).where(EventRsvp.holder_id == ids["NG-001"])).all()
+        assert rsvp.attendance == "attended"
+    page = env.client.get("/dashboard/holders/NG-001").text
+    assert "7/31(金) まで一時停止" in page and "naiteishiki: 当日出席" in page
+    actions = [a for _, a in _audit(env)]
+    assert actions == ["holder_status", "holder_status", "holder_start_date", "attendance", "holder_pause"]
+
+
+# --- mentors -------------------------------------------------------------------------------------------
+
+
+def test_a_mentor_link_shows_only_their_mentees_and_lets_them_log_a_touch(clocked: Any) -> None:
+    env, _ = clocked
+    link = env.signer.mentor_token("tanaka.k@example.co.jp")
+    signed = env.client.get(f"/m/{link}")
+    assert signed.status_code == 303 and signed.headers["location"] == "/dashboard"
+    assert "followup_mentor" in signed.headers["set-cookie"]
+    home = env.client.get("/dashboard").text
+    assert "田中 健太 さん(メンター)" in home and "鈴木 一郎" in home  # their mentee's overdue call
+    assert "佐藤 健太" not in home and "高橋 美咲" not in home
+    assert "home-events" not in home
+    listed = env.client.get("/dashboard/holders").text
+    for ext in ("NG-001", "NG-003", "NG-004"):
+        assert f'data-external-id="{ext}"' in listed
+    assert 'data-external-id="NG-002"' not in listed and "3名が該当" in listed
+    assert env.client.get("/dashboard/holders/NG-002").status_code == 404  # not theirs: as if absent
+    assert env.client.get("/dashboard/holders/NG-002?department=x").status_code == 404
+    assert env.client.get("/api/holders").status_code == 401  # the API is HR's
+    assert env.client.get("/dashboard/season").status_code == 401
+    csrf = _csrf_of(env, "NG-003")
+    page = env.client.get("/dashboard/holders/NG-003").text
+    assert "flag-form" not in page and "status-form" not in page and "touch-form" in page
+    done = env.client.post(
+        "/dashboard/holders/NG-003/touch", data={"csrf": csrf, "channel": "phone", "note": "済"}
+    )
+    assert done.status_code == 303
+    with env.context.session() as session:
+        touch = session.scalars(select_touch().where(Touch.channel == "phone", Touch.kind == "manual")).one()
+        assert touch.status == "done" and touch.sent_at == T0  # their reminded call, completed
+    flag = env.client.post(
+        "/dashboard/holders/NG-003/flag", data={"csrf": csrf, "flag_id": "1", "action": "resolve"}
+    )
+    assert flag.status_code == 403
+    other = env.client.post("/dashboard/holders/NG-002/touch", data={"csrf": csrf, "channel": "phone"})
+    assert other.status_code == 404
+    assert ("web:mentor:tanaka.k@example.co.jp", "touch_log") in _audit(env)
+
+
+def select_touch() -> Any:
+    from sqlalchemy import select
+
+    return select(Touch)
+
+
+def test_forged_mentor_links_and_cookies_are_refused(clocked: Any) -> None:
+    env, _ = clocked
+    assert env.client.get("/m/forged.link.token").status_code == 403
+    unknown = env.signer.mentor_token("someone@example.com")
+    assert env.client.get(f"/m/{unknown}").status_code == 403
+    env.client.cookies.set("followup_mentor", "forged-cookie")
+    assert env.client.get("/dashboard").status_code == 401
+    assert env.client.get("/dashboard/holders/NG-001").status_code == 401
