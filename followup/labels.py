@@ -55,7 +55,9 @@ TIMELINE_LABELS: dict[str, str] = {
     "unfollow": "ブロック",
     "rsvp": "出欠回答",
     "attendance": "出欠記録",
+    "flag_action": "フラグ対応",
 }
+FLAG_ACTION_LABELS: dict[str, str] = {"acknowledge": "確認", "assign": "担当割当", "resolve": "解決"}
 RSVP_LABELS: dict[str, str] = {
     "attending": "出席",
     "declined": "欠席",

@@ -41,6 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("delivery_cmd", "送信ワーカー (Celery) — deliver touches from the broker"),
     "scheduler": ("planning_cmd", "スケジューラ — plan, dispatch and send the weekly report"),
     "web": ("web_cmd", "Webアプリ — survey/opt-out pages, webhooks, the HR dashboard"),
+    "workspace": (
+        "workspace_cmd",
+        "HRワークスペース — invite mentors and executives (a sign-in link by mail)",
+    ),
     "db": ("db_cmd", "データベース管理 — database maintenance (upgrade)"),
 }
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
-from uuid import uuid4
 
 import typer
 from rich import box
@@ -16,15 +15,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import case, select
+from sqlalchemy import select
 
 from followup.calendar import BusinessCalendar
 from followup.channels import MESSAGE_CHANNELS, channel_class
 from followup.cli.timeparse import parse_now
 from followup.config.context import AppContext
 from followup.config.schema import Policy
-from followup.db.models import AuditEntry, OfferHolder, Touch
+from followup.db.models import OfferHolder
 from followup.errors import Problem, UserInputError
+from followup.holders.actions import log_touch
 from followup.labels import RULE_LABELS, SEVERITY_LABELS, STATUS_LABELS, short_date
 from followup.ops.audit import record_policy
 from followup.planning.planner import HolderSnapshot
@@ -379,55 +379,19 @@ def touch_log(
     context: AppContext = ctx.obj
     moment = _parse_moment(at, "--at", context)
     tz = context.policy.organization.tz
-    end_of_day = datetime.combine(moment.astimezone(tz).date() + timedelta(days=1), datetime.min.time(), tz)
     with context.session() as session:
         holder = session.scalar(select(OfferHolder).where(OfferHolder.external_id == external_id))
         if holder is None:
             raise UserInputError(
                 Problem(Path(external_id), None, None, "unknown offer holder (内定者が見つかりません)")
             )
-        touch = session.scalar(
-            select(Touch)
-            .where(
-                Touch.holder_id == holder.id,
-                Touch.kind == "manual",
-                Touch.channel == channel.value,
-                Touch.status.in_(("reminded", "planned")),
-                Touch.due_at < end_of_day,
-            )
-            .order_by(case((Touch.status == "reminded", 0), else_=1), Touch.due_at)
-            .limit(1)
+        touch, completed = log_touch(
+            session, holder, channel.value, at=moment, tz=tz, note=note, actor="cli", now=datetime.now(UTC)
         )
-        if touch is not None:
-            touch.status = "done"
-            touch.sent_at = moment
-            if note:
-                touch.note = f"{touch.note}\n{note}" if touch.note else note
+        if completed:
             action = f"{touch.phase} の予定 ({touch.key}) を実施済みにしました"
         else:
-            touch = Touch(
-                key=f"{external_id}:adhoc:{channel.value}:{moment.astimezone(tz):%Y%m%dT%H%M%S}:{uuid4().hex[:6]}",
-                holder_id=holder.id,
-                cadence="adhoc",
-                phase="log",
-                seq=0,
-                kind="manual",
-                channel=channel.value,
-                due_at=moment,
-                sent_at=moment,
-                status="done",
-                note=note,
-            )
-            session.add(touch)
             action = "予定外の接点として記録しました (ad-hoc touch)"
-        session.flush()
-        session.add(
-            AuditEntry(
-                actor="cli",
-                action="touch_log",
-                detail={"holder_id": holder.id, "touch_id": touch.id, "channel": channel.value},
-            )
-        )
     out.print(
         f"{external_id}: {channel.value} — {action} ({moment.isoformat()})", markup=False, highlight=False
     )

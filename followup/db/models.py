@@ -91,6 +91,8 @@ class OfferHolder(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     erased_at: Mapped[datetime | None] = mapped_column()  # personal data deleted on request
+    name_kana: Mapped[str | None] = mapped_column(String(200))  # フリガナ, for search and sorting
+    paused_until: Mapped[date | None] = mapped_column(Date)  # no automated contact before this day
 
     touches: Mapped[list[Touch]] = relationship(back_populates="holder", order_by="Touch.due_at")
     history: Mapped[list[HolderChange]] = relationship(back_populates="holder", order_by="HolderChange.at")
@@ -258,6 +260,22 @@ class Flag(Base):
     first_seen: Mapped[datetime] = mapped_column()  # when an evaluation first noticed it
     last_seen: Mapped[datetime] = mapped_column()
     resolved_at: Mapped[datetime | None] = mapped_column()
+
+
+class FlagAction(Base):
+    """What a person did about a flag (確認 / 担当割当 / 解決) — who, when, with which note. The flag
+    row keeps only its state; this is its history, shown on the holder's timeline."""
+
+    __tablename__ = "flag_actions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    flag_id: Mapped[int] = mapped_column(ForeignKey("flags.id", ondelete="CASCADE"), index=True)
+    holder_id: Mapped[int] = mapped_column(ForeignKey("offer_holders.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(16))  # acknowledge | assign | resolve
+    assignee: Mapped[str | None] = mapped_column(String(320))
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class SchedulerLease(Base):

@@ -33,6 +33,8 @@ MANUAL_SALT = "followup.manual-done"
 MANUAL_MAX_AGE = 90 * 24 * 3600  # a reminder's 「実施済みにする」 link: a season's quarter is plenty
 RSVP_SALT = "followup.rsvp"
 RSVP_MAX_AGE = 400 * 24 * 3600  # an RSVP link works until the event (the page refuses late answers)
+MENTOR_SALT = "followup.mentor-sign-in"
+MENTOR_MAX_AGE = 14 * 24 * 3600  # a mentor's sign-in link (mailed by `followup workspace invite`): two weeks
 
 
 _NONCE = 8
@@ -153,6 +155,19 @@ class LinkSigner:
         if not isinstance(data.get("e"), str) or not isinstance(data.get("r"), str):
             raise LinkInvalid()
         return self._id(data, "r", "-", RSVP_SALT, key), str(data["e"])
+
+    def mentor_token(self, email: str) -> str:
+        """A mentor's or an executive's sign-in link to the workspace: their own holders only."""
+        return str(self._serializer(MENTOR_SALT).dumps({"w": email}))
+
+    def mentor_url(self, email: str) -> str:
+        return f"{self.base_url}/m/{self.mentor_token(email)}"
+
+    def read_mentor_token(self, token: str) -> str:
+        data, _ = self._load(MENTOR_SALT, token, MENTOR_MAX_AGE)
+        if not isinstance(data.get("w"), str) or not data["w"]:
+            raise LinkInvalid()
+        return str(data["w"])
 
     def _load(self, salt: str, token: str, max_age: int) -> tuple[dict[str, Any], str]:
         """The payload and the key that signed it (the current one, or a previous one being rotated out)."""

@@ -7,6 +7,7 @@ same thing. Datetimes are ISO 8601 strings with their offset; dates are ISO date
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -19,13 +20,14 @@ from followup.db.models import (
     EngagementEvent,
     EventRsvp,
     Flag,
+    FlagAction,
     HolderChange,
     OfferHolder,
     SurveyResponse,
     Touch,
 )
 from followup.flags.risk import sort_flags
-from followup.labels import ATTENDANCE_LABELS, RSVP_LABELS
+from followup.labels import ATTENDANCE_LABELS, FLAG_ACTION_LABELS, RSVP_LABELS, RULE_LABELS
 from followup.vocab import DELIVERED_TOUCH_STATUSES, TouchStatus
 
 
@@ -122,7 +124,13 @@ def holder_timeline(session: Session, holder: OfferHolder) -> dict[str, Any]:
     rsvps = list(
         session.scalars(select(EventRsvp).where(EventRsvp.holder_id == holder.id).order_by(EventRsvp.event))
     )
+    flag_actions = list(
+        session.scalars(
+            select(FlagAction).where(FlagAction.holder_id == holder.id).order_by(FlagAction.at, FlagAction.id)
+        )
+    )
     ext = holder.external_id
+    rules = {f.id: f.rule for f in flags}
 
     items: list[dict[str, Any]] = []
     for t in touches:
@@ -179,6 +187,19 @@ def holder_timeline(session: Session, holder: OfferHolder) -> dict[str, Any]:
         items.append(
             {"at": _iso(f.first_seen), "type": "flag", "rule": f.rule, "summary": f"{f.rule}: {f.reason}"}
         )
+    for a in flag_actions:
+        rule = rules.get(a.flag_id, "")
+        what = f"{RULE_LABELS.get(rule, rule)}を{FLAG_ACTION_LABELS.get(a.action, a.action)}"
+        if a.assignee:
+            what += f"(担当: {a.assignee})"
+        items.append(
+            {
+                "at": _iso(a.at),
+                "type": "flag_action",
+                "summary": f"{what}{' — ' + a.note if a.note else ''}",
+                "actor": a.actor,
+            }
+        )
     items.sort(key=lambda item: item["at"] or "")
 
     return {
@@ -222,32 +243,60 @@ def holder_timeline(session: Session, holder: OfferHolder) -> dict[str, Any]:
             }
             for c in changes
         ],
-        "flags": [flag_record(f, ext) for f in flags],
+        "flags": [flag_record(f, ext) | {"id": f.id} for f in flags],
+        "flag_actions": [
+            {
+                "flag_id": a.flag_id,
+                "at": _iso(a.at),
+                "actor": a.actor,
+                "action": a.action,
+                "assignee": a.assignee,
+                "note": a.note,
+            }
+            for a in flag_actions
+        ],
+        "paused_until": _iso(holder.paused_until),
         "pulse": [{"at": _iso(r.submitted_at), "score": r.score} for r in responses if r.score is not None],
         "items": items,
     }
 
 
-def holder_summaries(session: Session, now: datetime) -> list[dict[str, Any]]:
+def holder_summaries(
+    session: Session, now: datetime, holder_ids: Sequence[int] | None = None
+) -> list[dict[str, Any]]:
     """One row per holder for the dashboard list: status, phase, last and next touch, pulse trend, open flags.
 
-    A handful of queries for all holders (no query per holder). The phase is the phase of the latest
-    touch due by ``now`` (else of the next one): the planner's own view, as recorded on its touches.
+    A handful of queries for all holders (no query per holder), or for ``holder_ids`` only (a page of
+    the workspace list, returned in that order). The phase is the phase of the latest touch due by
+    ``now`` (else of the next one): the planner's own view, as recorded on its touches.
     """
-    holders = list(session.scalars(select(OfferHolder).order_by(OfferHolder.external_id)))
-    touches_by: dict[int, list[Touch]] = defaultdict(list)
-    for t in session.scalars(select(Touch).order_by(Touch.due_at, Touch.id)):
-        touches_by[t.holder_id].append(t)
-    pulse_by: dict[int, list[float]] = defaultdict(list)
-    for holder_id, score in session.execute(
+    holder_query = select(OfferHolder).order_by(OfferHolder.external_id)
+    touch_query = select(Touch).order_by(Touch.due_at, Touch.id)
+    pulse_query = (
         select(SurveyResponse.holder_id, SurveyResponse.score)
         .where(SurveyResponse.score.is_not(None))
         .order_by(SurveyResponse.submitted_at)
-    ):
+    )
+    flag_query = select(Flag).where(Flag.resolved_at.is_(None))
+    if holder_ids is not None:
+        ids = list(holder_ids)
+        holder_query = holder_query.where(OfferHolder.id.in_(ids))
+        touch_query = touch_query.where(Touch.holder_id.in_(ids))
+        pulse_query = pulse_query.where(SurveyResponse.holder_id.in_(ids))
+        flag_query = flag_query.where(Flag.holder_id.in_(ids))
+    holders = list(session.scalars(holder_query))
+    if holder_ids is not None:
+        place = {holder_id: i for i, holder_id in enumerate(holder_ids)}
+        holders.sort(key=lambda h: place[h.id])
+    touches_by: dict[int, list[Touch]] = defaultdict(list)
+    for t in session.scalars(touch_query):
+        touches_by[t.holder_id].append(t)
+    pulse_by: dict[int, list[float]] = defaultdict(list)
+    for holder_id, score in session.execute(pulse_query):
         if score is not None:
             pulse_by[holder_id].append(float(score))
     flags_by: dict[int, list[Flag]] = defaultdict(list)
-    for f in session.scalars(select(Flag).where(Flag.resolved_at.is_(None))):
+    for f in session.scalars(flag_query):
         flags_by[f.holder_id].append(f)
 
     rows: list[dict[str, Any]] = []
@@ -268,6 +317,7 @@ def holder_summaries(session: Session, now: datetime) -> list[dict[str, Any]]:
                 "department": h.department,
                 "status": h.status,
                 "start_date": _iso(h.start_date),
+                "mentor_email": h.mentor_email,
                 "phase": phase_touch.phase if phase_touch else None,
                 "last_touch": touch_record(last, h.external_id) if last else None,
                 "next_touch": touch_record(nxt, h.external_id) if nxt else None,

@@ -27,6 +27,10 @@ Rules, in the words of SPEC "Cadence semantics":
 - ``quiet_after_reply``: an automated cadence touch (message or survey, not an event touch or a manual
   one) due within the quiet period after the holder's latest reply or answer waits until the first
   business day after it, at the preferred send time (``HolderSnapshot.last_reply_at``, data);
+- a pause (``HolderSnapshot.paused_until``, set by HR in the workspace): no automated touch (message
+  or survey, event touches included; manual ones are people's decisions) is created for a slot due
+  before that day's first send moment, and planned ones due before it are cancelled — the cadence
+  resumes after the pause rather than sending the paused weeks all at once;
 - dates never depend on channels: an opt-out changes a touch's channel, never its day;
 - the idempotency key is ``external_id:cadence:phase:seq`` (one-offs ``…:phase:once:name``).
 """
@@ -81,6 +85,7 @@ class HolderSnapshot:
     # (attending/declined/maybe/waitlisted); an event not in the mapping has no answer yet
     event_states: Mapping[str, str] = field(default_factory=dict)
     last_reply_at: datetime | None = None  # the latest reply, answer or RSVP (for quiet_after_reply)
+    paused_until: date | None = None  # HR paused automated contact: nothing automated before this day
 
 
 @dataclass(frozen=True, slots=True)
@@ -640,6 +645,7 @@ def plan(
         season = seasons.season(holder, cadence_name, cadence)
 
         quiet_until = _quiet_until(holder, policy, calendar)
+        pause_end = _pause_end(holder, calendar)
         first = bisect_left(season.stamps, low_stamp)
         last = bisect_right(season.stamps, high_stamp)
         if first < last:
@@ -648,6 +654,8 @@ def plan(
             for slot in season.slots[first:last]:
                 key = prefix + slot.suffix
                 if key in keys or not _gate_open(slot, holder):
+                    continue
+                if pause_end is not None and _paused(slot, pause_end):
                     continue
                 channel = _channel_for(slot, holder.reachable)
                 if channel is None:
@@ -671,6 +679,9 @@ def plan(
                 continue
             if not _gate_open(current, holder):
                 cancel.append((touch.id, _gate_reason(current, holder)))
+                continue
+            if pause_end is not None and _paused(current, pause_end) and touch.due_at < pause_end:
+                cancel.append((touch.id, PAUSED_REASON))
                 continue
             wanted = current.due_at
             if quiet_until is not None and _quiet(current, quiet_until, holder):
@@ -702,6 +713,23 @@ def _quiet_until(holder: HolderSnapshot, policy: Policy, calendar: BusinessCalen
     if moment < end:
         moment, _ = calendar.moment(calendar.next_business_day(day + timedelta(days=1)), zone)
     return moment
+
+
+PAUSED_REASON = "人事が自動連絡を一時停止したため中止"
+
+
+def _pause_end(holder: HolderSnapshot, calendar: BusinessCalendar) -> datetime | None:
+    """The first send moment on or after the day HR's pause ends (None: not paused)."""
+    if holder.paused_until is None:
+        return None
+    zone = calendar.zone(holder.timezone)
+    moment, _ = calendar.moment(calendar.next_business_day(holder.paused_until), zone)
+    return moment
+
+
+def _paused(slot: _Slot, pause_end: datetime) -> bool:
+    """An automated touch (not a manual one) due before the pause ends."""
+    return slot.kind in ("message", "survey") and slot.due_at < pause_end
 
 
 def _postponed_for_reply(slot: _Slot, touch: ExistingTouch, holder: HolderSnapshot, policy: Policy) -> bool:

@@ -104,6 +104,7 @@ def load_snapshots(
         *address_columns(),
         OfferHolder.timezone,
         OfferHolder.erased_at,
+        OfferHolder.paused_until,
     ).where(or_(OfferHolder.status.in_(sorted(ACTIVE_STATUSES)), OfferHolder.id.in_(pending_holders)))
     opted_out: dict[int, set[str]] = defaultdict(set)
     for holder_id, channel in session.execute(select(ChannelOptOut.holder_id, ChannelOptOut.channel)):
@@ -144,6 +145,7 @@ def load_snapshots(
                 timezone=row.timezone,
                 event_states=states.get(row.id, {}),
                 last_reply_at=replied.get(row.id),
+                paused_until=row.paused_until,
             )
         )
     return holders, dict(existing)

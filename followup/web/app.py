@@ -18,10 +18,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from followup.config.context import AppContext
 from followup.delivery.links import LinkSigner, secret_key
-from followup.web import dashboard, events, health, manual, optout, season, surveys, webhooks
+from followup.web import dashboard, events, health, manual, optout, season, surveys, webhooks, workspace
 from followup.web.auth import (
     DashboardAuth,
     GuessLimiter,
+    MentorSessions,
     Network,
     Sessions,
     forwarded_client,
@@ -112,6 +113,7 @@ def create_app(context: AppContext, *, clock: Callable[[], datetime] | None = No
         sessions=Sessions(secret_key(context.settings), clock=lambda: web_clock().timestamp()),
         limiter=GuessLimiter(),
         trusted=trusted,
+        mentors=MentorSessions(secret_key(context.settings), clock=lambda: web_clock().timestamp()),
     )
     app.add_middleware(SecurityHeaders)
     app.add_middleware(TrustedProxyHeaders, trusted=trusted)  # outermost: runs first
@@ -125,6 +127,7 @@ def create_app(context: AppContext, *, clock: Callable[[], datetime] | None = No
         webhooks.router,
     ):
         app.include_router(router)
+    app.include_router(workspace.router)  # /dashboard/holders before /dashboard/holders/{id}
     app.include_router(dashboard.router)
     app.include_router(season.router)
     return app

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import ipaddress
@@ -184,3 +185,78 @@ class DashboardAuth:
     sessions: Sessions
     limiter: GuessLimiter
     trusted: tuple[Network, ...]
+    mentors: MentorSessions | None = None
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking: HR (everything) or a mentor/executive (only holders whose ``mentor_email`` is
+    theirs). ``session_id`` is None for API callers with a bearer token; they get no CSRF token, so
+    they cannot post the workspace's forms."""
+
+    kind: str  # "hr" | "mentor"
+    email: str | None = None
+    session_id: str | None = None
+
+    @property
+    def scope(self) -> str | None:
+        """The mentor scope of every query this viewer makes (None: HR sees everyone)."""
+        return self.email if self.kind == "mentor" else None
+
+    @property
+    def actor(self) -> str:
+        """The audit log's actor: ``web:hr`` or ``web:mentor:EMAIL``."""
+        return "web:hr" if self.kind == "hr" else f"web:mentor:{self.email}"
+
+
+def csrf_token(secret: str, session_id: str) -> str:
+    """The form token of one session: an HMAC of its id, so it needs no storage and dies with it."""
+    return hmac.new(secret.encode(), b"followup.csrf:" + session_id.encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def csrf_ok(secret: str, session_id: str | None, presented: str | None) -> bool:
+    if not session_id or not presented:
+        return False
+    return hmac.compare_digest(csrf_token(secret, session_id), presented)
+
+
+MENTOR_COOKIE = "followup_mentor"
+MENTOR_LINK_MAX_AGE = 14 * 86400  # a sign-in link in a mail works for two weeks
+
+
+@dataclass
+class MentorSessions(Sessions):
+    """A mentor's session cookie: like HR's, but it names the mentor (their email, base64) instead of
+    fingerprinting the dashboard token, under its own key and salt."""
+
+    def _signer(self) -> TimestampSigner:
+        key = hmac.new(self.secret.encode(), b"followup.mentor-session", hashlib.sha256).hexdigest()
+        signer = TimestampSigner(key, salt="followup.mentor")
+        signer.get_timestamp = lambda: int(self.clock())  # type: ignore[method-assign]
+        return signer
+
+    def issue(self, token: str, issued_at: int | None = None, session_id: str | None = None) -> str:
+        """``token`` is the mentor's email here."""
+        issued = int(self.clock()) if issued_at is None else issued_at
+        sid = session_id or secrets.token_urlsafe(16)
+        name = base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
+        return self._signer().sign(f"{issued}.{sid}.{name}").decode("ascii")
+
+    def mentor_of(self, cookie: str) -> tuple[str, str, str | None] | None:
+        """(email, session id, renewed cookie or None) for a valid mentor cookie."""
+        if len(cookie) > 1024:
+            return None
+        try:
+            value, signed_at = self._signer().unsign(cookie, max_age=SESSION_IDLE, return_timestamp=True)
+            issued_text, sid, name = value.decode("ascii").split(".")
+            issued = int(issued_text)
+            email = base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
+        except (SignatureExpired, BadSignature, UnicodeDecodeError, ValueError):
+            return None
+        now = self.clock()
+        if now - issued > SESSION_ABSOLUTE or self.is_revoked(sid):
+            return None
+        renewed = None
+        if now - signed_at.timestamp() >= SESSION_RENEW:
+            renewed = self.issue(email, issued_at=issued, session_id=sid)
+        return email, sid, renewed

@@ -12,20 +12,22 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import secrets
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from followup.db.models import OfferHolder
+from followup.delivery.links import secret_key
 from followup.delivery.timeline_labels import timeline_labels
 from followup.events.roster import ENCODINGS, table, to_csv
 from followup.events.store import audience_ids, roster
-from followup.holders.timeline import holder_summaries, holder_timeline
+from followup.holders.timeline import holder_timeline
 from followup.labels import (
     CHANNEL_LABELS,
     KIND_LABELS,
@@ -38,8 +40,9 @@ from followup.labels import (
     short_date,
     short_datetime,
 )
-from followup.web.auth import COOKIE, SESSION_IDLE, DashboardAuth
-from followup.web.state import WebState, page, state_of
+from followup.web.auth import COOKIE, MENTOR_COOKIE, SESSION_IDLE, DashboardAuth, Viewer, csrf_token
+from followup.web.listing import MAX_LIMIT, PAGE_SIZE, HolderPage, HolderQuery, list_holders
+from followup.web.state import WebState, forbidden, page, state_of
 
 router = APIRouter()
 
@@ -94,9 +97,9 @@ def _refuse(request: Request, *, wrong_guess: bool) -> HTTPException:
     )
 
 
-def _set_session_cookie(request: Request, response: Response, value: str) -> None:
+def _set_session_cookie(request: Request, response: Response, value: str, name: str = COOKIE) -> None:
     response.set_cookie(
-        COOKIE,
+        name,
         value,
         httponly=True,
         samesite="lax",
@@ -106,21 +109,54 @@ def _set_session_cookie(request: Request, response: Response, value: str) -> Non
     )
 
 
-def authenticate(request: Request) -> str | None:
-    """Passes for HR (returning a renewed session cookie to set, or None), else raises 401/429/503."""
+def _hr_session(request: Request) -> tuple[str | None, str | None]:
+    """(session id or None for a bearer/basic caller, renewed cookie or None) for HR; else 401/429/503."""
     expected = _expected_token(request)
     _check_limit(request)
     presented = _presented_token(request)
     if presented is not None:
         if _matches(presented, expected):
-            return None
+            return None, None
         raise _refuse(request, wrong_guess=True)
     cookie = request.cookies.get(COOKIE)
     if cookie:
         checked = _auth(request).sessions.check(cookie, expected)
         if checked is not None:
-            return checked[1]
+            return checked
     raise _refuse(request, wrong_guess=False)
+
+
+def authenticate(request: Request) -> str | None:
+    """Passes for HR (returning a renewed session cookie to set, or None), else raises 401/429/503."""
+    return _hr_session(request)[1]
+
+
+def viewer_of(request: Request) -> Viewer:
+    """Who asks: HR (token or HR session), else a mentor with a session from their sign-in link.
+
+    Raises 401 (429/503 as for HR) for anyone else. A renewed cookie is kept on ``request.state`` for
+    :func:`respond` to set."""
+    hr_cookie = request.cookies.get(COOKIE)
+    mentor_cookie = request.cookies.get(MENTOR_COOKIE)
+    mentors = _auth(request).mentors
+    if mentor_cookie and mentors is not None and not hr_cookie and "Authorization" not in request.headers:
+        found = mentors.mentor_of(mentor_cookie)
+        if found is None:
+            raise _refuse(request, wrong_guess=False)
+        email, mentor_sid, mentor_renewed = found
+        request.state.renew = (MENTOR_COOKIE, mentor_renewed)
+        return Viewer("mentor", email, mentor_sid)
+    sid, renewed = _hr_session(request)
+    request.state.renew = (COOKIE, renewed)
+    return Viewer("hr", None, sid)
+
+
+def respond(request: Request, response: Response) -> Response:
+    """The response, with the viewer's renewed session cookie when it was re-signed."""
+    name, value = getattr(request.state, "renew", (COOKIE, None))
+    if value is not None:
+        _set_session_cookie(request, response, value, name)
+    return response
 
 
 def require_hr(request: Request, response: Response) -> None:
@@ -190,11 +226,6 @@ def _short_date(value: Any, state_tz: Any = None) -> str:
     return short_datetime(moment)
 
 
-def _summaries(state: WebState) -> list[dict[str, Any]]:
-    with state.session() as session:
-        return holder_summaries(session, state.clock())
-
-
 def _timeline(state: WebState, external_id: str, labelled: bool = False) -> dict[str, Any] | None:
     """The holder's timeline; ``labelled`` adds the words a person reads (the page, not the API)."""
     with state.session() as session:
@@ -230,34 +261,6 @@ def _labels(state: WebState) -> dict[str, Any]:
         "company": state.context.policy.organization.name,
         "sparkline": sparkline,
     }
-
-
-@router.get("/dashboard", include_in_schema=False, response_class=HTMLResponse)
-async def dashboard(request: Request) -> Response:
-    login = _login_redirect(request)
-    if login is not None:
-        return login
-    renewed = authenticate(request)
-    state = state_of(request)
-    rows = await run_in_threadpool(_summaries, state)
-    return _page_with_session(
-        request, page(request, "dashboard.html", {"rows": rows, **_labels(state)}), renewed
-    )
-
-
-@router.get("/dashboard/holders/{external_id}", include_in_schema=False, response_class=HTMLResponse)
-async def dashboard_holder(request: Request, external_id: str) -> Response:
-    login = _login_redirect(request)
-    if login is not None:
-        return login
-    renewed = authenticate(request)
-    state = state_of(request)
-    timeline = await run_in_threadpool(_timeline, state, external_id, True)
-    if timeline is None:
-        return _page_with_session(request, page(request, "not_found.html", status=404), renewed)
-    return _page_with_session(
-        request, page(request, "holder.html", {"t": timeline, **_labels(state)}), renewed
-    )
 
 
 def _roster_lines(state: WebState, name: str) -> list[list[str]] | None:
@@ -310,27 +313,126 @@ async def dashboard_event_csv(request: Request, name: str, encoding: str = "cp93
     return _page_with_session(request, response, renewed)
 
 
+SIGN_IN_COOKIE = "followup_sign_in"
+
+
+def _sign_in_csrf(request: Request, nonce: str) -> str:
+    return csrf_token(secret_key(state_of(request).context.settings), "sign-in:" + nonce)
+
+
+def _safe_next(target: str) -> str:
+    """Only a path of this workspace (never another site: ``//evil``, ``/\\evil``)."""
+    if target.startswith("/dashboard") and not target.startswith(("//", "/\\")) and "\\" not in target:
+        return target
+    return "/dashboard"
+
+
+def _sign_in_page(request: Request, error: str | None = None, status: int = 200) -> Response:
+    """The form with a fresh pre-session CSRF token (double submit: a cookie nonce and its HMAC)."""
+    nonce = secrets.token_urlsafe(16)
+    context = {
+        "csrf": _sign_in_csrf(request, nonce),
+        "next": _safe_next(request.query_params.get("next", "/dashboard")),
+        "error": error,
+    }
+    response = page(request, "sign_in.html", context, status=status)
+    response.set_cookie(
+        SIGN_IN_COOKIE,
+        nonce,
+        httponly=True,
+        samesite="strict",
+        max_age=900,
+        path="/dashboard/sign-in",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.get("/dashboard/sign-in", include_in_schema=False, response_class=HTMLResponse)
+async def sign_in_form(request: Request) -> Response:
+    """HR's sign-in page: the dashboard token in a form (not in the address bar or the history)."""
+    _expected_token(request)
+    return _sign_in_page(request)
+
+
+@router.post("/dashboard/sign-in", include_in_schema=False, response_class=HTMLResponse)
+async def sign_in(request: Request) -> Response:
+    """The token becomes a session cookie; a wrong one counts towards the guess limit (429)."""
+    expected = _expected_token(request)
+    form = await request.form()
+    nonce = request.cookies.get(SIGN_IN_COOKIE, "")
+    presented_csrf = str(form.get("csrf") or "")
+    if not nonce or not hmac.compare_digest(_sign_in_csrf(request, nonce), presented_csrf):
+        return forbidden(request)
+    _check_limit(request)
+    token = str(form.get("token") or "")
+    if not _matches(token, expected):
+        _auth(request).limiter.fail(_client(request))
+        return _sign_in_page(request, "トークンが正しくありません。", status=401)
+    response = RedirectResponse(_safe_next(str(form.get("next") or "/dashboard")), status_code=303)
+    _set_session_cookie(request, response, _auth(request).sessions.issue(expected))
+    response.delete_cookie(SIGN_IN_COOKIE, path="/dashboard/sign-in")
+    return response
+
+
 @router.api_route("/dashboard/sign-out", methods=["GET", "POST"], include_in_schema=False)
 async def sign_out(request: Request) -> Response:
     """Ends this browser's session: the cookie is revoked here and deleted in the browser."""
     cookie = request.cookies.get(COOKIE)
     if cookie:
         _auth(request).sessions.revoke(cookie)
+    mentor_cookie = request.cookies.get(MENTOR_COOKIE)
+    mentors = _auth(request).mentors
+    if mentor_cookie and mentors is not None:
+        mentors.revoke(mentor_cookie)
     response = HTMLResponse(
         "<!doctype html><html lang=ja><meta charset=utf-8><title>サインアウト</title>"
-        "<p>サインアウトしました (signed out).</p></html>"
+        "<p>サインアウトしました (signed out).</p>"
+        "<p><a href=/dashboard/sign-in>もう一度サインインする</a></p></html>"
     )
-    response.delete_cookie(
-        COOKIE, path="/", httponly=True, samesite="lax", secure=request.url.scheme == "https"
-    )
+    for name in (COOKIE, MENTOR_COOKIE):
+        response.delete_cookie(
+            name, path="/", httponly=True, samesite="lax", secure=request.url.scheme == "https"
+        )
     return response
 
 
+def holder_query(request: Request, mentor_scope: str | None = None) -> HolderQuery:
+    """The list's filters from the query string (unknown names ignored, values capped at 200 chars)."""
+    params = request.query_params
+    values: dict[str, Any] = {}
+    for name in HolderQuery.__dataclass_fields__:
+        if name == "mentor_scope":
+            continue
+        value = (params.get(name) or "").strip()[:200]
+        if value:
+            values[name] = value
+    return HolderQuery(**values, mentor_scope=mentor_scope)
+
+
+def _page_of(
+    state: WebState, query: HolderQuery, limit: int, cursor: str | None, with_counts: bool
+) -> HolderPage:
+    with state.session() as session:
+        return list_holders(
+            session, query, state.clock(), limit=limit, cursor=cursor, with_counts=with_counts
+        )
+
+
 @router.get("/api/holders", tags=["holders"], dependencies=[Depends(require_hr)])
-async def api_holders(request: Request) -> dict[str, Any]:
-    """All holders: status, phase, last and next touch, pulse scores (oldest first), open flags."""
-    rows = await run_in_threadpool(_summaries, state_of(request))
-    return {"holders": rows}
+async def api_holders(
+    request: Request,
+    limit: int = Query(PAGE_SIZE, ge=1, le=MAX_LIMIT, description=f"items per page (at most {MAX_LIMIT})"),
+    cursor: str | None = Query(None, max_length=512, description="``next_cursor`` of the previous page"),
+) -> dict[str, Any]:
+    """Holders, riskiest first, one page at a time: status, phase, last and next touch, pulse scores
+    (oldest first), open flags, risk. At most ``limit`` items (maximum 500); pass ``next_cursor`` back
+    as ``cursor`` for the next page (null: the last page). The list page's filters apply too
+    (``status``, ``track``, ``department``, ``phase``, ``flag``, ``severity``, ``mentor``,
+    ``event`` + ``rsvp``, ``q``, ``sort``)."""
+    query = holder_query(request)
+    result = await run_in_threadpool(_page_of, state_of(request), query, limit, cursor, False)
+    return {"holders": result.rows, "next_cursor": result.next_cursor, "total": result.total}
 
 
 @router.get("/api/holders/{external_id}", tags=["holders"], dependencies=[Depends(require_hr)])

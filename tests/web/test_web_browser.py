@@ -154,7 +154,7 @@ def test_a_holder_answers_on_a_phone_and_hr_sees_it_on_the_timeline(
     assert len(env.responses()) == 2
 
     # HR logs in with the token once and opens the holder's timeline
-    page.goto(f"{server.url}/dashboard?token={DASHBOARD_TOKEN}")
+    page.goto(f"{server.url}/dashboard/holders?token={DASHBOARD_TOKEN}")
     assert "token=" not in page.url
     row = page.locator("tr[data-external-id='NG2027-0001']")
     assert "4.67 → 2.33" in row.inner_text()

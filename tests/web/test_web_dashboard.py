@@ -92,7 +92,13 @@ def _story(env: WebEnv) -> int:
 )
 def test_the_dashboard_and_api_refuse_without_the_token(web: WebEnv, headers: dict[str, str]) -> None:
     _story(web)
-    for path in ("/dashboard", "/dashboard/holders/NG2027-0001", "/api/holders", "/api/holders/NG2027-0001"):
+    for path in (
+        "/dashboard",
+        "/dashboard/holders",
+        "/dashboard/holders/NG2027-0001",
+        "/api/holders",
+        "/api/holders/NG2027-0001",
+    ):
         response = web.client.get(path, headers=headers)
         assert response.status_code == 401, path
         assert "山田" not in response.text
@@ -139,9 +145,9 @@ def test_the_holders_list_shows_status_phase_touches_pulse_and_open_flags(web: W
     assert row["next_touch"]["due_at"] == "2026-06-29T01:00:00+00:00"
     assert row["pulse"] == [2.33]
     assert [f["rule"] for f in row["flags"]] == ["declining_signal"]  # the resolved one is not listed
-    html = web.client.get("/dashboard", headers=BEARER).text
+    html = web.client.get("/dashboard/holders", headers=BEARER).text
     assert "内定承諾" in html and "内定直後期" in html and "辞退の兆候" in html
-    assert "declining_signal" not in html
+    assert ">declining_signal" not in html  # only as a filter's option value, never as text
     assert "6/29(月) 10:00" in html  # the next touch in Tokyo time
     assert "<polyline" in html
 

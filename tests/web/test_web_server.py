@@ -52,7 +52,7 @@ def test_followup_web_serves_the_app_on_the_given_port(tmp_path: Path) -> None:
             f"http://127.0.0.1:{port}/api/holders",
             headers={"Authorization": "Bearer cli-token-0123456789abcdefghijklmnopq"},
         )
-        assert api.json() == {"holders": []}
+        assert api.json() == {"holders": [], "next_cursor": None, "total": 0}
     finally:
         process.terminate()
         process.wait(timeout=10)
