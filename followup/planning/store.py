@@ -38,6 +38,7 @@ from followup.planning.planner import (
     catch_up_floor,
     plan,
 )
+from followup.tasks.store import task_states
 from followup.vocab import ACTIVE_STATUSES
 
 # Touches older than this before the catch-up window cannot be re-created by a tick, so a tick
@@ -110,6 +111,7 @@ def load_snapshots(
         opted_out[holder_id].add(channel)
 
     states = event_states(session)
+    tasks_done = task_states(session) if policy.tasks else {}
     replied: dict[int, datetime] = {}
     if policy.quiet_after_reply is not None:
         for replier, at in session.execute(
@@ -144,6 +146,7 @@ def load_snapshots(
                 timezone=row.timezone,
                 event_states=states.get(row.id, {}),
                 last_reply_at=replied.get(row.id),
+                task_states=tasks_done.get(row.id, {}),
             )
         )
     return holders, dict(existing)
