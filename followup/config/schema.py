@@ -345,6 +345,9 @@ class Task(Strict):
     channels: tuple[Literal["email", "slack", "line"], ...] | None = None  # None: the holder's phase's
     submit_url: str = ""  # where to upload or take the course (shown in the reminder)
     how: str = ""  # how to hand it in, in HR's words (郵送・持参・アップロード)
+    # 入社承諾書: accepting the offer is handing it in. An accepted holder counts as 提出済; one still
+    # offered is reminded, and flagged by acceptance_pending (not task_overdue: one signal, not two)
+    done_on_acceptance: bool = False
 
     @field_validator("due")
     @classmethod

@@ -367,6 +367,8 @@ def _task_candidates(
         due = task.due_on(dates, calendar.is_business_day)
         if due is None or due < offer:
             continue  # not accepted yet (an accepted-anchored task), or due before the holder's offer
+        if task.done_on_acceptance and dates["accepted"] is not None:
+            continue  # 入社承諾書: the acceptance is the submission
         for r_index, offset in enumerate(task.remind):
             nominal = offset.apply(due, calendar.is_business_day)
             after = offset.sign > 0 and offset.interval.amount > 0

@@ -75,6 +75,21 @@ def status_rows(
     rows = []
     for holder in sorted(holders, key=lambda h: h.external_id):
         mark = marks.get(holder.id)
+        if mark is None and task.done_on_acceptance and holder.accepted_date is not None:
+            rows.append(
+                TaskRow(
+                    holder.id,
+                    holder.external_id,
+                    holder.name,
+                    holder.department or "",
+                    due_date(task, holder, calendar),
+                    "submitted",
+                    None,
+                    "",
+                    f"内定承諾済み({holder.accepted_date.isoformat()})",
+                )
+            )
+            continue
         rows.append(
             TaskRow(
                 holder.id,
