@@ -152,3 +152,31 @@ def parse_anchor(text: str) -> Anchor:
     except ValueError as exc:
         raise ValueError(f"bad anchor {raw!r}: {exc}") from None
     return Anchor(base, 1 if sign == "+" else -1, interval)  # type: ignore[arg-type]
+
+
+_OFFSET = re.compile(r"^\s*([+-]?)\s*(\d{1,4})\s*(d|w|bd|mo)\s*$")
+
+
+@dataclass(frozen=True)
+class Offset:
+    """A signed distance from a date: ``-1w`` (a week before), ``+2bd`` (two business days after)."""
+
+    sign: int
+    interval: Interval
+
+    def __str__(self) -> str:
+        return f"{'+' if self.sign > 0 else '-'}{self.interval}"
+
+    def apply(self, day: date, is_business_day: Callable[[date], bool] | None = None) -> date:
+        return shift(day, self.interval, self.sign, is_business_day=is_business_day)
+
+
+def parse_offset(text: str) -> Offset:
+    """``"-1bd"`` → Offset(-1, 1bd); ``"0d"`` is the day itself (no sign means after)."""
+    match = _OFFSET.match(str(text))
+    if not match:
+        raise ValueError(
+            f"bad offset {text!r}: expected - (before) or + (after) and a duration, e.g. -1w, -1bd, +2bd, 0d"
+        )
+    sign, amount, unit = match.groups()
+    return Offset(-1 if sign == "-" else 1, Interval(int(amount), unit))  # type: ignore[arg-type]

@@ -41,6 +41,7 @@ RULE_LABELS: dict[str, str] = {
     "no_rsvp": "出欠未回答",
     "acceptance_pending": "承諾待ち",
     "event_absent": "行事の欠席",
+    "task_overdue": "提出物の期限切れ",
 }
 TIMELINE_LABELS: dict[str, str] = {
     "touch": "連絡",
@@ -56,6 +57,7 @@ TIMELINE_LABELS: dict[str, str] = {
     "rsvp": "出欠回答",
     "attendance": "出欠記録",
     "flag_action": "フラグ対応",
+    "task": "提出物",
 }
 FLAG_ACTION_LABELS: dict[str, str] = {"acknowledge": "確認", "assign": "担当割当", "resolve": "解決"}
 RSVP_LABELS: dict[str, str] = {
@@ -66,6 +68,12 @@ RSVP_LABELS: dict[str, str] = {
     "": "未回答",
 }
 ATTENDANCE_LABELS: dict[str, str] = {"attended": "出席", "absent": "欠席", "": "未記録"}
+TASK_STATUS_LABELS: dict[str, str] = {
+    "pending": "未提出",
+    "submitted": "提出済",
+    "confirmed": "確認済",
+    "exempt": "対象外",
+}
 MANUAL_CHANNEL_LABELS: dict[str, str] = {
     "phone": "電話",
     "letter": "手紙",

@@ -94,6 +94,17 @@ def summarize(policy: Policy) -> dict[str, object]:
             for name, cadence in policy.cadences.items()
         },
         "events": event_plan(policy),
+        "tasks": {
+            name: {
+                "title": task.title,
+                "kind": task.kind,
+                "due": str(task.due),
+                "remind": [str(r) for r in task.remind],
+                "template": task.template,
+                "audience": task.audience.model_dump(exclude_defaults=True) if task.audience else None,
+            }
+            for name, task in policy.tasks.items()
+        },
         "surveys": {name: len(survey.questions) for name, survey in policy.surveys.items()},
         "report": f"{policy.report.weekly.day} {policy.report.weekly.time:%H:%M} to "
         + ", ".join(policy.report.weekly.to),
@@ -169,6 +180,15 @@ def register(app: typer.Typer) -> None:
                     highlight=False,
                     soft_wrap=True,
                 )
+        for name, task in summary["tasks"].items():  # type: ignore[attr-defined]
+            remind = "・".join(task["remind"]) or "なし"
+            out.print(
+                f"task {name} {task['title']}: 期限 {task['due']}、リマインド {remind} (期限から) "
+                f"{task['template']} を {_audience_words(task['audience'])}のうち未提出の方へ",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         for warning in context.loaded.warnings:
             err.print(f"warning: {warning}", markup=False, highlight=False)
         surveys = ", ".join(f"{name} ({len(s.questions)} questions)" for name, s in policy.surveys.items())

@@ -318,6 +318,8 @@ def _cross_check(loaded: LoadedPolicy, root: Any, *, check_templates: bool) -> l
     for ename, event in policy.events.items():
         for kind, touch in event.touches():
             check_template(("events", ename, kind, "template"), touch.template)
+    for tname, task in policy.tasks.items():
+        check_template(("tasks", tname, "template"), task.template)
     for cname, cadence in policy.cadences.items():
         for index, phase in enumerate(cadence.phases):
             base: Loc = ("cadences", cname, "phases", index)
@@ -409,6 +411,15 @@ def check_messages(loaded: LoadedPolicy, root: Any | None = None) -> list[Proble
             if entry not in uses.setdefault(touch.template, []):
                 uses[touch.template].append(entry)
             where.setdefault(touch.template, ("events", event_name, kind, "template"))
+    for tname, task in policy.tasks.items():  # task reminders see their task and its due date
+        if templates.exists(task.template) and task.template not in uses:
+            try:
+                templates.check_sparse(
+                    task.template,
+                    sample_contexts(policy, task.template, [("task", task.title, None)], task=tname),
+                )
+            except TemplateProblem as exc:
+                add(("tasks", tname, "template"), f"template {task.template!r}: {exc}")
     for name, entries in uses.items():
         if not templates.exists(name):
             continue  # reported by the load-time check

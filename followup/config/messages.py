@@ -53,8 +53,11 @@ def template_context(
     survey_url: str | None = None,
     unsubscribe_url: str | None = None,
     rsvp_url: str | None = None,
+    task_name: str | None = None,
+    task_due: date | None = None,
 ) -> dict[str, Any]:
     org = policy.organization
+    task = policy.tasks.get(task_name) if task_name else None
     mentor = policy.mentors.get(holder.mentor_email or "")
     event = policy.events.get(event_name) if event_name else None
     content = policy.content_for(template, send_day)
@@ -97,6 +100,20 @@ def template_context(
                 "deadline": event.deadline,
             }
             if event is not None
+            else None
+        ),
+        # a task reminder's task (提出物・入社前研修) with this holder's due date
+        "task": (
+            {
+                "title": task.title,
+                "kind": task.kind,
+                "due": task_due,
+                "overdue": send_day > task_due,
+                "days_left": (task_due - send_day).days,
+                "submit_url": task.submit_url or None,
+                "how": task.how or None,
+            }
+            if task is not None and task_due is not None
             else None
         ),
         "first_day": policy.first_day.for_track(holder.track) if policy.first_day is not None else None,
@@ -148,7 +165,7 @@ def sample_holders(policy: Policy) -> list[tuple[str, HolderFacts]]:
 
 
 def sample_contexts(
-    policy: Policy, template: str, uses: list[tuple[str, str, str | None]]
+    policy: Policy, template: str, uses: list[tuple[str, str, str | None]], *, task: str | None = None
 ) -> list[tuple[str, dict[str, Any]]]:
     """(label, context) for each sample holder × each (phase name, phase label, event) the template is
     used in, with and without a survey link. The send day is one in the holder's season with content,
@@ -177,12 +194,27 @@ def sample_contexts(
                         if phase_name == "event" and event in policy.events and policy.events[event].rsvp
                         else None
                     ),
+                    task_name=task,
+                    task_due=_sample_due(policy, task, holder),
                 )
                 where = f"{label}, phase {phase_name}" + (", no survey link" if survey_url is None else "")
                 out.append((where, context))
                 if entries and survey_url is None:  # a month HR wrote no content for
                     out.append((f"{where}, a month without content", {**context, "content": None}))
     return out
+
+
+def _sample_due(policy: Policy, task: str | None, holder: HolderFacts) -> date | None:
+    """A sample holder's due date for ``task`` (weekdays as business days: a check, not a send)."""
+    found = policy.tasks.get(task) if task else None
+    if found is None:
+        return None
+    dates: dict[str, date | None] = {
+        "offer": holder.offer_date,
+        "accepted": holder.offer_date,
+        "start": holder.start_date,
+    }
+    return found.due_on(dates)
 
 
 def content_months(policy: Policy, template: str) -> list[str]:

@@ -7,6 +7,8 @@ Every model forbids unknown keys (a typo is an error, not a silently ignored set
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Callable
 from datetime import date, datetime, time
 from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,7 +29,7 @@ from pydantic import (
 from followup.channels import CHANNELS, channel_class
 from followup.channels import MESSAGE_CHANNELS as MESSAGE_CHANNELS
 from followup.channels.base import ChannelPolicy
-from followup.durations import Anchor, Interval, parse_anchor, parse_interval
+from followup.durations import Anchor, Interval, Offset, parse_anchor, parse_interval, parse_offset
 
 MANUAL_CHANNELS = ("phone", "letter", "meeting", "other")
 # the words of followup.vocab (Severity, WEEKDAYS); tests/test_vocab.py keeps the two in step
@@ -43,6 +45,10 @@ def _to_anchor(value: Any) -> Anchor:
     return value if isinstance(value, Anchor) else parse_anchor(str(value))
 
 
+def _to_offset(value: Any) -> Offset:
+    return value if isinstance(value, Offset) else parse_offset(str(value))
+
+
 def _known_channel(value: Any) -> str:
     if value not in MESSAGE_CHANNELS:
         raise ValueError(f"unknown channel {value!r}; one of {', '.join(MESSAGE_CHANNELS)}")
@@ -51,6 +57,7 @@ def _known_channel(value: Any) -> str:
 
 IntervalField = Annotated[Interval, BeforeValidator(_to_interval), PlainSerializer(str)]
 AnchorField = Annotated[Anchor, BeforeValidator(_to_anchor), PlainSerializer(str)]
+OffsetField = Annotated[Offset, BeforeValidator(_to_offset), PlainSerializer(str)]
 ChannelName = Annotated[str, AfterValidator(_known_channel)]
 
 
@@ -319,6 +326,54 @@ class Event(Strict):
         return None
 
 
+# A task (提出物 or pre-start learning) has one status per holder: 未提出 until HR marks it 提出済 or
+# 確認済, or 対象外 for a holder it does not concern. Reminders go only while it is pending.
+TASK_STATUSES = ("pending", "submitted", "confirmed", "exempt")
+TASK_DONE_STATUSES = frozenset({"submitted", "confirmed", "exempt"})
+
+
+class Task(Strict):
+    """One thing every holder of the audience hands in or completes by a due date (``start - 6w``,
+    ``offer + 2w`` or a date), with reminders relative to that date (``remind: [-1w, -1bd, +2bd]``)."""
+
+    title: str = Field(min_length=1)
+    kind: Literal["document", "learning"] = "document"  # 提出物 | 入社前研修 (e-learning and the like)
+    due: AnchorField
+    audience: AppliesTo | None = None  # None: every holder a cadence follows
+    remind: tuple[OffsetField, ...] = ()
+    template: str = "task_reminder"
+    channels: tuple[Literal["email", "slack", "line"], ...] | None = None  # None: the holder's phase's
+    submit_url: str = ""  # where to upload or take the course (shown in the reminder)
+    how: str = ""  # how to hand it in, in HR's words (郵送・持参・アップロード)
+    # 入社承諾書: accepting the offer is handing it in. An accepted holder counts as 提出済; one still
+    # offered is reminded, and flagged by acceptance_pending (not task_overdue: one signal, not two)
+    done_on_acceptance: bool = False
+
+    @field_validator("due")
+    @classmethod
+    def _anchored_on_holder(cls, value: Anchor) -> Anchor:
+        if value.base in EVENT_ANCHOR_BASES:
+            raise ValueError(f"{value}: a task is due relative to offer, accepted, start or a date")
+        return value
+
+    @field_validator("remind")
+    @classmethod
+    def _each_once(cls, value: tuple[Offset, ...]) -> tuple[Offset, ...]:
+        seen = [str(r) for r in value]
+        if len(set(seen)) != len(seen):
+            raise ValueError("remind: each offset once (e.g. [-1w, -1bd, +2bd])")
+        return value
+
+    def due_on(
+        self, dates: dict[str, date | None], is_business_day: Callable[[date], bool] | None = None
+    ) -> date | None:
+        """The holder's due date (None: anchored on an acceptance that has not happened)."""
+        return self.due.resolve(dates, is_business_day)
+
+    def applies(self, track: str | None, department: str | None) -> bool:
+        return self.audience is None or self.audience.matches(track, department)
+
+
 def _to_mentor(value: Any) -> Any:
     return {"name": value} if isinstance(value, str) else value
 
@@ -524,6 +579,10 @@ class EventAbsentRule(Strict):
     window: IntervalField = Interval(4, "w")  # flagged this long after the event's start
 
 
+class TaskOverdueRule(Strict):
+    severity: Severity = "medium"
+
+
 class Rules(Strict):
     neglected: NeglectedRule = NeglectedRule()
     over_contacted: OverContactedRule = OverContactedRule()
@@ -536,6 +595,7 @@ class Rules(Strict):
     no_rsvp: SimpleRule = SimpleRule(severity="medium")
     acceptance_pending: AcceptancePendingRule = AcceptancePendingRule()
     event_absent: EventAbsentRule = EventAbsentRule()
+    task_overdue: TaskOverdueRule = TaskOverdueRule()
 
 
 class Question(Strict):
@@ -650,6 +710,7 @@ class Policy(Strict):
     templates_dir: str = "../templates"
     mentors: dict[str, Annotated[Mentor, BeforeValidator(_to_mentor)]] = {}
     events: dict[str, Event] = {}
+    tasks: dict[str, Task] = {}  # 提出物・入社前研修, keyed by a short name (keys, CLI, CSV)
     first_day: FirstDay | None = None
     content: dict[str, tuple[ContentEntry, ...]] = {}  # template name → dated entries
     # a reply or an answer is contact: the next automated cadence touch waits this long after it
@@ -661,6 +722,16 @@ class Policy(Strict):
     scheduler: SchedulerPolicy = SchedulerPolicy()
     budget: Budget | None = None  # フォロー費用・採用単価・ROI in the season report
     import_: ImportPolicy = Field(ImportPolicy(), alias="import")
+
+    @field_validator("tasks")
+    @classmethod
+    def _task_names(cls, value: dict[str, Task]) -> dict[str, Task]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_]{1,60}", name):
+                raise ValueError(
+                    f"task name {name!r}: letters, digits and _ only (it is part of keys and the CLI)"
+                )
+        return value
 
     def cadence_for(self, track: str | None, department: str | None) -> tuple[str, Cadence] | None:
         """The first cadence (in file order) whose ``applies_to`` matches the holder."""

@@ -227,6 +227,23 @@ class EventRsvp(Base):
     attendance_at: Mapped[datetime | None] = mapped_column()
 
 
+class TaskStatus(Base):
+    """One holder's status for one task: 未提出 (pending) → 提出済 (submitted) → 確認済 (confirmed), or 対象外
+    (exempt). No row means pending; ``(holder, task)`` is unique, so a mark or an import updates one row."""
+
+    __tablename__ = "task_statuses"
+    __table_args__ = (UniqueConstraint("holder_id", "task", name="uq_task_statuses_holder_task"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    holder_id: Mapped[int] = mapped_column(ForeignKey("offer_holders.id", ondelete="CASCADE"), index=True)
+    task: Mapped[str] = mapped_column(String(100), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # pending | submitted | confirmed | exempt
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    changed_by: Mapped[str] = mapped_column(String(200))  # who marked it (the OS user, or the web user)
+    source: Mapped[str] = mapped_column(String(16), default="cli")  # cli | csv | web
+    note: Mapped[str | None] = mapped_column(Text)
+
+
 class EngagementEvent(Base):
     """Something the holder did: replied, pressed a button, followed/unfollowed, opted out, answered."""
 

@@ -51,6 +51,8 @@ from followup.durations import Interval, shift_moment
 from followup.engagement.buttons import RSVP_BUTTON_KINDS, answer_buttons, rsvp_buttons
 from followup.labels import STATUS_LABELS, short_date
 from followup.rendering.templates import MessageTemplates, TemplateProblem
+from followup.tasks.sheet import task_of
+from followup.tasks.store import due_date
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +178,8 @@ def message_context(
     phase = find_phase(policy, touch.cadence, touch.phase)
     send_day = (sent_at or touch.due_at).astimezone(org.tz).date()
     event = policy.events.get(touch.event) if touch.event else None
+    task_name = task_of(touch.key) if touch.phase == "task" else None
+    task = policy.tasks.get(task_name or "")
     return template_context(
         policy,
         holder_facts(holder),
@@ -191,6 +195,8 @@ def message_context(
             if event is not None and event.rsvp and touch.phase == "event"
             else None
         ),
+        task_name=task_name,
+        task_due=due_date(task, holder, BusinessCalendar.from_policy(policy)) if task is not None else None,
     )
 
 

@@ -26,6 +26,7 @@ RULE_ORDER: tuple[str, ...] = (
     "unresponsive",
     "over_contacted",
     "event_absent",
+    "task_overdue",
     "no_rsvp",
     "no_cadence",
 )

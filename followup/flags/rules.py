@@ -30,6 +30,8 @@ Definitions (the tests pin each one):
   ``acceptance_deadline``, else ``offer + rules.acceptance_pending.default_wait`` when that is set).
 * ``event_absent``: answered 出席 and was recorded absent, within ``rules.event_absent.window`` after the
   event's start.
+* ``task_overdue``: a task (提出物) still 未提出 from the first business day after its due date (the due day
+  itself is not late); not once it is 提出済・確認済・対象外.
 
 Each rule is a small function ``(history, now, params) -> FlagDecision | None`` and :data:`RULES` is
 the tuple the engine runs, in order; ``params`` is the :class:`RuleParams` resolved once from the
@@ -67,6 +69,10 @@ ACTIONS: dict[str, str] = {
     ),
     "no_rsvp": ("人事担当から電話で予定を伺い、参加しやすい形(オンライン参加など)を提案してください。"),
     "event_absent": ("体調や事情を気づかう一言とともに個別に連絡し、当日の内容と資料を共有してください。"),
+    "task_overdue": (
+        "人事担当から電話やメールで、提出方法や書類の準備で困っていることがないか伺ってください。"
+        "事情があれば期限の延長や別の提出方法を相談してください。"
+    ),
     "no_cadence": (
         "採用区分(track)を既存の区分に直すか、この区分の cadence を followup.yaml に追加してください。"
     ),
@@ -101,6 +107,17 @@ class EventRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """One task of the holder's audience: its due date, when it counts as late, and the status."""
+
+    task: str
+    title: str
+    due: date
+    late_from: datetime  # the start of the first business day after ``due`` (organisation's time zone)
+    status: str = "pending"  # pending | submitted | confirmed | exempt
+
+
+@dataclass(frozen=True, slots=True)
 class PulseResponse:
     submitted_at: datetime
     score: float | None  # mean of the 1–5 scale answers, reverse-scored ones inverted; higher is better
@@ -129,6 +146,7 @@ class HolderHistory:
     engagement: tuple[datetime, ...] = ()  # replies, answers, button presses
     opt_outs: tuple[datetime, ...] = ()
     events: tuple[EventRecord, ...] = ()
+    tasks: tuple[TaskRecord, ...] = ()
     acceptance_deadline: date | None = None  # 内定承諾期限 from the ATS export, if any
     # derived, sorted, for binary search
     delivered_at: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
@@ -521,6 +539,22 @@ def event_absent(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision
     )
 
 
+def task_overdue(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision | None:
+    """A task still pending once the first business day after its due date has begun."""
+    late = sorted((t for t in h.tasks if t.status == "pending" and t.late_from <= now), key=lambda t: t.due)
+    if not late:
+        return None
+    first = late[0]
+    more = f"(ほか{len(late) - 1}件: {'、'.join(t.title for t in late[1:])})" if len(late) > 1 else ""
+    return decide(
+        h,
+        "task_overdue",
+        p.rules.task_overdue.severity,
+        f"「{first.title}」の期限({first.due.month}/{first.due.day})を過ぎても未提出です{more}。",
+        first.late_from,
+    )
+
+
 RULES: tuple[Rule, ...] = (
     declining_signal,
     low_pulse,
@@ -532,6 +566,7 @@ RULES: tuple[Rule, ...] = (
     acceptance_pending,
     no_rsvp,
     event_absent,
+    task_overdue,
     no_cadence,
 )
 

@@ -17,6 +17,7 @@ from sqlalchemy import Integer, Table, any_, bindparam, func, select, text, upda
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from followup.calendar import BusinessCalendar
 from followup.channels import MESSAGE_CHANNELS
 from followup.config.context import AppContext
 from followup.config.schema import Policy
@@ -38,9 +39,11 @@ from followup.flags.rules import (
     FlagDecision,
     HolderHistory,
     PulseResponse,
+    TaskRecord,
     TouchRecord,
     evaluate_many,
 )
+from followup.tasks.store import task_states
 from followup.vocab import ACTIVE_STATUSES, DELIVERED_TOUCH_STATUSES, TouchStatus
 
 
@@ -183,6 +186,9 @@ def load_histories(
             engagement[event_holder].append(at)
 
     events = _event_records(session, policy, active, now)
+    tasks_done = task_states(session) if policy.tasks else {}
+    task_seasons: dict[tuple[Any, ...], tuple[TaskRecord, ...]] = {}
+    calendar = BusinessCalendar.from_policy(policy) if policy.tasks else None
     today = now.astimezone(policy.organization.tz).date()
     out: list[HolderHistory] = []
     # holders share their season: the phase and usable channels once per distinct (track, dates)
@@ -203,6 +209,16 @@ def load_histories(
             )
             known = phases[season] = (cadence, phase, _cadence_channels(policy, cadence, phase))
         cadence, phase, usable = known
+        tasks: tuple[TaskRecord, ...] = ()
+        if calendar is not None and cadence is not None:
+            tasks = task_seasons.get(season) or ()
+            if season not in task_seasons:
+                tasks = task_seasons[season] = _task_records(policy, calendar, season)
+            done = tasks_done.get(hid)
+            if done:
+                tasks = tuple(
+                    TaskRecord(t.task, t.title, t.due, t.late_from, done.get(t.task, t.status)) for t in tasks
+                )
         contacts = addresses_of(row)
         # only the channels the cadence uses (the current phase's, else any phase's) can reach the holder
         reachable = tuple(
@@ -226,10 +242,32 @@ def load_histories(
                 engagement=tuple(engagement.get(hid, ())),
                 opt_outs=tuple(opt_out_times.get(hid, ())),
                 events=tuple(events.get(hid, ())),
+                tasks=tasks,
                 acceptance_deadline=row.acceptance_deadline,
             )
         )
     return out
+
+
+def _task_records(
+    policy: Policy, calendar: BusinessCalendar, season: tuple[Any, ...]
+) -> tuple[TaskRecord, ...]:
+    """The tasks of a (track, department, offer, accepted, start) season, each with its due date and
+    the moment it becomes late: the start of the first business day after the due date."""
+    track, dept, offer, accepted, start = season
+    dates = {"offer": offer, "accepted": accepted, "start": start}
+    found = []
+    for name, task in policy.tasks.items():
+        if not task.applies(track, dept) or task.done_on_acceptance:
+            continue  # a task done by accepting: acceptance_pending watches the holders still offered
+        due = task.due_on(dates, calendar.is_business_day)
+        if due is None or due < offer:
+            continue  # not accepted yet, or due before the holder was offered
+        late = calendar.next_business_day(due + timedelta(days=1))
+        found.append(
+            TaskRecord(name, task.title, due, datetime.combine(late, time(0, 0), policy.organization.tz))
+        )
+    return tuple(found)
 
 
 def _record_at(record: TouchRecord) -> datetime:

@@ -31,6 +31,13 @@ Rules, in the words of SPEC "Cadence semantics":
   or survey, event touches included; manual ones are people's decisions) is created for a slot due
   before that day's first send moment, and planned ones due before it are cancelled — the cadence
   resumes after the pause rather than sending the paused weeks all at once;
+- a task (提出物・入社前研修) plans its reminders at offsets from the holder's due date (``remind: [-1w,
+  +2bd]``): one before the due date never goes after it, one after never before the day after it nor
+  on/after the first working day; a task due before the offer day is not reminded. Reminders take
+  their days after every other touch (a day already used moves them, never the cadence). A reminder goes only
+  while the holder's status is pending (``HolderSnapshot.task_states``, data); a planned one whose task
+  was marked 提出済・確認済・対象外 is cancelled. Event and task touches do not wait for quiet_after_reply
+  (they are bound to their own dates);
 - dates never depend on channels: an opt-out changes a touch's channel, never its day;
 - the idempotency key is ``external_id:cadence:phase:seq`` (one-offs ``…:phase:once:name``).
 """
@@ -51,9 +58,11 @@ from followup.config.schema import (
     Event,
     Phase,
     Policy,
+    Task,
     TemplateRef,
 )
 from followup.durations import Interval, shift, shift_moment
+from followup.tasks.sheet import task_of
 from followup.vocab import ACTIVE_STATUSES, TouchStatus
 
 # not yet done; cancelled when a holder leaves
@@ -86,6 +95,8 @@ class HolderSnapshot:
     event_states: Mapping[str, str] = field(default_factory=dict)
     last_reply_at: datetime | None = None  # the latest reply, answer or RSVP (for quiet_after_reply)
     paused_until: date | None = None  # HR paused automated contact: nothing automated before this day
+    # task name → submitted/confirmed/exempt; a task not in the mapping is pending (its reminders go)
+    task_states: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +221,7 @@ _Fields = tuple[
 # (nominal day, order, fields, latest day allowed or None, earliest day allowed or None)
 _Candidate = tuple[date, tuple[int, int, int], _Fields, date | None, date | None]
 _Events = tuple[tuple[str, Event], ...]
+_Tasks = tuple[tuple[str, Task], ...]
 _PhaseCache = dict[tuple[str, int, date, date], list[_Candidate]]
 
 
@@ -344,6 +356,52 @@ def _event_candidates(
     return found
 
 
+def _task_candidates(
+    cadence_name: str,
+    cadence: Cadence,
+    bounds: Sequence[tuple[date, date] | None],
+    tasks: _Tasks,
+    dates: dict[str, date | None],
+    calendar: BusinessCalendar,
+) -> list[_Candidate]:
+    """Each task's reminders for one holder, at offsets from the holder's due date."""
+    offer, start = dates["offer"], dates["start"]
+    assert offer is not None and start is not None
+    found: list[_Candidate] = []
+    for t_index, (name, task) in enumerate(tasks):
+        due = task.due_on(dates, calendar.is_business_day)
+        if due is None or due < offer:
+            continue  # not accepted yet (an accepted-anchored task), or due before the holder's offer
+        if task.done_on_acceptance and dates["accepted"] is not None:
+            continue  # 入社承諾書: the acceptance is the submission
+        for r_index, offset in enumerate(task.remind):
+            nominal = offset.apply(due, calendar.is_business_day)
+            after = offset.sign > 0 and offset.interval.amount > 0
+            if nominal < offer or nominal >= start:
+                continue
+            latest = start - timedelta(days=1) if after else due
+            earliest = due + timedelta(days=1) if after else None
+            where = "期限後" if after else "期限前"
+            reason = f"{task.title}のリマインド ({where}: 期限 {due.isoformat()} {offset})"
+            channels = task.channels or _channels_on(cadence, bounds, nominal)
+            fields: _Fields = (
+                f"{cadence_name}:task:{name}:{offset}",
+                "task",
+                -1000 - 10 * t_index - r_index,
+                "message",
+                None,
+                tuple(channels),
+                task.template,
+                None,
+                None,
+                None,
+                None,
+                reason,
+            )
+            found.append((nominal, (3, t_index, r_index), fields, latest, earliest))
+    return found
+
+
 def _compute_season(
     cadence_name: str,
     cadence: Cadence,
@@ -355,6 +413,7 @@ def _compute_season(
     phase_cache: _PhaseCache | None = None,
     events: _Events = (),
     all_events: Mapping[str, Event] | None = None,
+    tasks: _Tasks = (),
 ) -> _Season:
     dates: dict[str, date | None] = {"offer": offer, "accepted": accepted, "start": start}
     bounds = _phase_bounds(cadence, dates, calendar)
@@ -363,6 +422,7 @@ def _compute_season(
     candidates: list[_Candidate] = _event_candidates(
         cadence_name, cadence, bounds, events, offer, start, calendar
     )
+    candidates += _task_candidates(cadence_name, cadence, bounds, tasks, dates, calendar)
     for p_index, (phase, bound) in enumerate(zip(cadence.phases, bounds, strict=True)):
         if bound is not None:
             cache_key = (cadence_name, p_index, bound[0], bound[1])
@@ -398,7 +458,8 @@ def _compute_season(
                 f"{_label(phase)} {one_off.name} ({one_off.at})",
             )
             candidates.append((nominal, (1, p_index, o_index), fields, None, None))
-    candidates.sort(key=lambda c: (c[0], c[1]))  # (nominal, order) is unique
+    # (nominal, order) is unique; task reminders take their days last, so a cadence keeps its rhythm
+    candidates.sort(key=lambda c: (c[1][0] == 3, c[0], c[1]))
     used: set[date] = set()
     slots: list[_Slot] = []
     stamps: list[float] = []
@@ -493,9 +554,10 @@ class _Seasons:
     def __init__(self, policy: Policy, calendar: BusinessCalendar) -> None:
         self.policy = policy
         self.calendar = calendar
-        self._seasons: dict[tuple[str, date, date | None, date, str | None, _Events], _Season] = {}
+        self._seasons: dict[tuple[str, date, date | None, date, str | None, _Events, _Tasks], _Season] = {}
         self._cadences: dict[tuple[str, str | None], tuple[str, Cadence] | None] = {}
         self._events: dict[tuple[str, str | None], _Events] = {}
+        self._tasks: dict[tuple[str, str | None], _Tasks] = {}
         self._phases: _PhaseCache = {}
 
     def events_for(self, holder: HolderSnapshot) -> _Events:
@@ -506,6 +568,14 @@ class _Seasons:
             self._events[signature] = found
         return found
 
+    def tasks_for(self, holder: HolderSnapshot) -> _Tasks:
+        signature = (holder.track, holder.department)
+        found = self._tasks.get(signature)
+        if found is None:
+            found = tasks_for(self.policy, holder.track, holder.department)
+            self._tasks[signature] = found
+        return found
+
     def cadence_for(self, holder: HolderSnapshot) -> tuple[str, Cadence] | None:
         signature = (holder.track, holder.department)
         if signature not in self._cadences:
@@ -514,6 +584,7 @@ class _Seasons:
 
     def season(self, holder: HolderSnapshot, cadence_name: str, cadence: Cadence) -> _Season:
         events = self.events_for(holder)
+        tasks = self.tasks_for(holder)
         signature = (
             cadence_name,
             holder.offer_date,
@@ -521,6 +592,7 @@ class _Seasons:
             holder.start_date,
             holder.timezone,
             events,
+            tasks,
         )
         season = self._seasons.get(signature)
         if season is None:
@@ -535,6 +607,7 @@ class _Seasons:
                 self._phases,
                 events,
                 self.policy.events,
+                tasks,
             )
             self._seasons[signature] = season
         return season
@@ -546,6 +619,13 @@ def events_for(policy: Policy, track: str | None, department: str | None) -> _Ev
         (name, event)
         for name, event in policy.events.items()
         if event.touches() and (event.audience is None or event.audience.matches(track, department))
+    )
+
+
+def tasks_for(policy: Policy, track: str | None, department: str | None) -> _Tasks:
+    """The tasks with reminders for a holder of this track and department (audience matches)."""
+    return tuple(
+        (name, task) for name, task in policy.tasks.items() if task.remind and task.applies(track, department)
     )
 
 
@@ -593,6 +673,7 @@ def season_schedule(
         None,
         events_for(policy, holder.track, holder.department),
         policy.events,
+        tasks_for(policy, holder.track, holder.department),
     )
     touches = []
     for slot in season.slots:
@@ -737,7 +818,7 @@ def _postponed_for_reply(slot: _Slot, touch: ExistingTouch, holder: HolderSnapsh
     return (
         policy.quiet_after_reply is not None
         and holder.last_reply_at is not None
-        and slot.phase != "event"
+        and slot.phase not in ("event", "task")
         and slot.kind in ("message", "survey")
         and holder.last_reply_at <= slot.due_at < touch.due_at
     )
@@ -745,7 +826,11 @@ def _postponed_for_reply(slot: _Slot, touch: ExistingTouch, holder: HolderSnapsh
 
 def _quiet(slot: _Slot, quiet_until: datetime, holder: HolderSnapshot) -> bool:
     """An automated cadence touch due after the reply and before the quiet period ends."""
-    if slot.phase == "event" or slot.kind not in ("message", "survey") or holder.last_reply_at is None:
+    if (
+        slot.phase in ("event", "task")
+        or slot.kind not in ("message", "survey")
+        or holder.last_reply_at is None
+    ):
         return False
     return holder.last_reply_at <= slot.due_at < quiet_until
 
@@ -757,7 +842,9 @@ def event_kind(slot_suffix: str) -> str | None:
 
 
 def _gate_open(slot: _Slot, holder: HolderSnapshot) -> bool:
-    """Whether the holder's state for the slot's event lets this kind of event touch go."""
+    """Whether the holder's state for the slot's event (or task) lets this touch go."""
+    if slot.phase == "task":
+        return holder.task_states.get(task_of(slot.suffix) or "", "pending") == "pending"
     if slot.phase != "event" or slot.event is None:
         return True
     kind = event_kind(slot.suffix)
@@ -776,7 +863,13 @@ _STATE_WORDS = {
 }
 
 
+_TASK_WORDS = {"submitted": "提出済み", "confirmed": "確認済み", "exempt": "対象外"}
+
+
 def _gate_reason(slot: _Slot, holder: HolderSnapshot) -> str:
+    if slot.phase == "task":
+        status = holder.task_states.get(task_of(slot.suffix) or "", "")
+        return f"{_TASK_WORDS.get(status, status)}のため中止"
     state = holder.event_states.get(slot.event or "", "")
     return f"{_STATE_WORDS.get(state, state)}のため中止"
 

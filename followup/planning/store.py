@@ -38,6 +38,7 @@ from followup.planning.planner import (
     catch_up_floor,
     plan,
 )
+from followup.tasks.store import task_states
 from followup.vocab import ACTIVE_STATUSES
 
 # Touches older than this before the catch-up window cannot be re-created by a tick, so a tick
@@ -111,6 +112,7 @@ def load_snapshots(
         opted_out[holder_id].add(channel)
 
     states = event_states(session)
+    tasks_done = task_states(session) if policy.tasks else {}
     replied: dict[int, datetime] = {}
     if policy.quiet_after_reply is not None:
         for replier, at in session.execute(
@@ -146,6 +148,7 @@ def load_snapshots(
                 event_states=states.get(row.id, {}),
                 last_reply_at=replied.get(row.id),
                 paused_until=row.paused_until,
+                task_states=tasks_done.get(row.id, {}),
             )
         )
     return holders, dict(existing)

@@ -821,4 +821,13 @@ def sample_context(company_name: str = "株式会社サンプル") -> dict[str, 
             "url": "https://zoom.us/j/1234567890",
             "deadline": date(2026, 8, 13),
         },
+        "task": {
+            "title": "身元保証書",
+            "kind": "document",
+            "due": date(2027, 2, 18),
+            "overdue": False,
+            "days_left": 7,
+            "submit_url": "https://example.co.jp/naitei/upload",
+            "how": "ご署名・ご捺印のうえ、同封の返信用封筒でご郵送ください",
+        },
     }

@@ -197,7 +197,7 @@ def test_month_end_offer_is_clamped_to_each_months_last_day() -> None:
             ],
         }
     )
-    policy = POLICY.model_copy(update={"cadences": {"monthly_only": monthly}, "events": {}})
+    policy = POLICY.model_copy(update={"cadences": {"monthly_only": monthly}, "events": {}, "tasks": {}})
     touches = season(holder("2026-01-31"), policy)
     # nominal 1/31, 2/28, 3/31, 4/30, 5/31, 6/30, 7/31, 8/31 (each counted from 1/31, never drifting to 28)
     assert days(touches) == [
@@ -248,7 +248,7 @@ def test_a_phase_anchored_on_acceptance_waits_for_the_acceptance_date() -> None:
             ],
         }
     )
-    policy = POLICY.model_copy(update={"cadences": {"after_yes": accepted}, "events": {}})
+    policy = POLICY.model_copy(update={"cadences": {"after_yes": accepted}, "events": {}, "tasks": {}})
     undecided = holder("2026-04-15")
     assert season(undecided, policy) == []
     said_yes = replace(undecided, accepted_date=date(2026, 5, 11), status="accepted")

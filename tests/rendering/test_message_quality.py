@@ -56,7 +56,9 @@ def test_every_template_reads_naturally_for_every_sparse_holder(
     }
     # every template an event plans (reminder, day before, thanks, follow-up) sees its event
     event.update({t.template: n for n, e in loaded.policy.events.items() for _, t in e.touches()})
-    contexts = sample_contexts(loaded.policy, name, [("steady", "安定期", event.get(name))])
+    # a task reminder sees its task (提出物) and the holder's due date
+    task = next((n for n, t in loaded.policy.tasks.items() if t.template == name), None)
+    contexts = sample_contexts(loaded.policy, name, [("steady", "安定期", event.get(name))], task=task)
     labels = {label.split(",")[0] for label, _ in contexts}
     assert {"no mentor", "mentor missing from mentors:", "no department", "LINE only (no email)"} <= labels
     for label, context in contexts:
