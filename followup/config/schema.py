@@ -524,6 +524,12 @@ class EventAbsentRule(Strict):
     window: IntervalField = Interval(4, "w")  # flagged this long after the event's start
 
 
+class ManualOverdueRule(Strict):
+    severity: Severity = "medium"
+    # a reminded call/letter not logged this long after its reminder: a flag and one escalation mail
+    after: IntervalField = Interval(3, "bd")
+
+
 class Rules(Strict):
     neglected: NeglectedRule = NeglectedRule()
     over_contacted: OverContactedRule = OverContactedRule()
@@ -536,6 +542,7 @@ class Rules(Strict):
     no_rsvp: SimpleRule = SimpleRule(severity="medium")
     acceptance_pending: AcceptancePendingRule = AcceptancePendingRule()
     event_absent: EventAbsentRule = EventAbsentRule()
+    manual_overdue: ManualOverdueRule = ManualOverdueRule()
 
 
 class Question(Strict):

@@ -30,6 +30,10 @@ Definitions (the tests pin each one):
   ``acceptance_deadline``, else ``offer + rules.acceptance_pending.default_wait`` when that is set).
 * ``event_absent``: answered 出席 and was recorded absent, within ``rules.event_absent.window`` after the
   event's start.
+* ``manual_overdue``: a manual touch (a call, a letter) whose assignee was reminded and which is still
+  not logged ``rules.manual_overdue.after`` (``3bd``: business days of the organisation's calendar)
+  after the reminder. Exactly at the limit is not yet overdue. The same deadline
+  (:func:`manual_deadline`) decides when the assignee gets the one escalation mail.
 
 Each rule is a small function ``(history, now, params) -> FlagDecision | None`` and :data:`RULES` is
 the tuple the engine runs, in order; ``params`` is the :class:`RuleParams` resolved once from the
@@ -45,6 +49,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from followup.calendar import BusinessCalendar
 from followup.config.schema import Policy, Rules
 from followup.durations import Interval, shift_moment
 from followup.flags.phase import current_phase
@@ -69,6 +74,10 @@ ACTIONS: dict[str, str] = {
     "event_absent": ("体調や事情を気づかう一言とともに個別に連絡し、当日の内容と資料を共有してください。"),
     "no_cadence": (
         "採用区分(track)を既存の区分に直すか、この区分の cadence を followup.yaml に追加してください。"
+    ),
+    "manual_overdue": (
+        "担当者に実施の予定を確認し、難しければ人事担当が代わりに連絡してください。"
+        "実施後は「実施済みにする」リンクか touch log で記録してください。"
     ),
 }
 ENGAGING_MANUAL_CHANNELS = frozenset({"phone", "meeting"})  # a completed call or meeting is two-way
@@ -101,6 +110,17 @@ class EventRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ManualRecord:
+    """A manual touch whose assignee was reminded and which is not logged yet (status ``reminded``)."""
+
+    touch_id: int
+    channel: str  # phone | letter | meeting | other
+    what: str  # the touch's memo (e.g. 社長から内定のお祝いの電話), else the kind of contact
+    assignee: str  # who was asked, as the reminder addressed them (佐藤社長), else the address
+    reminded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class PulseResponse:
     submitted_at: datetime
     score: float | None  # mean of the 1–5 scale answers, reverse-scored ones inverted; higher is better
@@ -130,6 +150,7 @@ class HolderHistory:
     opt_outs: tuple[datetime, ...] = ()
     events: tuple[EventRecord, ...] = ()
     acceptance_deadline: date | None = None  # 内定承諾期限 from the ATS export, if any
+    manual: tuple[ManualRecord, ...] = ()  # reminded manual touches not logged yet
     # derived, sorted, for binary search
     delivered_at: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
     automated_at: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
@@ -192,6 +213,16 @@ class FlagDecision:
         }
 
 
+def manual_deadline(
+    reminded_at: datetime, after: Interval, tz: ZoneInfo, calendar: BusinessCalendar
+) -> datetime:
+    """When a reminded manual touch becomes overdue: ``after`` from the reminder, business days counted
+    on the organisation's calendar (holidays, year-end), at the reminder's local time of day. The rule
+    and the escalation both use it, so the flag and the mail never disagree."""
+    local = reminded_at.astimezone(tz)
+    return shift_moment(local, after, is_business_day=calendar.is_business_day)
+
+
 def describe_interval(interval: Interval) -> str:
     """``14d`` → 14日, ``2w`` → 2週間, ``1mo`` → 1か月, ``3bd`` → 3営業日."""
     unit = {"d": "日", "w": "週間", "bd": "営業日", "mo": "か月"}[interval.unit]
@@ -225,6 +256,7 @@ class RuleParams:
     would otherwise be repeated for every holder (phase gaps, the contact window, the time zone)."""
 
     __slots__ = (
+        "calendar",
         "default_gap",
         "gaps",
         "offer_moments",
@@ -253,6 +285,10 @@ class RuleParams:
         self.window_fixed = _fixed(self.window)
         self.window_text = describe_interval(self.window)
         self.offer_moments: dict[date, datetime] = {}
+        self.calendar = BusinessCalendar.from_policy(policy)
+
+    def manual_deadline(self, reminded_at: datetime) -> datetime:
+        return manual_deadline(reminded_at, self.rules.manual_overdue.after, self.tz, self.calendar)
 
     def offer_at(self, day: date) -> datetime:
         """The start of the offer day in the organisation's time zone (cached: cohorts share days)."""
@@ -521,6 +557,30 @@ def event_absent(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision
     )
 
 
+def manual_overdue(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision | None:
+    """A reminded call or letter still not logged ``after`` (business days) the reminder."""
+    if not h.manual:
+        return None
+    late = sorted(
+        (deadline, m.touch_id, m)
+        for m in h.manual
+        if m.reminded_at <= now and now > (deadline := p.manual_deadline(m.reminded_at))
+    )
+    if not late:
+        return None
+    since, _, first = late[0]
+    after = describe_interval(p.rules.manual_overdue.after)
+    more = f"ほか{len(late) - 1}件も未実施です。" if len(late) > 1 else ""
+    return decide(
+        h,
+        "manual_overdue",
+        p.rules.manual_overdue.severity,
+        f"{first.assignee}に{p.local(first.reminded_at)}にお願いした「{first.what}」が、"
+        f"{after}を過ぎても実施済みになっていません。{more}",
+        since,
+    )
+
+
 RULES: tuple[Rule, ...] = (
     declining_signal,
     low_pulse,
@@ -532,6 +592,7 @@ RULES: tuple[Rule, ...] = (
     acceptance_pending,
     no_rsvp,
     event_absent,
+    manual_overdue,
     no_cadence,
 )
 
@@ -618,6 +679,7 @@ __all__ = [
     "EventRecord",
     "FlagDecision",
     "HolderHistory",
+    "ManualRecord",
     "PulseResponse",
     "Rule",
     "RuleEngine",
@@ -627,6 +689,7 @@ __all__ = [
     "decide",
     "evaluate",
     "evaluate_many",
+    "manual_deadline",
     "risk_score",
     "sort_by_risk",
 ]
