@@ -151,6 +151,18 @@ class OverdueManual:
     escalated: bool  # the assignee has been asked again
 
 
+@dataclass(frozen=True)
+class AnnouncementCounts:
+    """One announcement (一斉配信): sent this week, sent in all, still planned, failed."""
+
+    name: str
+    template: str
+    sent_week: int
+    sent: int
+    planned: int
+    failed: int
+
+
 @dataclass
 class WeeklyReport:
     organization: str
@@ -172,6 +184,7 @@ class WeeklyReport:
     kpi_previous: Kpi
     upcoming_events: list[EventCounts] = field(default_factory=list)
     overdue_manual: list[OverdueManual] = field(default_factory=list)  # 未実施の個別フォロー
+    announcements: list[AnnouncementCounts] = field(default_factory=list)  # 一斉配信
     manual_overdue_after: str = "3営業日"  # the limit, as the section's heading says it
     charts: list[Chart] = field(default_factory=list)
     status_by_track: dict[tuple[str, str], int] = field(default_factory=dict)  # (track, status) → holders
@@ -202,6 +215,7 @@ class WeeklyReport:
             "acceptance_rate": self.kpi.acceptance_rate,
             "decline_rate": self.kpi.decline_rate,
             "overdue_manual": len(self.overdue_manual),
+            "announcements_sent_week": sum(a.sent_week for a in self.announcements),
         }
 
 
@@ -582,6 +596,34 @@ def overdue_manual(week: ReportWeek) -> list[OverdueManual]:
     return rows
 
 
+def announcements(week: ReportWeek) -> list[AnnouncementCounts]:
+    """Every announcement with a touch sent this week or still planned: sent (this week and in all),
+    planned and failed, one grouped query over the ``announce:<name>:…`` keys."""
+    sent_week: Counter[str] = Counter()
+    totals: dict[str, Counter[str]] = defaultdict(Counter)
+    templates: dict[str, str] = {}
+    for key, template, status, sent_at in week.session.execute(
+        select(Touch.key, Touch.template, Touch.status, Touch.sent_at).where(Touch.key.like("announce:%"))
+    ):
+        name = key.split(":")[1]
+        templates.setdefault(name, template or "")
+        totals[name][status] += 1
+        if status == TouchStatus.SENT.value and sent_at is not None and week.start < sent_at <= week.now:
+            sent_week[name] += 1
+    rows = [
+        AnnouncementCounts(
+            name,
+            templates[name],
+            sent_week[name],
+            c[TouchStatus.SENT.value],
+            c[TouchStatus.PLANNED.value] + c[TouchStatus.SENDING.value],
+            c[TouchStatus.FAILED.value],
+        )
+        for name, c in totals.items()
+    ]
+    return sorted((r for r in rows if r.sent_week or r.planned), key=lambda r: r.name)
+
+
 def kpi(week: ReportWeek) -> Kpi:
     """This week's acceptance and decline rates, from the holders' current statuses."""
     offers = [(row.id, row.offer_date) for row in week.holders]
@@ -652,6 +694,7 @@ def build_report(
         workspace_url=workspace_url,
         upcoming_events=upcoming_events(week),
         overdue_manual=overdue_manual(week),
+        announcements=announcements(week),
         manual_overdue_after=describe_interval(policy.rules.manual_overdue.after),
     )
     report.charts = report_charts(report)
