@@ -42,6 +42,7 @@ RULE_LABELS: dict[str, str] = {
     "acceptance_pending": "承諾待ち",
     "event_absent": "行事の欠席",
     "task_overdue": "提出物の期限切れ",
+    "manual_overdue": "個別フォロー未実施",
 }
 TIMELINE_LABELS: dict[str, str] = {
     "touch": "連絡",
@@ -109,7 +110,14 @@ TOUCH_STATUS_LABELS: dict[str, str] = {
     "reminded": "担当者に依頼済み",
     "done": "実施済み",
 }
-KIND_LABELS: dict[str, str] = {"message": "メッセージ", "survey": "アンケート", "manual": "手動"}
+KIND_LABELS: dict[str, str] = {
+    "message": "メッセージ",
+    "survey": "アンケート",
+    "manual": "手動",
+    "escalation": "再依頼",
+}
+# what a manual touch asks the assignee to do, as a reminder or the report names it
+MANUAL_WHAT: dict[str, str] = {"phone": "お電話", "letter": "お手紙", "meeting": "面談"}
 
 
 def label(table: Mapping[str, str], key: str | None) -> str:

@@ -42,6 +42,8 @@ class TouchKind(StrEnum):
     MESSAGE = "message"
     SURVEY = "survey"
     MANUAL = "manual"
+    # a second mail to the assignee of a manual touch reminded but not logged (manual_overdue)
+    ESCALATION = "escalation"
 
 
 class Severity(StrEnum):

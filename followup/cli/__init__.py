@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "outcomes_cmd",
         "フラグの検証 — replay a recorded season through the rules (recall, lead time)",
     ),
+    "announce": (
+        "announce_cmd",
+        "一斉配信 — preview, then send one message to the holders a filter selects (once each)",
+    ),
     "events": ("events_cmd", "行事の出欠 — RSVP counts, 出欠一覧 (CSV for Excel), answers and attendance"),
     "tasks": (
         "tasks_cmd",

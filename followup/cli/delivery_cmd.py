@@ -37,7 +37,8 @@ def _plan(context: AppContext, now: Any) -> int:
     from followup.planning.store import plan_tick
 
     counts = plan_tick(context, now)
-    return int(getattr(counts, "created", 0))
+    # escalation mails for overdue manual touches are touches too (key escalation:<touch id>)
+    return int(getattr(counts, "created", 0)) + int(getattr(counts, "escalated", 0))
 
 
 def _summary_line(created: int, summary: DispatchSummary) -> str:

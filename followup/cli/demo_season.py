@@ -144,7 +144,9 @@ def _simulate_offer_holders(context: AppContext, day: date, result: DemoResult) 
                 )
                 result.replies += 1
         reminded = session.scalars(
-            select(Touch).join(OfferHolder).where(Touch.status == "reminded", Touch.due_at < end)
+            select(Touch)
+            .join(OfferHolder)
+            .where(Touch.kind == "manual", Touch.status == "reminded", Touch.due_at < end)
         ).all()
         for touch in reminded:
             if touch.holder.external_id not in FORGOTTEN_CALLS:

@@ -581,6 +581,10 @@ class EventAbsentRule(Strict):
 
 class TaskOverdueRule(Strict):
     severity: Severity = "medium"
+class ManualOverdueRule(Strict):
+    severity: Severity = "medium"
+    # a reminded call/letter not logged this long after its reminder: a flag and one escalation mail
+    after: IntervalField = Interval(3, "bd")
 
 
 class Rules(Strict):
@@ -596,6 +600,7 @@ class Rules(Strict):
     acceptance_pending: AcceptancePendingRule = AcceptancePendingRule()
     event_absent: EventAbsentRule = EventAbsentRule()
     task_overdue: TaskOverdueRule = TaskOverdueRule()
+    manual_overdue: ManualOverdueRule = ManualOverdueRule()
 
 
 class Question(Strict):

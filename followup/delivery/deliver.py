@@ -49,7 +49,7 @@ from followup.db.models import ACTIVE_STATUSES, ChannelOptOut, DeliveryAttempt, 
 from followup.delivery.links import LinkSigner
 from followup.durations import Interval, shift_moment
 from followup.engagement.buttons import RSVP_BUTTON_KINDS, answer_buttons, rsvp_buttons
-from followup.labels import STATUS_LABELS, short_date
+from followup.labels import MANUAL_WHAT, STATUS_LABELS, short_date
 from followup.rendering.templates import MessageTemplates, TemplateProblem
 from followup.tasks.sheet import task_of
 from followup.tasks.store import due_date
@@ -97,7 +97,6 @@ def kind_of(outcome: str) -> str:
     return outcome.kind.value if isinstance(outcome, Outcome) else outcome.split(":")[0]
 
 
-MANUAL_WHAT = {"phone": "お電話", "letter": "お手紙", "meeting": "面談"}
 # The reminder's memo when the policy gives no ``why`` (seeds/000: 鉄則1, 手書きのメッセージ).
 DEFAULT_WHY = {
     "phone": "内定直後は他社の内定も出そろい、辞退が最も起きやすい時期です。直接の電話で「あなたが必要だ」と"
@@ -395,6 +394,11 @@ class Deliverer:
             return Outcome(Kind.DEFERRED, "outside the send window")
         if touch.kind == "manual":
             return self._start(session, touch, self._reminder(session, touch, holder), now, worker)
+        if touch.kind == "escalation":
+            escalation = self._escalation(session, touch, holder)
+            if isinstance(escalation, Outcome):
+                return escalation
+            return self._start(session, touch, escalation, now, worker)
 
         try:
             meta = self.templates.meta(touch.template or "")
@@ -565,6 +569,67 @@ class Deliverer:
             text="\n".join(lines) + "\n",
         )
         return _Prepared("email", message, "reminded")
+
+    def _escalation(self, session: Session, touch: Touch, holder: OfferHolder) -> _Prepared | Outcome:
+        """A reminded manual touch is still not logged after ``manual_overdue.after``: ask the assignee
+        once more, by name, with the holder, the phone number, the memo and the same 実施済み link. If it
+        was logged meanwhile, the escalation is cancelled instead (nobody is chased for a done call)."""
+        original_id = int(touch.key.rsplit(":", 1)[-1])
+        original = session.get(Touch, original_id)
+        if original is None or original.status != "reminded":
+            reason = "実施済みのため再依頼は不要" if original is not None else "元の依頼が削除されたため中止"
+            touch.status, touch.cancel_reason = "cancelled", reason
+            touch.claimed_at, touch.claimed_by = None, None
+            return Outcome(Kind.CANCELLED, reason)
+        policy = self.context.policy
+        org = policy.organization
+        one_off = _one_off_of(policy, original)
+        assignee = original.assignee or org.hr_email
+        name = assignee_name(policy, assignee, one_off.assignee_name if one_off else "")
+        what = MANUAL_WHAT.get(original.channel, "ご連絡")
+        asked = short_date(original.sent_at.astimezone(org.tz)) if original.sent_at else "先日"
+        hr_contact = f"({org.hr_phone})" if org.hr_phone else ""
+        addressee = name if name.endswith(("社長", "様", "さん")) else f"{name} 様" if name else "ご担当者様"
+        lines = [
+            addressee,
+            "",
+            f"お疲れさまです。{org.hr_name or org.name}です。",
+            f"{asked}にお願いした、内定者の{holder.name}さんへの{what}について、",
+            "まだ実施済みの記録がありません。お忙しいところ恐縮ですが、ご対応をお願いいたします。",
+            "",
+            "■ お願いしたいこと",
+            original.note or f"{holder.name}さんへの{what}",
+        ]
+        lines += self._contact_lines(original, holder, org.hr_phone)
+        lines += [
+            "",
+            f"{what}が済みましたら(すでにお済みの場合も)、次のリンクから「実施済みにする」を押してください。",
+            self.signer.manual_url(original.id),
+            "",
+            f"ご都合がつかない場合は、人事部{hr_contact}までお知らせください。代わりの者がご連絡します。",
+            "",
+            "よろしくお願いいたします。",
+            "",
+            f"{org.name} {org.hr_name}".strip(),
+        ]
+        message = OutboundMessage(
+            idempotency_key=touch.key,
+            channel="email",
+            recipient=assignee,
+            subject=f"【内定者フォロー】再度のお願い:{holder.name}さんへの{what}",
+            text="\n".join(lines) + "\n",
+        )
+        return _Prepared("email", message, "reminded")
+
+    @staticmethod
+    def _contact_lines(touch: Touch, holder: OfferHolder, hr_phone: str | None) -> list[str]:
+        """The holder's phone number for a call or a meeting, or where to ask for it."""
+        if touch.channel not in ("phone", "meeting"):
+            return []
+        if holder.phone:
+            return ["", "■ 連絡先", f"{holder.name}さん:{holder.phone}"]
+        contact = f"({hr_phone})" if hr_phone else ""
+        return ["", "■ 連絡先", f"電話番号は未登録です。人事部{contact}までお知らせください。"]
 
     def _reachable_channel(
         self, session: Session, touch: Touch, holder: OfferHolder, *, ignore_opt_outs: bool = False

@@ -51,6 +51,9 @@ def timeline_labels(context: AppContext, holder: OfferHolder, record: dict[str, 
             if item.get("kind") == "manual":
                 note = (item.get("note") or "").split("\n")[0]
                 item["label"] = f"{channel}:{note}" if note else channel
+            elif item.get("kind") == "escalation":  # the assignee was asked again (manual_overdue)
+                note = (item.get("note") or "").split("\n")[0]
+                item["label"] = f"担当者へ再依頼:{note}" if note else "担当者へ再依頼"
             else:
                 subject = message_subject(context, templates, holder, item) if item.get("at") else None
                 what = "アンケート" if item.get("kind") == "survey" and not subject else subject

@@ -22,6 +22,7 @@ RULE_ORDER: tuple[str, ...] = (
     "neglected",
     "unreachable",
     "acceptance_pending",
+    "manual_overdue",
     "pulse_drop",
     "unresponsive",
     "over_contacted",

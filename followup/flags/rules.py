@@ -32,6 +32,10 @@ Definitions (the tests pin each one):
   event's start.
 * ``task_overdue``: a task (提出物) still 未提出 from the first business day after its due date (the due day
   itself is not late); not once it is 提出済・確認済・対象外.
+* ``manual_overdue``: a manual touch (a call, a letter) whose assignee was reminded and which is still
+  not logged ``rules.manual_overdue.after`` (``3bd``: business days of the organisation's calendar)
+  after the reminder. Exactly at the limit is not yet overdue. The same deadline
+  (:func:`manual_deadline`) decides when the assignee gets the one escalation mail.
 
 Each rule is a small function ``(history, now, params) -> FlagDecision | None`` and :data:`RULES` is
 the tuple the engine runs, in order; ``params`` is the :class:`RuleParams` resolved once from the
@@ -47,6 +51,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from followup.calendar import BusinessCalendar
 from followup.config.schema import Policy, Rules
 from followup.durations import Interval, shift_moment
 from followup.flags.phase import current_phase
@@ -75,6 +80,10 @@ ACTIONS: dict[str, str] = {
     ),
     "no_cadence": (
         "採用区分(track)を既存の区分に直すか、この区分の cadence を followup.yaml に追加してください。"
+    ),
+    "manual_overdue": (
+        "担当者に実施の予定を確認し、難しければ人事担当が代わりに連絡してください。"
+        "実施後は「実施済みにする」リンクか touch log で記録してください。"
     ),
 }
 ENGAGING_MANUAL_CHANNELS = frozenset({"phone", "meeting"})  # a completed call or meeting is two-way
@@ -115,6 +124,14 @@ class TaskRecord:
     due: date
     late_from: datetime  # the start of the first business day after ``due`` (organisation's time zone)
     status: str = "pending"  # pending | submitted | confirmed | exempt
+class ManualRecord:
+    """A manual touch whose assignee was reminded and which is not logged yet (status ``reminded``)."""
+
+    touch_id: int
+    channel: str  # phone | letter | meeting | other
+    what: str  # the touch's memo (e.g. 社長から内定のお祝いの電話), else the kind of contact
+    assignee: str  # who was asked, as the reminder addressed them (佐藤社長), else the address
+    reminded_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +165,7 @@ class HolderHistory:
     events: tuple[EventRecord, ...] = ()
     tasks: tuple[TaskRecord, ...] = ()
     acceptance_deadline: date | None = None  # 内定承諾期限 from the ATS export, if any
+    manual: tuple[ManualRecord, ...] = ()  # reminded manual touches not logged yet
     # derived, sorted, for binary search
     delivered_at: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
     automated_at: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
@@ -210,6 +228,16 @@ class FlagDecision:
         }
 
 
+def manual_deadline(
+    reminded_at: datetime, after: Interval, tz: ZoneInfo, calendar: BusinessCalendar
+) -> datetime:
+    """When a reminded manual touch becomes overdue: ``after`` from the reminder, business days counted
+    on the organisation's calendar (holidays, year-end), at the reminder's local time of day. The rule
+    and the escalation both use it, so the flag and the mail never disagree."""
+    local = reminded_at.astimezone(tz)
+    return shift_moment(local, after, is_business_day=calendar.is_business_day)
+
+
 def describe_interval(interval: Interval) -> str:
     """``14d`` → 14日, ``2w`` → 2週間, ``1mo`` → 1か月, ``3bd`` → 3営業日."""
     unit = {"d": "日", "w": "週間", "bd": "営業日", "mo": "か月"}[interval.unit]
@@ -243,6 +271,7 @@ class RuleParams:
     would otherwise be repeated for every holder (phase gaps, the contact window, the time zone)."""
 
     __slots__ = (
+        "calendar",
         "default_gap",
         "gaps",
         "offer_moments",
@@ -271,6 +300,10 @@ class RuleParams:
         self.window_fixed = _fixed(self.window)
         self.window_text = describe_interval(self.window)
         self.offer_moments: dict[date, datetime] = {}
+        self.calendar = BusinessCalendar.from_policy(policy)
+
+    def manual_deadline(self, reminded_at: datetime) -> datetime:
+        return manual_deadline(reminded_at, self.rules.manual_overdue.after, self.tz, self.calendar)
 
     def offer_at(self, day: date) -> datetime:
         """The start of the offer day in the organisation's time zone (cached: cohorts share days)."""
@@ -552,6 +585,27 @@ def task_overdue(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision
         p.rules.task_overdue.severity,
         f"「{first.title}」の期限({first.due.month}/{first.due.day})を過ぎても未提出です{more}。",
         first.late_from,
+def manual_overdue(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision | None:
+    """A reminded call or letter still not logged ``after`` (business days) the reminder."""
+    if not h.manual:
+        return None
+    late = sorted(
+        (deadline, m.touch_id, m)
+        for m in h.manual
+        if m.reminded_at <= now and now > (deadline := p.manual_deadline(m.reminded_at))
+    )
+    if not late:
+        return None
+    since, _, first = late[0]
+    after = describe_interval(p.rules.manual_overdue.after)
+    more = f"ほか{len(late) - 1}件も未実施です。" if len(late) > 1 else ""
+    return decide(
+        h,
+        "manual_overdue",
+        p.rules.manual_overdue.severity,
+        f"{first.assignee}に{p.local(first.reminded_at)}にお願いした「{first.what}」が、"
+        f"{after}を過ぎても実施済みになっていません。{more}",
+        since,
     )
 
 
@@ -567,6 +621,7 @@ RULES: tuple[Rule, ...] = (
     no_rsvp,
     event_absent,
     task_overdue,
+    manual_overdue,
     no_cadence,
 )
 
@@ -653,6 +708,7 @@ __all__ = [
     "EventRecord",
     "FlagDecision",
     "HolderHistory",
+    "ManualRecord",
     "PulseResponse",
     "Rule",
     "RuleEngine",
@@ -662,6 +718,7 @@ __all__ = [
     "decide",
     "evaluate",
     "evaluate_many",
+    "manual_deadline",
     "risk_score",
     "sort_by_risk",
 ]

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from followup.calendar import BusinessCalendar
 from followup.channels import MESSAGE_CHANNELS
 from followup.config.context import AppContext
+from followup.config.loader import assignee_name
 from followup.config.schema import Policy
 from followup.db.addresses import address_columns, addresses_of
 from followup.db.models import (
@@ -38,13 +39,15 @@ from followup.flags.rules import (
     EventRecord,
     FlagDecision,
     HolderHistory,
+    ManualRecord,
     PulseResponse,
     TaskRecord,
     TouchRecord,
     evaluate_many,
 )
+from followup.labels import MANUAL_CHANNEL_LABELS, MANUAL_WHAT
 from followup.tasks.store import task_states
-from followup.vocab import ACTIVE_STATUSES, DELIVERED_TOUCH_STATUSES, TouchStatus
+from followup.vocab import ACTIVE_STATUSES, DELIVERED_TOUCH_STATUSES, TouchKind, TouchStatus
 
 
 def _table(model: Any) -> Table:
@@ -189,6 +192,7 @@ def load_histories(
     tasks_done = task_states(session) if policy.tasks else {}
     task_seasons: dict[tuple[Any, ...], tuple[TaskRecord, ...]] = {}
     calendar = BusinessCalendar.from_policy(policy) if policy.tasks else None
+    manual = reminded_manual_touches(session, policy, now)
     today = now.astimezone(policy.organization.tz).date()
     out: list[HolderHistory] = []
     # holders share their season: the phase and usable channels once per distinct (track, dates)
@@ -244,6 +248,7 @@ def load_histories(
                 events=tuple(events.get(hid, ())),
                 tasks=tasks,
                 acceptance_deadline=row.acceptance_deadline,
+                manual=tuple(manual.get(hid, ())),
             )
         )
     return out
@@ -268,6 +273,52 @@ def _task_records(
             TaskRecord(name, task.title, due, datetime.combine(late, time(0, 0), policy.organization.tz))
         )
     return tuple(found)
+def reminded_manual_touches(session: Session, policy: Policy, now: datetime) -> dict[int, list[ManualRecord]]:
+    """Per active holder, the manual touches whose assignee was reminded by ``now`` and which nobody has
+    logged yet (one query; the status stays ``reminded`` until ``touch log`` or the 実施済み link)."""
+    found: dict[int, list[ManualRecord]] = defaultdict(list)
+    for touch_id, holder_id, cadence, phase, key, channel, assignee, note, at in session.execute(
+        select(
+            Touch.id,
+            Touch.holder_id,
+            Touch.cadence,
+            Touch.phase,
+            Touch.key,
+            Touch.channel,
+            Touch.assignee,
+            Touch.note,
+            Touch.sent_at,
+        )
+        .join(OfferHolder, OfferHolder.id == Touch.holder_id)
+        .where(
+            OfferHolder.status.in_(ACTIVE_STATUSES),
+            OfferHolder.erased_at.is_(None),
+            Touch.kind == TouchKind.MANUAL.value,
+            Touch.status == TouchStatus.REMINDED.value,
+            Touch.sent_at.is_not(None),
+            Touch.sent_at <= now,
+        )
+        .order_by(Touch.sent_at, Touch.id)
+    ):
+        if at is None:  # excluded by the query; says so to the type checker
+            continue
+        what = (note or "").split("\n")[0] or MANUAL_WHAT.get(
+            channel, MANUAL_CHANNEL_LABELS.get(channel, "連絡")
+        )
+        who = manual_assignee(policy, cadence, phase, key, assignee)
+        found[holder_id].append(ManualRecord(touch_id, channel, what, who, at))
+    return found
+
+
+def manual_assignee(policy: Policy, cadence: str, phase: str, key: str, assignee: str | None) -> str:
+    """How the reminder addressed the touch's assignee (佐藤社長, a mentor's name), else the address."""
+    configured = ""
+    found = policy.cadences.get(cadence)
+    for p in found.phases if found is not None else ():
+        if p.name == phase:
+            configured = next((o.assignee_name for o in p.one_off if f":once:{o.name}" in key), "")
+    address = assignee or policy.organization.hr_email
+    return assignee_name(policy, address, configured) or address or "担当者"
 
 
 def _record_at(record: TouchRecord) -> datetime:

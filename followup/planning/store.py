@@ -30,6 +30,7 @@ from followup.db.models import (
     Touch,
 )
 from followup.events.store import event_states
+from followup.flags.rules import manual_deadline
 from followup.planning.planner import (
     PENDING_STATUSES,
     ExistingTouch,
@@ -39,7 +40,7 @@ from followup.planning.planner import (
     plan,
 )
 from followup.tasks.store import task_states
-from followup.vocab import ACTIVE_STATUSES
+from followup.vocab import ACTIVE_STATUSES, TouchKind, TouchStatus
 
 # Touches older than this before the catch-up window cannot be re-created by a tick, so a tick
 # does not need to read them (keys are unique anyway: a missed one would only be a no-op insert).
@@ -55,6 +56,7 @@ class PlanCounts:
     cancelled: int = 0
     rechannelled: int = 0
     skipped: int = 0
+    escalated: int = 0  # escalation mails planned for overdue manual touches (manual_overdue)
     skipped_holders: tuple[tuple[str, str], ...] = ()  # (external_id, reason), for `plan` to name them
 
 
@@ -227,9 +229,84 @@ def plan_tick(context: AppContext, now: datetime) -> PlanCounts:
         holders, existing = load_snapshots(session, policy, now=now)
         result = plan(holders, policy, existing, now, calendar)
         counts = apply_plan(session, result)
+        counts = replace(counts, escalated=plan_escalations(session, policy, now, calendar))
     names = {h.id: h.external_id for h in holders}
     named = tuple(sorted((names.get(hid, str(hid)), reason) for hid, reason in result.skipped))
     return replace(counts, skipped_holders=named)
+
+
+def escalation_key(touch_id: int) -> str:
+    """The escalation touch of manual touch ``touch_id``: one per manual touch, whoever plans it."""
+    return f"escalation:{touch_id}"
+
+
+def plan_escalations(
+    session: Session, policy: Policy, now: datetime, calendar: BusinessCalendar | None = None
+) -> int:
+    """Plan one escalation mail for each reminded manual touch not logged past ``manual_overdue.after``.
+
+    The deadline is the rule's (:func:`followup.flags.rules.manual_deadline`), so the flag and the mail
+    agree. The escalation is a touch like any other (kind ``escalation``, key ``escalation:<touch id>``,
+    INSERT … ON CONFLICT DO NOTHING): delivery claims it once, mails the assignee and records the attempt;
+    a touch logged before the mail goes cancels it there. Holders who left or started are not chased."""
+    calendar = calendar or BusinessCalendar.from_policy(policy)
+    tz = policy.organization.tz
+    after = policy.rules.manual_overdue.after
+    today = now.astimezone(tz).date()
+    rows: list[dict[str, Any]] = []
+    for touch in session.execute(
+        select(
+            Touch.id,
+            Touch.holder_id,
+            Touch.cadence,
+            Touch.phase,
+            Touch.seq,
+            Touch.channel,
+            Touch.assignee,
+            Touch.note,
+            Touch.sent_at,
+        )
+        .join(OfferHolder, OfferHolder.id == Touch.holder_id)
+        .where(
+            Touch.kind == TouchKind.MANUAL.value,
+            Touch.status == TouchStatus.REMINDED.value,
+            Touch.sent_at.is_not(None),
+            OfferHolder.status.in_(sorted(ACTIVE_STATUSES)),
+            OfferHolder.erased_at.is_(None),
+            OfferHolder.start_date > today,
+        )
+    ):
+        deadline = manual_deadline(touch.sent_at, after, tz, calendar)
+        if now <= deadline:
+            continue
+        rows.append(
+            {
+                "key": escalation_key(touch.id),
+                "holder_id": touch.holder_id,
+                "cadence": touch.cadence,
+                "phase": touch.phase,
+                "seq": touch.seq,
+                "kind": TouchKind.ESCALATION.value,
+                "channel": touch.channel,
+                "due_at": calendar.next_allowed(deadline),
+                "status": TouchStatus.PLANNED.value,
+                "assignee": touch.assignee,
+                "note": touch.note,
+            }
+        )
+    return insert_touches(session, rows)
+
+
+def insert_touches(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert touch rows, skipping every key that exists already; returns how many were new."""
+    if not rows:
+        return 0
+    table = _touches()
+    statement = _insert(session).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
+    return sum(
+        len(session.execute(statement, rows[i : i + INSERT_BATCH]).all())
+        for i in range(0, len(rows), INSERT_BATCH)
+    )
 
 
 def try_acquire_lease(session: Session, name: str, owner: str, ttl: timedelta | float, now: datetime) -> bool:
@@ -272,8 +349,11 @@ def group_existing(touches: Sequence[ExistingTouch]) -> Mapping[int, list[Existi
 __all__ = [
     "PlanCounts",
     "apply_plan",
+    "escalation_key",
     "group_existing",
+    "insert_touches",
     "load_snapshots",
+    "plan_escalations",
     "plan_tick",
     "release_lease",
     "try_acquire_lease",

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from followup.calendar import BusinessCalendar
 from followup.config.schema import Policy
 from followup.db.models import (
     DeliveryAttempt,
@@ -34,6 +35,8 @@ from followup.db.models import (
 )
 from followup.flags.phase import holder_phase
 from followup.flags.risk import SEVERITY_WEIGHTS, holder_order, risk_score, sort_flags
+from followup.flags.rules import describe_interval, manual_deadline
+from followup.flags.store import reminded_manual_touches
 from followup.labels import CHANNEL_LABELS, RULE_LABELS, SEVERITY_LABELS, STATUS_LABELS
 from followup.report import charts
 from followup.vocab import ACTIVE_STATUSES, HOLDER_STATUSES, TouchKind, TouchStatus
@@ -134,6 +137,32 @@ class EventCounts:
     unanswered: int  # invited (invitation sent) and no answer
 
 
+@dataclass(frozen=True)
+class OverdueManual:
+    """A manual touch (a call, a letter) reminded and still not logged past ``manual_overdue.after``."""
+
+    external_id: str
+    name: str
+    channel_label: str
+    what: str  # the touch's memo
+    assignee: str  # 佐藤社長, a mentor's name, or the address
+    reminded_at: datetime  # local time
+    overdue_since: datetime  # local time
+    escalated: bool  # the assignee has been asked again
+
+
+@dataclass(frozen=True)
+class AnnouncementCounts:
+    """One announcement (一斉配信): sent this week, sent in all, still planned, failed."""
+
+    name: str
+    template: str
+    sent_week: int
+    sent: int
+    planned: int
+    failed: int
+
+
 @dataclass
 class WeeklyReport:
     organization: str
@@ -154,6 +183,9 @@ class WeeklyReport:
     kpi: Kpi
     kpi_previous: Kpi
     upcoming_events: list[EventCounts] = field(default_factory=list)
+    overdue_manual: list[OverdueManual] = field(default_factory=list)  # 未実施の個別フォロー
+    announcements: list[AnnouncementCounts] = field(default_factory=list)  # 一斉配信
+    manual_overdue_after: str = "3営業日"  # the limit, as the section's heading says it
     charts: list[Chart] = field(default_factory=list)
     status_by_track: dict[tuple[str, str], int] = field(default_factory=dict)  # (track, status) → holders
     # ``at_risk`` is the top ``top_n``; these say how many there are in all and what the rest are
@@ -182,6 +214,8 @@ class WeeklyReport:
             "resolved_flags": len(self.resolved_flags),
             "acceptance_rate": self.kpi.acceptance_rate,
             "decline_rate": self.kpi.decline_rate,
+            "overdue_manual": len(self.overdue_manual),
+            "announcements_sent_week": sum(a.sent_week for a in self.announcements),
         }
 
 
@@ -513,6 +547,83 @@ def upcoming_events(week: ReportWeek) -> list[EventCounts]:
     return rows
 
 
+def overdue_manual(week: ReportWeek) -> list[OverdueManual]:
+    """「未実施の個別フォロー」: reminded calls and letters past the manual_overdue limit, oldest first, with
+    whether the assignee was asked again (the same deadline as the rule and the escalation mail)."""
+    policy, now = week.policy, week.now
+    reminded = reminded_manual_touches(week.session, policy, now)
+    if not reminded:
+        return []
+    calendar = BusinessCalendar.from_policy(policy)
+    after = policy.rules.manual_overdue.after
+    late = [
+        (deadline, holder_id, record)
+        for holder_id, records in reminded.items()
+        for record in records
+        if now > (deadline := manual_deadline(record.reminded_at, after, week.tz, calendar))
+    ]
+    if not late:
+        return []
+    keys = [f"escalation:{record.touch_id}" for _, _, record in late]
+    escalated = set(
+        week.session.scalars(
+            select(Touch.key).where(Touch.key.in_(keys), Touch.status == TouchStatus.REMINDED.value)
+        )
+    )
+    people = {
+        holder_id: (external_id, name)
+        for holder_id, external_id, name in week.session.execute(
+            select(OfferHolder.id, OfferHolder.external_id, OfferHolder.name).where(
+                OfferHolder.id.in_({holder_id for _, holder_id, _ in late})
+            )
+        )
+    }
+    rows = []
+    for deadline, holder_id, record in sorted(late, key=lambda item: (item[0], item[2].touch_id)):
+        external_id, name = people[holder_id]
+        rows.append(
+            OverdueManual(
+                external_id,
+                name,
+                CHANNEL_LABELS.get(record.channel, record.channel),
+                record.what,
+                record.assignee,
+                record.reminded_at.astimezone(week.tz),
+                deadline.astimezone(week.tz),
+                f"escalation:{record.touch_id}" in escalated,
+            )
+        )
+    return rows
+
+
+def announcements(week: ReportWeek) -> list[AnnouncementCounts]:
+    """Every announcement with a touch sent this week or still planned: sent (this week and in all),
+    planned and failed, one grouped query over the ``announce:<name>:…`` keys."""
+    sent_week: Counter[str] = Counter()
+    totals: dict[str, Counter[str]] = defaultdict(Counter)
+    templates: dict[str, str] = {}
+    for key, template, status, sent_at in week.session.execute(
+        select(Touch.key, Touch.template, Touch.status, Touch.sent_at).where(Touch.key.like("announce:%"))
+    ):
+        name = key.split(":")[1]
+        templates.setdefault(name, template or "")
+        totals[name][status] += 1
+        if status == TouchStatus.SENT.value and sent_at is not None and week.start < sent_at <= week.now:
+            sent_week[name] += 1
+    rows = [
+        AnnouncementCounts(
+            name,
+            templates[name],
+            sent_week[name],
+            c[TouchStatus.SENT.value],
+            c[TouchStatus.PLANNED.value] + c[TouchStatus.SENDING.value],
+            c[TouchStatus.FAILED.value],
+        )
+        for name, c in totals.items()
+    ]
+    return sorted((r for r in rows if r.sent_week or r.planned), key=lambda r: r.name)
+
+
 def kpi(week: ReportWeek) -> Kpi:
     """This week's acceptance and decline rates, from the holders' current statuses."""
     offers = [(row.id, row.offer_date) for row in week.holders]
@@ -582,6 +693,9 @@ def build_report(
         at_risk_rest=at_risk_rest(week),
         workspace_url=workspace_url,
         upcoming_events=upcoming_events(week),
+        overdue_manual=overdue_manual(week),
+        announcements=announcements(week),
+        manual_overdue_after=describe_interval(policy.rules.manual_overdue.after),
     )
     report.charts = report_charts(report)
     return report

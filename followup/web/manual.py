@@ -14,9 +14,8 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from followup.db.models import AuditEntry, OfferHolder, Touch
-from followup.delivery.deliver import MANUAL_WHAT
 from followup.delivery.links import LinkExpired, LinkInvalid
-from followup.labels import short_date, short_datetime
+from followup.labels import MANUAL_WHAT, short_date, short_datetime
 from followup.web.state import WebState, expired, forbidden, page, state_of
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
