@@ -581,6 +581,8 @@ class EventAbsentRule(Strict):
 
 class TaskOverdueRule(Strict):
     severity: Severity = "medium"
+
+
 class ManualOverdueRule(Strict):
     severity: Severity = "medium"
     # a reminded call/letter not logged this long after its reminder: a flag and one escalation mail

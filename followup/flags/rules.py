@@ -124,6 +124,9 @@ class TaskRecord:
     due: date
     late_from: datetime  # the start of the first business day after ``due`` (organisation's time zone)
     status: str = "pending"  # pending | submitted | confirmed | exempt
+
+
+@dataclass(frozen=True, slots=True)
 class ManualRecord:
     """A manual touch whose assignee was reminded and which is not logged yet (status ``reminded``)."""
 
@@ -585,6 +588,9 @@ def task_overdue(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision
         p.rules.task_overdue.severity,
         f"「{first.title}」の期限({first.due.month}/{first.due.day})を過ぎても未提出です{more}。",
         first.late_from,
+    )
+
+
 def manual_overdue(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision | None:
     """A reminded call or letter still not logged ``after`` (business days) the reminder."""
     if not h.manual:

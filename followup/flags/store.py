@@ -273,6 +273,8 @@ def _task_records(
             TaskRecord(name, task.title, due, datetime.combine(late, time(0, 0), policy.organization.tz))
         )
     return tuple(found)
+
+
 def reminded_manual_touches(session: Session, policy: Policy, now: datetime) -> dict[int, list[ManualRecord]]:
     """Per active holder, the manual touches whose assignee was reminded by ``now`` and which nobody has
     logged yet (one query; the status stays ``reminded`` until ``touch log`` or the 実施済み link)."""
