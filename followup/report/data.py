@@ -36,7 +36,7 @@ from followup.flags.phase import holder_phase
 from followup.flags.risk import SEVERITY_WEIGHTS, holder_order, risk_score, sort_flags
 from followup.labels import CHANNEL_LABELS, RULE_LABELS, SEVERITY_LABELS, STATUS_LABELS
 from followup.report import charts
-from followup.vocab import ACTIVE_STATUSES, HOLDER_STATUSES, TouchKind, TouchStatus
+from followup.vocab import ACTIVE_STATUSES, HOLDER_STATUSES, HolderStatus, TouchKind, TouchStatus
 
 NO_PHASE = "フェーズ外"
 WEEK = timedelta(days=7)
@@ -274,7 +274,7 @@ class ReportWeek:
                 OfferHolder.accepted_date,
                 OfferHolder.start_date,
                 OfferHolder.erased_at,
-            )
+            ).where(OfferHolder.status != HolderStatus.REJECTED.value)  # the talent pool: not offers
         ).all()
 
     @cached_property
@@ -326,9 +326,10 @@ class ReportWeek:
 
 
 def status_counts(week: ReportWeek) -> list[tuple[str, str, int]]:
-    """Holders per status, every status listed (zeros too), in lifecycle order."""
+    """Holders per status, every status listed (zeros too), in lifecycle order; 不採用 is the talent
+    pool's (the season report), not an offer holder's status."""
     counter = Counter(row.status for row in week.holders)
-    return [(s, STATUS_LABELS[s], counter[s]) for s in HOLDER_STATUSES]
+    return [(s, STATUS_LABELS[s], counter[s]) for s in HOLDER_STATUSES if s != HolderStatus.REJECTED]
 
 
 def phase_counts(week: ReportWeek) -> list[tuple[str, int]]:
