@@ -36,6 +36,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "フラグの検証 — replay a recorded season through the rules (recall, lead time)",
     ),
     "events": ("events_cmd", "行事の出欠 — RSVP counts, 出欠一覧 (CSV for Excel), answers and attendance"),
+    "pool": (
+        "pool_cmd",
+        "人材プール(不採用・辞退の方)— the talent pool: list, show one with consent and mails",
+    ),
     "touch": ("planning_cmd", "個別フォローを記録 — log a phone call, letter or meeting"),
     "demo": ("demo_cmd", "サンプルでシーズンを再生 — play a season on the sample holders"),
     "worker": ("delivery_cmd", "送信ワーカー (Celery) — deliver touches from the broker"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -155,4 +156,86 @@ def pool_people(session: Session, policy: Policy, now: datetime) -> list[PoolPer
     return people
 
 
-__all__ = ["declined_days", "pool_people", "record_click", "record_consent", "superseded_ids"]
+def pool_rows(session: Session, policy: Policy, external_id: str | None = None) -> list[dict[str, Any]]:
+    """The pool as HR reads it (``followup pool list/show``): one record per member, with its pool
+    mails, consent, opt-outs, opened links and re-application. Erased people are left out."""
+    statuses = sorted(set(policy.pool.statuses))
+    query = select(OfferHolder).where(OfferHolder.erased_at.is_(None))
+    if external_id is not None:
+        query = query.where(OfferHolder.external_id == external_id)
+    else:
+        query = query.where(OfferHolder.status.in_(statuses))
+    holders = list(session.scalars(query.order_by(OfferHolder.external_id)))
+    ids = [h.id for h in holders]
+    touches: dict[int, list[Touch]] = defaultdict(list)
+    for touch in session.scalars(
+        select(Touch).where(Touch.holder_id.in_(ids), Touch.cadence == POOL_CADENCE).order_by(Touch.due_at)
+    ):
+        touches[touch.holder_id].append(touch)
+    opted: dict[int, list[str]] = defaultdict(list)
+    for hid, channel in session.execute(
+        select(ChannelOptOut.holder_id, ChannelOptOut.channel).where(ChannelOptOut.holder_id.in_(ids))
+    ):
+        opted[hid].append(channel)
+    opened: dict[int, set[str]] = defaultdict(set)
+    for hid, payload in session.execute(
+        select(EngagementEvent.holder_id, EngagementEvent.payload).where(
+            EngagementEvent.kind == "click", EngagementEvent.holder_id.in_(ids)
+        )
+    ):
+        if hid is not None and isinstance(payload, dict):
+            opened[hid].add(str(payload.get("link", "")))
+    again = {
+        hid: (old, new)
+        for hid, old, new in session.execute(
+            select(HolderChange.holder_id, HolderChange.old_value, HolderChange.new_value).where(
+                HolderChange.field == "reapplied", HolderChange.holder_id.in_(ids)
+            )
+        )
+    }
+    later = {
+        origin: ext
+        for origin, ext in session.execute(
+            select(OfferHolder.reapplied_from_id, OfferHolder.external_id).where(
+                OfferHolder.reapplied_from_id.in_(ids)
+            )
+        )
+    }
+    declined = declined_days(session, policy, [h.id for h in holders if h.status == "declined"])
+    records: list[dict[str, Any]] = []
+    for h in holders:
+        mails = touches.get(h.id, [])
+        sent = [t for t in mails if t.status == "sent"]
+        pending = [t for t in mails if t.status == "planned"]
+        anchor = h.rejected_date if h.status == "rejected" else declined.get(h.id)
+        records.append(
+            {
+                "external_id": h.external_id,
+                "name": h.name,
+                "status": h.status,
+                "anchor": anchor.isoformat() if anchor else None,
+                "consent_date": h.consent_date.isoformat() if h.consent_date else None,
+                "consent_source": h.consent_source,
+                "opted_out": sorted(opted.get(h.id, [])),
+                "opened": sorted(opened.get(h.id, set())),
+                "reapplied": h.id in again or h.id in later,
+                "reapplied_as": later.get(h.id),
+                "last_sent": sent[-1].sent_at.isoformat() if sent and sent[-1].sent_at else None,
+                "next_due": pending[0].due_at.isoformat() if pending else None,
+                "touches": [
+                    {
+                        "step": t.phase,
+                        "template": t.template,
+                        "channel": t.channel,
+                        "due_at": t.due_at.isoformat(),
+                        "status": t.status,
+                        "cancel_reason": t.cancel_reason,
+                    }
+                    for t in mails
+                ],
+            }
+        )
+    return records
+
+
+__all__ = ["declined_days", "pool_people", "pool_rows", "record_click", "record_consent", "superseded_ids"]
