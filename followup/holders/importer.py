@@ -627,7 +627,7 @@ def import_holders(
             select(OfferHolder).where(OfferHolder.external_id.in_([r.external_id for r in rows]))
         )
     }
-    created = updated = unchanged = reapplied = 0
+    created = updated = unchanged = reapplied = consents = 0
     details: list[tuple[str, str]] = []
     ended: list[int] = []
     earlier_by_email = _pool_members_by_email(session, rows, set(existing))
@@ -646,7 +646,7 @@ def import_holders(
                 holder.accepted_date = row.offer_date
             session.add(holder)
             _record(session, holder, "created", None, row.status, now, source)
-            _apply_consent(session, holder, row, now, source)
+            consents += _apply_consent(session, holder, row, now, source)
             earlier = earlier_by_email.get((row.email or "").lower())
             if earlier is not None:
                 session.flush([earlier])
@@ -704,6 +704,7 @@ def import_holders(
             reapplied += 1
             what.append("reapplied")
         if _apply_consent(session, holder, row, now, source):
+            consents += 1
             changed = True
             what.append("consent_date")
         if "status" in row.columns and holder.status != row.status:
@@ -730,7 +731,14 @@ def import_holders(
             at=now,
             actor=actor,
             action="import_holders",
-            detail={"created": created, "updated": updated, "unchanged": unchanged, "reapplied": reapplied},
+            detail={
+                "created": created,
+                "updated": updated,
+                "unchanged": unchanged,
+                "reapplied": reapplied,
+                # consent given or withdrawn in the file's 同意 / 同意日 columns (特定電子メール法 records)
+                "consent_changes": consents,
+            },
         )
     )
     return ImportSummary(created, updated, unchanged, tuple(sorted(erased)), tuple(details), tuple(ended))

@@ -36,7 +36,14 @@ from followup.flags.phase import holder_phase
 from followup.flags.risk import SEVERITY_WEIGHTS, holder_order, risk_score, sort_flags
 from followup.labels import CHANNEL_LABELS, RULE_LABELS, SEVERITY_LABELS, STATUS_LABELS
 from followup.report import charts
-from followup.vocab import ACTIVE_STATUSES, HOLDER_STATUSES, HolderStatus, TouchKind, TouchStatus
+from followup.vocab import (
+    ACTIVE_STATUSES,
+    HOLDER_STATUSES,
+    POOL_CADENCE,
+    HolderStatus,
+    TouchKind,
+    TouchStatus,
+)
 
 NO_PHASE = "フェーズ外"
 WEEK = timedelta(days=7)
@@ -403,7 +410,8 @@ def deliveries(week: ReportWeek) -> list[ChannelCounts]:
     per_channel: dict[str, Counter[str]] = defaultdict(Counter)
     for channel, outcome, count in session.execute(
         select(DeliveryAttempt.channel, DeliveryAttempt.outcome, func.count())
-        .where(finished > start, finished <= now)
+        .join(Touch, Touch.id == DeliveryAttempt.touch_id)
+        .where(finished > start, finished <= now, Touch.cadence != POOL_CADENCE)  # pool: season report
         .group_by(DeliveryAttempt.channel, DeliveryAttempt.outcome)
     ):
         per_channel[channel][outcome] += count

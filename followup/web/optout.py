@@ -44,6 +44,13 @@ def _opt_out_state(state: WebState, holder_id: int, channel: str) -> bool | None
         return existing is not None
 
 
+def _in_pool(state: WebState, holder_id: int) -> bool:
+    """A talent-pool member (不採用・辞退): the pages speak of 当社からのご案内, not 内定者フォロー."""
+    with state.session() as session:
+        holder = session.get(OfferHolder, holder_id)
+        return holder is not None and holder.status in POOL_STATUSES
+
+
 def record_opt_out(state: WebState, holder_id: int, channel: str, source: str) -> bool:
     """Record the opt-out once (unique per holder and channel) with its engagement event; False if already."""
     now = state.clock()
@@ -160,9 +167,10 @@ async def opt_out_confirm(request: Request, token: str) -> Response:
     if status is None:
         return expired(request)
     label = CHANNEL_LABELS[channel]
+    pool = await run_in_threadpool(_in_pool, state, holder_id)
     if status:
-        return page(request, "optout_done.html", {"channel_label": label, "already": True})
-    return page(request, "optout_confirm.html", {"channel_label": label, "token": token})
+        return page(request, "optout_done.html", {"channel_label": label, "already": True, "pool": pool})
+    return page(request, "optout_confirm.html", {"channel_label": label, "token": token, "pool": pool})
 
 
 @router.post("/opt-out/{token}")
@@ -182,6 +190,9 @@ async def opt_out_submit(request: Request, token: str) -> Response:
     created = await run_in_threadpool(record_opt_out, state, holder_id, channel, source)
     if created:
         await run_in_threadpool(alert_hr_if_unreachable, state, holder_id)
+    pool = await run_in_threadpool(_in_pool, state, holder_id)
     return page(
-        request, "optout_done.html", {"channel_label": CHANNEL_LABELS[channel], "already": not created}
+        request,
+        "optout_done.html",
+        {"channel_label": CHANNEL_LABELS[channel], "already": not created, "pool": pool},
     )

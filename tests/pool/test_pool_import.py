@@ -75,6 +75,10 @@ def test_consent_from_the_import_is_on_the_timeline_and_a_later_empty_cell_keeps
         assert (holder.consent_date, holder.consent_source) == (date(2026, 5, 1), "import")
         changes = [(c.field, c.new_value) for c in session.scalars(select(HolderChange))]
         assert ("consent_date", "2026-05-01") in changes
+        audits = [
+            a.detail["consent_changes"] for a in session.scalars(select(AuditEntry).order_by(AuditEntry.id))
+        ]
+        assert audits == [1, 0]  # recorded once, by the first file
 
 
 def test_a_later_application_by_id_or_by_email_is_linked_to_the_pool_record(

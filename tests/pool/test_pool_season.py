@@ -21,11 +21,13 @@ from sqlalchemy import select
 from followup.calendar import BusinessCalendar
 from followup.db.models import AuditEntry, HolderChange, OfferHolder, Touch
 from followup.delivery.deliver import run_due
+from followup.flags.store import evaluate_and_persist
 from followup.holders.importer import import_holders, read_holders_file
 from followup.outcomes.store import load_season
 from followup.planning.store import plan_tick
 from followup.pool.figures import compute_pool_figures
 from followup.pool.store import pool_people
+from followup.report.data import build_report
 from followup.report.season import build_season_report, render_season_html
 from followup.web.app import create_app
 from tests.delivery_fixtures import CHANNEL_ENV, make_context
@@ -118,7 +120,10 @@ def test_a_season_of_the_talent_pool_matches_the_hand_counts(smtp_env: SmtpSink,
                 assert response.headers["referrer-policy"] == "no-referrer"
         if day == date(2026, 7, 2):
             follow_up = {rcpt: text for step, rcpt, text in pool_mails(sink) if step == "follow_up"}
-            assert client.post(link(follow_up["r5@example.jp"], "/opt-out"), data={}).status_code == 200
+            opt_out = link(follow_up["r5@example.jp"], "/opt-out")
+            assert "当社の近況・募集・イベントのご案内" in client.get(opt_out).text  # not 内定者フォロー
+            done = client.post(opt_out, data={"List-Unsubscribe": "One-Click"})
+            assert done.status_code == 200 and "ご案内の配信を停止しました" in done.text
         if day == date(2026, 8, 3):
             again = tmp_path / "again.csv"
             again.write_text(
@@ -164,6 +169,10 @@ def test_a_season_of_the_talent_pool_matches_the_hand_counts(smtp_env: SmtpSink,
         assert c100.reapplied_from_id == r8.id
         assert len(session.scalars(select(HolderChange).where(HolderChange.field == "reapplied")).all()) == 2
 
+        # the weekly report of offer follow-up sees none of the 50 rejection mails of that week
+        weekly = build_report(session, context.policy, at(date(2026, 6, 5), 12))
+        assert weekly.deliveries == [] and "rejected" not in {s for s, _, _ in weekly.status_counts}
+
         end = at(last, 23, 0)
         figures = compute_pool_figures(pool_people(session, context.policy, end))
         season = load_season(session, context.policy, end)
@@ -173,6 +182,8 @@ def test_a_season_of_the_talent_pool_matches_the_hand_counts(smtp_env: SmtpSink,
     assert figures.sent_by_step == {"follow_up": 30, "news": 27, "rejection": 50}
     assert figures.opened == {"career": 3}
     assert (figures.opted_out, figures.reapplied, figures.hired) == (1, 2, 1)
+    decisions, _ = evaluate_and_persist(context, end)  # no 放置 or other flag for anyone in the pool
+    assert {d.external_id for d in decisions} <= {"R-007", "C-100"}
     # the offer holders' figures see only the two re-applicants, never the pool
     assert season.holders and {h.external_id for h in season.holders} == {"R-007", "C-100"}
     report = build_season_report(season, context.policy, now=end, pool=figures)
