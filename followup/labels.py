@@ -27,6 +27,7 @@ STATUS_LABELS: dict[str, str] = {
     "joined": "入社済み",
     "declined": "辞退",
     "withdrawn": "内定取消",
+    "rejected": "不採用",
 }
 SEVERITY_LABELS: dict[str, str] = {"low": "低", "medium": "中", "high": "高"}
 RULE_LABELS: dict[str, str] = {

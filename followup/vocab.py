@@ -19,6 +19,7 @@ class HolderStatus(StrEnum):
     JOINED = "joined"
     DECLINED = "declined"
     WITHDRAWN = "withdrawn"
+    REJECTED = "rejected"  # 不採用: never had an offer; may belong to the talent pool (followup.pool)
 
 
 class TouchStatus(StrEnum):
@@ -55,6 +56,10 @@ class Severity(StrEnum):
 HOLDER_STATUSES: tuple[str, ...] = tuple(s.value for s in HolderStatus)
 # follow-up runs while a holder has an offer and has not started; joined/declined/withdrawn end it
 ACTIVE_STATUSES: tuple[str, ...] = (HolderStatus.OFFERED.value, HolderStatus.ACCEPTED.value)
+# the talent pool (人材プール): people not hired who may hear from us again, with consent (followup.pool)
+POOL_STATUSES: tuple[str, ...] = (HolderStatus.REJECTED.value, HolderStatus.DECLINED.value)
+# the cadence name (second part of the touch key) of pool touches: never a cadence of the policy
+POOL_CADENCE = "pool"
 TOUCH_STATUSES: tuple[str, ...] = tuple(s.value for s in TouchStatus)
 TOUCH_KINDS: tuple[str, ...] = tuple(k.value for k in TouchKind)
 SEVERITIES: tuple[str, ...] = tuple(s.value for s in Severity)
@@ -70,6 +75,8 @@ __all__ = [
     "ACTIVE_STATUSES",
     "DELIVERED_TOUCH_STATUSES",
     "HOLDER_STATUSES",
+    "POOL_CADENCE",
+    "POOL_STATUSES",
     "SEVERITIES",
     "TOUCH_KINDS",
     "TOUCH_STATUSES",

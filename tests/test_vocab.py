@@ -21,7 +21,7 @@ from followup.vocab import (
 
 
 def test_the_stored_strings_are_unchanged() -> None:
-    assert HOLDER_STATUSES == ("offered", "accepted", "joined", "declined", "withdrawn")
+    assert HOLDER_STATUSES == ("offered", "accepted", "joined", "declined", "withdrawn", "rejected")
     assert ACTIVE_STATUSES == ("offered", "accepted")
     assert TOUCH_KINDS == ("message", "survey", "manual", "escalation")
     assert TOUCH_STATUSES == (

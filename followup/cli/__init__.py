@@ -44,6 +44,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "tasks_cmd",
         "提出物の提出状況 — 未提出・提出済・確認済・対象外, CSV for Excel, marking receipt",
     ),
+    "pool": (
+        "pool_cmd",
+        "人材プール(不採用・辞退の方)— the talent pool: list, show one with consent and mails",
+    ),
     "touch": ("planning_cmd", "個別フォローを記録 — log a phone call, letter or meeting"),
     "demo": ("demo_cmd", "サンプルでシーズンを再生 — play a season on the sample holders"),
     "worker": ("delivery_cmd", "送信ワーカー (Celery) — deliver touches from the broker"),

@@ -136,10 +136,16 @@ def season_report(
 
     moment = parse_now(now, context)
     policy = context.policy
+    pool = None
     with context.session() as session:
         recorded = load_season(session, policy, moment, year=year)
+        if policy.pool.enabled:
+            from followup.pool.figures import compute_pool_figures
+            from followup.pool.store import pool_people
+
+            pool = compute_pool_figures(pool_people(session, policy, moment))
     compared = load_policies(context, policies) if policies else []
-    report = build_season_report(recorded, policy, now=moment, year=year, policies=compared)
+    report = build_season_report(recorded, policy, now=moment, year=year, policies=compared, pool=pool)
     target = out_file or Path(context.settings.var_dir) / "reports" / f"season-{year or 'all'}.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(render_season_html(report, templates_root=context.templates_root), encoding="utf-8")
@@ -153,6 +159,13 @@ def season_report(
         markup=False,
         highlight=False,
     )
+    if pool is not None:
+        out.print(
+            f"人材プール: {pool.size}名(同意 {pool.consented}名、配信停止 {pool.opted_out}名、"
+            f"再応募 {pool.reapplied}名、うち採用 {pool.hired}名)",
+            markup=False,
+            highlight=False,
+        )
     if report.backtests:
         out.print(backtest_table(report.backtests))
 

@@ -21,6 +21,7 @@ from followup.channels.base import resolve_env as resolve_env
 from followup.config.schema import Policy
 from followup.durations import Anchor
 from followup.errors import ConfigError, Problem
+from followup.vocab import POOL_CADENCE
 
 Loc = Sequence[int | str]
 
@@ -353,6 +354,11 @@ def _cross_check(loaded: LoadedPolicy, root: Any, *, check_templates: bool) -> l
         names = [p.name for p in cadence.phases]
         if len(set(names)) != len(names):
             add(("cadences", cname, "phases"), "phase names must be unique within a cadence")
+    if POOL_CADENCE in policy.cadences:
+        add(("cadences", POOL_CADENCE), f"the cadence name {POOL_CADENCE!r} is the talent pool's: rename it")
+    if policy.pool.enabled:
+        for s_index, step in enumerate(policy.pool.steps):
+            check_template(("pool", "steps", s_index, "template"), step.template)
     return problems
 
 
@@ -420,6 +426,12 @@ def check_messages(loaded: LoadedPolicy, root: Any | None = None) -> list[Proble
                 )
             except TemplateProblem as exc:
                 add(("tasks", tname, "template"), f"template {task.template!r}: {exc}")
+    if policy.pool.enabled:  # the talent pool's mails, rendered with and without their optional links
+        for s_index, step in enumerate(policy.pool.steps):
+            entry = (step.name, "", None)
+            if entry not in uses.setdefault(step.template, []):
+                uses[step.template].append(entry)
+            where.setdefault(step.template, ("pool", "steps", s_index, "template"))
     for name, entries in uses.items():
         if not templates.exists(name):
             continue  # reported by the load-time check

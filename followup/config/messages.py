@@ -55,6 +55,7 @@ def template_context(
     rsvp_url: str | None = None,
     task_name: str | None = None,
     task_due: date | None = None,
+    pool: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     org = policy.organization
     task = policy.tasks.get(task_name) if task_name else None
@@ -118,6 +119,9 @@ def template_context(
         ),
         "first_day": policy.first_day.for_track(holder.track) if policy.first_day is not None else None,
         "content": content.model_dump() if content is not None else None,
+        # the talent pool's links (page_url: /r/TOKEN; career_url, openings_url: counted redirects, or
+        # None when not configured) and whether consent is recorded; None outside pool touches
+        "pool": pool,
     }
 
 
@@ -164,6 +168,15 @@ def sample_holders(policy: Policy) -> list[tuple[str, HolderFacts]]:
     ]
 
 
+SAMPLE_POOL: dict[str, Any] = {
+    "page_url": "https://followup.example.jp/r/SAMPLE.token",
+    "career_url": "https://followup.example.jp/go/SAMPLE.career",
+    "career_label": "キャリア相談サービスのご案内",
+    "openings_url": "https://followup.example.jp/go/SAMPLE.openings",
+    "consented": True,
+}
+
+
 def sample_contexts(
     policy: Policy, template: str, uses: list[tuple[str, str, str | None]], *, task: str | None = None
 ) -> list[tuple[str, dict[str, Any]]]:
@@ -172,12 +185,20 @@ def sample_contexts(
     when the template has dated content, so the check sees what a real touch of that month shows."""
     out: list[tuple[str, dict[str, Any]]] = []
     entries = policy.content.get(template, ())
+    pools: list[tuple[str, dict[str, Any] | None]] = [("", None)]
+    if template in {step.template for step in policy.pool.steps}:
+        pools = [
+            (", pool links", SAMPLE_POOL),
+            (", no career or openings link", {**SAMPLE_POOL, "career_url": None, "openings_url": None}),
+        ]
     for label, holder in sample_holders(policy):
         send_day = holder.start_date - timedelta(days=60)
         if entries:
             first = entries[0].month
             send_day = date(int(first[:4]), int(first[5:7]), 15)
-        for phase_name, phase_label, event in uses or [("initial", "", None)]:
+        for (phase_name, phase_label, event), (pool_label, pool) in (
+            (use, p) for use in uses or [("initial", "", None)] for p in pools
+        ):
             for survey_url in ("https://followup.example.jp/s/SAMPLE.token", None):
                 context = template_context(
                     policy,
@@ -196,8 +217,11 @@ def sample_contexts(
                     ),
                     task_name=task,
                     task_due=_sample_due(policy, task, holder),
+                    pool=pool,
                 )
-                where = f"{label}, phase {phase_name}" + (", no survey link" if survey_url is None else "")
+                where = f"{label}, phase {phase_name}{pool_label}" + (
+                    ", no survey link" if survey_url is None else ""
+                )
                 out.append((where, context))
                 if entries and survey_url is None:  # a month HR wrote no content for
                     out.append((f"{where}, a month without content", {**context, "content": None}))

@@ -709,6 +709,65 @@ class ImportPolicy(Strict):
     columns: dict[str, str] = {}
 
 
+def _to_delay(value: Any) -> Interval:
+    return value if isinstance(value, Interval) else parse_interval(str(value), allow_zero=True)
+
+
+DelayField = Annotated[Interval, BeforeValidator(_to_delay), PlainSerializer(str)]  # ≥ 0, zero allowed
+PoolStatus = Literal["rejected", "declined"]
+
+
+def _https_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith("https://"):
+        raise ValueError("a link in the talent pool's mails must start with https://")
+    return value
+
+
+class PoolStep(Strict):
+    """One touch of the talent pool (人材プール), counted from the 不採用日 / 辞退日.
+
+    ``consent: false`` only for the rejection mail itself (an answer to the application, not promotion);
+    every other step is 特定電子メール and goes only to people with recorded consent."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    at: DelayField = Interval(0, "d")  # after the anchor date; 0d = the rejection day itself
+    every: IntervalField | None = None  # repeat from ``at`` until ``stop_after``
+    template: str
+    consent: bool = True
+    statuses: tuple[PoolStatus, ...] = ("rejected", "declined")
+
+
+DEFAULT_POOL_STEPS = (
+    PoolStep(name="rejection", template="pool_rejection", consent=False, statuses=("rejected",)),
+    PoolStep(name="follow_up", at=Interval(1, "mo"), template="pool_follow_up"),
+    PoolStep(name="news", at=Interval(3, "mo"), every=Interval(3, "mo"), template="pool_news"),
+)
+
+
+class PoolPolicy(Strict):
+    """The talent pool: people not hired (不採用) and declined offer holders stay in touch, with consent.
+
+    Off unless ``enabled``: a rejection mail is a decision HR takes on purpose. Pool touches never count
+    for the offer holders' cadences, flags or 内定承諾率."""
+
+    enabled: bool = False
+    statuses: tuple[PoolStatus, ...] = ("rejected", "declined")
+    channels: tuple[ChannelName, ...] = Field(("email",), min_length=1)
+    stop_after: IntervalField = Interval(18, "mo")
+    # one line in the rejection mail (キャリア支援・紹介サービス), through the signed redirect /go/TOKEN
+    career_support_url: Annotated[str | None, AfterValidator(_https_url)] = None
+    career_support_label: str = "キャリア相談サービスのご案内"
+    openings_url: Annotated[str | None, AfterValidator(_https_url)] = None  # 募集職種一覧
+    steps: tuple[PoolStep, ...] = DEFAULT_POOL_STEPS
+
+    @model_validator(mode="after")
+    def _unique_steps(self) -> PoolPolicy:
+        names = [s.name for s in self.steps]
+        if len(set(names)) != len(names):
+            raise ValueError("pool step names must be unique")
+        return self
+
+
 class Policy(Strict):
     version: Literal[1] = 1
     organization: Organization
@@ -729,6 +788,7 @@ class Policy(Strict):
     scheduler: SchedulerPolicy = SchedulerPolicy()
     budget: Budget | None = None  # フォロー費用・採用単価・ROI in the season report
     import_: ImportPolicy = Field(ImportPolicy(), alias="import")
+    pool: PoolPolicy = PoolPolicy()
 
     @field_validator("tasks")
     @classmethod

@@ -88,6 +88,9 @@ class OfferHolder(Base):
     acceptance_deadline: Mapped[date | None] = mapped_column(Date)  # 内定承諾期限 (the tasks issue uses it)
     rejected_date: Mapped[date | None] = mapped_column(Date)  # 不採用日, as the ATS exports it
     consent_date: Mapped[date | None] = mapped_column(Date)  # 連絡への同意 (talent pool)
+    consent_source: Mapped[str | None] = mapped_column(String(32))  # import | web (how consent was given)
+    # a re-application under a new external id (same email): the record rejected/declined before
+    reapplied_from_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     erased_at: Mapped[datetime | None] = mapped_column()  # personal data deleted on request

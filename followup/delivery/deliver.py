@@ -50,9 +50,11 @@ from followup.delivery.links import LinkSigner
 from followup.durations import Interval, shift_moment
 from followup.engagement.buttons import RSVP_BUTTON_KINDS, answer_buttons, rsvp_buttons
 from followup.labels import MANUAL_WHAT, STATUS_LABELS, short_date
+from followup.pool.rules import block_reason
 from followup.rendering.templates import MessageTemplates, TemplateProblem
 from followup.tasks.sheet import task_of
 from followup.tasks.store import due_date
+from followup.vocab import POOL_CADENCE
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +181,16 @@ def message_context(
     event = policy.events.get(touch.event) if touch.event else None
     task_name = task_of(touch.key) if touch.phase == "task" else None
     task = policy.tasks.get(task_name or "")
+    pool = None
+    if touch.cadence == POOL_CADENCE:
+        settings = policy.pool
+        pool = {
+            "page_url": signer.pool_url(holder.id),
+            "career_url": signer.go_url(holder.id, "career") if settings.career_support_url else None,
+            "career_label": settings.career_support_label,
+            "openings_url": signer.go_url(holder.id, "openings") if settings.openings_url else None,
+            "consented": holder.consent_date is not None,
+        }
     return template_context(
         policy,
         holder_facts(holder),
@@ -196,6 +208,7 @@ def message_context(
         ),
         task_name=task_name,
         task_due=due_date(task, holder, BusinessCalendar.from_policy(policy)) if task is not None else None,
+        pool=pool,
     )
 
 
@@ -380,7 +393,18 @@ class Deliverer:
         if touch is None:
             return Outcome(Kind.SKIPPED, "touch deleted")
         holder = touch.holder
-        if holder.status not in ACTIVE_STATUSES or holder.erased_at is not None:
+        if touch.cadence == POOL_CADENCE:
+            # the talent pool: consent and membership are checked again now (they may have changed)
+            status = "erased" if holder.erased_at is not None else holder.status
+            again = select(OfferHolder.id).where(OfferHolder.reapplied_from_id == holder.id).limit(1)
+            if session.scalar(again) is not None:
+                status = "reapplied"  # applied again under a new external id: an applicant, not pool
+            blocked = block_reason(self.context.policy.pool, status, holder.consent_date, touch.phase)
+            if blocked is not None:
+                touch.status, touch.cancel_reason = "cancelled", blocked
+                touch.claimed_by = None
+                return Outcome(Kind.CANCELLED, blocked)
+        elif holder.status not in ACTIVE_STATUSES or holder.erased_at is not None:
             reason = "holder erased" if holder.erased_at is not None else f"holder {holder.status}"
             touch.status, touch.cancel_reason = "cancelled", reason
             touch.claimed_by = None
@@ -643,6 +667,8 @@ class Deliverer:
             )
         phase = find_phase(self.context.policy, touch.cadence, touch.phase)
         preference = list(phase.channels) if phase else list(MESSAGE_CHANNELS)
+        if touch.cadence == POOL_CADENCE:
+            preference = list(self.context.policy.pool.channels)
         order = [touch.channel] + [c for c in preference if c != touch.channel]
         for channel in order:
             if channel in MESSAGE_CHANNELS and channel not in opted_out and address_of(holder, channel):

@@ -35,6 +35,9 @@ RSVP_SALT = "followup.rsvp"
 RSVP_MAX_AGE = 400 * 24 * 3600  # an RSVP link works until the event (the page refuses late answers)
 MENTOR_SALT = "followup.mentor-sign-in"
 MENTOR_MAX_AGE = 14 * 24 * 3600  # a mentor's sign-in link (mailed by `followup workspace invite`): two weeks
+POOL_SALT = "followup.pool"
+GO_SALT = "followup.go"
+POOL_MAX_AGE = 600 * 24 * 3600  # the talent pool's links work for its whole span (stop_after: 18mo)
 
 
 _NONCE = 8
@@ -168,6 +171,33 @@ class LinkSigner:
         if not isinstance(data.get("w"), str) or not data["w"]:
             raise LinkInvalid()
         return str(data["w"])
+
+    def pool_token(self, holder_id: int) -> str:
+        """The rejection mail's page (/r/TOKEN): thanks, and the checkbox that records consent."""
+        sealed = seal_id(self.secret, POOL_SALT, holder_id)
+        return str(self._serializer(POOL_SALT).dumps({"p": sealed}))
+
+    def pool_url(self, holder_id: int) -> str:
+        return f"{self.base_url}/r/{self.pool_token(holder_id)}"
+
+    def read_pool_token(self, token: str) -> int:
+        data, key = self._load(POOL_SALT, token, POOL_MAX_AGE)
+        return self._id(data, "p", "-", POOL_SALT, key)
+
+    def go_token(self, holder_id: int, link: str) -> str:
+        """A counted redirect (/go/TOKEN) to a configured link: the third party sees no personal data."""
+        sealed = seal_id(self.secret, GO_SALT, holder_id)
+        return str(self._serializer(GO_SALT).dumps({"g": sealed, "l": link}))
+
+    def go_url(self, holder_id: int, link: str) -> str:
+        return f"{self.base_url}/go/{self.go_token(holder_id, link)}"
+
+    def read_go_token(self, token: str) -> tuple[int, str]:
+        """(holder id, link name) of a counted redirect."""
+        data, key = self._load(GO_SALT, token, POOL_MAX_AGE)
+        if not isinstance(data.get("l"), str):
+            raise LinkInvalid()
+        return self._id(data, "g", "-", GO_SALT, key), str(data["l"])
 
     def _load(self, salt: str, token: str, max_age: int) -> tuple[dict[str, Any], str]:
         """The payload and the key that signed it (the current one, or a previous one being rotated out)."""

@@ -23,7 +23,7 @@ from followup.config.schema import Policy
 from followup.db.addresses import get_field, set_address
 from followup.db.models import AuditEntry, HolderChange, OfferHolder
 from followup.errors import ImportRowsError, Problem, UserInputError
-from followup.vocab import HOLDER_STATUSES
+from followup.vocab import ACTIVE_STATUSES, HOLDER_STATUSES, POOL_STATUSES
 
 BASE_COLUMNS = (
     "external_id",
@@ -43,6 +43,7 @@ OPTIONAL_COLUMNS = (
     "rejected_date",
     "left_date",
     "consent_date",
+    "consent",
 )
 OPTIONAL_DATES = ("accepted_date", "acceptance_deadline", "rejected_date", "left_date", "consent_date")
 _BASE_ALIASES = {
@@ -81,7 +82,16 @@ _BASE_ALIASES = {
     "不採用日": "rejected_date",
     "同意日": "consent_date",
     "連絡同意日": "consent_date",
+    "同意": "consent",
+    "連絡同意": "consent",
+    "配信同意": "consent",
+    "メール配信同意": "consent",
 }
+# the 同意 column: a yes (consent recorded on the import day, unless 同意日 says when) or a no
+CONSENT_YES = frozenset(
+    {"はい", "有", "あり", "有り", "済", "同意", "同意済み", "○", "〇", "1", "true", "yes", "y"}
+)
+CONSENT_NO = frozenset({"いいえ", "無", "なし", "無し", "未", "不同意", "×", "0", "false", "no", "n"})
 STATUS_ALIASES = {
     "内定": "offered",
     "内定中": "offered",
@@ -95,6 +105,10 @@ STATUS_ALIASES = {
     "取消": "withdrawn",
     "取り消し": "withdrawn",
     "内定取消": "withdrawn",
+    "不採用": "rejected",
+    "不合格": "rejected",
+    "お見送り": "rejected",
+    "見送り": "rejected",
 }
 TRACK_ALIASES = {"新卒": "new_grad", "中途": "mid_career", "キャリア": "mid_career"}
 # offered → accepted → joined; declined / withdrawn end the follow-up.
@@ -104,6 +118,7 @@ TRANSITIONS = {
     "joined": set(),
     "declined": {"offered"},
     "withdrawn": {"offered"},
+    "rejected": {"offered"},  # applied again and got an offer (a re-application from the talent pool)
 }
 _BASE_LIMITS = {  # the database column sizes (followup/db/models.py)
     "external_id": 64,
@@ -167,6 +182,7 @@ class HolderRow:
     rejected_date: date | None = None
     left_date: date | None = None  # 退職日: early turnover after joining (outcomes)
     consent_date: date | None = None
+    consent: bool | None = None  # the 同意 column: True yes, False no, None not given
     columns: frozenset[str] = frozenset()  # the file's columns: an update touches only these
     contact: tuple[tuple[str, str | None], ...] = ()  # (address field, value) per registered channel
 
@@ -296,11 +312,17 @@ def _parse_row(line: int, values: dict[str, str], seen: dict[str, int]) -> tuple
         seen[external_id] = line
     if name is None:
         errors.append("name is empty")
+    raw_status = optional("status") or "offered"
+    status = STATUS_ALIASES.get(raw_status, raw_status.lower())
+    # 不採用: no offer and no start date; the 不採用日 anchors the talent pool (and stands in for both)
+    not_needed = ("offer_date", "start_date") if status == "rejected" else ()
     dates: dict[str, date | None] = {}
     for key in ("offer_date", "start_date", *OPTIONAL_DATES):
         text = optional(key)
         if text is None:
-            if key not in OPTIONAL_DATES:
+            if key == "rejected_date" and status == "rejected":
+                errors.append("rejected_date (不採用日) is empty: a rejected candidate needs it")
+            elif key not in OPTIONAL_DATES and key not in not_needed:
                 errors.append(f"{key} is empty")
             dates[key] = None
             continue
@@ -309,15 +331,26 @@ def _parse_row(line: int, values: dict[str, str], seen: dict[str, int]) -> tuple
         except ValueError as exc:
             errors.append(f"{key}: {exc}")
             dates[key] = None
+    if status == "rejected":
+        dates["offer_date"] = dates["offer_date"] or dates["rejected_date"]
+        dates["start_date"] = dates["start_date"] or dates["rejected_date"]
     offer, start = dates["offer_date"], dates["start_date"]
     if offer and start and start < offer:
         errors.append(f"start_date {start} is before offer_date {offer}")
-    raw_status = optional("status") or "offered"
-    status = STATUS_ALIASES.get(raw_status, raw_status.lower())
     if status not in HOLDER_STATUSES:
         errors.append(
-            f"unknown status {raw_status!r} (one of {', '.join(HOLDER_STATUSES)} or 内定/承諾/入社/辞退)"
+            f"unknown status {raw_status!r} "
+            f"(one of {', '.join(HOLDER_STATUSES)} or 内定/承諾/入社/辞退/不採用)"
         )
+    consent: bool | None = None
+    raw_consent = optional("consent")
+    if raw_consent is not None:
+        if raw_consent.lower() in CONSENT_YES:
+            consent = True
+        elif raw_consent.lower() in CONSENT_NO:
+            consent = False
+        else:
+            errors.append("consent (同意) is neither yes nor no (はい/いいえ, 1/0, ○/×)")
     raw_track = optional("track") or "new_grad"
     track = TRACK_ALIASES.get(raw_track, raw_track)
     email = optional("email")
@@ -355,6 +388,7 @@ def _parse_row(line: int, values: dict[str, str], seen: dict[str, int]) -> tuple
             rejected_date=dates["rejected_date"],
             left_date=dates["left_date"],
             consent_date=dates["consent_date"],
+            consent=consent,
         ),
         [],
     )
@@ -414,7 +448,13 @@ def read_holders_file(
     header_problems: list[str] = []
     if strict:
         header_problems.extend(f"unknown column {raw[:60]!r} (--strict)" for raw in ignored)
-    for required in ("external_id", "name", "offer_date", "start_date"):
+    # a file of rejected candidates (with 不採用日) needs no offer or start date column
+    dated = (
+        ("external_id", "name")
+        if "rejected_date" in keys
+        else ("external_id", "name", "offer_date", "start_date")
+    )
+    for required in dated:
         if required not in keys:
             header_problems.append(f"missing column {required!r}")
     used = [k for k in keys if k in known]
@@ -520,7 +560,7 @@ def change_start_date(
     holder.start_date = new_date
 
 
-_NOT_HOLDER_FIELDS = ("line", "columns", "contact")
+_NOT_HOLDER_FIELDS = ("line", "columns", "contact", "consent")
 _PLAIN_FIELDS = (
     "name",
     "email",
@@ -532,8 +572,42 @@ _PLAIN_FIELDS = (
     "acceptance_deadline",
     "rejected_date",
     "left_date",
-    "consent_date",
 )
+
+
+def _apply_consent(session: Session, holder: OfferHolder, row: HolderRow, now: datetime, source: str) -> bool:
+    """The 同意 / 同意日 columns: consent is recorded (never cleared by an empty cell), or withdrawn by an
+    explicit no. A consent given on the web page stays: only a no in the file takes it back."""
+    given = row.consent is True or (row.consent is None and row.consent_date is not None)
+    if given:
+        day = row.consent_date or holder.consent_date or now.date()
+        if holder.consent_date == day:
+            return False
+        _record(
+            session, holder, "consent_date", holder.consent_date, day, now, source, "連絡への同意(取り込み)"
+        )
+        holder.consent_date, holder.consent_source = day, "import"
+        return True
+    if row.consent is False and holder.consent_date is not None:
+        _record(session, holder, "consent_date", holder.consent_date, None, now, source, "同意なし(取り込み)")
+        holder.consent_date, holder.consent_source = None, None
+        return True
+    return False
+
+
+def _pool_members_by_email(
+    session: Session, rows: list[HolderRow], known: set[str]
+) -> dict[str, OfferHolder]:
+    """Earlier pool members (不採用・辞退) with the email of a new row: the row is their re-application."""
+    emails = {r.email.lower() for r in rows if r.email and r.external_id not in known}
+    if not emails:
+        return {}
+    found: dict[str, OfferHolder] = {}
+    query = select(OfferHolder).where(OfferHolder.status.in_(POOL_STATUSES), OfferHolder.erased_at.is_(None))
+    for holder in session.scalars(query.order_by(OfferHolder.id)):
+        if holder.email and holder.email.lower() in emails:
+            found[holder.email.lower()] = holder  # the latest record of that person
+    return found
 
 
 def import_holders(
@@ -553,9 +627,10 @@ def import_holders(
             select(OfferHolder).where(OfferHolder.external_id.in_([r.external_id for r in rows]))
         )
     }
-    created = updated = unchanged = 0
+    created = updated = unchanged = reapplied = consents = 0
     details: list[tuple[str, str]] = []
     ended: list[int] = []
+    earlier_by_email = _pool_members_by_email(session, rows, set(existing))
     for row in rows:
         holder = existing.get(row.external_id)
         if holder is None:
@@ -564,17 +639,43 @@ def import_holders(
                 created_at=now,
                 updated_at=now,
             )
+            holder.consent_date = None
             for field, value in row.contact:
                 set_address(holder, field, value)
             if holder.status in ("accepted", "joined") and holder.accepted_date is None:
                 holder.accepted_date = row.offer_date
             session.add(holder)
             _record(session, holder, "created", None, row.status, now, source)
+            consents += _apply_consent(session, holder, row, now, source)
+            earlier = earlier_by_email.get((row.email or "").lower())
+            if earlier is not None:
+                session.flush([earlier])
+                holder.reapplied_from_id = earlier.id
+                _record(
+                    session,
+                    holder,
+                    "reapplied",
+                    earlier.external_id,
+                    row.status,
+                    now,
+                    source,
+                    "人材プールからの再応募",
+                )
+                reapplied += 1
             created += 1
             details.append((row.external_id, "created"))
             continue
         changed = False
         what: list[str] = []
+        again = holder.status in POOL_STATUSES and (
+            ("status" in row.columns and row.status in ACTIVE_STATUSES)
+            or (
+                holder.status == row.status == "rejected"
+                and holder.rejected_date is not None
+                and row.rejected_date is not None
+                and row.rejected_date > holder.rejected_date
+            )
+        )
         for name in _PLAIN_FIELDS:
             if name not in row.columns:
                 continue  # a column the file does not have is not a request to clear the field
@@ -592,10 +693,20 @@ def import_holders(
                 set_address(holder, name, new)
                 changed = True
                 what.append(name)
-        if holder.start_date != row.start_date:
+        if "start_date" in row.columns and holder.start_date != row.start_date:
             what.append(f"start_date {holder.start_date} → {row.start_date}")
             change_start_date(session, holder, row.start_date, at=now, source=source)
             changed = True
+        if again:  # the same person applied again (same external id): linked on their own timeline
+            _record(
+                session, holder, "reapplied", holder.status, row.status, now, source, "人材プールからの再応募"
+            )
+            reapplied += 1
+            what.append("reapplied")
+        if _apply_consent(session, holder, row, now, source):
+            consents += 1
+            changed = True
+            what.append("consent_date")
         if "status" in row.columns and holder.status != row.status:
             what.append(f"status {holder.status} → {row.status}")
             if row.status not in ("offered", "accepted"):
@@ -620,7 +731,14 @@ def import_holders(
             at=now,
             actor=actor,
             action="import_holders",
-            detail={"created": created, "updated": updated, "unchanged": unchanged},
+            detail={
+                "created": created,
+                "updated": updated,
+                "unchanged": unchanged,
+                "reapplied": reapplied,
+                # consent given or withdrawn in the file's 同意 / 同意日 columns (特定電子メール法 records)
+                "consent_changes": consents,
+            },
         )
     )
     return ImportSummary(created, updated, unchanged, tuple(sorted(erased)), tuple(details), tuple(ended))

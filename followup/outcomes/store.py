@@ -21,6 +21,7 @@ from followup.db.models import (
 )
 from followup.flags.rules import PulseResponse, TouchRecord
 from followup.outcomes.records import HolderRecord, OptOut, Season, SurveySent, fiscal_year
+from followup.vocab import POOL_CADENCE, HolderStatus
 
 ENGAGEMENT_KINDS = ("reply", "answer", "button")
 
@@ -62,7 +63,9 @@ def load_season(session: Session, policy: Policy, now: datetime, *, year: int | 
             OfferHolder.email,
             OfferHolder.slack_user_id,
             OfferHolder.line_user_id,
-        ).order_by(OfferHolder.id)
+        )
+        .where(OfferHolder.status != HolderStatus.REJECTED.value)  # 不採用: never had an offer
+        .order_by(OfferHolder.id)
     ):
         if year is not None and fiscal_year(row.start_date) != year:
             continue
@@ -101,7 +104,11 @@ def load_season(session: Session, policy: Policy, now: datetime, *, year: int | 
     touch_at = func.coalesce(Touch.sent_at, Touch.due_at)
     for touch_id, holder_id, kind, channel, status, at in session.execute(
         select(Touch.id, Touch.holder_id, Touch.kind, Touch.channel, Touch.status, touch_at)
-        .where(Touch.status.in_(("sent", "done", "failed")), touch_at <= now)
+        .where(
+            Touch.status.in_(("sent", "done", "failed")),
+            touch_at <= now,
+            Touch.cadence != POOL_CADENCE,  # the talent pool's mail is not offer follow-up
+        )
         .order_by(touch_at)
     ):
         if holder_id not in wanted:
@@ -113,7 +120,11 @@ def load_season(session: Session, policy: Policy, now: datetime, *, year: int | 
     for holder_id, kind, channel, at in session.execute(
         select(Touch.holder_id, Touch.kind, DeliveryAttempt.channel, DeliveryAttempt.started_at)
         .join(Touch, Touch.id == DeliveryAttempt.touch_id)
-        .where(DeliveryAttempt.outcome == "suppressed", DeliveryAttempt.started_at <= now)
+        .where(
+            DeliveryAttempt.outcome == "suppressed",
+            DeliveryAttempt.started_at <= now,
+            Touch.cadence != POOL_CADENCE,
+        )
         .order_by(DeliveryAttempt.started_at)
     ):
         if holder_id in wanted:

@@ -62,6 +62,7 @@ from followup.config.schema import (
     TemplateRef,
 )
 from followup.durations import Interval, shift, shift_moment
+from followup.pool.rules import is_pool_key
 from followup.tasks.sheet import task_of
 from followup.vocab import ACTIVE_STATUSES, TouchStatus
 
@@ -73,6 +74,7 @@ STATUS_REASONS = {
     "declined": "内定辞退のため中止",
     "withdrawn": "内定取り消し・辞退のため中止",
     "joined": "入社済みのため中止",
+    "rejected": "不採用のため中止",
 }
 
 
@@ -713,7 +715,10 @@ def plan(
         history = existing.get(holder.id, no_history)
         if holder.status not in ACTIVE_STATUSES:
             reason = STATUS_REASONS.get(holder.status, f"holder {holder.status}")
-            cancel.extend((t.id, reason) for t in history if t.status in PENDING_STATUSES)
+            # the talent pool's touches are the pool planner's (followup.planning.pool), not ours
+            cancel.extend(
+                (t.id, reason) for t in history if t.status in PENDING_STATUSES and not is_pool_key(t.key)
+            )
             continue
         match = seasons.cadence_for(holder)
         prefix = f"{holder.external_id}:"

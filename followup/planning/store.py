@@ -29,6 +29,7 @@ from followup.db.models import (
     SurveyResponse,
     Touch,
 )
+from followup.durations import shift_moment
 from followup.events.store import event_states
 from followup.flags.rules import manual_deadline
 from followup.planning.planner import (
@@ -39,8 +40,11 @@ from followup.planning.planner import (
     catch_up_floor,
     plan,
 )
+from followup.planning.pool import plan_pool
+from followup.pool.rules import PoolMember
+from followup.pool.store import declined_days, superseded_ids
 from followup.tasks.store import task_states
-from followup.vocab import ACTIVE_STATUSES, TouchKind, TouchStatus
+from followup.vocab import ACTIVE_STATUSES, POOL_CADENCE, POOL_STATUSES, TouchKind, TouchStatus
 
 # Touches older than this before the catch-up window cannot be re-created by a tick, so a tick
 # does not need to read them (keys are unique anyway: a missed one would only be a no-op insert).
@@ -156,6 +160,71 @@ def load_snapshots(
     return holders, dict(existing)
 
 
+def load_pool_members(
+    session: Session, policy: Policy, since: datetime | None = None
+) -> tuple[list[PoolMember], dict[int, list[ExistingTouch]]]:
+    """Pool members (and anyone with a pending pool touch, to cancel it) with their pool touches.
+
+    ``since``: pool touches due before it are not read unless still pending (their keys stay unique)."""
+    pending = sorted(PENDING_STATUSES)
+    touch_query = select(
+        Touch.id,
+        Touch.key,
+        Touch.holder_id,
+        Touch.phase,
+        Touch.seq,
+        Touch.kind,
+        Touch.channel,
+        Touch.due_at,
+        Touch.status,
+    ).where(Touch.cadence == POOL_CADENCE)
+    if since is not None:
+        touch_query = touch_query.where(or_(Touch.status.in_(pending), Touch.due_at >= since))
+    existing: dict[int, list[ExistingTouch]] = defaultdict(list)
+    for row in session.execute(touch_query):
+        existing[row[2]].append(ExistingTouch(*row))
+    with_pending = select(Touch.holder_id).where(Touch.cadence == POOL_CADENCE, Touch.status.in_(pending))
+    statuses = sorted(set(policy.pool.statuses) | set(POOL_STATUSES))
+    query = select(
+        OfferHolder.id,
+        OfferHolder.external_id,
+        OfferHolder.status,
+        OfferHolder.rejected_date,
+        OfferHolder.consent_date,
+        OfferHolder.timezone,
+        OfferHolder.erased_at,
+        *address_columns(),
+    ).where(or_(OfferHolder.status.in_(statuses), OfferHolder.id.in_(with_pending)))
+    rows = list(session.execute(query))
+    superseded = superseded_ids(session)
+    declined = declined_days(session, policy, [r.id for r in rows if r.status == "declined"])
+    opted_out: dict[int, set[str]] = defaultdict(set)
+    for holder_id, channel in session.execute(select(ChannelOptOut.holder_id, ChannelOptOut.channel)):
+        opted_out[holder_id].add(channel)
+    members: list[PoolMember] = []
+    for row in rows:
+        contact = addresses_of(row)
+        anchor = row.rejected_date if row.status == "rejected" else declined.get(row.id)
+        members.append(
+            PoolMember(
+                id=row.id,
+                external_id=row.external_id,
+                status=(
+                    "erased"
+                    if row.erased_at is not None
+                    else "reapplied"
+                    if row.id in superseded
+                    else row.status
+                ),
+                anchor=anchor,
+                consent_date=row.consent_date,
+                reachable=frozenset(c for c, v in contact.items() if v) - opted_out.get(row.id, set()),
+                timezone=row.timezone,
+            )
+        )
+    return members, dict(existing)
+
+
 def _insert(session: Session) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT."""
     if session.get_bind().dialect.name == "postgresql":
@@ -228,9 +297,18 @@ def plan_tick(context: AppContext, now: datetime) -> PlanCounts:
     with context.session() as session:
         holders, existing = load_snapshots(session, policy, now=now)
         result = plan(holders, policy, existing, now, calendar)
+        low = catch_up_floor(now, policy, calendar)
+        members, pool_existing = load_pool_members(session, policy, since=low - HISTORY_SLACK)
+        high = shift_moment(now, policy.scheduler.horizon, 1)
+        pool_result = plan_pool(members, policy.pool, pool_existing, low=low, high=high, calendar=calendar)
+        result.create.extend(pool_result.create)
+        result.cancel.extend(pool_result.cancel)
+        result.skipped.extend(pool_result.skipped)
+        result.rechannel.extend(pool_result.rechannel)
         counts = apply_plan(session, result)
         counts = replace(counts, escalated=plan_escalations(session, policy, now, calendar))
-    names = {h.id: h.external_id for h in holders}
+    holders_named = {m.id: m.external_id for m in members}
+    names = {**holders_named, **{h.id: h.external_id for h in holders}}
     named = tuple(sorted((names.get(hid, str(hid)), reason) for hid, reason in result.skipped))
     return replace(counts, skipped_holders=named)
 
@@ -352,6 +430,7 @@ __all__ = [
     "escalation_key",
     "group_existing",
     "insert_touches",
+    "load_pool_members",
     "load_snapshots",
     "plan_escalations",
     "plan_tick",

@@ -814,6 +814,13 @@ def sample_context(company_name: str = "株式会社サンプル") -> dict[str, 
         "survey_url": "https://followup.example.jp/s/NG2027-0042.c2FtcGxl.3f9a1b",
         "unsubscribe_url": "https://followup.example.jp/u/NG2027-0042.c2FtcGxl.7d2e4c",
         "rsvp_url": "https://followup.example.jp/e/c2FtcGxl.9b1c",
+        "pool": {
+            "page_url": "https://followup.example.jp/r/c2FtcGxl.4c1d",
+            "career_url": "https://followup.example.jp/go/c2FtcGxl.8e2f",
+            "career_label": "キャリア相談サービスのご案内",
+            "openings_url": "https://followup.example.jp/go/c2FtcGxl.1a7b",
+            "consented": True,
+        },
         "event": {
             "title": "先輩社員とのオンライン座談会",
             "starts_at": datetime(2026, 8, 20, 18, 0, tzinfo=JST),

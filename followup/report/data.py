@@ -39,7 +39,14 @@ from followup.flags.rules import describe_interval, manual_deadline
 from followup.flags.store import reminded_manual_touches
 from followup.labels import CHANNEL_LABELS, RULE_LABELS, SEVERITY_LABELS, STATUS_LABELS
 from followup.report import charts
-from followup.vocab import ACTIVE_STATUSES, HOLDER_STATUSES, TouchKind, TouchStatus
+from followup.vocab import (
+    ACTIVE_STATUSES,
+    HOLDER_STATUSES,
+    POOL_CADENCE,
+    HolderStatus,
+    TouchKind,
+    TouchStatus,
+)
 
 NO_PHASE = "フェーズ外"
 WEEK = timedelta(days=7)
@@ -308,7 +315,7 @@ class ReportWeek:
                 OfferHolder.accepted_date,
                 OfferHolder.start_date,
                 OfferHolder.erased_at,
-            )
+            ).where(OfferHolder.status != HolderStatus.REJECTED.value)  # the talent pool: not offers
         ).all()
 
     @cached_property
@@ -360,9 +367,10 @@ class ReportWeek:
 
 
 def status_counts(week: ReportWeek) -> list[tuple[str, str, int]]:
-    """Holders per status, every status listed (zeros too), in lifecycle order."""
+    """Holders per status, every status listed (zeros too), in lifecycle order; 不採用 is the talent
+    pool's (the season report), not an offer holder's status."""
     counter = Counter(row.status for row in week.holders)
-    return [(s, STATUS_LABELS[s], counter[s]) for s in HOLDER_STATUSES]
+    return [(s, STATUS_LABELS[s], counter[s]) for s in HOLDER_STATUSES if s != HolderStatus.REJECTED]
 
 
 def phase_counts(week: ReportWeek) -> list[tuple[str, int]]:
@@ -436,7 +444,8 @@ def deliveries(week: ReportWeek) -> list[ChannelCounts]:
     per_channel: dict[str, Counter[str]] = defaultdict(Counter)
     for channel, outcome, count in session.execute(
         select(DeliveryAttempt.channel, DeliveryAttempt.outcome, func.count())
-        .where(finished > start, finished <= now)
+        .join(Touch, Touch.id == DeliveryAttempt.touch_id)
+        .where(finished > start, finished <= now, Touch.cadence != POOL_CADENCE)  # pool: season report
         .group_by(DeliveryAttempt.channel, DeliveryAttempt.outcome)
     ):
         per_channel[channel][outcome] += count

@@ -20,6 +20,7 @@ from followup.outcomes.backtest import BacktestResult, run_backtest
 from followup.outcomes.cost import CostReport, compute_cost
 from followup.outcomes.figures import Outcomes, compute_outcomes
 from followup.outcomes.records import Season
+from followup.pool.figures import PoolFigures
 from followup.report import charts
 from followup.report.data import Chart
 from followup.report.render import _environment
@@ -34,6 +35,7 @@ class SeasonReport:
     backtests: list[BacktestResult]
     cost: CostReport | None
     charts: list[Chart] = field(default_factory=list)
+    pool: PoolFigures | None = None  # the talent pool (人材プール), when it is enabled
 
     @property
     def title(self) -> str:
@@ -47,6 +49,7 @@ class SeasonReport:
             "outcomes": self.outcomes.to_json(),
             "backtest": [b.to_json() for b in self.backtests],
             "cost": self.cost.to_json() if self.cost else None,
+            "pool": self.pool.to_json() if self.pool else None,
         }
 
 
@@ -58,13 +61,14 @@ def build_season_report(
     year: int | None = None,
     policies: Sequence[tuple[str, Policy]] = (),
     with_charts: bool = True,
+    pool: PoolFigures | None = None,
 ) -> SeasonReport:
     """Outcomes, a backtest per policy (the current one when none is given) and the cost."""
     tz = policy.organization.tz
     outcomes = compute_outcomes(season, tz)
     backtests = [run_backtest(season, p, label=label) for label, p in (policies or [("現在の設定", policy)])]
     cost = compute_cost(season, policy.budget) if policy.budget is not None else None
-    report = SeasonReport(policy.organization.name, now, year, outcomes, backtests, cost)
+    report = SeasonReport(policy.organization.name, now, year, outcomes, backtests, cost, pool=pool)
     if with_charts:
         report.charts = season_charts(report)
     return report

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from followup.config.context import AppContext
 from followup.delivery.links import LinkSigner, secret_key
-from followup.web import dashboard, events, health, manual, optout, season, surveys, webhooks, workspace
+from followup.web import dashboard, events, health, manual, optout, pool, season, surveys, webhooks, workspace
 from followup.web.auth import (
     DashboardAuth,
     GuessLimiter,
@@ -124,6 +124,7 @@ def create_app(context: AppContext, *, clock: Callable[[], datetime] | None = No
         optout.router,
         manual.router,
         events.router,
+        pool.router,
         webhooks.router,
     ):
         app.include_router(router)

@@ -18,10 +18,11 @@ from starlette.concurrency import run_in_threadpool
 
 from followup.channels import OutboundMessage
 from followup.config.schema import MESSAGE_CHANNELS
-from followup.db.models import ChannelOptOut, EngagementEvent, OfferHolder
+from followup.db.models import AuditEntry, ChannelOptOut, EngagementEvent, OfferHolder
 from followup.delivery.deliver import build_channels
 from followup.delivery.links import LinkExpired, LinkInvalid
 from followup.labels import CHANNEL_LABELS, STATUS_LABELS, short_datetime
+from followup.vocab import POOL_STATUSES
 from followup.web.state import WebState, expired, forbidden, page, state_of
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
@@ -43,6 +44,13 @@ def _opt_out_state(state: WebState, holder_id: int, channel: str) -> bool | None
         return existing is not None
 
 
+def _in_pool(state: WebState, holder_id: int) -> bool:
+    """A talent-pool member (不採用・辞退): the pages speak of 当社からのご案内, not 内定者フォロー."""
+    with state.session() as session:
+        holder = session.get(OfferHolder, holder_id)
+        return holder is not None and holder.status in POOL_STATUSES
+
+
 def record_opt_out(state: WebState, holder_id: int, channel: str, source: str) -> bool:
     """Record the opt-out once (unique per holder and channel) with its engagement event; False if already."""
     now = state.clock()
@@ -56,6 +64,11 @@ def record_opt_out(state: WebState, holder_id: int, channel: str, source: str) -
             if exists is not None:
                 return False
             session.add(ChannelOptOut(holder_id=holder_id, channel=channel, at=now, source=source))
+            holder = session.get(OfferHolder, holder_id)
+            if holder is not None and holder.status in POOL_STATUSES:
+                # the talent pool: how consent ended is kept with how it was given (特定電子メール法)
+                detail = {"external_id": holder.external_id, "channel": channel, "source": source}
+                session.add(AuditEntry(at=now, actor="web", action="pool_opt_out", detail=detail))
             session.add(
                 EngagementEvent(
                     holder_id=holder_id,
@@ -77,8 +90,8 @@ def opted_out_of_everything(state: WebState, holder_id: int) -> list[OutboundMes
     org = policy.organization
     with state.session() as session:
         holder = session.get(OfferHolder, holder_id)
-        if holder is None:
-            return []
+        if holder is None or holder.status in POOL_STATUSES:
+            return []  # a talent-pool member who opts out is simply not written to again
         opted = {
             o.channel: o.at
             for o in session.scalars(select(ChannelOptOut).where(ChannelOptOut.holder_id == holder_id))
@@ -154,9 +167,10 @@ async def opt_out_confirm(request: Request, token: str) -> Response:
     if status is None:
         return expired(request)
     label = CHANNEL_LABELS[channel]
+    pool = await run_in_threadpool(_in_pool, state, holder_id)
     if status:
-        return page(request, "optout_done.html", {"channel_label": label, "already": True})
-    return page(request, "optout_confirm.html", {"channel_label": label, "token": token})
+        return page(request, "optout_done.html", {"channel_label": label, "already": True, "pool": pool})
+    return page(request, "optout_confirm.html", {"channel_label": label, "token": token, "pool": pool})
 
 
 @router.post("/opt-out/{token}")
@@ -176,6 +190,9 @@ async def opt_out_submit(request: Request, token: str) -> Response:
     created = await run_in_threadpool(record_opt_out, state, holder_id, channel, source)
     if created:
         await run_in_threadpool(alert_hr_if_unreachable, state, holder_id)
+    pool = await run_in_threadpool(_in_pool, state, holder_id)
     return page(
-        request, "optout_done.html", {"channel_label": CHANNEL_LABELS[channel], "already": not created}
+        request,
+        "optout_done.html",
+        {"channel_label": CHANNEL_LABELS[channel], "already": not created, "pool": pool},
     )
