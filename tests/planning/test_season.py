@@ -527,7 +527,11 @@ def test_the_demo_runs_from_any_directory_and_its_headline_counts_match_the_data
     result = run_followup("demo", "--dir", "demo", env=env, cwd=elsewhere, timeout=240)
     assert result.returncode == 0, result.stderr
     headline = next(line for line in result.stdout.splitlines() if line.startswith("送信・実施したフォロー"))
-    shown = {k: int(v) for k, v in re.findall(r"(\w+) (\d+)", headline.split(";")[0])}
+    from followup.labels import CHANNEL_LABELS
+
+    channel_of = {CHANNEL_LABELS[name]: name for name in CHANNEL_LABELS}  # メール → email
+    sends = headline.split(": ", 1)[1].split(" / ")[0]  # 「メール 275件、手紙 21件、…」
+    shown = {channel_of[k]: int(v) for k, v in re.findall(r"([^、\s]+) (\d+)件", sends)}
     engine = create_engine(f"sqlite:///{elsewhere / 'demo' / 'followup.db'}")
     with engine.connect() as connection:
         counted = dict(
