@@ -680,8 +680,8 @@ class MessageTemplates:
                     f"empty value in 「{line}」 for the sample holder {label}: "
                     "guard it with {% if … %} or write the sentence without it",
                 )
-            text = rendered.text
-            if meta.expects_reply and says_no_reply_needed(text):
+            said = [rendered.text, rendered.short or ""]  # the email or the chat form
+            if meta.expects_reply and any(says_no_reply_needed(text) for text in said):
                 raise TemplateProblem(
                     folder / "meta.yaml",
                     None,
