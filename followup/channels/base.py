@@ -342,7 +342,8 @@ class Channel:
     def default_parts(
         cls, subject: str, text: str, survey_url: str | None, labels: Mapping[str, str]
     ) -> list[Part] | None:
-        """The parts built from the text when the message has no ``<name>.json.j2``; None: text only."""
+        """The parts built from the text when the message has no ``<name>.json.j2``; None: text only.
+        A ``short_form`` channel builds :meth:`short_parts` from the short form instead."""
         return None
 
     @classmethod
