@@ -36,7 +36,7 @@ def _short_form_only(text: str) -> None:
     assert lines[0] == "山田様", lines  # 「山田様」, not the letter's 「山田 花子 様」 addressee line
     assert 2 <= len(lines) <= 6 and len(text) <= 400
     assert "――" not in text and "http" not in text  # no signature block, no raw URL
-    assert "株式会社サンプル\n人事部" not in text and "配信停止" not in text
+    assert "株式会社サンプル\n人事部" not in text and "配信停止をご希望" not in text  # no opt-out footer
 
 
 def _buttons(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -149,6 +149,7 @@ def test_a_message_touch_in_chat_is_far_shorter_than_its_email(
     text = line_record["messages"][0]["text"]
     _short_form_only(text)
     assert "9:00" in text and "本社1階 受付" in text  # place and time from config, in the short form
+    assert "配信を停止された方にも" in text  # an essential notice says why it still comes
     [slack_record] = slack_api.records
     _short_form_only(slack_record["text"])
     assert "田中 健太" in slack_record["text"]  # the mentor from policy.mentors
