@@ -348,9 +348,15 @@ class Channel:
 
     @classmethod
     def short_parts(
-        cls, subject: str, text: str, link: Link | None, labels: Mapping[str, str]
+        cls,
+        subject: str,
+        text: str,
+        link: Link | None,
+        labels: Mapping[str, str],
+        opt_out_url: str | None = None,
     ) -> list[Part] | None:
-        """The parts of the short form (its text and its one button); None: text only."""
+        """The parts of the short form (its text and its one button); None: text only. ``opt_out_url``
+        is the follow-up opt-out for this channel (None for essential notices and personal letters)."""
         return None
 
     @classmethod
