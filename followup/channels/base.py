@@ -342,14 +342,21 @@ class Channel:
     def default_parts(
         cls, subject: str, text: str, survey_url: str | None, labels: Mapping[str, str]
     ) -> list[Part] | None:
-        """The parts built from the text when the message has no ``<name>.json.j2``; None: text only."""
+        """The parts built from the text when the message has no ``<name>.json.j2``; None: text only.
+        A ``short_form`` channel builds :meth:`short_parts` from the short form instead."""
         return None
 
     @classmethod
     def short_parts(
-        cls, subject: str, text: str, link: Link | None, labels: Mapping[str, str]
+        cls,
+        subject: str,
+        text: str,
+        link: Link | None,
+        labels: Mapping[str, str],
+        opt_out_url: str | None = None,
     ) -> list[Part] | None:
-        """The parts of the short form (its text and its one button); None: text only."""
+        """The parts of the short form (its text and its one button); None: text only. ``opt_out_url``
+        is the follow-up opt-out for this channel (None for essential notices and personal letters)."""
         return None
 
     @classmethod

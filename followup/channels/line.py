@@ -111,8 +111,14 @@ class LineChannel(Channel):
 
     @classmethod
     def short_parts(
-        cls, subject: str, text: str, link: Link | None, labels: Mapping[str, str]
+        cls,
+        subject: str,
+        text: str,
+        link: Link | None,
+        labels: Mapping[str, str],
+        opt_out_url: str | None = None,
     ) -> list[Part] | None:
+        """No opt-out link in LINE: blocking the account is the opt-out (the unfollow webhook)."""
         return short_line_messages(subject, text, link)
 
     @classmethod

@@ -107,6 +107,11 @@ METADATA_EVENT = "followup_touch"  # chat.postMessage metadata event_type; event
 HISTORY_LOOKBACK = 200  # messages of the DM searched for an in-doubt touch's key
 
 
+OPT_OUT_NOTE = (
+    "今後のフォローのご案内の配信停止は<{url}|こちら>(入社手続きに必要なご連絡は、停止後もお送りします)"
+)
+
+
 def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -180,9 +185,22 @@ class SlackChannel(Channel):
 
     @classmethod
     def short_parts(
-        cls, subject: str, text: str, link: Link | None, labels: Mapping[str, str]
+        cls,
+        subject: str,
+        text: str,
+        link: Link | None,
+        labels: Mapping[str, str],
+        opt_out_url: str | None = None,
     ) -> list[Part] | None:
-        return short_slack_blocks(text, link)
+        """The short form, and under it a small grey line with the opt-out link: in Slack there is no
+        other way to stop follow-up messages (LINE has blocking)."""
+        blocks = short_slack_blocks(text, link)
+        if opt_out_url:
+            note = labels.get("chat_opt_out", OPT_OUT_NOTE)
+            blocks.append(
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": note.format(url=opt_out_url)}]}
+            )
+        return blocks
 
     @classmethod
     def check_parts(cls, parts: Sequence[Part]) -> str | None:
@@ -192,11 +210,14 @@ class SlackChannel(Channel):
 
     @classmethod
     def add_answer_buttons(cls, parts: list[Part] | None, buttons: AnswerButtons) -> list[Part] | None:
-        """The answer blocks after the message; a link button to the same page as the answer blocks'
-        own form button is dropped (one button per page). The answer blocks are never cut."""
+        """The answer blocks after the message (the opt-out line stays last); a link button to the same
+        page as the answer blocks' own form button is dropped (one button per page). The answer blocks
+        are never cut."""
         kept = [p for p in parts or [] if not _only_links_to(p, buttons.form_url)]
+        footer = [p for p in kept if p.get("type") == "context"]  # the opt-out line stays last
+        body = [p for p in kept if p.get("type") != "context"]
         answers = answer_blocks(buttons)
-        return [*kept[: cls.max_blocks - len(answers)], *answers]
+        return [*body[: cls.max_blocks - len(answers) - len(footer)], *answers, *footer]
 
     # inbound -----------------------------------------------------------------------------------------
 

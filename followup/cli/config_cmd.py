@@ -121,7 +121,8 @@ def register(app: typer.Typer) -> None:
 
         Every template is rendered against sparse sample holders (no mentor, a mentor missing from
         mentors:, no department, LINE only, mid-career, an October start): an empty value inside a
-        sentence, placeholder text or a missing monthly content entry is an error.
+        sentence, placeholder text or a missing monthly content entry is an error. A template sent on
+        LINE or Slack needs its short form (short.j2) within each channel's limits.
 
         Errors are printed as FILE:LINE:COL: message, and the exit status is 2.
         """

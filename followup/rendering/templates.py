@@ -84,11 +84,17 @@ _LABELS: dict[str, dict[str, str]] = {
         "survey_button": "アンケートに回答する",
         "line_survey_text": "アンケートへのご協力をお願いいたします(所要時間:約1分)",
         "line_survey_label": "回答する",
+        "chat_opt_out": (
+            "今後のフォローのご案内の配信停止は<{url}|こちら>(入社手続きに必要なご連絡は、停止後もお送りします)"
+        ),
     },
     "en": {
         "survey_button": "Answer the survey",
         "line_survey_text": "Could you answer a short survey? It takes about 1 minute.",
         "line_survey_label": "Answer",
+        "chat_opt_out": (
+            "To stop these follow-up messages, <{url}|opt out here> (joining paperwork still reaches you)."
+        ),
     },
 }
 
@@ -583,7 +589,11 @@ class MessageTemplates:
                     if problem:
                         raise TemplateProblem(self.root / short_name, None, f"{channel.label}: {problem}")
                 parts[channel.name] = (
-                    channel.short_parts(subject, short.text, short.link, labels) if short else None
+                    channel.short_parts(
+                        subject, short.text, short.link, labels, context.get("unsubscribe_url")
+                    )
+                    if short
+                    else None
                 )
             else:
                 parts[channel.name] = channel.default_parts(subject, text, survey_url, labels)
@@ -680,8 +690,8 @@ class MessageTemplates:
                     f"empty value in 「{line}」 for the sample holder {label}: "
                     "guard it with {% if … %} or write the sentence without it",
                 )
-            text = rendered.text
-            if meta.expects_reply and says_no_reply_needed(text):
+            said = [rendered.text, rendered.short or ""]  # the email or the chat form
+            if meta.expects_reply and any(says_no_reply_needed(text) for text in said):
                 raise TemplateProblem(
                     folder / "meta.yaml",
                     None,

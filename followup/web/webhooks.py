@@ -39,6 +39,7 @@ from followup.engagement.buttons import decode_answer, decode_rsvp
 from followup.engagement.surveys import record_response
 from followup.events.store import RsvpError
 from followup.web.events import answer_rsvp
+from followup.web.optout import alert_hr_if_unreachable
 from followup.web.state import WebState, state_of
 from followup.web.surveys import resolve_survey_link
 
@@ -243,6 +244,7 @@ def handle_event(state: WebState, event: InboundEvent) -> str:
         return chat_rsvp(state, event.channel, event.address, event.data, at, event.dedupe_key)
     if event.kind not in ("reply", "follow", "unfollow"):
         return "ignored"
+    opted_out: int | None = None  # the holder whose block just became an opt-out
     with state.session() as session:
         holder = _holder_by(session, event.channel, event.address)
         if event.kind == "reply" and holder is None:
@@ -257,14 +259,22 @@ def handle_event(state: WebState, event: InboundEvent) -> str:
             payload=event.payload,
             dedupe_key=event.dedupe_key,
         )
-        if added and holder is not None and event.kind != "reply":
-            _follow_state(session, holder, event.channel, event.kind, at)
+        if (
+            added
+            and holder is not None
+            and event.kind != "reply"
+            and _follow_state(session, holder, event.channel, event.kind, at)
+        ):
+            opted_out = holder.id
+    if opted_out is not None:  # blocking the last channel is an opt-out of everything: HR hears at once
+        alert_hr_if_unreachable(state, opted_out)
     return "recorded" if added else "duplicate"
 
 
-def _follow_state(session: Session, holder: OfferHolder, channel: str, kind: str, at: datetime) -> None:
+def _follow_state(session: Session, holder: OfferHolder, channel: str, kind: str, at: datetime) -> bool:
     """Blocking the account makes the channel unreachable: an opt-out the planner honours; following again
     lifts it. Only the opt-out the provider caused is lifted; one the holder asked for on the web stays.
+    True when this call recorded a new opt-out.
     """
     source = f"{channel}_unfollow"
     existing = session.scalars(
@@ -272,8 +282,10 @@ def _follow_state(session: Session, holder: OfferHolder, channel: str, kind: str
     ).first()
     if kind == "unfollow" and existing is None:
         session.add(ChannelOptOut(holder_id=holder.id, channel=channel, at=at, source=source))
-    elif kind == "follow" and existing is not None and existing.source == source:
+        return True
+    if kind == "follow" and existing is not None and existing.source == source:
         session.execute(delete(ChannelOptOut).where(ChannelOptOut.id == existing.id))
+    return False
 
 
 def _handle_events(state: WebState, events: tuple[InboundEvent, ...]) -> list[str]:

@@ -36,7 +36,7 @@ def _short_form_only(text: str) -> None:
     assert lines[0] == "山田様", lines  # 「山田様」, not the letter's 「山田 花子 様」 addressee line
     assert 2 <= len(lines) <= 6 and len(text) <= 400
     assert "――" not in text and "http" not in text  # no signature block, no raw URL
-    assert "株式会社サンプル\n人事部" not in text and "配信停止" not in text
+    assert "株式会社サンプル\n人事部" not in text and "配信停止をご希望" not in text  # no opt-out footer
 
 
 def _buttons(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -110,6 +110,7 @@ def test_a_slack_survey_is_the_short_form_with_its_answer_buttons(
     assert len(answers) >= 15 and all(answers)  # every scale question, 1–5
     links = [b["url"] for b in _buttons(blocks) if "url" in b]
     assert len(links) == 1 and "/s/" in links[0]  # one survey link button, not two
+    assert blocks[-1]["type"] == "context" and "/opt-out/" in blocks[-1]["elements"][0]["text"]
 
 
 def test_a_slack_invitation_is_the_short_form_with_the_rsvp_buttons(
@@ -149,7 +150,28 @@ def test_a_message_touch_in_chat_is_far_shorter_than_its_email(
     text = line_record["messages"][0]["text"]
     _short_form_only(text)
     assert "9:00" in text and "本社1階 受付" in text  # place and time from config, in the short form
+    assert "配信を停止された方にも" in text  # an essential notice says why it still comes
     [slack_record] = slack_api.records
     _short_form_only(slack_record["text"])
     assert "田中 健太" in slack_record["text"]  # the mentor from policy.mentors
-    assert [b["type"] for b in slack_record["blocks"]] == ["section"]
+    section, footer = slack_record["blocks"]
+    assert section["type"] == "section" and footer["type"] == "context"
+    # Slack has no "block the account": the follow-up opt-out is a small link line under the message
+    assert "配信停止は<http" in footer["elements"][0]["text"] and "/opt-out/" in footer["elements"][0]["text"]
+
+
+def test_an_essential_notice_in_slack_carries_no_opt_out_line(
+    chat: pytest.MonkeyPatch, tmp_path: Path, slack_api: SlackApi
+) -> None:
+    context = make_context(tmp_path, f"sqlite:///{tmp_path}/t.db")
+    with context.session() as s:
+        holder = add_holder(s, "NG-26", slack="Uslack26")
+        first_day = add_touch(s, holder, 1, channel="slack", template="first_day_schedule").id
+        welcome = add_touch(s, holder, 2, channel="slack", template="welcome_president").id
+
+    assert deliver_touch(context, first_day, now=NOW) == "sent"
+    assert deliver_touch(context, welcome, now=NOW) == "sent"
+
+    for record in slack_api.records:  # 入社手続き and the president's own letter: no bulk opt-out
+        _short_form_only(record["text"])
+        assert [b["type"] for b in record["blocks"]] == ["section"]

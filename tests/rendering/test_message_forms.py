@@ -258,3 +258,21 @@ def test_each_channel_declares_its_own_short_form_limits() -> None:
     )
     assert short_problem(long_label, LINE, None) is not None  # LINE shows 20 characters on a button
     assert short_problem(long_label, SLACK, None) is None
+
+
+def test_a_short_form_saying_no_reply_is_needed_must_not_expect_one(tmp_path: Path) -> None:
+    folder = tmp_path / "messages" / "ja" / "quiet"
+    folder.mkdir(parents=True)
+    (folder / "subject.j2").write_text("件名", encoding="utf-8")
+    (folder / "text.j2").write_text("{{ holder.name | honorific }}\n\nご連絡いたします。\n", encoding="utf-8")
+    (folder / "short.j2").write_text(
+        "{{ holder.family_name }}様\nご確認いただければ、ご返信は不要です。\n"
+        "{% if survey_url %}\n[アンケートに回答する]({{ survey_url }})\n{% endif %}\n",
+        encoding="utf-8",
+    )
+    contexts = sample_contexts(POLICY, "quiet", [])
+
+    with pytest.raises(TemplateProblem, match="expects_reply: false"):
+        MessageTemplates(tmp_path).check_sparse("quiet", contexts, CHAT)
+    (folder / "meta.yaml").write_text("expects_reply: false\n", encoding="utf-8")
+    MessageTemplates(tmp_path).check_sparse("quiet", contexts, CHAT)

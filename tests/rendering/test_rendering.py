@@ -281,7 +281,9 @@ def test_english_uses_the_english_version_when_there_is_one(en: MessageTemplates
     assert msg.html is not None and 'lang="en"' in msg.html
     assert "Thursday, April 1, 2027" in msg.text
     assert msg.parts["slack"] is not None
-    assert msg.parts["slack"][-1]["elements"][0]["text"]["text"] == "Answer the survey"
+    actions = [b for b in msg.parts["slack"] if b["type"] == "actions"]
+    assert actions[0]["elements"][0]["text"]["text"] == "Answer the survey"
+    assert "opt out here" in msg.parts["slack"][-1]["elements"][0]["text"]  # the English footer
 
 
 def test_a_regional_locale_falls_back_to_its_language(tmp_path: Path) -> None:
@@ -301,7 +303,9 @@ def test_the_slack_short_form_is_one_section_and_the_survey_button(ja: MessageTe
     blocks = ja.render("pulse_survey", context).parts["slack"]
 
     assert blocks is not None
-    assert [b["type"] for b in blocks] == ["section", "actions"]  # no header: a chat message has no subject
+    # no header (a chat message has no subject); the opt-out is a small context line at the end
+    assert [b["type"] for b in blocks] == ["section", "actions", "context"]
+    assert context["unsubscribe_url"] in blocks[-1]["elements"][0]["text"]
     assert blocks[0]["text"]["type"] == "mrkdwn" and blocks[0]["text"]["text"].startswith("山田様\n")
     assert "http" not in blocks[0]["text"]["text"]  # the button carries the link
     buttons = [e for b in blocks if b["type"] == "actions" for e in b["elements"] if e["type"] == "button"]
