@@ -42,6 +42,7 @@ RULE_LABELS: dict[str, str] = {
     "acceptance_pending": "承諾待ち",
     "event_absent": "行事の欠席",
     "manual_overdue": "個別フォロー未実施",
+    "cohort_not_joined": "交流チャンネル未参加",
 }
 TIMELINE_LABELS: dict[str, str] = {
     "touch": "連絡",

@@ -26,7 +26,7 @@ from pydantic import (
 
 from followup.channels import CHANNELS, channel_class
 from followup.channels import MESSAGE_CHANNELS as MESSAGE_CHANNELS
-from followup.channels.base import ChannelPolicy
+from followup.channels.base import ChannelPolicy, EnvRef
 from followup.durations import Anchor, Interval, parse_anchor, parse_interval
 
 MANUAL_CHANNELS = ("phone", "letter", "meeting", "other")
@@ -524,6 +524,20 @@ class EventAbsentRule(Strict):
     window: IntervalField = Interval(4, "w")  # flagged this long after the event's start
 
 
+class CohortNotJoinedRule(Strict):
+    severity: Severity = "low"
+    after: IntervalField = Interval(4, "w")  # invited to the cohort channel, not joined this long after
+
+
+class Cohort(Strict):
+    """内定者同士の交流: a Slack channel the bot invites a track's accepted holders to, with a short
+    peer-introduction post naming who joined (``cohorts.<track>`` in the YAML)."""
+
+    title: str = "内定者同士の交流チャンネル"
+    slack_channel: EnvRef | None = None  # a channel id (C…), or ${ENV}; unset: no invitations
+    intro: bool = True  # post 「〇〇さんが参加しました」 in the channel after inviting
+
+
 class ManualOverdueRule(Strict):
     severity: Severity = "medium"
     # a reminded call/letter not logged this long after its reminder: a flag and one escalation mail
@@ -543,6 +557,7 @@ class Rules(Strict):
     acceptance_pending: AcceptancePendingRule = AcceptancePendingRule()
     event_absent: EventAbsentRule = EventAbsentRule()
     manual_overdue: ManualOverdueRule = ManualOverdueRule()
+    cohort_not_joined: CohortNotJoinedRule = CohortNotJoinedRule()
 
 
 class Question(Strict):
@@ -667,6 +682,7 @@ class Policy(Strict):
     report: ReportPolicy
     scheduler: SchedulerPolicy = SchedulerPolicy()
     budget: Budget | None = None  # フォロー費用・採用単価・ROI in the season report
+    cohorts: dict[str, Cohort] = {}  # track → its cohort channel (内定者同士の交流)
     import_: ImportPolicy = Field(ImportPolicy(), alias="import")
 
     def cadence_for(self, track: str | None, department: str | None) -> tuple[str, Cadence] | None:

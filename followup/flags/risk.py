@@ -28,6 +28,7 @@ RULE_ORDER: tuple[str, ...] = (
     "over_contacted",
     "event_absent",
     "no_rsvp",
+    "cohort_not_joined",
     "no_cadence",
 )
 SEVERITY_WEIGHTS: dict[str, int] = {Severity.LOW.value: 1, Severity.MEDIUM.value: 3, Severity.HIGH.value: 5}

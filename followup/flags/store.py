@@ -54,6 +54,7 @@ def _table(model: Any) -> Table:
 
 
 ENGAGEMENT_KINDS = ("reply", "answer", "button", "rsvp")  # an RSVP is an answer too
+COHORT_INVITE, COHORT_JOIN = "cohort_invite", "cohort_join"  # engagement_events kinds (内定者同士の交流)
 # the touches a history holds: delivered ones (contact) and failed sends (kept, never contact)
 HISTORY_TOUCH_STATUSES = (*DELIVERED_TOUCH_STATUSES, TouchStatus.FAILED.value)
 
@@ -187,6 +188,7 @@ def load_histories(
 
     events = _event_records(session, policy, active, now)
     manual = reminded_manual_touches(session, policy, now)
+    cohort = _cohort_times(session, active, now)
     today = now.astimezone(policy.organization.tz).date()
     out: list[HolderHistory] = []
     # holders share their season: the phase and usable channels once per distinct (track, dates)
@@ -232,9 +234,25 @@ def load_histories(
                 events=tuple(events.get(hid, ())),
                 acceptance_deadline=row.acceptance_deadline,
                 manual=tuple(manual.get(hid, ())),
+                cohort_invited_at=cohort.get((hid, COHORT_INVITE)),
+                cohort_joined_at=cohort.get((hid, COHORT_JOIN)),
             )
         )
     return out
+
+
+def _cohort_times(session: Session, active: Sequence[Any], now: datetime) -> dict[tuple[int, str], datetime]:
+    """(holder, cohort_invite | cohort_join) → the first such event up to ``now`` (one grouped query)."""
+    found: dict[tuple[int, str], datetime] = {}
+    for holder_id, kind, at in session.execute(
+        select(EngagementEvent.holder_id, EngagementEvent.kind, func.min(EngagementEvent.at))
+        .join(OfferHolder, OfferHolder.id == EngagementEvent.holder_id)
+        .where(*active, EngagementEvent.kind.in_((COHORT_INVITE, COHORT_JOIN)), EngagementEvent.at <= now)
+        .group_by(EngagementEvent.holder_id, EngagementEvent.kind)
+    ):
+        if holder_id is not None and at is not None:
+            found[(holder_id, kind)] = at
+    return found
 
 
 def reminded_manual_touches(session: Session, policy: Policy, now: datetime) -> dict[int, list[ManualRecord]]:
