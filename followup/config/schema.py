@@ -536,6 +536,9 @@ class Cohort(Strict):
     title: str = "内定者同士の交流チャンネル"
     slack_channel: EnvRef | None = None  # a channel id (C…), or ${ENV}; unset: no invitations
     intro: bool = True  # post 「〇〇さんが参加しました」 in the channel after inviting
+    # a LINE group instead (or as well): its invitation URL, sent once to each accepted holder in ``template``
+    line_group_url: EnvRef | None = None
+    template: str | None = None  # the invitation message (e.g. cohort_invite); unset: no message
 
 
 class ManualOverdueRule(Strict):

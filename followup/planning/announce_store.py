@@ -20,13 +20,15 @@ from followup.db.addresses import address_columns, addresses_of
 from followup.db.models import ChannelOptOut, OfferHolder, Touch
 from followup.flags.phase import holder_phase
 from followup.planning.announce import ANNOUNCE_PHASE, Candidate, Preview
-from followup.planning.store import insert_touches
+from followup.planning.inserts import insert_touches
 from followup.vocab import ACTIVE_STATUSES, TouchKind, TouchStatus
 
 
-def load_candidates(session: Session, policy: Policy, now: datetime) -> list[Candidate]:
-    """Every active, not erased holder with their reachable channels and their phase's channel order
-    (two queries; phases worked out once per distinct season)."""
+def load_candidates(
+    session: Session, policy: Policy, now: datetime, *, track: str | None = None, status: str | None = None
+) -> list[Candidate]:
+    """Every active, not erased holder (of ``track`` / ``status`` when given) with their reachable
+    channels and their phase's channel order (two queries; phases worked out once per distinct season)."""
     opted: dict[int, set[str]] = defaultdict(set)
     for holder_id, channel in session.execute(select(ChannelOptOut.holder_id, ChannelOptOut.channel)):
         opted[holder_id].add(channel)
@@ -46,7 +48,11 @@ def load_candidates(session: Session, policy: Policy, now: datetime) -> list[Can
             OfferHolder.start_date,
             OfferHolder.timezone,
             *address_columns(),
-        ).where(OfferHolder.status.in_(sorted(ACTIVE_STATUSES)), OfferHolder.erased_at.is_(None))
+        ).where(
+            OfferHolder.status.in_(sorted(ACTIVE_STATUSES) if status is None else [status]),
+            OfferHolder.erased_at.is_(None),
+            *((OfferHolder.track == track,) if track is not None else ()),
+        )
     ):
         season = (row.track, row.department, row.offer_date, row.accepted_date, row.start_date)
         known = seasons.get(season)

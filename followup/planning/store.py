@@ -31,6 +31,7 @@ from followup.db.models import (
 )
 from followup.events.store import event_states
 from followup.flags.rules import manual_deadline
+from followup.planning.inserts import insert_touches, touch_insert
 from followup.planning.planner import (
     PENDING_STATUSES,
     ExistingTouch,
@@ -151,13 +152,6 @@ def load_snapshots(
     return holders, dict(existing)
 
 
-def _insert(session: Session) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(_touches())
-    return sqlite.insert(_touches())
-
-
 def apply_plan(session: Session, result: PlanResult) -> PlanCounts:
     """Write a plan; counts are what the database actually changed (another planner may have won)."""
     table = _touches()
@@ -182,7 +176,7 @@ def apply_plan(session: Session, result: PlanResult) -> PlanCounts:
         for t in result.create
     ]
     if rows:
-        statement = _insert(session).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
+        statement = touch_insert(session).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
         for start in range(0, len(rows), INSERT_BATCH):
             created += len(session.execute(statement, rows[start : start + INSERT_BATCH]).all())
 
@@ -225,6 +219,12 @@ def plan_tick(context: AppContext, now: datetime) -> PlanCounts:
         result = plan(holders, policy, existing, now, calendar)
         counts = apply_plan(session, result)
         counts = replace(counts, escalated=plan_escalations(session, policy, now, calendar))
+        if policy.cohorts:
+            from followup.planning.cohort import plan_cohort_messages
+
+            counts = replace(
+                counts, created=counts.created + plan_cohort_messages(session, policy, now, calendar)
+            )
     names = {h.id: h.external_id for h in holders}
     named = tuple(sorted((names.get(hid, str(hid)), reason) for hid, reason in result.skipped))
     return replace(counts, skipped_holders=named)
@@ -290,18 +290,6 @@ def plan_escalations(
             }
         )
     return insert_touches(session, rows)
-
-
-def insert_touches(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Insert touch rows, skipping every key that exists already; returns how many were new."""
-    if not rows:
-        return 0
-    table = _touches()
-    statement = _insert(session).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
-    return sum(
-        len(session.execute(statement, rows[i : i + INSERT_BATCH]).all())
-        for i in range(0, len(rows), INSERT_BATCH)
-    )
 
 
 def try_acquire_lease(session: Session, name: str, owner: str, ttl: timedelta | float, now: datetime) -> bool:

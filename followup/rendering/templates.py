@@ -742,4 +742,8 @@ def sample_context(company_name: str = "株式会社サンプル") -> dict[str, 
             "url": "https://zoom.us/j/1234567890",
             "deadline": date(2026, 8, 13),
         },
+        "cohort": {
+            "title": "2027年度 新卒内定者の交流グループ",
+            "line_group_url": "https://line.me/R/ti/g/sample",
+        },
     }

@@ -4,16 +4,20 @@ joined four weeks after the invitation is flagged (cohort_not_joined)."""
 
 from __future__ import annotations
 
+import email
 import json
 from datetime import UTC, datetime, timedelta
+from email import policy as email_policy
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from followup.db.models import Flag, OfferHolder
+from followup.db.models import Flag, OfferHolder, Touch
 from followup.delivery.deliver import run_due
 from followup.flags.store import evaluate_and_persist
+from followup.planning.store import plan_tick
 from tests import web_fixtures
 from tests.standins.fixtures import slack_api_fixture  # noqa: F401
 from tests.standins.slack_api import DEFAULT_TOKEN, SlackApi
@@ -126,3 +130,23 @@ def test_without_a_cohort_channel_nobody_is_invited(
     run_due(web.context, NOW)
     assert slack_api.members == {} and web.events("cohort_invite") == []
     assert json.dumps(slack_api.state()["records"]) == "[]"
+
+
+def test_the_line_group_invitation_goes_once_to_each_accepted_holder(
+    web: WebEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LINE_COHORT_URL", "https://line.me/R/ti/g/AbCdEf123")
+    holders(web)
+    plan_tick(web.context, NOW)
+    plan_tick(web.context, NOW + timedelta(minutes=1))
+    with web.context.session() as session:
+        keys = list(session.scalars(select(Touch.key).where(Touch.key.like("announce:cohort-%"))))
+    assert sorted(keys) == [f"announce:cohort-new_grad:{x}" for x in ("NG-1", "NG-2", "NG-4")]
+
+    run_due(web.context, NOW + timedelta(minutes=2))
+    outbox = Path(web.context.settings.var_dir) / "outbox"
+    [mail_file] = outbox.glob("announce_cohort-new_grad_NG-1*.eml")
+    mail = email.message_from_bytes(mail_file.read_bytes(), policy=email_policy.default)
+    assert "交流グループのご案内" in str(mail["Subject"])
+    body = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "https://line.me/R/ti/g/AbCdEf123" in body and "ご参加は任意です" in body
