@@ -17,7 +17,7 @@ from followup.calendar import BusinessCalendar
 from followup.channels.base import resolve_env
 from followup.config.schema import Policy
 from followup.planning.announce import preview
-from followup.planning.announce_store import load_candidates, plan_announcement, planned_keys
+from followup.planning.announce_store import load_candidates, plan_announcement
 from followup.vocab import HolderStatus
 
 
@@ -36,10 +36,11 @@ def plan_cohort_messages(session: Session, policy: Policy, now: datetime, calend
     for track, template in tracks.items():
         assert template is not None
         name = cohort_announcement(track)
-        candidates = load_candidates(session, policy, now, track=track, status=HolderStatus.ACCEPTED.value)
+        accepted = HolderStatus.ACCEPTED.value
+        candidates = load_candidates(session, policy, now, track=track, status=accepted, unplanned=name)
         if not candidates:
-            continue
-        filters = {"track": frozenset({track}), "status": frozenset({HolderStatus.ACCEPTED.value})}
-        result = preview(name, template, candidates, filters, now, calendar, planned_keys(session, name))
+            continue  # everyone has it already: the usual tick reads no more than this one query
+        filters = {"track": frozenset({track}), "status": frozenset({accepted})}
+        result = preview(name, template, candidates, filters, now, calendar)
         planned += plan_announcement(session, result)
     return planned

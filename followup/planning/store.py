@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import String, Table, and_, bindparam, cast, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -248,6 +248,8 @@ def plan_escalations(
     tz = policy.organization.tz
     after = policy.rules.manual_overdue.after
     today = now.astimezone(tz).date()
+    escalations = _touches().alias("escalations")  # already escalated: not read again every tick
+    escalated_key = literal("escalation:") + cast(Touch.id, String)
     rows: list[dict[str, Any]] = []
     for touch in session.execute(
         select(
@@ -269,6 +271,7 @@ def plan_escalations(
             OfferHolder.status.in_(sorted(ACTIVE_STATUSES)),
             OfferHolder.erased_at.is_(None),
             OfferHolder.start_date > today,
+            ~select(escalations.c.id).where(escalations.c.key == escalated_key).exists(),
         )
     ):
         deadline = manual_deadline(touch.sent_at, after, tz, calendar)
