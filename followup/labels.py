@@ -44,6 +44,7 @@ RULE_LABELS: dict[str, str] = {
     "event_absent": "行事の欠席",
     "task_overdue": "提出物の期限切れ",
     "manual_overdue": "個別フォロー未実施",
+    "cohort_not_joined": "交流チャンネル未参加",
 }
 TIMELINE_LABELS: dict[str, str] = {
     "touch": "連絡",

@@ -158,7 +158,7 @@ class AnswerButtons:
     form_label: str = ""
 
 
-InboundKind = Literal["answer", "rsvp", "reply", "follow", "unfollow", "other"]
+InboundKind = Literal["answer", "rsvp", "reply", "follow", "unfollow", "joined", "other"]
 
 # A button payload starting with this is an event RSVP (``r=TOKEN&a=attending``), not a survey answer.
 RSVP_PREFIX = "r="
@@ -175,7 +175,8 @@ class InboundEvent:
 
     ``answer``: a pressed answer button (``data`` is its payload); ``rsvp``: a pressed RSVP button
     (``data`` is ``r=TOKEN&a=ANSWER``); ``reply``: a message (``text``);
-    ``follow``/``unfollow``: the holder (un)blocked the account (unfollow is an opt-out); ``other``:
+    ``follow``/``unfollow``: the holder (un)blocked the account (unfollow is an opt-out); ``joined``: the
+    holder joined a group channel (``data`` is its id: the cohort channel, 内定者同士の交流); ``other``:
     nothing we act on.
     ``dedupe_key`` makes a provider's redelivery count once.
     """

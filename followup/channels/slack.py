@@ -245,7 +245,7 @@ class SlackChannel(Channel):
         if envelope.get("type") == "url_verification":
             return Inbound(reply={"challenge": envelope.get("challenge", "")})
         if envelope.get("type") == "event_callback":
-            return Inbound(_message_events(envelope), batch=False)
+            return Inbound(_message_events(envelope) + _join_events(envelope), batch=False)
         return Inbound(batch=False)
 
     def send(self, message: OutboundMessage) -> DeliveryResult:
@@ -306,6 +306,36 @@ class SlackChannel(Channel):
         except (SlackClientError, OSError) as exc:
             raise DeliveryError(f"slack unreachable: {type(exc).__name__}: {exc}", permanent=False) from exc
         return None
+
+    # a cohort channel (内定者同士の交流): invite holders, then introduce them --------------------------
+
+    def invite(self, channel_id: str, user_ids: Sequence[str]) -> None:
+        """``conversations.invite`` (Slack adds them at once). Someone already there is not an error."""
+        from slack_sdk.errors import SlackApiError, SlackClientError
+
+        try:
+            self.client.conversations_invite(channel=channel_id, users=",".join(user_ids))
+        except SlackApiError as exc:
+            data = exc.response.data
+            if isinstance(data, dict) and data.get("error") == "already_in_channel":
+                return
+            raise _classify(exc) from exc
+        except (SlackClientError, OSError) as exc:
+            raise DeliveryError(f"slack unreachable: {type(exc).__name__}: {exc}", permanent=False) from exc
+
+    def post_to_channel(self, channel_id: str, text: str) -> str:
+        """A plain ``chat.postMessage`` into a channel (the peer introduction); returns its ts."""
+        from slack_sdk.errors import SlackApiError, SlackClientError
+
+        try:
+            response = self.client.chat_postMessage(
+                channel=channel_id, text=truncate(text, self.max_text_length)
+            )
+        except SlackApiError as exc:
+            raise _classify(exc) from exc
+        except (SlackClientError, OSError) as exc:
+            raise DeliveryError(f"slack unreachable: {type(exc).__name__}: {exc}", permanent=False) from exc
+        return str(response.get("ts", ""))
 
     def _open_dm(self, user_id: str) -> str:
         cached = self._dm_channels.get(user_id)
@@ -480,6 +510,26 @@ def _button_events(payload: Any) -> tuple[InboundEvent, ...]:
             )
         )
     return tuple(events)
+
+
+def _join_events(envelope: dict[str, Any]) -> tuple[InboundEvent, ...]:
+    """``member_joined_channel``: someone joined a channel the bot is in (the cohort channel)."""
+    event = envelope.get("event") or {}
+    if event.get("type") != "member_joined_channel" or not event.get("channel"):
+        return ()
+    event_id = envelope.get("event_id")
+    channel = str(event.get("channel"))
+    return (
+        InboundEvent(
+            kind="joined",
+            channel="slack",
+            address=event.get("user"),
+            at=float(envelope["event_time"]) if isinstance(envelope.get("event_time"), int | float) else None,
+            data=channel,
+            dedupe_key=f"slack:{event_id}" if event_id else f"slack:join:{channel}:{event.get('user')}",
+            payload={"channel": channel},
+        ),
+    )
 
 
 def _message_events(envelope: dict[str, Any]) -> tuple[InboundEvent, ...]:

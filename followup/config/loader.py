@@ -321,6 +321,9 @@ def _cross_check(loaded: LoadedPolicy, root: Any, *, check_templates: bool) -> l
             check_template(("events", ename, kind, "template"), touch.template)
     for tname, task in policy.tasks.items():
         check_template(("tasks", tname, "template"), task.template)
+    for track, cohort in policy.cohorts.items():
+        if cohort.template is not None:
+            check_template(("cohorts", track, "template"), cohort.template)
     for cname, cadence in policy.cadences.items():
         for index, phase in enumerate(cadence.phases):
             base: Loc = ("cadences", cname, "phases", index)

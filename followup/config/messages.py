@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from followup.channels.base import resolve_env
 from followup.config.schema import Policy
 
 _SPACE = re.compile(r"[ \u3000]+")
@@ -122,7 +123,16 @@ def template_context(
         # the talent pool's links (page_url: /r/TOKEN; career_url, openings_url: counted redirects, or
         # None when not configured) and whether consent is recorded; None outside pool touches
         "pool": pool,
+        "cohort": _cohort(policy, holder.track),
     }
+
+
+def _cohort(policy: Policy, track: str) -> dict[str, Any] | None:
+    """The holder's track's cohort (内定者同士の交流): its title and LINE group invitation URL, if any."""
+    cohort = policy.cohorts.get(track)
+    if cohort is None:
+        return None
+    return {"title": cohort.title, "line_group_url": resolve_env(cohort.line_group_url)}
 
 
 # --- sparse sample holders (check-config) --------------------------------------------------------------

@@ -28,7 +28,7 @@ from pydantic import (
 
 from followup.channels import CHANNELS, channel_class
 from followup.channels import MESSAGE_CHANNELS as MESSAGE_CHANNELS
-from followup.channels.base import ChannelPolicy
+from followup.channels.base import ChannelPolicy, EnvRef
 from followup.durations import Anchor, Interval, Offset, parse_anchor, parse_interval, parse_offset
 
 MANUAL_CHANNELS = ("phone", "letter", "meeting", "other")
@@ -583,6 +583,23 @@ class TaskOverdueRule(Strict):
     severity: Severity = "medium"
 
 
+class CohortNotJoinedRule(Strict):
+    severity: Severity = "low"
+    after: IntervalField = Interval(4, "w")  # invited to the cohort channel, not joined this long after
+
+
+class Cohort(Strict):
+    """内定者同士の交流: a Slack channel the bot invites a track's accepted holders to, with a short
+    peer-introduction post naming who joined (``cohorts.<track>`` in the YAML)."""
+
+    title: str = "内定者同士の交流チャンネル"
+    slack_channel: EnvRef | None = None  # a channel id (C…), or ${ENV}; unset: no invitations
+    intro: bool = True  # post 「〇〇さんが参加しました」 in the channel after inviting
+    # a LINE group instead (or as well): its invitation URL, sent once to each accepted holder in ``template``
+    line_group_url: EnvRef | None = None
+    template: str | None = None  # the invitation message (e.g. cohort_invite); unset: no message
+
+
 class ManualOverdueRule(Strict):
     severity: Severity = "medium"
     # a reminded call/letter not logged this long after its reminder: a flag and one escalation mail
@@ -603,6 +620,7 @@ class Rules(Strict):
     event_absent: EventAbsentRule = EventAbsentRule()
     task_overdue: TaskOverdueRule = TaskOverdueRule()
     manual_overdue: ManualOverdueRule = ManualOverdueRule()
+    cohort_not_joined: CohortNotJoinedRule = CohortNotJoinedRule()
 
 
 class Question(Strict):
@@ -787,6 +805,7 @@ class Policy(Strict):
     report: ReportPolicy
     scheduler: SchedulerPolicy = SchedulerPolicy()
     budget: Budget | None = None  # フォロー費用・採用単価・ROI in the season report
+    cohorts: dict[str, Cohort] = {}  # track → its cohort channel (内定者同士の交流)
     import_: ImportPolicy = Field(ImportPolicy(), alias="import")
     pool: PoolPolicy = PoolPolicy()
 

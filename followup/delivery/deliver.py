@@ -953,8 +953,16 @@ def run_due(
     publish: Publish | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> DispatchSummary:
-    """Recover lost claims, then deliver (embedded) or publish (broker) every touch that is due."""
+    """Recover lost claims, then deliver (embedded) or publish (broker) every touch that is due; invite
+    newly accepted holders to their track's cohort channel (``cohorts:``, Slack) on the way."""
     summary = DispatchSummary()
+    if context.policy.cohorts:
+        from followup.delivery.cohort import invite_cohorts
+
+        try:
+            invite_cohorts(context, now, deliverer_for(context).channels.get("slack"))
+        except Exception as exc:  # the cohort channel must never hold up the messages
+            log.warning("cohort invitations skipped this pass: %s", FailureTally.kind(exc))
     with context.session() as session:
         summary.recovered = recover_stale_claims(session, now, context.settings.claim_timeout)
         ids = due_touch_ids(session, now, limit)

@@ -29,6 +29,7 @@ RULE_ORDER: tuple[str, ...] = (
     "event_absent",
     "task_overdue",
     "no_rsvp",
+    "cohort_not_joined",
     "no_cadence",
 )
 SEVERITY_WEIGHTS: dict[str, int] = {Severity.LOW.value: 1, Severity.MEDIUM.value: 3, Severity.HIGH.value: 5}

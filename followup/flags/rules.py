@@ -36,6 +36,8 @@ Definitions (the tests pin each one):
   not logged ``rules.manual_overdue.after`` (``3bd``: business days of the organisation's calendar)
   after the reminder. Exactly at the limit is not yet overdue. The same deadline
   (:func:`manual_deadline`) decides when the assignee gets the one escalation mail.
+* ``cohort_not_joined``: invited to the track's cohort channel (内定者同士の交流) and not seen joining it
+  (Slack ``member_joined_channel``) ``rules.cohort_not_joined.after`` after the invitation.
 
 Each rule is a small function ``(history, now, params) -> FlagDecision | None`` and :data:`RULES` is
 the tuple the engine runs, in order; ``params`` is the :class:`RuleParams` resolved once from the
@@ -80,6 +82,9 @@ ACTIONS: dict[str, str] = {
     ),
     "no_cadence": (
         "採用区分(track)を既存の区分に直すか、この区分の cadence を followup.yaml に追加してください。"
+    ),
+    "cohort_not_joined": (
+        "メンターや同期から、交流チャンネルへの参加を気軽に声がけしてください(参加は任意であることも添えて)。"
     ),
     "manual_overdue": (
         "担当者に実施の予定を確認し、難しければ人事担当が代わりに連絡してください。"
@@ -169,6 +174,8 @@ class HolderHistory:
     tasks: tuple[TaskRecord, ...] = ()
     acceptance_deadline: date | None = None  # 内定承諾期限 from the ATS export, if any
     manual: tuple[ManualRecord, ...] = ()  # reminded manual touches not logged yet
+    cohort_invited_at: datetime | None = None  # invited to the track's cohort channel
+    cohort_joined_at: datetime | None = None  # seen joining it (Slack member_joined_channel)
     # derived, sorted, for binary search
     delivered_at: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
     automated_at: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
@@ -615,6 +622,28 @@ def manual_overdue(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecisi
     )
 
 
+def cohort_not_joined(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecision | None:
+    """Invited to the cohort channel, not joined ``after`` the invitation (a join after ``now`` is not
+    seen yet)."""
+    invited = h.cohort_invited_at
+    if invited is None or invited > now:
+        return None
+    if h.cohort_joined_at is not None and h.cohort_joined_at <= now:
+        return None
+    after = p.rules.cohort_not_joined.after
+    limit = shift_moment(invited.astimezone(p.tz), after)
+    if now <= limit:
+        return None
+    return decide(
+        h,
+        "cohort_not_joined",
+        p.rules.cohort_not_joined.severity,
+        f"内定者同士の交流チャンネルに{p.local(invited)}に招待しましたが、"
+        f"{describe_interval(after)}を過ぎても参加していません。",
+        limit,
+    )
+
+
 RULES: tuple[Rule, ...] = (
     declining_signal,
     low_pulse,
@@ -628,6 +657,7 @@ RULES: tuple[Rule, ...] = (
     event_absent,
     task_overdue,
     manual_overdue,
+    cohort_not_joined,
     no_cadence,
 )
 

@@ -57,6 +57,7 @@ def _table(model: Any) -> Table:
 
 
 ENGAGEMENT_KINDS = ("reply", "answer", "button", "rsvp")  # an RSVP is an answer too
+COHORT_INVITE, COHORT_JOIN = "cohort_invite", "cohort_join"  # engagement_events kinds (内定者同士の交流)
 # the touches a history holds: delivered ones (contact) and failed sends (kept, never contact)
 HISTORY_TOUCH_STATUSES = (*DELIVERED_TOUCH_STATUSES, TouchStatus.FAILED.value)
 
@@ -193,6 +194,7 @@ def load_histories(
     task_seasons: dict[tuple[Any, ...], tuple[TaskRecord, ...]] = {}
     calendar = BusinessCalendar.from_policy(policy) if policy.tasks else None
     manual = reminded_manual_touches(session, policy, now)
+    cohort = _cohort_times(session, active, now)
     today = now.astimezone(policy.organization.tz).date()
     out: list[HolderHistory] = []
     # holders share their season: the phase and usable channels once per distinct (track, dates)
@@ -249,6 +251,8 @@ def load_histories(
                 tasks=tasks,
                 acceptance_deadline=row.acceptance_deadline,
                 manual=tuple(manual.get(hid, ())),
+                cohort_invited_at=cohort.get((hid, COHORT_INVITE)),
+                cohort_joined_at=cohort.get((hid, COHORT_JOIN)),
             )
         )
     return out
@@ -273,6 +277,20 @@ def _task_records(
             TaskRecord(name, task.title, due, datetime.combine(late, time(0, 0), policy.organization.tz))
         )
     return tuple(found)
+
+
+def _cohort_times(session: Session, active: Sequence[Any], now: datetime) -> dict[tuple[int, str], datetime]:
+    """(holder, cohort_invite | cohort_join) → the first such event up to ``now`` (one grouped query)."""
+    found: dict[tuple[int, str], datetime] = {}
+    for holder_id, kind, at in session.execute(
+        select(EngagementEvent.holder_id, EngagementEvent.kind, func.min(EngagementEvent.at))
+        .join(OfferHolder, OfferHolder.id == EngagementEvent.holder_id)
+        .where(*active, EngagementEvent.kind.in_((COHORT_INVITE, COHORT_JOIN)), EngagementEvent.at <= now)
+        .group_by(EngagementEvent.holder_id, EngagementEvent.kind)
+    ):
+        if holder_id is not None and at is not None:
+            found[(holder_id, kind)] = at
+    return found
 
 
 def reminded_manual_touches(session: Session, policy: Policy, now: datetime) -> dict[int, list[ManualRecord]]:

@@ -28,7 +28,7 @@ from followup.db.models import (
 )
 from followup.flags.risk import sort_flags
 from followup.labels import ATTENDANCE_LABELS, FLAG_ACTION_LABELS, RSVP_LABELS, RULE_LABELS
-from followup.vocab import DELIVERED_TOUCH_STATUSES, TouchStatus
+from followup.vocab import DELIVERED_TOUCH_STATUSES, TouchKind, TouchStatus
 
 
 def _iso(value: datetime | date | None) -> str | None:
@@ -41,7 +41,10 @@ def touch_record(touch: Touch, external_id: str) -> dict[str, Any]:
         "external_id": external_id,
         "cadence": touch.cadence,
         "phase": touch.phase,
-        "kind": touch.kind,
+        # SPEC's kinds are message|survey|manual: an escalation (the assignee asked again about a manual
+        # touch, manual_overdue) belongs to the manual follow-up; ``escalation`` says which it is
+        "kind": TouchKind.MANUAL.value if touch.kind == TouchKind.ESCALATION.value else touch.kind,
+        "escalation": touch.kind == TouchKind.ESCALATION.value,
         "channel": touch.channel,
         "template": touch.template,
         "event": touch.event,

@@ -20,13 +20,22 @@ from followup.db.addresses import address_columns, addresses_of
 from followup.db.models import ChannelOptOut, OfferHolder, Touch
 from followup.flags.phase import holder_phase
 from followup.planning.announce import ANNOUNCE_PHASE, Candidate, Preview
-from followup.planning.store import insert_touches
+from followup.planning.inserts import insert_touches
 from followup.vocab import ACTIVE_STATUSES, TouchKind, TouchStatus
 
 
-def load_candidates(session: Session, policy: Policy, now: datetime) -> list[Candidate]:
-    """Every active, not erased holder with their reachable channels and their phase's channel order
-    (two queries; phases worked out once per distinct season)."""
+def load_candidates(
+    session: Session,
+    policy: Policy,
+    now: datetime,
+    *,
+    track: str | None = None,
+    status: str | None = None,
+    unplanned: str | None = None,
+) -> list[Candidate]:
+    """Every active, not erased holder (of ``track`` / ``status`` when given; without a touch of the
+    announcement ``unplanned`` yet) with their reachable channels and their phase's channel order (two
+    queries; phases worked out once per distinct season)."""
     opted: dict[int, set[str]] = defaultdict(set)
     for holder_id, channel in session.execute(select(ChannelOptOut.holder_id, ChannelOptOut.channel)):
         opted[holder_id].add(channel)
@@ -46,7 +55,16 @@ def load_candidates(session: Session, policy: Policy, now: datetime) -> list[Can
             OfferHolder.start_date,
             OfferHolder.timezone,
             *address_columns(),
-        ).where(OfferHolder.status.in_(sorted(ACTIVE_STATUSES)), OfferHolder.erased_at.is_(None))
+        ).where(
+            OfferHolder.status.in_(sorted(ACTIVE_STATUSES) if status is None else [status]),
+            OfferHolder.erased_at.is_(None),
+            *((OfferHolder.track == track,) if track is not None else ()),
+            *(
+                (OfferHolder.id.not_in(select(Touch.holder_id).where(_of_announcement(unplanned))),)
+                if unplanned is not None
+                else ()
+            ),
+        )
     ):
         season = (row.track, row.department, row.offer_date, row.accepted_date, row.start_date)
         known = seasons.get(season)
@@ -91,10 +109,13 @@ def _preference(policy: Policy, cadence: str | None, phase: str | None) -> tuple
     return tuple(MESSAGE_CHANNELS)
 
 
+def _of_announcement(name: str) -> Any:
+    return Touch.key.startswith(f"announce:{name}:", autoescape=True)
+
+
 def planned_keys(session: Session, name: str) -> frozenset[str]:
     """The keys an earlier run of announcement ``name`` planned (whatever became of them)."""
-    prefix = f"announce:{name}:"
-    return frozenset(session.scalars(select(Touch.key).where(Touch.key.startswith(prefix, autoescape=True))))
+    return frozenset(session.scalars(select(Touch.key).where(_of_announcement(name))))
 
 
 def plan_announcement(session: Session, preview: Preview) -> int:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import String, Table, and_, bindparam, cast, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -32,6 +32,7 @@ from followup.db.models import (
 from followup.durations import shift_moment
 from followup.events.store import event_states
 from followup.flags.rules import manual_deadline
+from followup.planning.inserts import insert_touches, touch_insert
 from followup.planning.planner import (
     PENDING_STATUSES,
     ExistingTouch,
@@ -225,13 +226,6 @@ def load_pool_members(
     return members, dict(existing)
 
 
-def _insert(session: Session) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(_touches())
-    return sqlite.insert(_touches())
-
-
 def apply_plan(session: Session, result: PlanResult) -> PlanCounts:
     """Write a plan; counts are what the database actually changed (another planner may have won)."""
     table = _touches()
@@ -256,7 +250,7 @@ def apply_plan(session: Session, result: PlanResult) -> PlanCounts:
         for t in result.create
     ]
     if rows:
-        statement = _insert(session).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
+        statement = touch_insert(session).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
         for start in range(0, len(rows), INSERT_BATCH):
             created += len(session.execute(statement, rows[start : start + INSERT_BATCH]).all())
 
@@ -307,6 +301,12 @@ def plan_tick(context: AppContext, now: datetime) -> PlanCounts:
         result.rechannel.extend(pool_result.rechannel)
         counts = apply_plan(session, result)
         counts = replace(counts, escalated=plan_escalations(session, policy, now, calendar))
+        if policy.cohorts:
+            from followup.planning.cohort import plan_cohort_messages
+
+            counts = replace(
+                counts, created=counts.created + plan_cohort_messages(session, policy, now, calendar)
+            )
     holders_named = {m.id: m.external_id for m in members}
     names = {**holders_named, **{h.id: h.external_id for h in holders}}
     named = tuple(sorted((names.get(hid, str(hid)), reason) for hid, reason in result.skipped))
@@ -331,6 +331,8 @@ def plan_escalations(
     tz = policy.organization.tz
     after = policy.rules.manual_overdue.after
     today = now.astimezone(tz).date()
+    escalations = _touches().alias("escalations")  # already escalated: not read again every tick
+    escalated_key = literal("escalation:") + cast(Touch.id, String)
     rows: list[dict[str, Any]] = []
     for touch in session.execute(
         select(
@@ -352,6 +354,7 @@ def plan_escalations(
             OfferHolder.status.in_(sorted(ACTIVE_STATUSES)),
             OfferHolder.erased_at.is_(None),
             OfferHolder.start_date > today,
+            ~select(escalations.c.id).where(escalations.c.key == escalated_key).exists(),
         )
     ):
         deadline = manual_deadline(touch.sent_at, after, tz, calendar)
@@ -373,18 +376,6 @@ def plan_escalations(
             }
         )
     return insert_touches(session, rows)
-
-
-def insert_touches(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Insert touch rows, skipping every key that exists already; returns how many were new."""
-    if not rows:
-        return 0
-    table = _touches()
-    statement = _insert(session).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
-    return sum(
-        len(session.execute(statement, rows[i : i + INSERT_BATCH]).all())
-        for i in range(0, len(rows), INSERT_BATCH)
-    )
 
 
 def try_acquire_lease(session: Session, name: str, owner: str, ttl: timedelta | float, now: datetime) -> bool:

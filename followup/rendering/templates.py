@@ -847,4 +847,8 @@ def sample_context(company_name: str = "株式会社サンプル") -> dict[str, 
             "submit_url": "https://example.co.jp/naitei/upload",
             "how": "ご署名・ご捺印のうえ、同封の返信用封筒でご郵送ください",
         },
+        "cohort": {
+            "title": "2027年度 新卒内定者の交流グループ",
+            "line_group_url": "https://line.me/R/ti/g/sample",
+        },
     }

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from followup.channels import CHANNELS, InboundEvent, channel_class
+from followup.channels.base import resolve_env
 from followup.db.addresses import address_of, holder_with_address
 from followup.db.models import ChannelOptOut, EngagementEvent, OfferHolder, Touch
 from followup.delivery.links import LinkExpired, LinkInvalid
@@ -242,6 +243,8 @@ def handle_event(state: WebState, event: InboundEvent) -> str:
         return chat_answer(state, event.channel, event.address, event.data, at, event.dedupe_key)
     if event.kind == "rsvp":
         return chat_rsvp(state, event.channel, event.address, event.data, at, event.dedupe_key)
+    if event.kind == "joined":
+        return cohort_joined(state, event, at)
     if event.kind not in ("reply", "follow", "unfollow"):
         return "ignored"
     opted_out: int | None = None  # the holder whose block just became an opt-out
@@ -268,6 +271,28 @@ def handle_event(state: WebState, event: InboundEvent) -> str:
             opted_out = holder.id
     if opted_out is not None:  # blocking the last channel is an opt-out of everything: HR hears at once
         alert_hr_if_unreachable(state, opted_out)
+    return "recorded" if added else "duplicate"
+
+
+def cohort_joined(state: WebState, event: InboundEvent, at: datetime) -> str:
+    """A holder joined a track's cohort channel (内定者同士の交流): recorded once, for cohort_not_joined.
+    Joins of other channels the bot happens to be in are not ours to record."""
+    cohorts = {resolve_env(c.slack_channel) for c in state.context.policy.cohorts.values()} - {None}
+    if event.data not in cohorts:
+        return "ignored"
+    with state.session() as session:
+        holder = _holder_by(session, event.channel, event.address)
+        if holder is None:
+            return "unknown_user"
+        added = _add_event(
+            session,
+            holder=holder,
+            kind="cohort_join",
+            channel=event.channel,
+            at=at,
+            payload=event.payload,
+            dedupe_key=event.dedupe_key,
+        )
     return "recorded" if added else "duplicate"
 
 

@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import email
 import re
-from datetime import UTC, datetime, timedelta
+import threading
+from datetime import UTC, date, datetime, timedelta
 from email import policy as email_policy
 from email.message import EmailMessage
 from pathlib import Path
 
 from sqlalchemy import select
 
-from followup.db.models import Flag, Touch
+from followup.db.models import Flag, OfferHolder, Touch
 from followup.delivery.deliver import deliver_touch, run_due
 from followup.flags.store import evaluate_and_persist
 from followup.planning.store import plan_escalations, plan_tick
 from tests import web_fixtures
 from tests.cli import run_followup
+from tests.conftest import make_context
 from tests.web_fixtures import WebEnv
 
 web = web_fixtures.web
@@ -95,8 +97,9 @@ def test_the_assignee_gets_one_escalation_after_three_business_days_even_when_th
     assert body.startswith("佐藤社長\n")
     assert "6/2(火)にお願いした、内定者の山田 花子さんへのお電話" in body
     assert "社長から内定のお祝いの電話をする" in body and "090-1234-5678" in body
-    links = re.findall(r"http://testserver/done/\S+", body)
-    assert links and links == re.findall(r"http://testserver/done/\S+", reminder.get_content())
+    # the same 実施済み link as the reminder's: signed for the call itself (signed at another second)
+    tokens = [re.findall(r"http://testserver/done/(\S+)", m.get_content()) for m in (reminder, escalation)]
+    assert [[web.signer.read_manual_token(t) for t in found] for found in tokens] == [[call_id], [call_id]]
     with web.context.session() as session:
         [escalated] = session.scalars(select(Touch).where(Touch.kind == "escalation"))
         assert escalated.key == f"escalation:{call_id}" and escalated.status == "reminded"
@@ -150,3 +153,63 @@ def test_a_call_logged_before_the_escalation_goes_cancels_it(web: WebEnv, tmp_pa
         escalated = session.scalar(select(Touch).where(Touch.key == f"escalation:{call_id}"))
         assert escalated is not None and escalated.status == "cancelled"
         assert escalated.cancel_reason == "実施済みのため再依頼は不要"
+
+
+def test_two_ticks_at_once_plan_and_send_one_escalation(any_db_url: str, tmp_path: Path) -> None:
+    """Two schedulers (threads) escalating the same overdue call at the same moment: one touch, one mail."""
+    context = make_context(any_db_url, tmp_path / "var")
+    with context.session() as session:
+        holder = OfferHolder(
+            external_id="NG2027-0001",
+            name="山田 花子",
+            email="ng1@example.ac.jp",
+            track="new_grad",
+            offer_date=date(2026, 6, 1),
+            start_date=date(2027, 4, 1),
+            status="offered",
+        )
+        session.add(holder)
+        session.flush()
+        session.add(
+            Touch(
+                key="NG2027-0001:new_grad:initial:once:president_call",
+                holder_id=holder.id,
+                cadence="new_grad",
+                phase="initial",
+                seq=-1,
+                kind="manual",
+                channel="phone",
+                assignee=PRESIDENT,
+                note="社長から内定のお祝いの電話をする",
+                due_at=REMINDED,
+                sent_at=REMINDED,
+                status="reminded",
+            )
+        )
+    later = DEADLINE + timedelta(hours=1)
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def scheduler() -> None:
+        try:
+            barrier.wait()
+            with context.session() as session:
+                plan_escalations(session, context.policy, later)
+            run_due(context, later)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=scheduler) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with context.session() as session:
+        escalations = list(session.scalars(select(Touch).where(Touch.kind == "escalation")))
+    assert [(t.status, t.attempts) for t in escalations] == [("reminded", 1)]
+    outbox = Path(context.settings.var_dir) / "outbox"
+    mails = [
+        email.message_from_bytes(p.read_bytes(), policy=email_policy.default) for p in outbox.glob("*.eml")
+    ]
+    assert ["再度のお願い" in str(m["Subject"]) for m in mails] == [True]  # type: ignore[index]

@@ -1,5 +1,6 @@
 """Slack Web API stand-in: conversations.open, chat.postMessage (with ``metadata``) and
-conversations.history (newest first; metadata only with ``include_all_metadata``), as slack-sdk calls them.
+conversations.history (newest first; metadata only with ``include_all_metadata``), as slack-sdk calls them;
+for a group channel (an id starting with ``C``), conversations.invite (``members``) and chat.postMessage.
 ``drop_next(n)`` posts the next ``n`` messages but drops the line before answering (an in-doubt send).
 
 Like Slack, it answers HTTP 200 with ``{"ok": false, "error": ...}`` for API errors and HTTP 429 with
@@ -37,6 +38,7 @@ class SlackApi(HttpStandIn):
         self.retry_after: str = "1"
         self.drop_next_n = 0
         self.history: dict[str, list[dict[str, Any]]] = {}  # DM channel -> messages, oldest first
+        self.members: dict[str, list[str]] = {}  # group channel (C…) -> user ids, in invitation order
         self._seq = itertools.count(1)
 
     @property
@@ -61,6 +63,7 @@ class SlackApi(HttpStandIn):
             self.rate_limit_forever = False
             self.drop_next_n = 0
             self.history.clear()
+            self.members.clear()
 
     def control(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
         if action == "rate_limit":
@@ -99,6 +102,8 @@ class SlackApi(HttpStandIn):
                 return self._post(body)
             if method == "conversations.history":
                 return self._history(body)
+            if method == "conversations.invite":
+                return self._invite(body)
             return 404, {}, {"ok": False, "error": "unknown_method"}
 
     def _open(self, body: dict[str, Any]) -> Reply:
@@ -109,8 +114,31 @@ class SlackApi(HttpStandIn):
             return 200, {}, {"ok": False, "error": "user_not_found"}
         return 200, {}, {"ok": True, "channel": {"id": "D" + users}}
 
+    def _invite(self, body: dict[str, Any]) -> Reply:
+        """Like Slack: the users join at once; one already in the channel fails the call."""
+        channel = str(body.get("channel", ""))
+        users = [u for u in str(body.get("users", "")).split(",") if u]
+        if not channel.startswith("C"):
+            return 200, {}, {"ok": False, "error": "channel_not_found"}
+        if not users:
+            return 200, {}, {"ok": False, "error": "no_user"}
+        if any(not self._user_exists(u) for u in users):
+            return 200, {}, {"ok": False, "error": "user_not_found"}
+        present = self.members.setdefault(channel, [])
+        if any(u in present for u in users):
+            return 200, {}, {"ok": False, "error": "already_in_channel"}
+        present.extend(users)
+        self.record(channel, {"channel": channel, "invited": users})
+        return 200, {}, {"ok": True, "channel": {"id": channel}}
+
     def _post(self, body: dict[str, Any]) -> Reply:
         channel = str(body.get("channel", ""))
+        if channel.startswith("C"):  # a group channel: the bot is in it
+            ts = f"{int(time.time())}.{next(self._seq):06d}"
+            message = {"type": "message", "text": body.get("text", ""), "ts": ts}
+            self.history.setdefault(channel, []).append(message)
+            self.record(channel, {"channel": channel, "ts": ts, "text": message["text"]})
+            return 200, {}, {"ok": True, "channel": channel, "ts": ts, "message": message}
         user = channel[1:] if channel.startswith("D") else ""
         if not user or not self._user_exists(user):
             return 200, {}, {"ok": False, "error": "channel_not_found"}
