@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from followup.calendar import BusinessCalendar
 from followup.config.schema import Policy
 from followup.db.models import (
     DeliveryAttempt,
@@ -36,6 +37,7 @@ from followup.flags.phase import holder_phase
 from followup.flags.risk import SEVERITY_WEIGHTS, holder_order, risk_score, sort_flags
 from followup.labels import CHANNEL_LABELS, RULE_LABELS, SEVERITY_LABELS, STATUS_LABELS
 from followup.report import charts
+from followup.tasks.store import task_states
 from followup.vocab import ACTIVE_STATUSES, HOLDER_STATUSES, TouchKind, TouchStatus
 
 NO_PHASE = "フェーズ外"
@@ -134,6 +136,16 @@ class EventCounts:
     unanswered: int  # invited (invitation sent) and no answer
 
 
+@dataclass(frozen=True)
+class OverdueTask:
+    """A task (提出物) past its due date for some holders: how many, and the longest overdue first."""
+
+    task: str
+    title: str
+    count: int
+    top: list[tuple[str, str, date, int]]  # (external_id, name, due date, business days late)
+
+
 @dataclass
 class WeeklyReport:
     organization: str
@@ -154,6 +166,7 @@ class WeeklyReport:
     kpi: Kpi
     kpi_previous: Kpi
     upcoming_events: list[EventCounts] = field(default_factory=list)
+    overdue_tasks: list[OverdueTask] = field(default_factory=list)  # 期限を過ぎた提出物
     charts: list[Chart] = field(default_factory=list)
     status_by_track: dict[tuple[str, str], int] = field(default_factory=dict)  # (track, status) → holders
     # ``at_risk`` is the top ``top_n``; these say how many there are in all and what the rest are
@@ -513,6 +526,62 @@ def upcoming_events(week: ReportWeek) -> list[EventCounts]:
     return rows
 
 
+OVERDUE_TOP = 5  # holders named per overdue task; the rest are in ``followup tasks show``
+
+
+def overdue_tasks(week: ReportWeek) -> list[OverdueTask]:
+    """期限を過ぎた提出物: per task, the active holders still 未提出 from the business day after its due
+    date (as ``task_overdue`` counts), the longest overdue named first."""
+    tasks = {n: t for n, t in week.policy.tasks.items() if not t.done_on_acceptance}
+    if not tasks:
+        return []
+    calendar = BusinessCalendar.from_policy(week.policy)
+    done = task_states(week.session)
+    late: dict[str, list[tuple[int, date]]] = defaultdict(list)
+    for row in week.holders:
+        if row.status not in ACTIVE_STATUSES or row.erased_at is not None:
+            continue
+        if week.policy.cadence_for(row.track, row.department) is None:
+            continue
+        dates = {"offer": row.offer_date, "accepted": row.accepted_date, "start": row.start_date}
+        for name, task in tasks.items():
+            if not task.applies(row.track, row.department) or name in done.get(row.id, {}):
+                continue
+            due = task.due_on(dates, calendar.is_business_day)
+            if due is None or due < row.offer_date:
+                continue
+            if calendar.next_business_day(due + timedelta(days=1)) <= week.today:
+                late[name].append((row.id, due))
+    named = [hid for found in late.values() for hid, _ in sorted(found, key=lambda x: x[1])[:OVERDUE_TOP]]
+    people = dict(
+        (hid, (ext, nm))
+        for hid, ext, nm in week.session.execute(
+            select(OfferHolder.id, OfferHolder.external_id, OfferHolder.name).where(OfferHolder.id.in_(named))
+        )
+    )
+    rows = []
+    for name, task in tasks.items():
+        found = sorted(late.get(name, []), key=lambda x: (x[1], people.get(x[0], ("", ""))[0]))
+        if not found:
+            continue
+        top = []
+        for hid, due in found[:OVERDUE_TOP]:
+            ext, person = people.get(hid, (str(hid), ""))
+            days = _business_days_between(calendar, due, week.today)
+            top.append((ext, person, due, days))
+        rows.append(OverdueTask(name, task.title, len(found), top))
+    return rows
+
+
+def _business_days_between(calendar: BusinessCalendar, after: date, until: date) -> int:
+    """Business days in (after, until]."""
+    count, day = 0, after
+    while day < until:
+        day += timedelta(days=1)
+        count += calendar.is_business_day(day)
+    return count
+
+
 def kpi(week: ReportWeek) -> Kpi:
     """This week's acceptance and decline rates, from the holders' current statuses."""
     offers = [(row.id, row.offer_date) for row in week.holders]
@@ -582,6 +651,7 @@ def build_report(
         at_risk_rest=at_risk_rest(week),
         workspace_url=workspace_url,
         upcoming_events=upcoming_events(week),
+        overdue_tasks=overdue_tasks(week),
     )
     report.charts = report_charts(report)
     return report
