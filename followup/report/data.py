@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from followup.calendar import BusinessCalendar
-from followup.config.schema import Policy
+from followup.config.schema import Policy, Task
 from followup.db.models import (
     DeliveryAttempt,
     EventRsvp,
@@ -538,19 +538,16 @@ def overdue_tasks(week: ReportWeek) -> list[OverdueTask]:
     calendar = BusinessCalendar.from_policy(week.policy)
     done = task_states(week.session)
     late: dict[str, list[tuple[int, date]]] = defaultdict(list)
+    seasons: dict[tuple[Any, ...], list[tuple[str, date]]] = {}  # cohorts share their dates
     for row in week.holders:
         if row.status not in ACTIVE_STATUSES or row.erased_at is not None:
             continue
-        if week.policy.cadence_for(row.track, row.department) is None:
-            continue
-        dates = {"offer": row.offer_date, "accepted": row.accepted_date, "start": row.start_date}
-        for name, task in tasks.items():
-            if not task.applies(row.track, row.department) or name in done.get(row.id, {}):
-                continue
-            due = task.due_on(dates, calendar.is_business_day)
-            if due is None or due < row.offer_date:
-                continue
-            if calendar.next_business_day(due + timedelta(days=1)) <= week.today:
+        season = (row.track, row.department, row.offer_date, row.accepted_date, row.start_date)
+        past = seasons.get(season)
+        if past is None:
+            past = seasons[season] = _past_due(week, tasks, calendar, season)
+        for name, due in past:
+            if name not in done.get(row.id, {}):
                 late[name].append((row.id, due))
     named = [hid for found in late.values() for hid, _ in sorted(found, key=lambda x: x[1])[:OVERDUE_TOP]]
     people = dict(
@@ -571,6 +568,26 @@ def overdue_tasks(week: ReportWeek) -> list[OverdueTask]:
             top.append((ext, person, due, days))
         rows.append(OverdueTask(name, task.title, len(found), top))
     return rows
+
+
+def _past_due(
+    week: ReportWeek, tasks: dict[str, Task], calendar: BusinessCalendar, season: tuple[Any, ...]
+) -> list[tuple[str, date]]:
+    """(task, due date) of the tasks late by ``week.today`` for a (track, department, dates) season."""
+    track, department, offer, accepted, start = season
+    if week.policy.cadence_for(track, department) is None:
+        return []
+    dates = {"offer": offer, "accepted": accepted, "start": start}
+    found = []
+    for name, task in tasks.items():
+        if not task.applies(track, department):
+            continue
+        due = task.due_on(dates, calendar.is_business_day)
+        if due is None or due < offer:
+            continue
+        if calendar.next_business_day(due + timedelta(days=1)) <= week.today:
+            found.append((name, due))
+    return found
 
 
 def _business_days_between(calendar: BusinessCalendar, after: date, until: date) -> int:
