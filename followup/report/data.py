@@ -37,7 +37,7 @@ from followup.flags.phase import holder_phase
 from followup.flags.risk import SEVERITY_WEIGHTS, holder_order, risk_score, sort_flags
 from followup.labels import CHANNEL_LABELS, RULE_LABELS, SEVERITY_LABELS, STATUS_LABELS
 from followup.report import charts
-from followup.tasks.store import task_states
+from followup.tasks.store import late_from, task_states
 from followup.vocab import ACTIVE_STATUSES, HOLDER_STATUSES, TouchKind, TouchStatus
 
 NO_PHASE = "フェーズ外"
@@ -585,7 +585,7 @@ def _past_due(
         due = task.due_on(dates, calendar.is_business_day)
         if due is None or due < offer:
             continue
-        if calendar.next_business_day(due + timedelta(days=1)) <= week.today:
+        if late_from(due, calendar) <= week.today:
             found.append((name, due))
     return found
 

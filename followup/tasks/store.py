@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -41,6 +41,11 @@ def due_date(task: Task, holder: OfferHolder, calendar: BusinessCalendar) -> dat
         "start": holder.start_date,
     }
     return task.due_on(dates, calendar.is_business_day)
+
+
+def late_from(due: date, calendar: BusinessCalendar) -> date:
+    """The first day a task due on ``due`` is late: the business day after it (as task_overdue counts)."""
+    return calendar.next_business_day(due + timedelta(days=1))
 
 
 def audience(session: Session, policy: Policy, task: Task) -> list[OfferHolder]:
@@ -77,6 +82,7 @@ def status_rows(
     rows = []
     for holder in sorted(holders, key=lambda h: h.external_id):
         mark = marks.get(holder.id)
+        due = due_date(task, holder, calendar)
         if mark is None and task.done_on_acceptance and holder.accepted_date is not None:
             rows.append(
                 TaskRow(
@@ -84,11 +90,12 @@ def status_rows(
                     holder.external_id,
                     holder.name,
                     holder.department or "",
-                    due_date(task, holder, calendar),
+                    due,
                     "submitted",
                     None,
                     "",
                     f"内定承諾済み({holder.accepted_date.isoformat()})",
+                    None,
                 )
             )
             continue
@@ -98,11 +105,12 @@ def status_rows(
                 holder.external_id,
                 holder.name,
                 holder.department or "",
-                due_date(task, holder, calendar),
+                due,
                 mark.status if mark is not None else "pending",
                 mark.changed_at if mark is not None else None,
                 mark.changed_by if mark is not None else "",
                 (mark.note or "") if mark is not None else "",
+                late_from(due, calendar) if due is not None else None,
             )
         )
     return rows
