@@ -241,7 +241,7 @@ def register(app: typer.Typer) -> None:
         context: AppContext = ctx.obj
         with context.session() as session:
             holder = _require_holder(context, session, external_id)
-            record = holder_timeline(session, holder)
+            record = holder_timeline(session, holder, context.policy)
             add_touch_labels(context, holder, record)
         if as_json:
             out.print_json(json.dumps(record, ensure_ascii=False, default=str))
@@ -269,6 +269,14 @@ def register(app: typer.Typer) -> None:
                 escape(label(TOUCH_STATUS_LABELS, item.get("status") or "")),
             )
         out.print(table)
+        if record.get("tasks"):
+            tasks = Table(title="提出物")
+            for column in ("提出物", "期限", "状況", "メモ"):
+                tasks.add_column(column, overflow="fold")
+            for task in record["tasks"]:
+                due = short_date(date.fromisoformat(task["due"])) if task["due"] else "—"
+                tasks.add_row(escape(task["title"]), due, task["status_label"], escape(task["note"] or ""))
+            out.print(tasks)
 
     @holders_app.command("set-status")
     def set_status(

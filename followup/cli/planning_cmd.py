@@ -255,8 +255,10 @@ def simulate(
             observers=[FlagTimeline(policy)],
         )
     phase_labels = {p.name: p.label or p.name for c in policy.cadences.values() for p in c.phases}
+    phase_labels.setdefault("task", "提出物のリマインド")
     _print_simulation(result, calendar, names, phase_labels)
     _print_event_touches(result, policy)
+    _print_task_reminders(result, policy)
     _print_skipped(result)
     _print_simulated_flags(result, names)
     if json_out is not None:
@@ -308,6 +310,31 @@ def _print_event_touches(result: SimulationResult, policy: Policy) -> None:
                     why = "シミュレーション期間外"
                 table.add_row("未送信", "1", f"{holder.external_id}: {why}")
             out.print(table)
+
+
+def _print_task_reminders(result: SimulationResult, policy: Policy) -> None:
+    """When each task's reminders would go and to how many (the simulation treats everyone as 未提出:
+    a holder marked 提出済 gets none)."""
+    for name, task in policy.tasks.items():
+        if not task.remind:
+            continue
+        sent: dict[date, list[str]] = {}
+        for touch in result.touches:
+            if touch.task == name:
+                sent.setdefault(touch.due_at.date(), []).append(touch.external_id)
+        remind = "・".join(str(r) for r in task.remind)
+        table = Table(
+            title=f"{task.title}のリマインド ({name}: 期限 {task.due}、期限から {remind}、未提出の方のみ)",
+            box=box.SIMPLE_HEAD,
+        )
+        table.add_column("送信日", no_wrap=True)
+        table.add_column("人数", justify="right")
+        table.add_column("内定者", overflow="fold")
+        for day in sorted(sent):
+            table.add_row(day.isoformat(), str(len(sent[day])), ", ".join(sorted(sent[day])))
+        if not sent:
+            table.add_row("—", "0", "期間内に送るリマインドはありません")
+        out.print(table)
 
 
 def _print_skipped(result: SimulationResult) -> None:

@@ -46,7 +46,7 @@ from followup.flags.rules import (
     evaluate_many,
 )
 from followup.labels import MANUAL_CHANNEL_LABELS, MANUAL_WHAT
-from followup.tasks.store import task_states
+from followup.tasks.store import late_from, task_states
 from followup.vocab import ACTIVE_STATUSES, DELIVERED_TOUCH_STATUSES, TouchKind, TouchStatus
 
 
@@ -272,7 +272,7 @@ def _task_records(
         due = task.due_on(dates, calendar.is_business_day)
         if due is None or due < offer:
             continue  # not accepted yet, or due before the holder was offered
-        late = calendar.next_business_day(due + timedelta(days=1))
+        late = late_from(due, calendar)
         found.append(
             TaskRecord(name, task.title, due, datetime.combine(late, time(0, 0), policy.organization.tz))
         )

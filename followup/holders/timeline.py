@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from followup.config.schema import Policy
 from followup.db.addresses import address_record
 from followup.db.models import (
     ChannelOptOut,
@@ -28,6 +29,7 @@ from followup.db.models import (
 )
 from followup.flags.risk import sort_flags
 from followup.labels import ATTENDANCE_LABELS, FLAG_ACTION_LABELS, RSVP_LABELS, RULE_LABELS
+from followup.tasks.store import holder_tasks
 from followup.vocab import DELIVERED_TOUCH_STATUSES, TouchKind, TouchStatus
 
 
@@ -98,8 +100,9 @@ def _touch_time(touch: Touch) -> datetime:
     return touch.sent_at or touch.due_at
 
 
-def holder_timeline(session: Session, holder: OfferHolder) -> dict[str, Any]:
-    """Everything known about ``holder``, each list oldest first, plus ``items``: one merged, dated list."""
+def holder_timeline(session: Session, holder: OfferHolder, policy: Policy | None = None) -> dict[str, Any]:
+    """Everything known about ``holder``, each list oldest first, plus ``items``: one merged, dated list.
+    With ``policy``, ``tasks`` lists every task of the holder's audience with its due date and status."""
     touches = list(
         session.scalars(select(Touch).where(Touch.holder_id == holder.id).order_by(Touch.due_at, Touch.id))
     )
@@ -134,6 +137,7 @@ def holder_timeline(session: Session, holder: OfferHolder) -> dict[str, Any]:
     )
     ext = holder.external_id
     rules = {f.id: f.rule for f in flags}
+    tasks = holder_tasks(session, policy, holder) if policy is not None else []
 
     items: list[dict[str, Any]] = []
     for t in touches:
@@ -178,6 +182,12 @@ def holder_timeline(session: Session, holder: OfferHolder) -> dict[str, Any]:
             label = ATTENDANCE_LABELS.get(rsvp.attendance, rsvp.attendance)
             summary = f"{rsvp.event}: 当日{label}"
             items.append({"at": _iso(rsvp.attendance_at), "type": "attendance", "summary": summary})
+    for task in tasks:
+        if task["changed_at"] is not None:
+            summary = f"{task['title']}: {task['status_label']}" + (
+                f"({task['note']})" if task["note"] else ""
+            )
+            items.append({"at": task["changed_at"], "type": "task", "summary": summary, "task": task["task"]})
     for c in changes:
         items.append(
             {
@@ -235,6 +245,7 @@ def holder_timeline(session: Session, holder: OfferHolder) -> dict[str, Any]:
             }
             for r in rsvps
         ],
+        "tasks": tasks,
         "changes": [
             {
                 "at": _iso(c.at),

@@ -761,7 +761,7 @@ def plan(
                 continue
             current = season.by_suffix.get(touch.key[len(prefix) :])
             if current is None:
-                cancel.append((touch.id, "日程の変更で予定から外れたため中止"))
+                cancel.append((touch.id, _gone_reason(touch, holder, policy)))
                 continue
             if not _gate_open(current, holder):
                 cancel.append((touch.id, _gate_reason(current, holder)))
@@ -866,6 +866,14 @@ _STATE_WORDS = {
     "absent": "欠席を記録済み",
     "": "未回答",
 }
+
+
+def _gone_reason(touch: ExistingTouch, holder: HolderSnapshot, policy: Policy) -> str:
+    """Why a planned touch left the season: 内定承諾 for a task handed in by accepting, else the dates."""
+    task = policy.tasks.get(task_of(touch.key) or "") if touch.phase == "task" else None
+    if task is not None and task.done_on_acceptance and holder.accepted_date is not None:
+        return "内定承諾済み(提出済み)のため中止"
+    return "日程の変更で予定から外れたため中止"
 
 
 _TASK_WORDS = {"submitted": "提出済み", "confirmed": "確認済み", "exempt": "対象外"}

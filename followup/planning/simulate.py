@@ -22,6 +22,7 @@ from followup.config.schema import Policy
 from followup.flags.phase import holder_phase
 from followup.flags.rules import HolderHistory, RuleEngine, TouchRecord
 from followup.planning.planner import ExistingTouch, HolderSnapshot, plan
+from followup.tasks.sheet import task_of
 from followup.vocab import ACTIVE_STATUSES, WEEKDAYS
 
 Progress = Callable[[int, int], None]  # (days done, days in total)
@@ -42,6 +43,7 @@ class SimulatedTouch:
     reason: str
     status: str = "planned"
     event: str | None = None
+    task: str | None = None  # the task (提出物) a reminder is for
 
     def record(self) -> dict[str, Any]:
         """The SPEC touch record (simulate ``--json``, ``holders show``)."""
@@ -152,6 +154,7 @@ def simulate_season(
                     due_at=touch.due_at,
                     reason=touch.reason,
                     event=touch.event,
+                    task=task_of(touch.key) if touch.phase == "task" else None,
                 )
             )
         for holder_id, reason in planned.skipped:

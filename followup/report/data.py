@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from followup.calendar import BusinessCalendar
-from followup.config.schema import Policy
+from followup.config.schema import Policy, Task
 from followup.db.models import (
     DeliveryAttempt,
     EventRsvp,
@@ -39,6 +39,7 @@ from followup.flags.rules import describe_interval, manual_deadline
 from followup.flags.store import reminded_manual_touches
 from followup.labels import CHANNEL_LABELS, RULE_LABELS, SEVERITY_LABELS, STATUS_LABELS
 from followup.report import charts
+from followup.tasks.store import late_from, task_states
 from followup.vocab import (
     ACTIVE_STATUSES,
     HOLDER_STATUSES,
@@ -170,6 +171,16 @@ class AnnouncementCounts:
     failed: int
 
 
+@dataclass(frozen=True)
+class OverdueTask:
+    """A task (提出物) past its due date for some holders: how many, and the longest overdue first."""
+
+    task: str
+    title: str
+    count: int
+    top: list[tuple[str, str, date, int]]  # (external_id, name, due date, business days late)
+
+
 @dataclass
 class WeeklyReport:
     organization: str
@@ -193,6 +204,7 @@ class WeeklyReport:
     overdue_manual: list[OverdueManual] = field(default_factory=list)  # 未実施の個別フォロー
     announcements: list[AnnouncementCounts] = field(default_factory=list)  # 一斉配信
     manual_overdue_after: str = "3営業日"  # the limit, as the section's heading says it
+    overdue_tasks: list[OverdueTask] = field(default_factory=list)  # 期限を過ぎた提出物
     charts: list[Chart] = field(default_factory=list)
     status_by_track: dict[tuple[str, str], int] = field(default_factory=dict)  # (track, status) → holders
     # ``at_risk`` is the top ``top_n``; these say how many there are in all and what the rest are
@@ -633,6 +645,79 @@ def announcements(week: ReportWeek) -> list[AnnouncementCounts]:
     return sorted((r for r in rows if r.sent_week or r.planned), key=lambda r: r.name)
 
 
+OVERDUE_TOP = 5  # holders named per overdue task; the rest are in ``followup tasks show``
+
+
+def overdue_tasks(week: ReportWeek) -> list[OverdueTask]:
+    """期限を過ぎた提出物: per task, the active holders still 未提出 from the business day after its due
+    date (as ``task_overdue`` counts), the longest overdue named first."""
+    tasks = {n: t for n, t in week.policy.tasks.items() if not t.done_on_acceptance}
+    if not tasks:
+        return []
+    calendar = BusinessCalendar.from_policy(week.policy)
+    done = task_states(week.session)
+    late: dict[str, list[tuple[int, date]]] = defaultdict(list)
+    seasons: dict[tuple[Any, ...], list[tuple[str, date]]] = {}  # cohorts share their dates
+    for row in week.holders:
+        if row.status not in ACTIVE_STATUSES or row.erased_at is not None:
+            continue
+        season = (row.track, row.department, row.offer_date, row.accepted_date, row.start_date)
+        past = seasons.get(season)
+        if past is None:
+            past = seasons[season] = _past_due(week, tasks, calendar, season)
+        for name, due in past:
+            if name not in done.get(row.id, {}):
+                late[name].append((row.id, due))
+    named = [hid for found in late.values() for hid, _ in sorted(found, key=lambda x: x[1])[:OVERDUE_TOP]]
+    people = dict(
+        (hid, (ext, nm))
+        for hid, ext, nm in week.session.execute(
+            select(OfferHolder.id, OfferHolder.external_id, OfferHolder.name).where(OfferHolder.id.in_(named))
+        )
+    )
+    rows = []
+    for name, task in tasks.items():
+        found = sorted(late.get(name, []), key=lambda x: (x[1], people.get(x[0], ("", ""))[0]))
+        if not found:
+            continue
+        top = []
+        for hid, due in found[:OVERDUE_TOP]:
+            ext, person = people.get(hid, (str(hid), ""))
+            days = _business_days_between(calendar, due, week.today)
+            top.append((ext, person, due, days))
+        rows.append(OverdueTask(name, task.title, len(found), top))
+    return rows
+
+
+def _past_due(
+    week: ReportWeek, tasks: dict[str, Task], calendar: BusinessCalendar, season: tuple[Any, ...]
+) -> list[tuple[str, date]]:
+    """(task, due date) of the tasks late by ``week.today`` for a (track, department, dates) season."""
+    track, department, offer, accepted, start = season
+    if week.policy.cadence_for(track, department) is None:
+        return []
+    dates = {"offer": offer, "accepted": accepted, "start": start}
+    found = []
+    for name, task in tasks.items():
+        if not task.applies(track, department):
+            continue
+        due = task.due_on(dates, calendar.is_business_day)
+        if due is None or due < offer:
+            continue
+        if late_from(due, calendar) <= week.today:
+            found.append((name, due))
+    return found
+
+
+def _business_days_between(calendar: BusinessCalendar, after: date, until: date) -> int:
+    """Business days in (after, until]."""
+    count, day = 0, after
+    while day < until:
+        day += timedelta(days=1)
+        count += calendar.is_business_day(day)
+    return count
+
+
 def kpi(week: ReportWeek) -> Kpi:
     """This week's acceptance and decline rates, from the holders' current statuses."""
     offers = [(row.id, row.offer_date) for row in week.holders]
@@ -705,6 +790,7 @@ def build_report(
         overdue_manual=overdue_manual(week),
         announcements=announcements(week),
         manual_overdue_after=describe_interval(policy.rules.manual_overdue.after),
+        overdue_tasks=overdue_tasks(week),
     )
     report.charts = report_charts(report)
     return report

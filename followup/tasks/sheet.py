@@ -51,6 +51,7 @@ class TaskRow:
     changed_at: datetime | None
     changed_by: str
     note: str
+    late_from: date | None = None  # the business day after ``due``: from then a pending task is late
 
 
 def counts(rows: Iterable[TaskRow]) -> dict[str, int]:
@@ -62,8 +63,9 @@ def counts(rows: Iterable[TaskRow]) -> dict[str, int]:
 
 
 def overdue(rows: Iterable[TaskRow], today: date) -> list[TaskRow]:
-    """Pending rows whose due date has passed (``today`` in the organisation's time zone)."""
-    return [r for r in rows if r.status == "pending" and r.due is not None and r.due < today]
+    """Pending rows late on ``today`` (organisation's time zone): from the business day after the due
+    date, as ``task_overdue`` and the weekly report count."""
+    return [r for r in rows if r.status == "pending" and r.late_from is not None and r.late_from <= today]
 
 
 def table(rows: Iterable[TaskRow], zone: tzinfo) -> list[list[str]]:

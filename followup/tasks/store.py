@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from followup.calendar import BusinessCalendar
 from followup.config.schema import TASK_STATUSES, Policy, Task
 from followup.db.models import OfferHolder, TaskStatus
+from followup.labels import TASK_STATUS_LABELS
 from followup.tasks.sheet import TaskRow
 from followup.vocab import ACTIVE_STATUSES
 
@@ -39,6 +41,11 @@ def due_date(task: Task, holder: OfferHolder, calendar: BusinessCalendar) -> dat
         "start": holder.start_date,
     }
     return task.due_on(dates, calendar.is_business_day)
+
+
+def late_from(due: date, calendar: BusinessCalendar) -> date:
+    """The first day a task due on ``due`` is late: the business day after it (as task_overdue counts)."""
+    return calendar.next_business_day(due + timedelta(days=1))
 
 
 def audience(session: Session, policy: Policy, task: Task) -> list[OfferHolder]:
@@ -75,6 +82,7 @@ def status_rows(
     rows = []
     for holder in sorted(holders, key=lambda h: h.external_id):
         mark = marks.get(holder.id)
+        due = due_date(task, holder, calendar)
         if mark is None and task.done_on_acceptance and holder.accepted_date is not None:
             rows.append(
                 TaskRow(
@@ -82,11 +90,12 @@ def status_rows(
                     holder.external_id,
                     holder.name,
                     holder.department or "",
-                    due_date(task, holder, calendar),
+                    due,
                     "submitted",
                     None,
                     "",
                     f"内定承諾済み({holder.accepted_date.isoformat()})",
+                    None,
                 )
             )
             continue
@@ -96,11 +105,12 @@ def status_rows(
                 holder.external_id,
                 holder.name,
                 holder.department or "",
-                due_date(task, holder, calendar),
+                due,
                 mark.status if mark is not None else "pending",
                 mark.changed_at if mark is not None else None,
                 mark.changed_by if mark is not None else "",
                 (mark.note or "") if mark is not None else "",
+                late_from(due, calendar) if due is not None else None,
             )
         )
     return rows
@@ -140,3 +150,32 @@ def set_status(
 def statuses_of(session: Session, holder_id: int) -> Sequence[TaskStatus]:
     """One holder's marks (the timeline and ``holders show``)."""
     return list(session.scalars(select(TaskStatus).where(TaskStatus.holder_id == holder_id)))
+
+
+def holder_tasks(session: Session, policy: Policy, holder: OfferHolder) -> list[dict[str, Any]]:
+    """The holder's tasks as JSON-ready records: every task of their audience (and any marked), each with
+    the due date and the status (the timeline, ``holders show --json``, the dashboard)."""
+    calendar = BusinessCalendar.from_policy(policy)
+    marks = {m.task: m for m in statuses_of(session, holder.id)}
+    found = []
+    for name, task in policy.tasks.items():
+        mark = marks.get(name)
+        if mark is None and not task.applies(holder.track, holder.department):
+            continue
+        due = due_date(task, holder, calendar)
+        status = mark.status if mark is not None else "pending"
+        if mark is None and task.done_on_acceptance and holder.accepted_date is not None:
+            status = "submitted"
+        found.append(
+            {
+                "task": name,
+                "title": task.title,
+                "due": due.isoformat() if due else None,
+                "status": status,
+                "status_label": TASK_STATUS_LABELS[status],
+                "changed_at": mark.changed_at.isoformat() if mark is not None else None,
+                "changed_by": mark.changed_by if mark is not None else None,
+                "note": mark.note if mark is not None else None,
+            }
+        )
+    return found

@@ -232,7 +232,7 @@ def _timeline(state: WebState, external_id: str, labelled: bool = False) -> dict
         holder = session.scalars(select(OfferHolder).where(OfferHolder.external_id == external_id)).first()
         if holder is None:
             return None
-        record = holder_timeline(session, holder)
+        record = holder_timeline(session, holder, state.context.policy)
         if labelled:
             timeline_labels(state.context, holder, record)
         return record

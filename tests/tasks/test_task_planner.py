@@ -127,3 +127,17 @@ def test_reminders_do_not_wait_for_quiet_after_reply() -> None:
     created = plan([h], policy, {}, tokyo("2027-02-17T07:00"), CAL).create
     reminder = next(t for t in created if t.key.endswith(":task:guarantee:-1bd"))
     assert reminder.due_at == tokyo("2027-02-17T10:00")
+
+
+def test_accepting_the_offer_hands_in_the_acceptance_letter() -> None:
+    offered = replace(holder(1), status="offered", accepted_date=None)
+    assert reminders(offered, "acceptance_letter") == [("+2bd", "2026-06-17 Wed 10:00")]  # due 6/15 (月)
+    created = plan([offered], POLICY, {}, tokyo("2026-06-16T12:00"), CAL).create
+    reminder = next(t for t in created if ":task:acceptance_letter:" in t.key)
+    existing = ExistingTouch(
+        1, reminder.key, 1, "task", reminder.seq, "message", "email", reminder.due_at, "planned"
+    )
+    accepted = replace(offered, status="accepted", accepted_date=date(2026, 6, 16))
+    assert reminders(accepted, "acceptance_letter") == []
+    result = plan([accepted], POLICY, {1: [existing]}, tokyo("2026-06-16T13:00"), CAL)
+    assert result.cancel == [(1, "内定承諾済み(提出済み)のため中止")]

@@ -4,12 +4,11 @@ the 0009 migration upgrades and downgrades on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect, select
 
@@ -19,6 +18,8 @@ from followup.delivery.deliver import run_due
 from followup.planning.store import plan_tick
 from followup.tasks.store import set_status, status_rows
 from tests.conftest import make_context
+from tests.standins.fixtures import smtp_sink_fixture  # noqa: F401
+from tests.standins.smtp_sink import SmtpSink
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 
@@ -50,8 +51,11 @@ def guarantee_touches(url: str) -> dict[str, tuple[str, str]]:
 
 
 def test_the_reminder_goes_to_pending_holders_and_stops_when_receipt_is_marked(
-    sqlite_url: str, tmp_path: Path
+    sqlite_url: str, tmp_path: Path, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for name in ("SLACK_BOT_TOKEN", "LINE_CHANNEL_ACCESS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SMTP_URL", smtp_sink.url)  # real SMTP on loopback: counted at the sink
     ids = add_holders(sqlite_url)
     context = make_context(sqlite_url, tmp_path)
     with session_scope(sqlite_url) as session:  # NG-002 sent it early; HR marked it 提出済
@@ -93,17 +97,13 @@ def test_the_reminder_goes_to_pending_holders_and_stops_when_receipt_is_marked(
     assert got["NG-001:new_grad:task:guarantee:-1bd"] == ("sent", "02-17")
     assert got["NG-003:new_grad:task:guarantee:-1bd"] == ("cancelled", "02-17")
     # what NG-001 received: the keigo reminder naming the task and its due date
-    mails = [
-        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
-        for p in (tmp_path / "outbox").rglob("*.eml")
-    ]
-    reminders = [m for m in mails if "身元保証書" in str(m["Subject"])]
+    reminders = [m.message() for m in smtp_sink.messages if "身元保証書" in str(m.message()["Subject"])]
     assert sorted(m["To"] for m in reminders) == [
         "holder1@example.ac.jp",
         "holder1@example.ac.jp",
         "holder3@example.ac.jp",
     ]
-    body = reminders[0].get_body(preferencelist=("plain",))  # type: ignore[attr-defined]
+    body = reminders[0].get_body(preferencelist=("plain",))
     assert body is not None and "2027年2月18日" in body.get_content()
     rows = {r.external_id: r.status for r in status_rows_of(sqlite_url, context)}
     assert rows == {"NG-001": "pending", "NG-002": "submitted", "NG-003": "submitted"}

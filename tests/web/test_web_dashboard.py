@@ -180,7 +180,7 @@ def test_one_holders_timeline_has_touches_answers_replies_changes_and_flags(web:
     # the same data as the CLI's `holders show --json` gets
     with web.context.session() as session:
         holder = session.get(OfferHolder, holder_id)
-        assert holder_timeline(session, holder) == data  # type: ignore[arg-type]
+        assert holder_timeline(session, holder, web.context.policy) == data  # type: ignore[arg-type]
     page = web.client.get("/dashboard/holders/NG2027-0001", headers=BEARER).text
     assert "よろしくお願いします" in page and "辞退の兆候" in page and "offered → accepted" in page
 
