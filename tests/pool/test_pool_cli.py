@@ -41,6 +41,9 @@ def test_hr_imports_rejected_candidates_and_reads_the_pool_from_the_command_line
     shown = run_followup("pool", "show", "R-1", env=env)
     assert shown.returncode == 0 and "選考結果のご連絡" in shown.stdout and "送信済み" in shown.stdout
     assert run_followup("pool", "list", "--status", "offered", env=env).returncode == 2
+    timeline = run_followup("holders", "show", "R-1", env=env)  # the person's own timeline, in Japanese
+    assert timeline.returncode == 0, timeline.stderr
+    assert "連絡への同意(人材プール)" in timeline.stdout and "選考結果のご連絡" in timeline.stdout
 
     report = run_followup(
         "report",
