@@ -92,6 +92,34 @@ def iter_holder_records(
             return
 
 
+def _pool_warnings(file: Path, rows: list[Any], context: AppContext, now: datetime) -> list[str]:
+    """Rejected rows whose rejection mail will not go: the pool is off, or the 不採用日 is too old."""
+    from followup.calendar import BusinessCalendar
+    from followup.planning.planner import catch_up_floor
+
+    rejected = [r for r in rows if r.status == "rejected" and r.rejected_date is not None]
+    if not rejected:
+        return []
+    policy = context.policy
+    if not policy.pool.enabled:
+        return [
+            f"{file}: 不採用 {len(rejected)}名を取り込みますが、pool.enabled が false のため"
+            "選考結果のご連絡は送られません (the talent pool is off: no rejection mail goes)"
+        ]
+    floor = catch_up_floor(now, policy, BusinessCalendar.from_policy(policy)).astimezone(
+        policy.organization.tz
+    )
+    old = [r for r in rejected if r.rejected_date < floor.date()]
+    if not old:
+        return []
+    lines = ", ".join(str(r.line) for r in old[:10]) + (" …" if len(old) > 10 else "")
+    return [
+        f"{file}: 不採用日が {floor.date().isoformat()} より前の {len(old)}名(行 {lines})には、"
+        "選考結果のご連絡は自動では送られません "
+        "(rejection date older than scheduler.catch_up: no rejection mail)"
+    ]
+
+
 def register(app: typer.Typer) -> None:
     @app.command("import-holders")
     def import_holders_command(
@@ -137,6 +165,7 @@ def register(app: typer.Typer) -> None:
             )
         for row, message in no_cadence_rows(rows, policy):
             warnings.append(f"{file}:{row.line}: {row.external_id}: {message}")
+        warnings.extend(_pool_warnings(file, rows, context, now))
         with context.session() as session:
             summary = import_holders(session, rows, now=now, source=f"import:{file.name}")
             cancelled = pending_touches_of(session, summary.ended) if summary.ended else 0
@@ -170,6 +199,15 @@ def register(app: typer.Typer) -> None:
         if dry_run:
             for external_id, change in summary.details:
                 out.print(f"  {external_id}: {change}", markup=False, highlight=False)
+        pool_rows = [r for r in rows if r.status == "rejected"]
+        if pool_rows or summary.reapplied:
+            consented = sum(1 for r in pool_rows if r.consent or (r.consent is None and r.consent_date))
+            out.print(
+                f"人材プール: 不採用 {len(pool_rows)}名(うち連絡への同意あり {consented}名)、"
+                f"再応募 {summary.reapplied}名",
+                markup=False,
+                highlight=False,
+            )
         verb = "would import (dry run, nothing written)" if dry_run else "imported"
         out.print(
             f"{verb} {file}: created {summary.created}, updated {summary.updated}, "

@@ -7,11 +7,15 @@ from datetime import datetime
 from typing import Any
 
 from followup.config.context import AppContext
-from followup.config.messages import template_context
+from followup.config.messages import SAMPLE_POOL, template_context
 from followup.db.models import OfferHolder
 from followup.delivery.deliver import find_phase, holder_facts
 from followup.labels import CHANNEL_LABELS, RULE_LABELS, label
 from followup.rendering.templates import MessageTemplates, TemplateProblem
+from followup.vocab import POOL_CADENCE
+
+# the talent pool's lifecycle entries (HolderChange.field) in the words HR reads
+POOL_CHANGE_LABELS = {"consent_date": "連絡への同意(人材プール)", "reapplied": "再応募(人材プール)"}
 
 
 def message_subject(
@@ -33,6 +37,8 @@ def message_subject(
         phase_name=item.get("phase") or "",
         phase_label=phase.label if phase else "",
         event_name=item.get("event"),
+        # a pool mail: only its subject is wanted here, and the subject shows no link
+        pool=SAMPLE_POOL if item.get("cadence") == POOL_CADENCE else None,
     )
     try:
         subject = templates.render(name, values).subject
@@ -62,6 +68,12 @@ def timeline_labels(context: AppContext, holder: OfferHolder, record: dict[str, 
             survey = context.policy.surveys.get(str(item.get("summary", "")))
             if survey is not None:
                 item["label"] = survey.title
+        elif kind == "change" and str(item.get("summary", "")).split(":")[0] in POOL_CHANGE_LABELS:
+            field, _, rest = str(item.get("summary", "")).partition(": ")
+            item["label"] = f"{POOL_CHANGE_LABELS[field]}: {rest}"
+        elif kind == "click":
+            link = str(item.get("summary", "")).partition(": ")[2]
+            item["label"] = f"人材プールのリンクを開いた{(': ' + link) if link else ''}"
         elif kind != "flag":
             summary = str(item.get("summary", ""))
             channel, sep, rest = summary.partition(": ")

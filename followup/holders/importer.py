@@ -206,6 +206,7 @@ class ImportSummary:
     # what happened to whom: (external_id, "created" | "updated: field, field" | "status offered → declined")
     details: tuple[tuple[str, str], ...] = ()
     ended: tuple[int, ...] = ()  # holder ids that left the follow-up (declined, withdrawn, joined)
+    reapplied: int = 0  # people of the talent pool who applied again (same external id or email)
 
 
 @dataclass(frozen=True)
@@ -741,7 +742,9 @@ def import_holders(
             },
         )
     )
-    return ImportSummary(created, updated, unchanged, tuple(sorted(erased)), tuple(details), tuple(ended))
+    return ImportSummary(
+        created, updated, unchanged, tuple(sorted(erased)), tuple(details), tuple(ended), reapplied
+    )
 
 
 def pending_touches_of(session: Session, holder_ids: Iterable[int]) -> int:

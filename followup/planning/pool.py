@@ -93,6 +93,8 @@ def plan_pool(
     """What to create and cancel at this tick for the pool (``low``..``high`` as the main planner's)."""
     result = PlanResult()
     no_history: Sequence[ExistingTouch] = ()
+    # members share series: most rejections of a season fall on a few days (computed once per date)
+    series: dict[tuple[date | None, str, str | None], list[PoolSlot]] = {}
     for member in members:
         history = [t for t in existing.get(member.id, no_history) if is_pool_key(t.key)]
         pending = [t for t in history if t.status in PENDING_STATUSES]
@@ -101,7 +103,10 @@ def plan_pool(
             result.cancel.extend((t.id, reason or "人材プールの対象外のため中止") for t in pending)
             continue
         channel = next((c for c in pool.channels if c in member.reachable), None)
-        slots = member_slots(member, pool, calendar)
+        signature = (member.anchor, member.status, member.timezone)
+        slots = series.get(signature)
+        if slots is None:
+            slots = series[signature] = member_slots(member, pool, calendar)
         wanted = {member.external_id + ":" + s.suffix: s for s in slots}
         for touch in pending:
             slot = wanted.get(touch.key)

@@ -91,7 +91,7 @@ def load_snapshots(
         (Touch.attempts + Touch.suppressed_count) > 0,
         Touch.held_at,
     )
-    touch_query = select(*touch_cols)
+    touch_query = select(*touch_cols).where(Touch.cadence != POOL_CADENCE)  # the pool's: load_pool_members
     if now is not None:
         since = catch_up_floor(now, policy, BusinessCalendar.from_policy(policy)) - HISTORY_SLACK
         touch_query = touch_query.where(or_(Touch.status.in_(pending), Touch.due_at >= since))
@@ -99,7 +99,10 @@ def load_snapshots(
     for t in session.execute(touch_query):
         existing[t[2]].append(ExistingTouch(*t[:9], deferred=bool(t[9]) or t[10] is not None))
 
-    pending_holders = select(Touch.holder_id).where(Touch.status.in_(pending)).distinct()
+    # the talent pool's pending touches are the pool planner's (load_pool_members), not a reason to load
+    pending_holders = (
+        select(Touch.holder_id).where(Touch.status.in_(pending), Touch.cadence != POOL_CADENCE).distinct()
+    )
     holder_query = select(
         OfferHolder.id,
         OfferHolder.external_id,

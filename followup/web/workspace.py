@@ -193,7 +193,7 @@ def _holder_page(state: WebState, external_id: str, viewer: Viewer) -> dict[str,
         holder = _holder(session, external_id, viewer)
         if holder is None:
             return None
-        record = holder_timeline(session, holder)
+        record = holder_timeline(session, holder, state.context.policy)
         timeline_labels(state.context, holder, record)
         status = holder.status
     events = state.context.policy.events

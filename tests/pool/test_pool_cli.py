@@ -21,6 +21,13 @@ def test_hr_imports_rejected_candidates_and_reads_the_pool_from_the_command_line
     )
     imported = run_followup("import-holders", str(ats), env=env)
     assert imported.returncode == 0, imported.stderr
+    assert "人材プール: 不採用 2名(うち連絡への同意あり 1名)、再応募 0名" in imported.stdout
+    late = tmp_path / "late.csv"  # a rejection from last month, imported today: no rejection mail
+    late.write_text(
+        "応募者ID,氏名,メールアドレス,ステータス,不採用日\nR-9,田中 次郎,jiro@example.jp,不採用,2026-04-01\n"
+    )
+    warned = run_followup("import-holders", str(late), "--dry-run", env=env)
+    assert warned.returncode == 0 and "選考結果のご連絡は自動では送られません" in warned.stderr
     sent = run_followup("run", "--once", "--now", "2026-06-02T10:30:00+09:00", env=env)
     assert sent.returncode == 0, sent.stderr
 
@@ -34,6 +41,9 @@ def test_hr_imports_rejected_candidates_and_reads_the_pool_from_the_command_line
     shown = run_followup("pool", "show", "R-1", env=env)
     assert shown.returncode == 0 and "選考結果のご連絡" in shown.stdout and "送信済み" in shown.stdout
     assert run_followup("pool", "list", "--status", "offered", env=env).returncode == 2
+    timeline = run_followup("holders", "show", "R-1", env=env)  # the person's own timeline, in Japanese
+    assert timeline.returncode == 0, timeline.stderr
+    assert "連絡への同意(人材プール)" in timeline.stdout and "選考結果のご連絡" in timeline.stdout
 
     report = run_followup(
         "report",

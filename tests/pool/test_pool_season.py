@@ -23,6 +23,7 @@ from followup.db.models import AuditEntry, HolderChange, OfferHolder, Touch
 from followup.delivery.deliver import run_due
 from followup.flags.store import evaluate_and_persist
 from followup.holders.importer import import_holders, read_holders_file
+from followup.holders.timeline import holder_timeline
 from followup.outcomes.store import load_season
 from followup.planning.store import plan_tick
 from followup.pool.figures import compute_pool_figures
@@ -161,6 +162,11 @@ def test_a_season_of_the_talent_pool_matches_the_hand_counts(smtp_env: SmtpSink,
         r5 = session.scalars(select(OfferHolder).where(OfferHolder.external_id == "R-005")).one()
         timeline = [(c.field, c.source) for c in r5.history]
         assert ("consent_date", "import") in timeline
+        items = [(i["type"], i["summary"]) for i in holder_timeline(session, r5)["items"]]
+        assert any(
+            t == "change" and s.startswith("consent_date") for t, s in items
+        )  # consent, on the timeline
+        assert any(t == "opt_out" for t, _ in items)  # and the opt-out
         web_consents = session.scalars(select(AuditEntry).where(AuditEntry.action == "pool_consent")).all()
         assert len(web_consents) == 10
         assert session.scalars(select(AuditEntry).where(AuditEntry.action == "pool_opt_out")).all()
