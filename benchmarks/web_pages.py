@@ -3,7 +3,7 @@
     python benchmarks/web_pages.py [--holders 100000] [--postgres]
 
 Seeds N holders with bulk inserts (plus a sent and a planned touch each, open flags for one in ten,
-pulse answers for one in five), then requests through the real app (FastAPI's TestClient, in
+pulse answers for one in five) and runs ANALYZE, then requests through the real app (FastAPI's TestClient, in
 process: the figure is server time, no network): the list's first page, a filtered list (高リスク・
 新卒・one department), a search, a holder page, one API page (``/api/holders?limit=100``) and the
 home page, each the median of a few runs. The baseline is the previous implementation, every holder
@@ -40,7 +40,7 @@ GIVEN = ("花子", "健太", "一郎", "美咲", "次郎", "さくら", "翔", "
 
 def seed(url: str, n: int) -> None:
     """Bulk inserts (Core executemany), in batches: holders, touches, flags, pulse answers."""
-    from sqlalchemy import insert
+    from sqlalchemy import insert, text
 
     from followup.db.models import Flag, OfferHolder, SurveyResponse, Touch
     from followup.db.session import session_scope
@@ -125,6 +125,8 @@ def seed(url: str, n: int) -> None:
             if answers:
                 session.execute(insert(SurveyResponse), answers)
             session.flush()
+    with session_scope(url) as session:
+        session.execute(text("ANALYZE"))  # planner statistics, as a database in use has them
 
 
 def _peak_mib() -> float:
