@@ -75,14 +75,14 @@ class OfferHolder(Base):
     # addresses on registered channels without a column of their own: {address_field: address}
     addresses: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     track: Mapped[str] = mapped_column(String(64), default="new_grad")
-    department: Mapped[str | None] = mapped_column(String(200))
+    department: Mapped[str | None] = mapped_column(String(200), index=True)
     offer_date: Mapped[date] = mapped_column(Date)
     accepted_date: Mapped[date | None] = mapped_column(Date)
     start_date: Mapped[date] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(16), default="offered", index=True)
     decline_reason: Mapped[str | None] = mapped_column(Text)
     left_date: Mapped[date | None] = mapped_column(Date)  # 退職日 after joining (early turnover)
-    mentor_email: Mapped[str | None] = mapped_column(String(320))
+    mentor_email: Mapped[str | None] = mapped_column(String(320), index=True)
     timezone: Mapped[str | None] = mapped_column(String(64))  # per-holder send-window override
     phone: Mapped[str | None] = mapped_column(String(32))  # for the president's / manager's call
     acceptance_deadline: Mapped[date | None] = mapped_column(Date)  # 内定承諾期限 (the tasks issue uses it)
@@ -268,7 +268,10 @@ class Flag(Base):
     """A rule's finding about one holder; open while ``resolved_at`` is null."""
 
     __tablename__ = "flags"
-    __table_args__ = (Index("ix_flags_holder_rule", "holder_id", "rule"),)
+    __table_args__ = (
+        Index("ix_flags_holder_rule", "holder_id", "rule"),
+        Index("ix_flags_open_holder", "resolved_at", "holder_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     holder_id: Mapped[int] = mapped_column(ForeignKey("offer_holders.id", ondelete="CASCADE"))

@@ -126,11 +126,15 @@ def overdue_manual(
 
 
 def pending_rsvps(session: Session, policy: Policy, now: datetime) -> Section:
-    """Events still ahead with an RSVP, and how many of their audience have not answered (SQL counts)."""
-    rows: list[dict[str, Any]] = []
-    for name, event in policy.events.items():
-        if not event.rsvp or event.starts_at <= now:
-            continue
+    """Events still ahead with an RSVP, and how many of their audience have not answered.
+
+    One scan of the holders counts every event's audience (a ``SUM(CASE …)`` per event); the answers
+    come from ``event_rsvps`` by its event index, joined to the same audience conditions."""
+    ahead = [(name, event) for name, event in policy.events.items() if event.rsvp and event.starts_at > now]
+    if not ahead:
+        return Section()
+
+    def audience(event: Any) -> Any:
         where: list[Any] = [
             OfferHolder.status.in_(sorted(ACTIVE_STATUSES)),
             OfferHolder.erased_at.is_(None),
@@ -141,21 +145,29 @@ def pending_rsvps(session: Session, policy: Policy, now: datetime) -> Section:
             where.append(OfferHolder.track.in_(event.audience.tracks))
         if event.audience is not None and event.audience.departments:
             where.append(OfferHolder.department.in_(event.audience.departments))
-        answered = exists().where(
-            EventRsvp.holder_id == OfferHolder.id, EventRsvp.event == name, EventRsvp.status != ""
+        return and_(*where)
+
+    sizes = session.execute(
+        select(*(func.coalesce(func.sum(case((audience(e), 1), else_=0)), 0) for _, e in ahead))
+    ).one()
+    rows: list[dict[str, Any]] = []
+    for (name, event), size in zip(ahead, sizes, strict=True):
+        answered = session.scalar(
+            select(func.count())
+            .select_from(EventRsvp)
+            .join(OfferHolder, OfferHolder.id == EventRsvp.holder_id)
+            .where(EventRsvp.event == name, EventRsvp.status != "", audience(event))
         )
-        audience, pending = session.execute(
-            select(func.count(), func.coalesce(func.sum(case((answered, 0), else_=1)), 0)).where(*where)
-        ).one()
-        if pending:
+        pending = int(size or 0) - int(answered or 0)
+        if pending > 0:
             rows.append(
                 {
                     "event": name,
                     "title": event.title,
                     "starts_at": event.starts_at,
                     "deadline": event.deadline,
-                    "audience": int(audience),
-                    "pending": int(pending),
+                    "audience": int(size or 0),
+                    "pending": pending,
                 }
             )
     rows.sort(key=lambda r: r["deadline"] or r["starts_at"].date())
@@ -178,7 +190,7 @@ def opted_out_everywhere(session: Session, top: int = TOP, mentor_scope: str | N
     where = [
         OfferHolder.status.in_(sorted(ACTIVE_STATUSES)),
         *_scope(mentor_scope),
-        exists().where(ChannelOptOut.holder_id == OfferHolder.id),
+        OfferHolder.id.in_(select(ChannelOptOut.holder_id)),  # few: the query starts from them
         ~or_(*reachable) if reachable else literal(True),
     ]
     rows = session.execute(

@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
+import time
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
@@ -184,6 +186,55 @@ def decode_cursor(cursor: str) -> tuple[Any, str] | None:
     return value, external_id
 
 
+def _risk_first(
+    session: Session, query: HolderQuery, now: datetime, limit: int, position: tuple[Any, str] | None
+) -> list[Any]:
+    """The risk-first page in two index-friendly parts instead of one sort of every holder: first the
+    holders with open flags (a few per cent: their risk from the flags, sorted), then — once those
+    run out — the unflagged ones in ``external_id`` order straight off its unique index."""
+    risk_table = _risk_table()
+    where = _conditions(query, now)
+    found: list[Any] = []
+    risk_after: int = 0
+    id_after: str | None = None
+    if position is not None:
+        risk_after = position[0] if isinstance(position[0], int) else 0
+        id_after = position[1]
+    if position is None or risk_after > 0:
+        flagged = (
+            select(OfferHolder.id, OfferHolder.external_id, risk_table.c.risk.label("risk"))
+            .join(risk_table, risk_table.c.holder_id == OfferHolder.id)
+            .where(*where, risk_table.c.risk > 0)
+        )
+        if position is not None:
+            flagged = flagged.where(
+                or_(
+                    risk_table.c.risk < risk_after,
+                    and_(risk_table.c.risk == risk_after, OfferHolder.external_id > id_after),
+                )
+            )
+        found = list(
+            session.execute(
+                flagged.order_by(risk_table.c.risk.desc(), OfferHolder.external_id).limit(limit + 1)
+            )
+        )
+        id_after = None
+    if len(found) <= limit:
+        f = aliased(Flag)
+        calm = select(OfferHolder.id, OfferHolder.external_id, literal(0).label("risk")).where(
+            *where,
+            ~exists().where(
+                f.holder_id == OfferHolder.id,
+                f.resolved_at.is_(None),
+                f.severity.in_(tuple(SEVERITY_WEIGHTS)),
+            ),
+        )
+        if id_after is not None:
+            calm = calm.where(OfferHolder.external_id > id_after)
+        found += list(session.execute(calm.order_by(OfferHolder.external_id).limit(limit + 1 - len(found))))
+    return found
+
+
 def list_holders(
     session: Session,
     query: HolderQuery,
@@ -193,55 +244,101 @@ def list_holders(
     cursor: str | None = None,
     with_counts: bool = True,
 ) -> HolderPage:
-    """One page of holders matching ``query`` (``limit`` clamped to 1…MAX_LIMIT), with its next cursor."""
+    """One page of holders matching ``query`` (``limit`` clamped to 1…MAX_LIMIT), with its next cursor.
+
+    Counts per filter are left out while searching (a search is for finding one person; the five
+    extra scans of a text match would cost more than the page)."""
     limit = max(1, min(limit, MAX_LIMIT))
     if query.sort not in SORTS:
         query = replace(query, sort="risk")
-    risk_table = _risk_table()
-    risk = func.coalesce(risk_table.c.risk, 0)
-    key, descending = _sort_key(query.sort, risk)
-    statement = (
-        select(OfferHolder.id, OfferHolder.external_id, key.label("sort_value"), risk.label("risk"))
-        .select_from(OfferHolder)
-        .outerjoin(risk_table, risk_table.c.holder_id == OfferHolder.id)
-        .where(*_conditions(query, now))
-    )
     position = decode_cursor(cursor) if cursor else None
-    if position is not None:
-        value, after = position
-        if query.sort == "start_date" and isinstance(value, str):
-            try:
-                value = date.fromisoformat(value)
-            except ValueError:
-                value = date.min
-        beyond = key < value if descending else key > value
-        statement = statement.where(or_(beyond, and_(key == value, OfferHolder.external_id > after)))
-    statement = statement.order_by(key.desc() if descending else key, OfferHolder.external_id).limit(
-        limit + 1
-    )
-    found = list(session.execute(statement))
+    if query.sort == "risk":
+        found = _risk_first(session, query, now, limit, position)
+        sort_values = [int(f.risk or 0) for f in found]
+    else:
+        risk_table = _risk_table()
+        risk = func.coalesce(risk_table.c.risk, 0)
+        key, descending = _sort_key(query.sort, risk)
+        statement = (
+            select(OfferHolder.id, OfferHolder.external_id, key.label("sort_value"), risk.label("risk"))
+            .select_from(OfferHolder)
+            .outerjoin(risk_table, risk_table.c.holder_id == OfferHolder.id)
+            .where(*_conditions(query, now))
+        )
+        if position is not None:
+            value, after = position
+            if query.sort == "start_date" and isinstance(value, str):
+                try:
+                    value = date.fromisoformat(value)
+                except ValueError:
+                    value = date.min
+            beyond = key < value if descending else key > value
+            statement = statement.where(or_(beyond, and_(key == value, OfferHolder.external_id > after)))
+        statement = statement.order_by(key.desc() if descending else key, OfferHolder.external_id)
+        found = list(session.execute(statement.limit(limit + 1)))
+        sort_values = [f.sort_value for f in found]
     more = len(found) > limit
     found = found[:limit]
     rows = holder_summaries(session, now, [f.id for f in found])
     for row, f in zip(rows, found, strict=True):
         row["risk"] = int(f.risk or 0)
-    next_cursor = encode_cursor(found[-1].sort_value, found[-1].external_id) if more and found else None
+    next_cursor = None
+    if more and found:
+        next_cursor = encode_cursor(sort_values[len(found) - 1], found[-1].external_id)
     total = int(
         session.scalar(select(func.count()).select_from(OfferHolder).where(*_conditions(query, now))) or 0
     )
-    counts = facet_counts(session, query, now) if with_counts else {}
+    counts = cached_counts(session, query, now) if with_counts and not query.q else {}
     return HolderPage(rows=rows, next_cursor=next_cursor, total=total, counts=counts)
 
 
+_COLUMN_FACETS = ("status", "track", "department")
+COUNTS_TTL = 30.0  # seconds: the counts beside the filters may be this old; the list and total never are
+_counts_cache: dict[tuple[str, HolderQuery], tuple[float, dict[str, dict[str, int]]]] = {}
+_counts_lock = threading.Lock()
+
+
+def cached_counts(session: Session, query: HolderQuery, now: datetime) -> dict[str, dict[str, int]]:
+    """:func:`facet_counts`, remembered for ``COUNTS_TTL`` per database and filter set: paging through
+    a list or coming back to it does not count 100,000 rows again."""
+    key = (str(session.get_bind().engine.url), replace(query, sort="risk"))
+    moment = time.monotonic()
+    with _counts_lock:
+        hit = _counts_cache.get(key)
+        if hit is not None and moment - hit[0] < COUNTS_TTL:
+            return hit[1]
+    counts = facet_counts(session, query, now)
+    with _counts_lock:
+        if len(_counts_cache) > 256:
+            _counts_cache.clear()
+        _counts_cache[key] = (moment, counts)
+    return counts
+
+
 def facet_counts(session: Session, query: HolderQuery, now: datetime) -> dict[str, dict[str, int]]:
-    """For each filter, how many holders each of its values would show (the other filters applied)."""
+    """For each filter, how many holders each of its values would show (the other filters applied).
+
+    Status, track and department come from one ``GROUP BY`` of the three (their own filters left out,
+    then applied here to the few groups), the flag kinds and severities from the open flags."""
     h = OfferHolder
-    counts: dict[str, dict[str, int]] = {}
-    for name, column in (("status", h.status), ("track", h.track), ("department", h.department)):
-        rows = session.execute(
-            select(column, func.count()).where(*_conditions(query, now, skip=name)).group_by(column)
-        )
-        counts[name] = {str(value or ""): int(n) for value, n in rows}
+    counts: dict[str, dict[str, int]] = {name: {} for name in _COLUMN_FACETS}
+    without = replace(query, status=None, track=None, department=None)
+    groups = session.execute(  # track first: SQLite would otherwise walk the status index row by row
+        select(h.status, h.track, h.department, func.count())
+        .where(*_conditions(without, now))
+        .group_by(h.track, h.department, h.status)
+    )
+    for status, track, department, n in groups:
+        values = {"status": status, "track": track, "department": department}
+        for name in _COLUMN_FACETS:
+            others = all(
+                getattr(query, other) in (None, "") or getattr(query, other) == values[other]
+                for other in _COLUMN_FACETS
+                if other != name
+            )
+            if others:
+                key = str(values[name] or "")
+                counts[name][key] = counts[name].get(key, 0) + int(n)
     for name, column in (("flag", Flag.rule), ("severity", Flag.severity)):
         rows = session.execute(
             select(column, func.count(func.distinct(Flag.holder_id)))
@@ -256,12 +353,12 @@ def facet_counts(session: Session, query: HolderQuery, now: datetime) -> dict[st
 def distinct_values(session: Session, mentor_scope: str | None = None) -> dict[str, list[str]]:
     """The values the filter menus offer (departments and mentors as they are in the data)."""
     h = OfferHolder
-    scope = [h.erased_at.is_(None)] + ([h.mentor_email == mentor_scope] if mentor_scope else [])
+    scope = [h.mentor_email == mentor_scope] if mentor_scope else []  # GROUP BY on the indexes alone
     departments = session.scalars(
-        select(h.department).where(*scope, h.department.is_not(None)).distinct().order_by(h.department)
+        select(h.department).where(*scope, h.department.is_not(None)).group_by(h.department)
     )
     mentors = session.scalars(
-        select(h.mentor_email).where(*scope, h.mentor_email.is_not(None)).distinct().order_by(h.mentor_email)
+        select(h.mentor_email).where(*scope, h.mentor_email.is_not(None)).group_by(h.mentor_email)
     )
     return {"department": [d for d in departments if d], "mentor": [m for m in mentors if m]}
 

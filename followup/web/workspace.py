@@ -167,6 +167,7 @@ async def holders_list(request: Request, cursor: str | None = None) -> Response:
         "rows": result.rows,
         "total": result.total,
         "counts": result.counts,
+        "count_of": lambda facet, key: result.counts[facet].get(key, 0) if facet in result.counts else None,
         "q": query,
         "first_url": "/dashboard/holders" + ("?" + urlencode(params) if params else ""),
         "next_url": next_url,

@@ -190,6 +190,8 @@ def test_the_list_page_filters_in_japanese_with_counts(web: WebEnv) -> None:
     assert "開発部 (1)" in html and "新卒 (2)" in html
     assert ">辞退の兆候</span>" in html and ">declining_signal<" not in html
     assert "4/1(木)" in html  # 入社 2027-04-01
+    searched = web.client.get("/dashboard/holders?q=ヤマダ", headers=BEARER).text  # no counts while searching
+    assert 'data-external-id="NG-001"' in searched and "1名が該当" in searched and "開発部 (" not in searched
     paged = web.client.get("/dashboard/holders?sort=external_id", headers=BEARER).text
     assert "次の" not in paged  # six holders fit on one page
 
@@ -437,3 +439,25 @@ def test_forged_mentor_links_and_cookies_are_refused(clocked: Any) -> None:
     env.client.cookies.set("followup_mentor", "forged-cookie")
     assert env.client.get("/dashboard").status_code == 401
     assert env.client.get("/dashboard/holders/NG-001").status_code == 401
+
+
+def test_the_sign_in_form_turns_the_token_into_a_session_and_refuses_a_forged_post(web: WebEnv) -> None:
+    import re
+
+    form = web.client.get("/dashboard/sign-in")
+    assert form.status_code == 200 and "人事担当者のサインイン" in form.text
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', form.text)
+    assert csrf is not None
+    forged = web.client.post("/dashboard/sign-in", data={"token": DASHBOARD_TOKEN, "csrf": "0" * 40})
+    assert forged.status_code == 403 and "followup_dashboard" not in forged.headers.get("set-cookie", "")
+    wrong = web.client.post("/dashboard/sign-in", data={"token": "guess", "csrf": csrf.group(1)})
+    assert wrong.status_code == 401 and "トークンが正しくありません" in wrong.text
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', wrong.text)  # a fresh form
+    assert csrf is not None
+    signed = web.client.post(
+        "/dashboard/sign-in", data={"token": DASHBOARD_TOKEN, "csrf": csrf.group(1), "next": "//evil.example"}
+    )
+    assert signed.status_code == 303 and signed.headers["location"] == "/dashboard"
+    assert web.client.get("/dashboard").status_code == 200
+    web.client.post("/dashboard/sign-out")
+    assert web.client.get("/dashboard").status_code == 401

@@ -35,9 +35,16 @@ def upgrade() -> None:
     )
     op.create_index("ix_flag_actions_flag_id", "flag_actions", ["flag_id"])
     op.create_index("ix_flag_actions_holder_id", "flag_actions", ["holder_id"])
+    # the workspace list's filters and menus (DISTINCT / GROUP BY read the index, not the table)
+    op.create_index("ix_offer_holders_department", "offer_holders", ["department"])
+    op.create_index("ix_offer_holders_mentor_email", "offer_holders", ["mentor_email"])
+    op.create_index("ix_flags_open_holder", "flags", ["resolved_at", "holder_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_flags_open_holder", "flags")
+    op.drop_index("ix_offer_holders_mentor_email", "offer_holders")
+    op.drop_index("ix_offer_holders_department", "offer_holders")
     op.drop_index("ix_flag_actions_holder_id", "flag_actions")
     op.drop_index("ix_flag_actions_flag_id", "flag_actions")
     op.drop_table("flag_actions")
