@@ -552,6 +552,15 @@ class SeasonCache:
             return None
         return self.season(holder, *match).stamps
 
+    def window_suffixes(self, holder: HolderSnapshot, low: float, high: float) -> tuple[str, ...] | None:
+        """The key suffixes of the holder's season slots due in ``[low, high]`` (None: no cadence)."""
+        match = self.cadence_for(holder)
+        if match is None:
+            return None
+        season = self.season(holder, *match)
+        first, last = bisect_left(season.stamps, low), bisect_right(season.stamps, high)
+        return tuple(slot.suffix for slot in season.slots[first:last])
+
     def window(self, now: datetime) -> tuple[float, float]:
         """The [low, high] timestamps a tick at ``now`` creates touches in (catch-up floor, horizon)."""
         low = catch_up_floor(now, self.policy, self.calendar)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import Table, and_, any_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,7 @@ from followup.planning.planner import (
     ExistingTouch,
     HolderSnapshot,
     PlanResult,
+    SeasonCache,
     catch_up_floor,
     plan,
 )
@@ -44,6 +45,7 @@ from followup.vocab import ACTIVE_STATUSES
 # does not need to read them (keys are unique anyway: a missed one would only be a no-op insert).
 HISTORY_SLACK = timedelta(days=62)
 INSERT_BATCH = 1000
+ID_CHUNK = 30_000  # ids per IN list on SQLite (older builds allow 32,766 parameters a statement)
 REPLY_KINDS = ("reply", "answer", "button", "rsvp")  # contact from the holder (quiet_after_reply)
 
 
@@ -61,13 +63,81 @@ def _touches() -> Table:
     return Touch.__table__  # type: ignore[return-value]
 
 
+def _id_chunks(session: Session, column: Any, ids: Sequence[int] | Sequence[str] | None) -> list[Any]:
+    """WHERE clauses that keep ``column`` in ``ids``, within the backend's bind-parameter limit
+    (one array parameter on PostgreSQL); ``[None]`` (no filter) when ``ids`` is None."""
+    if ids is None:
+        return [None]
+    if session.get_bind().dialect.name == "postgresql":
+        values = bindparam(None, list(ids), type_=postgresql.ARRAY(column.type))  # one parameter
+        return [column == any_(values)] if ids else []
+    return [column.in_(ids[i : i + ID_CHUNK]) for i in range(0, len(ids), ID_CHUNK)]
+
+
+@dataclass(frozen=True)
+class DueHolders:
+    """Who a tick must read (:func:`due_holders`) and the keys of their season slots in its window."""
+
+    ids: list[int]
+    keys: list[str]
+
+
+def due_holders(session: Session, policy: Policy, now: datetime, seasons: SeasonCache) -> DueHolders:
+    """The holders a tick at ``now`` can give or change a touch: the only ones it needs to load.
+
+    The planner's answer for any other holder is empty, by its rules: a touch is created only for a
+    season slot between the catch-up floor and the horizon, and moved, cancelled or re-channelled only
+    while pending. So: active holders whose season (worked out once per distinct set of dates) has a
+    slot in the window, active holders no cadence applies to (the tick names them as skipped), and
+    every holder with a pending touch. Of their history the planner reads only the pending touches
+    and whether a window slot's key exists, so those keys are returned for :func:`load_snapshots`.
+    """
+    low, high = seasons.window(now)
+    due: list[int] = []
+    keys: list[str] = []
+    decided: dict[tuple[Any, ...], tuple[str, ...] | None] = {}
+    rows = session.execute(
+        select(
+            OfferHolder.id,
+            OfferHolder.external_id,
+            OfferHolder.track,
+            OfferHolder.department,
+            OfferHolder.offer_date,
+            OfferHolder.accepted_date,
+            OfferHolder.start_date,
+            OfferHolder.timezone,
+        ).where(OfferHolder.status.in_(sorted(ACTIVE_STATUSES)), OfferHolder.erased_at.is_(None))
+    )
+    for holder_id, external_id, track, department, offer, accepted, start, zone in rows.tuples():
+        signature = (track, department, offer, accepted, start, zone)
+        if signature in decided:
+            suffixes = decided[signature]
+        else:
+            probe = HolderSnapshot(
+                0, "", track, department, "offered", offer, accepted, start, frozenset(), zone
+            )
+            suffixes = decided[signature] = seasons.window_suffixes(probe, low, high)
+        if suffixes is None:  # no cadence: planned only to be named as skipped
+            due.append(holder_id)
+        elif suffixes:
+            due.append(holder_id)
+            keys.extend(f"{external_id}:{suffix}" for suffix in suffixes)
+    pending = select(Touch.holder_id).where(Touch.status.in_(sorted(PENDING_STATUSES))).distinct()
+    return DueHolders(sorted({*due, *session.scalars(pending)}), keys)
+
+
 def load_snapshots(
-    session: Session, policy: Policy, now: datetime | None = None
+    session: Session,
+    policy: Policy,
+    now: datetime | None = None,
+    due: DueHolders | None = None,
 ) -> tuple[list[HolderSnapshot], dict[int, list[ExistingTouch]]]:
-    """Holders to plan and their touch history, in three queries (no per-holder ORM loop).
+    """Holders to plan and their touch history, in a few bulk queries (no per-holder ORM loop).
 
     Active holders are loaded, plus inactive ones that still have pending touches (to cancel them).
     With ``now``, history older than the catch-up window (minus a slack) is not read unless pending.
+    With ``due`` (:func:`due_holders`) only those holders are read, and of their history only the
+    pending touches and those with a window slot's key: all the planner looks at.
     """
     pending = sorted(PENDING_STATUSES)
     touch_cols = (
@@ -84,13 +154,25 @@ def load_snapshots(
         Touch.held_at,
     )
     touch_query = select(*touch_cols)
+    recent = None
     if now is not None:
         since = catch_up_floor(now, policy, BusinessCalendar.from_policy(policy)) - HISTORY_SLACK
-        touch_query = touch_query.where(or_(Touch.status.in_(pending), Touch.due_at >= since))
+        recent = Touch.due_at >= since
+        touch_query = touch_query.where(or_(Touch.status.in_(pending), recent))
+    if due is None:
+        queries = [touch_query]
+    else:
+        keyed = select(*touch_cols).where(Touch.status.not_in(pending))
+        if recent is not None:
+            keyed = keyed.where(recent)
+        queries = [select(*touch_cols).where(Touch.status.in_(pending))]
+        queries += [keyed.where(where) for where in _id_chunks(session, Touch.key, due.keys)]
     existing: dict[int, list[ExistingTouch]] = defaultdict(list)
-    for t in session.execute(touch_query):
-        existing[t[2]].append(ExistingTouch(*t[:9], deferred=bool(t[9]) or t[10] is not None))
+    for query in queries:
+        for t in session.execute(query):
+            existing[t[2]].append(ExistingTouch(*t[:9], deferred=bool(t[9]) or t[10] is not None))
 
+    holder_ids = None if due is None else due.ids
     pending_holders = select(Touch.holder_id).where(Touch.status.in_(pending)).distinct()
     holder_query = select(
         OfferHolder.id,
@@ -105,9 +187,13 @@ def load_snapshots(
         OfferHolder.timezone,
         OfferHolder.erased_at,
     ).where(or_(OfferHolder.status.in_(sorted(ACTIVE_STATUSES)), OfferHolder.id.in_(pending_holders)))
+    if holder_ids is not None:
+        holder_query = select(*holder_query.selected_columns)  # the ids already say who
     opted_out: dict[int, set[str]] = defaultdict(set)
-    for holder_id, channel in session.execute(select(ChannelOptOut.holder_id, ChannelOptOut.channel)):
-        opted_out[holder_id].add(channel)
+    for where in _id_chunks(session, ChannelOptOut.holder_id, holder_ids):
+        opt_query = select(ChannelOptOut.holder_id, ChannelOptOut.channel)
+        for holder_id, channel in session.execute(opt_query if where is None else opt_query.where(where)):
+            opted_out[holder_id].add(channel)
 
     states = event_states(session)
     replied: dict[int, datetime] = {}
@@ -127,7 +213,12 @@ def load_snapshots(
             if answered_at is not None:
                 replied[responder] = max(answered_at, replied.get(responder, answered_at))
     holders: list[HolderSnapshot] = []
-    for row in session.execute(holder_query):
+    holder_rows = (
+        row
+        for where in _id_chunks(session, OfferHolder.id, holder_ids)
+        for row in session.execute(holder_query if where is None else holder_query.where(where))
+    )
+    for row in holder_rows:
         contact = addresses_of(row)
         reachable = frozenset(c for c, v in contact.items() if v) - opted_out.get(row.id, set())
         holders.append(
@@ -214,13 +305,27 @@ def apply_plan(session: Session, result: PlanResult) -> PlanCounts:
     return PlanCounts(created, moved, cancelled, rechannelled, len(result.skipped))
 
 
+_seasons: list[SeasonCache] = []  # the last policy's seasons, kept across the ticks of a process
+
+
+def season_cache(policy: Policy) -> SeasonCache:
+    """The seasons of ``policy`` computed so far in this process (a new policy object starts afresh).
+
+    A season depends only on the policy, the calendar it implies and the holder's dates, so the
+    scheduler's ticks share them: its second tick computes only the seasons of new dates."""
+    if not _seasons or _seasons[0].policy is not policy:
+        _seasons[:] = [SeasonCache(policy, BusinessCalendar.from_policy(policy))]
+    return _seasons[0]
+
+
 def plan_tick(context: AppContext, now: datetime) -> PlanCounts:
-    """One planning tick: load, plan, apply, commit."""
+    """One planning tick: find the holders it can touch, load only them, plan, apply, commit."""
     policy = context.policy
-    calendar = BusinessCalendar.from_policy(policy)
+    seasons = season_cache(policy)
     with context.session() as session:
-        holders, existing = load_snapshots(session, policy, now=now)
-        result = plan(holders, policy, existing, now, calendar)
+        due = due_holders(session, policy, now, seasons)
+        holders, existing = load_snapshots(session, policy, now=now, due=due)
+        result = plan(holders, policy, existing, now, seasons.calendar, seasons=seasons)
         counts = apply_plan(session, result)
     names = {h.id: h.external_id for h in holders}
     named = tuple(sorted((names.get(hid, str(hid)), reason) for hid, reason in result.skipped))
@@ -265,8 +370,10 @@ def group_existing(touches: Sequence[ExistingTouch]) -> Mapping[int, list[Existi
 
 
 __all__ = [
+    "DueHolders",
     "PlanCounts",
     "apply_plan",
+    "due_holders",
     "group_existing",
     "load_snapshots",
     "plan_tick",
