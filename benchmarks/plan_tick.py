@@ -268,8 +268,9 @@ def bulk_db(url: str, n: int, policy: Policy) -> int:
 
 def tick_child(mode: str, url: str) -> None:
     """Two ticks in this process, as a scheduler runs them: the first (every season computed) at NOW,
-    then the steady one ten minutes later. Prints for each: seconds, touches created, holders loaded;
-    then the peak RSS in MiB."""
+    then the steady one ten minutes later, after delivery sent what was due (those touches marked
+    sent, as delivery would). Prints for each: seconds, touches created, holders loaded; then the
+    peak RSS in MiB."""
     from tests.conftest import make_context
 
     policy = load_policy(REPO / "config" / "followup.yaml", check_templates=False).policy
@@ -289,6 +290,12 @@ def tick_child(mode: str, url: str) -> None:
                     result = plan(holders, policy, existing, now, BusinessCalendar.from_policy(policy))
                     created, loaded = apply_plan(session, result).created, len(holders)
             figures += [str(time.perf_counter() - started), str(created), str(loaded)]
+            with session_scope(url) as session:  # delivery's part, outside the timed tick
+                session.execute(
+                    Touch.__table__.update()  # type: ignore[attr-defined]
+                    .where(Touch.status == "planned", Touch.due_at <= now + timedelta(minutes=10))
+                    .values(status="sent")
+                )
     # VmHWM, not ru_maxrss: Linux carries the parent's high-water mark over fork and exec
     status = Path("/proc/self/status").read_text().split("VmHWM:")[1].split()
     print(" ".join([*figures, str(int(status[0]) / 1024)]))

@@ -76,27 +76,54 @@ def _id_chunks(session: Session, column: Any, ids: Sequence[int] | Sequence[str]
 
 @dataclass(frozen=True)
 class DueHolders:
-    """Who a tick must read (:func:`due_holders`) and the keys of their season slots in its window."""
+    """Who a tick must read (:func:`due_holders`) and the part of their history the planner reads."""
 
     ids: list[int]
-    keys: list[str]
+    history: dict[int, list[ExistingTouch]]
+
+
+_TOUCH_COLUMNS = (
+    Touch.id,
+    Touch.key,
+    Touch.holder_id,
+    Touch.phase,
+    Touch.seq,
+    Touch.kind,
+    Touch.channel,
+    Touch.due_at,
+    Touch.status,
+    (Touch.attempts + Touch.suppressed_count) > 0,
+    Touch.held_at,
+)
+
+
+def _history_since(now: datetime, policy: Policy, calendar: BusinessCalendar) -> datetime:
+    """Touches due before this (and not pending) cannot be planned again by a tick at ``now``."""
+    return catch_up_floor(now, policy, calendar) - HISTORY_SLACK
+
+
+def _read_touches(session: Session, query: Any, into: dict[int, list[ExistingTouch]]) -> None:
+    for t in session.connection().execute(query):  # Core rows: no ORM result machinery per row
+        touch = ExistingTouch(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8])
+        into[t[2]].append(replace(touch, deferred=True) if t[9] or t[10] is not None else touch)
 
 
 def due_holders(session: Session, policy: Policy, now: datetime, seasons: SeasonCache) -> DueHolders:
     """The holders a tick at ``now`` can give or change a touch: the only ones it needs to load.
 
     The planner's answer for any other holder is empty, by its rules: a touch is created only for a
-    season slot between the catch-up floor and the horizon, and moved, cancelled or re-channelled only
-    while pending. So: active holders whose season (worked out once per distinct set of dates) has a
-    slot in the window, active holders no cadence applies to (the tick names them as skipped), and
-    every holder with a pending touch. Of their history the planner reads only the pending touches
-    and whether a window slot's key exists, so those keys are returned for :func:`load_snapshots`.
+    season slot between the catch-up floor and the horizon whose key does not exist yet, and moved,
+    cancelled or re-channelled only while pending. So: active holders whose season (worked out once
+    per distinct set of dates) has a slot in the window with no touch of that key, active holders no
+    cadence applies to (the tick names them as skipped), and every holder with a pending touch. Of
+    their history the planner reads only the pending touches and the window slots' keys, so only
+    those rows are read (by key, on the unique index), and handed on to :func:`load_snapshots`.
     """
     low, high = seasons.window(now)
-    due: list[int] = []
-    keys: list[str] = []
+    wanted: dict[int, list[str]] = {}  # holder → the keys of its window slots
+    needed: set[int] = set()
     decided: dict[tuple[Any, ...], tuple[str, ...] | None] = {}
-    rows = session.execute(
+    rows = session.connection().execute(
         select(
             OfferHolder.id,
             OfferHolder.external_id,
@@ -118,12 +145,27 @@ def due_holders(session: Session, policy: Policy, now: datetime, seasons: Season
             )
             suffixes = decided[signature] = seasons.window_suffixes(probe, low, high)
         if suffixes is None:  # no cadence: planned only to be named as skipped
-            due.append(holder_id)
+            needed.add(holder_id)
         elif suffixes:
-            due.append(holder_id)
-            keys.extend(f"{external_id}:{suffix}" for suffix in suffixes)
-    pending = select(Touch.holder_id).where(Touch.status.in_(sorted(PENDING_STATUSES))).distinct()
-    return DueHolders(sorted({*due, *session.scalars(pending)}), keys)
+            wanted[holder_id] = [f"{external_id}:{suffix}" for suffix in suffixes]
+    pending = sorted(PENDING_STATUSES)
+    history: dict[int, list[ExistingTouch]] = defaultdict(list)
+    _read_touches(session, select(*_TOUCH_COLUMNS).where(Touch.status.in_(pending)), history)
+    needed.update(history)
+    keyed = select(*_TOUCH_COLUMNS).where(
+        Touch.status.not_in(pending), Touch.due_at >= _history_since(now, policy, seasons.calendar)
+    )
+    keys = [key for holder_keys in wanted.values() for key in holder_keys]
+    for where in _id_chunks(session, Touch.key, keys):
+        _read_touches(session, keyed.where(where), history)
+    for holder_id, holder_keys in wanted.items():
+        if holder_id in needed:
+            continue
+        found = {t.key for t in history.get(holder_id, ())}
+        if any(key not in found for key in holder_keys):
+            needed.add(holder_id)  # a slot still to create
+    ids = sorted(needed)
+    return DueHolders(ids, {i: history[i] for i in ids if i in history})
 
 
 def load_snapshots(
@@ -136,41 +178,18 @@ def load_snapshots(
 
     Active holders are loaded, plus inactive ones that still have pending touches (to cancel them).
     With ``now``, history older than the catch-up window (minus a slack) is not read unless pending.
-    With ``due`` (:func:`due_holders`) only those holders are read, and of their history only the
-    pending touches and those with a window slot's key: all the planner looks at.
+    With ``due`` (:func:`due_holders`) only those holders are read, with the history it found.
     """
     pending = sorted(PENDING_STATUSES)
-    touch_cols = (
-        Touch.id,
-        Touch.key,
-        Touch.holder_id,
-        Touch.phase,
-        Touch.seq,
-        Touch.kind,
-        Touch.channel,
-        Touch.due_at,
-        Touch.status,
-        (Touch.attempts + Touch.suppressed_count) > 0,
-        Touch.held_at,
-    )
-    touch_query = select(*touch_cols)
-    recent = None
-    if now is not None:
-        since = catch_up_floor(now, policy, BusinessCalendar.from_policy(policy)) - HISTORY_SLACK
-        recent = Touch.due_at >= since
-        touch_query = touch_query.where(or_(Touch.status.in_(pending), recent))
-    if due is None:
-        queries = [touch_query]
-    else:
-        keyed = select(*touch_cols).where(Touch.status.not_in(pending))
-        if recent is not None:
-            keyed = keyed.where(recent)
-        queries = [select(*touch_cols).where(Touch.status.in_(pending))]
-        queries += [keyed.where(where) for where in _id_chunks(session, Touch.key, due.keys)]
     existing: dict[int, list[ExistingTouch]] = defaultdict(list)
-    for query in queries:
-        for t in session.execute(query):
-            existing[t[2]].append(ExistingTouch(*t[:9], deferred=bool(t[9]) or t[10] is not None))
+    if due is not None:
+        existing.update(due.history)
+    else:
+        touch_query = select(*_TOUCH_COLUMNS)
+        if now is not None:
+            since = _history_since(now, policy, BusinessCalendar.from_policy(policy))
+            touch_query = touch_query.where(or_(Touch.status.in_(pending), Touch.due_at >= since))
+        _read_touches(session, touch_query, existing)
 
     holder_ids = None if due is None else due.ids
     pending_holders = select(Touch.holder_id).where(Touch.status.in_(pending)).distinct()
