@@ -1,6 +1,6 @@
 """One planning tick for 10,000 and 100,000 holders with a season of history, beside a baseline.
 
-    python benchmarks/plan_tick.py [--holders N] [--baseline-holders M]
+    python benchmarks/plan_tick.py [--holders N] [--baseline-holders M] [--tick-holders K]
 
 The planner is timed on in-memory snapshots (what ``load_snapshots`` hands it); the history holds every
 touch of the season so far (sent) except the last day's, so the tick has real work to do, as after a
@@ -11,12 +11,20 @@ The baseline is the straightforward implementation: a per-holder ORM loop over a
 run on M holders. The ratio on the last line compares it with our own full tick (load + plan + apply)
 on a copy of the same database: the same scope on both sides, not a database loop against the
 in-memory planner.
+
+``--tick-holders K`` (repeatable; 100,000 by default, 1,000,000 if memory and time allow) times the
+steady tick end to end on a SQLite database of K holders with their season so far (bulk-inserted),
+each side in its own child process on its own copy of the file: ours, ``plan_tick`` (only the holders
+whose window can give or change a touch are loaded: ``due_holder_ids``), beside the full tick (every
+active holder and its history loaded, then the same plan and apply). Both create the same touches.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,10 +42,10 @@ from sqlalchemy.orm import Session  # noqa: E402
 from followup.calendar import BusinessCalendar  # noqa: E402
 from followup.config import Policy, load_policy  # noqa: E402
 from followup.db.models import ChannelOptOut, OfferHolder, Touch  # noqa: E402
-from followup.db.session import get_engine, session_scope  # noqa: E402
+from followup.db.session import dispose_engines, get_engine, session_scope  # noqa: E402
 from followup.durations import shift_moment  # noqa: E402
 from followup.planning.planner import ExistingTouch, HolderSnapshot, plan, season_schedule  # noqa: E402
-from followup.planning.store import apply_plan, load_snapshots  # noqa: E402
+from followup.planning.store import apply_plan, load_snapshots, plan_tick  # noqa: E402
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 NOW = datetime(2026, 11, 16, 9, 0, tzinfo=TOKYO)
@@ -225,11 +233,118 @@ def time_database(m: int, policy: Policy) -> tuple[float, int, float, int]:
     return base_seconds, base_created, ours_seconds, counts.created
 
 
+def bulk_db(url: str, n: int, policy: Policy) -> int:
+    """K holders and their history so far, with Core executemany (the ORM would take minutes)."""
+    holders = make_holders(n, seed=13)
+    history = make_history(holders, policy, BusinessCalendar.from_policy(policy))
+    engine = get_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            OfferHolder.__table__.insert(),  # type: ignore[attr-defined]
+            [
+                {
+                    "id": h.id, "external_id": h.external_id, "name": f"内定者 {h.id}",
+                    "email": f"h{h.id}@example.ac.jp" if "email" in h.reachable else None,
+                    "line_user_id": f"U{h.id:032x}" if "line" in h.reachable else None,
+                    "slack_user_id": f"U{h.id:010d}" if "slack" in h.reachable else None,
+                    "track": h.track, "offer_date": h.offer_date, "accepted_date": h.accepted_date,
+                    "start_date": h.start_date, "status": h.status,
+                }
+                for h in holders
+            ],
+        )  # fmt: skip
+        rows = [
+            {
+                "key": t.key, "holder_id": t.holder_id, "cadence": t.key.split(":")[1], "phase": t.phase,
+                "seq": t.seq, "kind": t.kind, "channel": t.channel, "due_at": t.due_at, "status": "sent",
+            }
+            for touches in history.values()
+            for t in touches
+        ]  # fmt: skip
+        for start in range(0, len(rows), 50_000):
+            connection.execute(Touch.__table__.insert(), rows[start : start + 50_000])  # type: ignore[attr-defined]
+    return len(rows)
+
+
+def tick_child(mode: str, url: str) -> None:
+    """Two ticks in this process, as a scheduler runs them: the first (every season computed) at NOW,
+    then the steady one ten minutes later, after delivery sent what was due (those touches marked
+    sent, as delivery would). Prints for each: seconds, touches created, holders loaded; then the
+    peak RSS in MiB."""
+    from tests.conftest import make_context
+
+    policy = load_policy(REPO / "config" / "followup.yaml", check_templates=False).policy
+    get_engine(url)  # migrations checked before the clock starts, as in a running scheduler
+    figures: list[str] = []
+    with tempfile.TemporaryDirectory() as var:
+        context = make_context(url, Path(var))
+        assert context.policy is not None
+        for now in (NOW, NOW + timedelta(minutes=10)):
+            started = time.perf_counter()
+            if mode == "ours":
+                counts = plan_tick(context, now)
+                created, loaded = counts.created, -1
+            else:
+                with session_scope(url) as session:
+                    holders, existing = load_snapshots(session, policy, now)
+                    result = plan(holders, policy, existing, now, BusinessCalendar.from_policy(policy))
+                    created, loaded = apply_plan(session, result).created, len(holders)
+            figures += [str(time.perf_counter() - started), str(created), str(loaded)]
+            with session_scope(url) as session:  # delivery's part, outside the timed tick
+                session.execute(
+                    Touch.__table__.update()  # type: ignore[attr-defined]
+                    .where(Touch.status == "planned", Touch.due_at <= now + timedelta(minutes=10))
+                    .values(status="sent")
+                )
+    # VmHWM, not ru_maxrss: Linux carries the parent's high-water mark over fork and exec
+    status = Path("/proc/self/status").read_text().split("VmHWM:")[1].split()
+    print(" ".join([*figures, str(int(status[0]) / 1024)]))
+
+
+def time_ticks(k: int, policy: Policy) -> None:
+    """The tick end to end at K holders: ours and the full tick, each on its own copy."""
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "base.db"
+        started = time.perf_counter()
+        touches = bulk_db(f"sqlite:///{base}", k, policy)
+        dispose_engines()  # the WAL checkpointed into the file before it is copied
+        print(f"tick     {k:>8,} holders, {touches:,} past touches on SQLite (built in "
+              f"{time.perf_counter() - started:.0f} s)")  # fmt: skip
+        steady = {}
+        for mode in ("full", "ours"):
+            copy = Path(tmp) / f"{mode}.db"
+            shutil.copy(base, copy)
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", mode, f"sqlite:///{copy}"],
+                check=True, capture_output=True, text=True,
+            ).stdout.split()  # fmt: skip
+            what = (
+                "full tick (every active holder loaded)" if mode == "full" else "ours: plan_tick (due only)"
+            )
+            for label, at in (("first", 0), ("steady", 3)):
+                seconds, created, loaded = float(out[at]), int(out[at + 1]), int(out[at + 2])
+                print(f"  {what:40s} {label:6s} {seconds:7.3f} s, {created:,} created"
+                      + (f", {loaded:,} holders loaded" if loaded >= 0 else ""))  # fmt: skip
+            steady[mode] = float(out[3])
+            print(f"  {what:40s} peak RSS {float(out[6]):7.1f} MiB")
+            copy.unlink()
+        target = 1.5 if k <= 100_000 else 10.0
+        verdict = "met" if steady["ours"] <= target else "NOT met"
+        print(f"  steady tick at {k:,}: {steady['ours']:.3f} s (target ≤ {target} s: {verdict}); "
+              f"full / ours = {steady['full'] / steady['ours']:.1f}x")  # fmt: skip
+
+
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        tick_child(sys.argv[2], sys.argv[3])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--holders", type=int, action="append", help="holders per tick (repeatable)")
     parser.add_argument(
         "--baseline-holders", type=int, default=2000, help="holders in the baseline's database"
+    )
+    parser.add_argument(
+        "--tick-holders", type=int, action="append", help="holders for the end-to-end tick (repeatable)"
     )
     args = parser.parse_args()
     sizes = args.holders or [10_000, 100_000]
@@ -243,6 +358,9 @@ def main() -> None:
         results[n] = seconds
         print(f"planner  {n:>8,} holders, {history:>9,} past touches: {seconds:7.3f} s, "
               f"peak {peak:7.1f} MiB, {created:,} touches to create")  # fmt: skip
+
+    for k in args.tick_holders or [100_000]:
+        time_ticks(k, policy)
 
     m = args.baseline_holders
     base_seconds, base_created, ours_seconds, ours_created = time_database(m, policy)

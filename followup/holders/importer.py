@@ -611,6 +611,10 @@ def _pool_members_by_email(
     return found
 
 
+# ids per IN list: PostgreSQL allows 65,535 bind parameters a statement, older SQLite builds 32,766
+LOOKUP_CHUNK = 30_000
+
+
 def import_holders(
     session: Session, rows: Iterable[HolderRow], *, now: datetime, source: str = "import", actor: str = "cli"
 ) -> ImportSummary:
@@ -622,10 +626,12 @@ def import_holders(
     rows = list(rows)
     erased = erased_ids(session, [r.external_id for r in rows])
     rows = [r for r in rows if r.external_id not in erased]
+    ids = [r.external_id for r in rows]
     existing = {
         h.external_id: h
+        for start in range(0, len(ids), LOOKUP_CHUNK)  # an IN list per chunk: within bind limits
         for h in session.scalars(
-            select(OfferHolder).where(OfferHolder.external_id.in_([r.external_id for r in rows]))
+            select(OfferHolder).where(OfferHolder.external_id.in_(ids[start : start + LOOKUP_CHUNK]))
         )
     }
     created = updated = unchanged = reapplied = consents = 0
@@ -754,10 +760,14 @@ def pending_touches_of(session: Session, holder_ids: Iterable[int]) -> int:
     from followup.db.models import Touch
 
     ids = list(holder_ids)
-    if not ids:
-        return 0
-    query = select(func.count()).where(Touch.holder_id.in_(ids), Touch.status.in_(("planned", "reminded")))
-    return int(session.scalar(query) or 0)
+    total = 0
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        chunk = ids[start : start + LOOKUP_CHUNK]
+        query = select(func.count()).where(
+            Touch.holder_id.in_(chunk), Touch.status.in_(("planned", "reminded"))
+        )
+        total += int(session.scalar(query) or 0)
+    return total
 
 
 def no_cadence_rows(rows: Iterable[HolderRow], policy: Policy) -> list[tuple[HolderRow, str]]:

@@ -550,33 +550,49 @@ def _unreachable_reason(slot: _Slot) -> str:
     return f"no reachable channel ({'/'.join(slot.channels)} all missing or opted out)"
 
 
-class _Seasons:
-    """Seasons computed once per (cadence, dates, time zone) within one planning call."""
+class SeasonCache:
+    """Seasons computed once per (cadence, dates, time zone, events) for one policy and calendar.
+
+    ``plan()`` makes a fresh one per call; a caller that plans the same holders many times (the season
+    simulation, one call per day) passes its own so each distinct season is worked out once per run. A
+    season depends only on its key and the policy/calendar, never on ``now`` or the history.
+    """
 
     def __init__(self, policy: Policy, calendar: BusinessCalendar) -> None:
         self.policy = policy
         self.calendar = calendar
-        self._seasons: dict[tuple[str, date, date | None, date, str | None, _Events, _Tasks], _Season] = {}
+        # events and tasks tuples are interned as small ints: hashing pydantic models per holder cost
+        self._seasons: dict[tuple[str, date, date | None, date, str | None, int, int], _Season] = {}
         self._cadences: dict[tuple[str, str | None], tuple[str, Cadence] | None] = {}
-        self._events: dict[tuple[str, str | None], _Events] = {}
-        self._tasks: dict[tuple[str, str | None], _Tasks] = {}
+        self._events: dict[tuple[str, str | None], tuple[_Events, int]] = {}
+        self._event_ids: dict[_Events, int] = {}
+        self._tasks: dict[tuple[str, str | None], tuple[_Tasks, int]] = {}
+        self._task_ids: dict[_Tasks, int] = {}
         self._phases: _PhaseCache = {}
 
-    def events_for(self, holder: HolderSnapshot) -> _Events:
+    def _events_entry(self, holder: HolderSnapshot) -> tuple[_Events, int]:
         signature = (holder.track, holder.department)
         found = self._events.get(signature)
         if found is None:
-            found = events_for(self.policy, holder.track, holder.department)
+            events = events_for(self.policy, holder.track, holder.department)
+            found = (events, self._event_ids.setdefault(events, len(self._event_ids)))
             self._events[signature] = found
         return found
 
-    def tasks_for(self, holder: HolderSnapshot) -> _Tasks:
+    def _tasks_entry(self, holder: HolderSnapshot) -> tuple[_Tasks, int]:
         signature = (holder.track, holder.department)
         found = self._tasks.get(signature)
         if found is None:
-            found = tasks_for(self.policy, holder.track, holder.department)
+            tasks = tasks_for(self.policy, holder.track, holder.department)
+            found = (tasks, self._task_ids.setdefault(tasks, len(self._task_ids)))
             self._tasks[signature] = found
         return found
+
+    def tasks_for(self, holder: HolderSnapshot) -> _Tasks:
+        return self._tasks_entry(holder)[0]
+
+    def events_for(self, holder: HolderSnapshot) -> _Events:
+        return self._events_entry(holder)[0]
 
     def cadence_for(self, holder: HolderSnapshot) -> tuple[str, Cadence] | None:
         signature = (holder.track, holder.department)
@@ -585,16 +601,16 @@ class _Seasons:
         return self._cadences[signature]
 
     def season(self, holder: HolderSnapshot, cadence_name: str, cadence: Cadence) -> _Season:
-        events = self.events_for(holder)
-        tasks = self.tasks_for(holder)
+        events, events_id = self._events_entry(holder)
+        tasks, tasks_id = self._tasks_entry(holder)
         signature = (
             cadence_name,
             holder.offer_date,
             holder.accepted_date,
             holder.start_date,
             holder.timezone,
-            events,
-            tasks,
+            events_id,
+            tasks_id,
         )
         season = self._seasons.get(signature)
         if season is None:
@@ -613,6 +629,32 @@ class _Seasons:
             )
             self._seasons[signature] = season
         return season
+
+    def due_stamps(self, holder: HolderSnapshot) -> tuple[float, ...] | None:
+        """The due timestamps of the holder's season, sorted (None: no cadence applies)."""
+        match = self.cadence_for(holder)
+        if match is None:
+            return None
+        return self.season(holder, *match).stamps
+
+    def window_suffixes(self, holder: HolderSnapshot, low: float, high: float) -> tuple[str, ...] | None:
+        """The key suffixes of the holder's season slots due in ``[low, high]`` (None: no cadence)."""
+        match = self.cadence_for(holder)
+        if match is None:
+            return None
+        season = self.season(holder, *match)
+        first, last = bisect_left(season.stamps, low), bisect_right(season.stamps, high)
+        return tuple(slot.suffix for slot in season.slots[first:last])
+
+    def window(self, now: datetime) -> tuple[float, float]:
+        """The [low, high] timestamps a tick at ``now`` creates touches in (catch-up floor, horizon)."""
+        low = catch_up_floor(now, self.policy, self.calendar)
+        high = shift_moment(now, self.policy.scheduler.horizon, 1)
+        return low.timestamp(), high.timestamp()
+
+    def __len__(self) -> int:
+        """Distinct seasons computed so far."""
+        return len(self._seasons)
 
 
 def events_for(policy: Policy, track: str | None, department: str | None) -> _Events:
@@ -691,12 +733,21 @@ def plan(
     existing: Mapping[int, Sequence[ExistingTouch]],
     now: datetime,
     calendar: BusinessCalendar | None = None,
+    *,
+    seasons: SeasonCache | None = None,
 ) -> PlanResult:
-    """Decide what to create, move and cancel at ``now``; every decision carries its reason."""
+    """Decide what to create, move and cancel at ``now``; every decision carries its reason.
+
+    ``seasons`` carries computed seasons across calls (same policy and calendar); default: a fresh cache."""
     if now.tzinfo is None:
         raise ValueError("plan() needs an aware 'now'")
-    calendar = calendar or BusinessCalendar.from_policy(policy)
-    seasons = _Seasons(policy, calendar)
+    if seasons is None:
+        calendar = calendar or BusinessCalendar.from_policy(policy)
+        seasons = SeasonCache(policy, calendar)
+    elif seasons.policy is not policy or (calendar is not None and calendar is not seasons.calendar):
+        raise ValueError("a SeasonCache belongs to one policy and calendar")
+    else:
+        calendar = seasons.calendar
     low = catch_up_floor(now, policy, calendar)
     high = shift_moment(now, policy.scheduler.horizon, 1)
     low_stamp, high_stamp = low.timestamp(), high.timestamp()

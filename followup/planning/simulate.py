@@ -11,8 +11,11 @@ when". Observers append what they find to ``result.notes`` (or their own structu
 
 from __future__ import annotations
 
+import gc
+from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -20,8 +23,8 @@ from typing import Any
 from followup.calendar import BusinessCalendar
 from followup.config.schema import Policy
 from followup.flags.phase import holder_phase
-from followup.flags.rules import HolderHistory, RuleEngine, TouchRecord
-from followup.planning.planner import ExistingTouch, HolderSnapshot, plan
+from followup.flags.rules import RULES, FlagDecision, HolderHistory, RuleEngine, TouchRecord
+from followup.planning.planner import ExistingTouch, HolderSnapshot, SeasonCache, plan
 from followup.tasks.sheet import task_of
 from followup.vocab import ACTIVE_STATUSES, WEEKDAYS
 
@@ -112,10 +115,46 @@ def simulate_season(
     *,
     calendar: BusinessCalendar | None = None,
     observers: Iterable[Callable[[datetime, SimulationResult], None]] = (),
+    cache_seasons: bool = True,
 ) -> SimulationResult:
-    """Run the planner once per day from ``start`` to ``end`` (inclusive); touches due in that span."""
+    """Run the planner once per day from ``start`` to ``end`` (inclusive); touches due in that span.
+
+    A holder's season depends only on its dates and the policy, so each distinct season is computed
+    once per run (``SeasonCache``). Each day the planner then sees only the holders that day's window
+    can give a touch (a season slot between the catch-up floor and the horizon; holders without a
+    cadence, for the skip reason) and only the history from the floor on: every simulated touch is
+    "sent", so older ones can neither be planned again nor moved. ``cache_seasons=False`` is the
+    straightforward path (every holder, whole history, seasons recomputed daily) that the equivalence
+    test and ``benchmarks/simulate_season.py`` compare against: the same records either way."""
     if end < start:
         raise ValueError("the simulation ends before it starts")
+    with _fewer_collections():
+        return _simulate(holders, policy, start, end, progress, calendar, list(observers), cache_seasons)
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """A season builds hundreds of thousands of small long-lived records (few cycles): with the
+    default thresholds the cyclic collector rescans them over and over (about a third of the CPU time
+    at 10,000 holders). Collect far less often for the run, then restore the thresholds."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], 100_000), *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+
+
+def _simulate(
+    holders: Sequence[HolderSnapshot],
+    policy: Policy,
+    start: date,
+    end: date,
+    progress: Progress | None,
+    calendar: BusinessCalendar | None,
+    observers: list[Callable[[datetime, SimulationResult], None]],
+    cache_seasons: bool,
+) -> SimulationResult:
     calendar = calendar or BusinessCalendar.from_policy(policy)
     tz = policy.organization.tz
     result = SimulationResult(start=start, end=end, holders=list(holders))
@@ -123,12 +162,16 @@ def simulate_season(
     history: dict[int, list[ExistingTouch]] = defaultdict(list)
     first = datetime.combine(start, time(0, 0), tzinfo=tz)
     stop = datetime.combine(end + timedelta(days=1), time(0, 0), tzinfo=tz)
-    observers = list(observers)
     total = (end - start).days + 1
+    seasons = SeasonCache(policy, calendar) if cache_seasons else None
+    due = _DueIndex(result.holders, seasons) if seasons is not None else None
     next_id = 1
     for offset in range(total):
         now = datetime.combine(start + timedelta(days=offset), time(0, 0), tzinfo=tz)
-        planned = plan(result.holders, policy, history, now, calendar)
+        if seasons is not None and due is not None:
+            planned = plan(due.holders_at(now, history), policy, history, now, calendar, seasons=seasons)
+        else:
+            planned = plan(result.holders, policy, history, now, calendar)
         for touch in planned.create:
             # remembered even when outside the span, so the next day does not plan it again
             history[touch.holder_id].append(
@@ -166,6 +209,57 @@ def simulate_season(
     return result
 
 
+class _DueIndex:
+    """Every season slot of every holder by due time, to find the holders a day can give a touch.
+
+    In a simulation nothing changes a holder's dates, channels or answers, and every touch counts as
+    sent, so a slot is decided (created, or skipped for a closed gate or no channel) on the day it
+    first enters the window, and later days give the same answer. So each day the planner sees only the
+    holders with a slot entering the window (between the previous day's horizon and today's; the
+    whole window on the first day), and holders it cannot plan for (no cadence: the skip reason; not
+    active) on the first day only. A created touch is due at its slot or later (a quiet period only
+    postpones), so history before the day's catch-up floor can never match a slot in the window again
+    and is dropped as the days pass.
+    """
+
+    def __init__(self, holders: Sequence[HolderSnapshot], seasons: SeasonCache) -> None:
+        self.seasons = seasons
+        self.holders = holders
+        self.first_day: list[int] = []  # no cadence or not active: the planner's answer never changes
+        pairs: list[tuple[float, int]] = []
+        for index, holder in enumerate(holders):
+            stamps = seasons.due_stamps(holder) if holder.status in ACTIVE_STATUSES else None
+            if stamps is None:
+                self.first_day.append(index)
+            else:
+                pairs.extend((stamp, index) for stamp in stamps)
+        pairs.sort()
+        self.stamps = [p[0] for p in pairs]
+        self.owners = [p[1] for p in pairs]
+        self.reached: float | None = None  # the previous day's horizon
+
+    def holders_at(self, now: datetime, history: dict[int, list[ExistingTouch]]) -> list[HolderSnapshot]:
+        """The holders (in input order) with a slot entering the window at ``now``; prunes their history."""
+        low, high = self.seasons.window(now)
+        if self.reached is None:
+            chosen = {
+                *self.first_day,
+                *self.owners[bisect_left(self.stamps, low) : bisect_right(self.stamps, high)],
+            }
+        else:
+            chosen = set(
+                self.owners[bisect_right(self.stamps, self.reached) : bisect_right(self.stamps, high)]
+            )
+        self.reached = high
+        floor = datetime.fromtimestamp(low, now.tzinfo)
+        today = [self.holders[i] for i in sorted(chosen)]
+        for holder in today:
+            past = history.get(holder.id)
+            if past and past[0].due_at < floor:
+                history[holder.id] = [t for t in past if t.due_at >= floor]
+        return today
+
+
 CADENCE_RULES = frozenset({"neglected", "over_contacted", "unreachable"})
 
 
@@ -179,20 +273,62 @@ class FlagTimeline:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        self.engine = RuleEngine(policy)
+        # only the cadence rules: the others can't fire on a simulated history, and only these are noted
+        self.engine = RuleEngine(policy, [rule for rule in RULES if rule.__name__ in CADENCE_RULES])
         weekly = policy.report.weekly
         self.weekday = WEEKDAYS.index(weekly.day)
         self.report_time = weekly.time
         self.seen: set[tuple[int, str]] = set()
+        # per holder: the touches seen so far (by_holder only grows) as records sorted by time
+        self._records: dict[int, tuple[int, list[float], list[TouchRecord]]] = {}
+        self._phases: dict[tuple[datetime, tuple[object, ...]], tuple[str | None, str | None]] = {}
+        self._kinds: dict[int, tuple[object, ...]] = {}
+
+    def _delivered(
+        self, holder_id: int, touches: list[SimulatedTouch], moment: datetime
+    ) -> tuple[TouchRecord, ...]:
+        """The holder's simulated touches due by ``moment``, kept sorted across reports."""
+        done, stamps, records = self._records.get(holder_id, (0, [], []))
+        for touch in touches[done:]:
+            stamp = touch.due_at.timestamp()
+            index = bisect_right(stamps, stamp)
+            stamps.insert(index, stamp)
+            records.insert(index, TouchRecord(touch.due_at, touch.channel, touch.kind))
+        self._records[holder_id] = (len(touches), stamps, records)
+        return tuple(records[: bisect_right(stamps, moment.timestamp())])
 
     def __call__(self, now: datetime, result: SimulationResult) -> None:
         if now.weekday() != self.weekday:
             return
         moment = datetime.combine(now.date(), self.report_time, tzinfo=now.tzinfo)
+        # Holders alike in everything the planner reads get the same touches, so the rules decide the
+        # same for them: evaluate one holder per kind, then note the flags for each holder of the kind.
+        decided: dict[tuple[object, ...], list[FlagDecision]] = {}
+        today = moment.date()
         for holder in result.holders:
-            if holder.status not in ACTIVE_STATUSES:
-                continue
-            cadence, phase = holder_phase(
+            if holder.status not in ACTIVE_STATUSES or today >= holder.start_date:
+                continue  # the engine raises nothing for these (follow-up ends on the first day)
+            kind = self._kinds.get(holder.id)
+            if kind is None:
+                kind = self._kinds[holder.id] = _alike(holder)
+            flags = decided.get(kind)
+            if flags is None:
+                flags = decided[kind] = self._evaluate(holder, result, moment)
+            for flag in flags:
+                key = (holder.id, flag.rule)
+                if key not in self.seen:
+                    self.seen.add(key)
+                    record = flag.record()
+                    record["external_id"] = holder.external_id
+                    result.notes.append({**record, "since": moment.isoformat()})
+
+    def _evaluate(
+        self, holder: HolderSnapshot, result: SimulationResult, moment: datetime
+    ) -> list[FlagDecision]:
+        dates = (holder.track, holder.department, holder.offer_date, holder.accepted_date, holder.start_date)
+        found = self._phases.get((moment, dates))
+        if found is None:
+            found = self._phases[(moment, dates)] = holder_phase(
                 self.policy,
                 track=holder.track,
                 department=holder.department,
@@ -201,24 +337,33 @@ class FlagTimeline:
                 start_date=holder.start_date,
                 today=moment.date(),
             )
-            history = HolderHistory(
-                holder_id=holder.id,
-                external_id=holder.external_id,
-                name="",
-                status=holder.status,
-                offer_date=holder.offer_date,
-                start_date=holder.start_date,
-                cadence=cadence,
-                phase=phase,
-                reachable_channels=tuple(sorted(holder.reachable)),
-                delivered=tuple(
-                    TouchRecord(t.due_at, t.channel, t.kind)
-                    for t in result.by_holder.get(holder.id, [])
-                    if t.due_at <= moment
-                ),
-            )
-            for flag in self.engine.evaluate(history, moment):
-                key = (holder.id, flag.rule)
-                if flag.rule in CADENCE_RULES and key not in self.seen:
-                    self.seen.add(key)
-                    result.notes.append({**flag.record(), "since": moment.isoformat()})
+        cadence, phase = found
+        history = HolderHistory(
+            holder_id=holder.id,
+            external_id=holder.external_id,
+            name="",
+            status=holder.status,
+            offer_date=holder.offer_date,
+            start_date=holder.start_date,
+            cadence=cadence,
+            phase=phase,
+            reachable_channels=tuple(sorted(holder.reachable)),
+            delivered=self._delivered(holder.id, result.by_holder.get(holder.id, []), moment),
+        )
+        return [f for f in self.engine.evaluate(history, moment) if f.rule in CADENCE_RULES]
+
+
+def _alike(holder: HolderSnapshot) -> tuple[object, ...]:
+    """Everything of a holder the planner and the cadence rules read (not its id)."""
+    return (
+        holder.track,
+        holder.department,
+        holder.status,
+        holder.offer_date,
+        holder.accepted_date,
+        holder.start_date,
+        holder.reachable,
+        holder.timezone,
+        tuple(sorted(holder.event_states.items())),
+        holder.last_reply_at,
+    )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, Table, and_, bindparam, cast, func, literal, or_, select, update
+from sqlalchemy import String, Table, and_, any_, bindparam, cast, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -38,6 +38,7 @@ from followup.planning.planner import (
     ExistingTouch,
     HolderSnapshot,
     PlanResult,
+    SeasonCache,
     catch_up_floor,
     plan,
 )
@@ -51,6 +52,7 @@ from followup.vocab import ACTIVE_STATUSES, POOL_CADENCE, POOL_STATUSES, TouchKi
 # does not need to read them (keys are unique anyway: a missed one would only be a no-op insert).
 HISTORY_SLACK = timedelta(days=62)
 INSERT_BATCH = 1000
+ID_CHUNK = 30_000  # ids per IN list on SQLite (older builds allow 32,766 parameters a statement)
 REPLY_KINDS = ("reply", "answer", "button", "rsvp")  # contact from the holder (quiet_after_reply)
 
 
@@ -69,36 +71,136 @@ def _touches() -> Table:
     return Touch.__table__  # type: ignore[return-value]
 
 
+def _id_chunks(session: Session, column: Any, ids: Sequence[int] | Sequence[str] | None) -> list[Any]:
+    """WHERE clauses that keep ``column`` in ``ids``, within the backend's bind-parameter limit
+    (one array parameter on PostgreSQL); ``[None]`` (no filter) when ``ids`` is None."""
+    if ids is None:
+        return [None]
+    if session.get_bind().dialect.name == "postgresql":
+        values = bindparam(None, list(ids), type_=postgresql.ARRAY(column.type))  # one parameter
+        return [column == any_(values)] if ids else []
+    return [column.in_(ids[i : i + ID_CHUNK]) for i in range(0, len(ids), ID_CHUNK)]
+
+
+@dataclass(frozen=True)
+class DueHolders:
+    """Who a tick must read (:func:`due_holders`) and the part of their history the planner reads."""
+
+    ids: list[int]
+    history: dict[int, list[ExistingTouch]]
+
+
+_TOUCH_COLUMNS = (
+    Touch.id,
+    Touch.key,
+    Touch.holder_id,
+    Touch.phase,
+    Touch.seq,
+    Touch.kind,
+    Touch.channel,
+    Touch.due_at,
+    Touch.status,
+    (Touch.attempts + Touch.suppressed_count) > 0,
+    Touch.held_at,
+)
+
+
+def _history_since(now: datetime, policy: Policy, calendar: BusinessCalendar) -> datetime:
+    """Touches due before this (and not pending) cannot be planned again by a tick at ``now``."""
+    return catch_up_floor(now, policy, calendar) - HISTORY_SLACK
+
+
+def _read_touches(session: Session, query: Any, into: dict[int, list[ExistingTouch]]) -> None:
+    for t in session.connection().execute(query):  # Core rows: no ORM result machinery per row
+        touch = ExistingTouch(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8])
+        into[t[2]].append(replace(touch, deferred=True) if t[9] or t[10] is not None else touch)
+
+
+def due_holders(session: Session, policy: Policy, now: datetime, seasons: SeasonCache) -> DueHolders:
+    """The holders a tick at ``now`` can give or change a touch: the only ones it needs to load.
+
+    The planner's answer for any other holder is empty, by its rules: a touch is created only for a
+    season slot between the catch-up floor and the horizon whose key does not exist yet, and moved,
+    cancelled or re-channelled only while pending. So: active holders whose season (worked out once
+    per distinct set of dates) has a slot in the window with no touch of that key, active holders no
+    cadence applies to (the tick names them as skipped), and every holder with a pending touch. Of
+    their history the planner reads only the pending touches and the window slots' keys, so only
+    those rows are read (by key, on the unique index), and handed on to :func:`load_snapshots`.
+    """
+    low, high = seasons.window(now)
+    wanted: dict[int, list[str]] = {}  # holder → the keys of its window slots
+    needed: set[int] = set()
+    decided: dict[tuple[Any, ...], tuple[str, ...] | None] = {}
+    rows = session.connection().execute(
+        select(
+            OfferHolder.id,
+            OfferHolder.external_id,
+            OfferHolder.track,
+            OfferHolder.department,
+            OfferHolder.offer_date,
+            OfferHolder.accepted_date,
+            OfferHolder.start_date,
+            OfferHolder.timezone,
+        ).where(OfferHolder.status.in_(sorted(ACTIVE_STATUSES)), OfferHolder.erased_at.is_(None))
+    )
+    for holder_id, external_id, track, department, offer, accepted, start, zone in rows.tuples():
+        signature = (track, department, offer, accepted, start, zone)
+        if signature in decided:
+            suffixes = decided[signature]
+        else:
+            probe = HolderSnapshot(
+                0, "", track, department, "offered", offer, accepted, start, frozenset(), zone
+            )
+            suffixes = decided[signature] = seasons.window_suffixes(probe, low, high)
+        if suffixes is None:  # no cadence: planned only to be named as skipped
+            needed.add(holder_id)
+        elif suffixes:
+            wanted[holder_id] = [f"{external_id}:{suffix}" for suffix in suffixes]
+    pending = sorted(PENDING_STATUSES)
+    history: dict[int, list[ExistingTouch]] = defaultdict(list)
+    offer_touches = select(*_TOUCH_COLUMNS).where(Touch.cadence != POOL_CADENCE)  # pool: load_pool_members
+    _read_touches(session, offer_touches.where(Touch.status.in_(pending)), history)
+    needed.update(history)
+    keyed = offer_touches.where(
+        Touch.status.not_in(pending), Touch.due_at >= _history_since(now, policy, seasons.calendar)
+    )
+    keys = [key for holder_keys in wanted.values() for key in holder_keys]
+    for where in _id_chunks(session, Touch.key, keys):
+        _read_touches(session, keyed.where(where), history)
+    for holder_id, holder_keys in wanted.items():
+        if holder_id in needed:
+            continue
+        found = {t.key for t in history.get(holder_id, ())}
+        if any(key not in found for key in holder_keys):
+            needed.add(holder_id)  # a slot still to create
+    ids = sorted(needed)
+    return DueHolders(ids, {i: history[i] for i in ids if i in history})
+
+
 def load_snapshots(
-    session: Session, policy: Policy, now: datetime | None = None
+    session: Session,
+    policy: Policy,
+    now: datetime | None = None,
+    due: DueHolders | None = None,
 ) -> tuple[list[HolderSnapshot], dict[int, list[ExistingTouch]]]:
-    """Holders to plan and their touch history, in three queries (no per-holder ORM loop).
+    """Holders to plan and their touch history, in a few bulk queries (no per-holder ORM loop).
 
     Active holders are loaded, plus inactive ones that still have pending touches (to cancel them).
     With ``now``, history older than the catch-up window (minus a slack) is not read unless pending.
+    With ``due`` (:func:`due_holders`) only those holders are read, with the history it found.
     """
     pending = sorted(PENDING_STATUSES)
-    touch_cols = (
-        Touch.id,
-        Touch.key,
-        Touch.holder_id,
-        Touch.phase,
-        Touch.seq,
-        Touch.kind,
-        Touch.channel,
-        Touch.due_at,
-        Touch.status,
-        (Touch.attempts + Touch.suppressed_count) > 0,
-        Touch.held_at,
-    )
-    touch_query = select(*touch_cols).where(Touch.cadence != POOL_CADENCE)  # the pool's: load_pool_members
-    if now is not None:
-        since = catch_up_floor(now, policy, BusinessCalendar.from_policy(policy)) - HISTORY_SLACK
-        touch_query = touch_query.where(or_(Touch.status.in_(pending), Touch.due_at >= since))
     existing: dict[int, list[ExistingTouch]] = defaultdict(list)
-    for t in session.execute(touch_query):
-        existing[t[2]].append(ExistingTouch(*t[:9], deferred=bool(t[9]) or t[10] is not None))
+    if due is not None:
+        existing.update(due.history)
+    else:
+        touch_query = select(*_TOUCH_COLUMNS).where(Touch.cadence != POOL_CADENCE)  # pool: load_pool_members
+        if now is not None:
+            since = _history_since(now, policy, BusinessCalendar.from_policy(policy))
+            touch_query = touch_query.where(or_(Touch.status.in_(pending), Touch.due_at >= since))
+        _read_touches(session, touch_query, existing)
 
+    holder_ids = None if due is None else due.ids
     # the talent pool's pending touches are the pool planner's (load_pool_members), not a reason to load
     pending_holders = (
         select(Touch.holder_id).where(Touch.status.in_(pending), Touch.cadence != POOL_CADENCE).distinct()
@@ -117,9 +219,13 @@ def load_snapshots(
         OfferHolder.erased_at,
         OfferHolder.paused_until,
     ).where(or_(OfferHolder.status.in_(sorted(ACTIVE_STATUSES)), OfferHolder.id.in_(pending_holders)))
+    if holder_ids is not None:
+        holder_query = select(*holder_query.selected_columns)  # the ids already say who
     opted_out: dict[int, set[str]] = defaultdict(set)
-    for holder_id, channel in session.execute(select(ChannelOptOut.holder_id, ChannelOptOut.channel)):
-        opted_out[holder_id].add(channel)
+    for where in _id_chunks(session, ChannelOptOut.holder_id, holder_ids):
+        opt_query = select(ChannelOptOut.holder_id, ChannelOptOut.channel)
+        for holder_id, channel in session.execute(opt_query if where is None else opt_query.where(where)):
+            opted_out[holder_id].add(channel)
 
     states = event_states(session)
     tasks_done = task_states(session) if policy.tasks else {}
@@ -140,7 +246,12 @@ def load_snapshots(
             if answered_at is not None:
                 replied[responder] = max(answered_at, replied.get(responder, answered_at))
     holders: list[HolderSnapshot] = []
-    for row in session.execute(holder_query):
+    holder_rows = (
+        row
+        for where in _id_chunks(session, OfferHolder.id, holder_ids)
+        for row in session.execute(holder_query if where is None else holder_query.where(where))
+    )
+    for row in holder_rows:
         contact = addresses_of(row)
         reachable = frozenset(c for c, v in contact.items() if v) - opted_out.get(row.id, set())
         holders.append(
@@ -287,13 +398,28 @@ def apply_plan(session: Session, result: PlanResult) -> PlanCounts:
     return PlanCounts(created, moved, cancelled, rechannelled, len(result.skipped))
 
 
+_seasons: list[SeasonCache] = []  # the last policy's seasons, kept across the ticks of a process
+
+
+def season_cache(policy: Policy) -> SeasonCache:
+    """The seasons of ``policy`` computed so far in this process (a new policy object starts afresh).
+
+    A season depends only on the policy, the calendar it implies and the holder's dates, so the
+    scheduler's ticks share them: its second tick computes only the seasons of new dates."""
+    if not _seasons or _seasons[0].policy is not policy:
+        _seasons[:] = [SeasonCache(policy, BusinessCalendar.from_policy(policy))]
+    return _seasons[0]
+
+
 def plan_tick(context: AppContext, now: datetime) -> PlanCounts:
-    """One planning tick: load, plan, apply, commit."""
+    """One planning tick: find the holders it can touch, load only them, plan, apply, commit."""
     policy = context.policy
-    calendar = BusinessCalendar.from_policy(policy)
+    seasons = season_cache(policy)
     with context.session() as session:
-        holders, existing = load_snapshots(session, policy, now=now)
-        result = plan(holders, policy, existing, now, calendar)
+        calendar = seasons.calendar
+        due = due_holders(session, policy, now, seasons)
+        holders, existing = load_snapshots(session, policy, now=now, due=due)
+        result = plan(holders, policy, existing, now, calendar, seasons=seasons)
         low = catch_up_floor(now, policy, calendar)
         members, pool_existing = load_pool_members(session, policy, since=low - HISTORY_SLACK)
         high = shift_moment(now, policy.scheduler.horizon, 1)
@@ -419,8 +545,10 @@ def group_existing(touches: Sequence[ExistingTouch]) -> Mapping[int, list[Existi
 
 
 __all__ = [
+    "DueHolders",
     "PlanCounts",
     "apply_plan",
+    "due_holders",
     "escalation_key",
     "group_existing",
     "insert_touches",
