@@ -29,6 +29,28 @@ STATUS_LABELS: dict[str, str] = {
     "withdrawn": "内定取消",
     "rejected": "不採用",
 }
+# a holder's lifecycle entries (HolderChange.field) as the timeline names them
+CHANGE_FIELD_LABELS: dict[str, str] = {
+    "created": "登録",
+    "status": "ステータス",
+    "start_date": "入社予定日",
+    "offer_date": "内定日",
+    "accepted_date": "承諾日",
+    "acceptance_deadline": "承諾期限",
+    "rejected_date": "不採用日",
+    "left_date": "退職日",
+    "paused_until": "自動連絡の一時停止(この日まで)",
+    "mentor_email": "メンター",
+    "department": "部署",
+    "track": "採用区分",
+    "name": "氏名",
+    "name_kana": "フリガナ",
+    "email": "メールアドレス",
+    "phone": "電話番号",
+    "line_user_id": "LINE",
+    "slack_user_id": "Slack",
+    "timezone": "タイムゾーン",
+}
 SEVERITY_LABELS: dict[str, str] = {"low": "低", "medium": "中", "high": "高"}
 RULE_LABELS: dict[str, str] = {
     "neglected": "放置",

@@ -10,7 +10,7 @@ from followup.config.context import AppContext
 from followup.config.messages import SAMPLE_POOL, template_context
 from followup.db.models import OfferHolder
 from followup.delivery.deliver import find_phase, holder_facts
-from followup.labels import CHANNEL_LABELS, RULE_LABELS, label
+from followup.labels import CHANGE_FIELD_LABELS, CHANNEL_LABELS, RULE_LABELS, STATUS_LABELS, label
 from followup.rendering.templates import MessageTemplates, TemplateProblem
 from followup.vocab import POOL_CADENCE
 
@@ -47,6 +47,18 @@ def message_subject(
     return subject.removeprefix(f"【{org.name}】").strip() or subject
 
 
+def change_label(summary: str) -> str:
+    """「ステータス: 内定(承諾前) → 内定承諾」 for ``status: offered → accepted`` (field and status words)."""
+    field, _, rest = summary.partition(": ")
+    name = POOL_CHANGE_LABELS.get(field) or CHANGE_FIELD_LABELS.get(field)
+    if name is None:
+        return summary
+    if field in ("status", "created"):
+        old, arrow, new = rest.partition(" → ")
+        rest = f"{STATUS_LABELS.get(old, old)}{arrow}{STATUS_LABELS.get(new, new)}"
+    return f"{name}: {rest}"
+
+
 def timeline_labels(context: AppContext, holder: OfferHolder, record: dict[str, Any]) -> None:
     """Add ``label`` to every item of ``holder_timeline``'s record, in place."""
     templates = MessageTemplates(context.templates_root, context.policy.organization.locale)
@@ -68,9 +80,8 @@ def timeline_labels(context: AppContext, holder: OfferHolder, record: dict[str, 
             survey = context.policy.surveys.get(str(item.get("summary", "")))
             if survey is not None:
                 item["label"] = survey.title
-        elif kind == "change" and str(item.get("summary", "")).split(":")[0] in POOL_CHANGE_LABELS:
-            field, _, rest = str(item.get("summary", "")).partition(": ")
-            item["label"] = f"{POOL_CHANGE_LABELS[field]}: {rest}"
+        elif kind == "change":
+            item["label"] = change_label(str(item.get("summary", "")))
         elif kind == "click":
             link = str(item.get("summary", "")).partition(": ")[2]
             item["label"] = f"人材プールのリンクを開いた{(': ' + link) if link else ''}"

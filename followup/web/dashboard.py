@@ -92,8 +92,24 @@ def _check_limit(request: Request) -> None:
 def _refuse(request: Request, *, wrong_guess: bool) -> HTTPException:
     if wrong_guess:
         _auth(request).limiter.fail(_client(request))
+    if _browser_without_credentials(request):  # HR opening a bookmark: the sign-in page, not a dialog
+        target = urlencode({"next": request.url.path})
+        return HTTPException(303, "sign in first", headers={"Location": f"/dashboard/sign-in?{target}"})
     return HTTPException(
         401, "authentication required", headers={"WWW-Authenticate": 'Basic realm="followup"'}
+    )
+
+
+def _browser_without_credentials(request: Request) -> bool:
+    """A browser navigating to a workspace page with no token and no session cookie at all (a forged or
+    expired cookie, a wrong token and every API or script caller still get a plain 401)."""
+    return (
+        request.method == "GET"
+        and request.url.path.startswith("/dashboard")
+        and "text/html" in request.headers.get("accept", "")
+        and "Authorization" not in request.headers
+        and not request.cookies.get(COOKIE)
+        and not request.cookies.get(MENTOR_COOKIE)
     )
 
 

@@ -182,7 +182,8 @@ def test_one_holders_timeline_has_touches_answers_replies_changes_and_flags(web:
         holder = session.get(OfferHolder, holder_id)
         assert holder_timeline(session, holder, web.context.policy) == data  # type: ignore[arg-type]
     page = web.client.get("/dashboard/holders/NG2027-0001", headers=BEARER).text
-    assert "よろしくお願いします" in page and "辞退の兆候" in page and "offered → accepted" in page
+    assert "よろしくお願いします" in page and "辞退の兆候" in page
+    assert "ステータス: 内定(承諾前) → 内定承諾" in page  # the change in Japanese, not offered → accepted
 
 
 def test_an_unknown_holder_is_404(web: WebEnv) -> None:

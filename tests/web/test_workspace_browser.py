@@ -164,3 +164,7 @@ def test_a_mentor_sees_only_their_mentees_and_forgeries_are_refused(
     assert forged.status == 401 and "山田" not in forged.text()
     page.context.clear_cookies()
     assert page.request.get(f"{server.url}/dashboard").status == 401
+    # a browser opening a bookmark without a session lands on the sign-in page (not a Basic-auth dialog)
+    page.goto(f"{server.url}/dashboard/holders")
+    assert "/dashboard/sign-in" in page.url and "next=%2Fdashboard%2Fholders" in page.url
+    assert page.locator("input[name=token]").count() == 1
