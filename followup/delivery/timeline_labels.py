@@ -80,6 +80,17 @@ def timeline_labels(context: AppContext, holder: OfferHolder, record: dict[str, 
             survey = context.policy.surveys.get(str(item.get("summary", "")))
             if survey is not None:
                 item["label"] = survey.title
+        elif kind in ("rsvp", "attendance"):  # 「内定式: 出席 / line」, not the event's key
+            event, sep, rest = str(item.get("summary", "")).partition(": ")
+            found = context.policy.events.get(event)
+            title = found.title if found is not None else event
+            channel, slash, where = rest.rpartition(" / ")
+            via = {"web": "回答ページ", "phone": "電話", "cli": "人事が記録"}.get(
+                where
+            ) or CHANNEL_LABELS.get(where)
+            if slash and via:
+                rest = f"{channel}({via})"
+            item["label"] = f"{title}{sep}{rest}"
         elif kind == "change":
             item["label"] = change_label(str(item.get("summary", "")))
         elif kind == "click":

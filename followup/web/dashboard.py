@@ -34,12 +34,15 @@ from followup.labels import (
     RULE_LABELS,
     SEVERITY_LABELS,
     STATUS_LABELS,
+    TASK_STATUS_LABELS,
     TIMELINE_LABELS,
     TOUCH_STATUS_LABELS,
     TRACK_LABELS,
     short_date,
     short_datetime,
 )
+from followup.tasks.sheet import table as task_table
+from followup.tasks.store import status_rows
 from followup.web.auth import COOKIE, MENTOR_COOKIE, SESSION_IDLE, DashboardAuth, Viewer, csrf_token
 from followup.web.listing import MAX_LIMIT, PAGE_SIZE, HolderPage, HolderQuery, list_holders
 from followup.web.state import WebState, forbidden, page, state_of
@@ -325,6 +328,57 @@ async def dashboard_event_csv(request: Request, name: str, encoding: str = "cp93
         data,
         media_type=f"text/csv; charset={charset}",
         headers={"Content-Disposition": f'attachment; filename="{name}-roster.csv"'},
+    )
+    return _page_with_session(request, response, renewed)
+
+
+def _task_lines(state: WebState, name: str) -> list[list[str]] | None:
+    if name not in state.context.policy.tasks:
+        return None
+    with state.session() as session:
+        rows = status_rows(session, state.context.policy, name)
+    return task_table(rows, state.context.policy.organization.tz)
+
+
+@router.get("/dashboard/tasks/{name}", include_in_schema=False, response_class=HTMLResponse)
+async def dashboard_task(request: Request, name: str) -> Response:
+    """提出状況: every holder of the task's audience with the due date, 未提出・提出済・確認済・対象外."""
+    login = _login_redirect(request)
+    if login is not None:
+        return login
+    renewed = authenticate(request)
+    state = state_of(request)
+    lines = await run_in_threadpool(_task_lines, state, name)
+    if lines is None:
+        return _page_with_session(request, page(request, "not_found.html", status=404), renewed)
+    task = state.context.policy.tasks[name]
+    pending = sum(1 for line in lines[1:] if line[4] == TASK_STATUS_LABELS["pending"])
+    context = {"task": task, "name": name, "header": lines[0], "lines": lines[1:], "pending": pending}
+    return _page_with_session(request, page(request, "task_sheet.html", context), renewed)
+
+
+@router.get("/dashboard/tasks/{name}/sheet.csv", include_in_schema=False)
+async def dashboard_task_csv(request: Request, name: str, encoding: str = "cp932") -> Response:
+    """The 提出状況 as a CSV Excel in Japan opens (CP932, or ``?encoding=utf-8-sig``); edited, it goes
+    back in with ``followup tasks import``."""
+    login = _login_redirect(request)
+    if login is not None:
+        return login
+    renewed = authenticate(request)
+    state = state_of(request)
+    lines = await run_in_threadpool(_task_lines, state, name)
+    if lines is None or encoding not in ENCODINGS:
+        return _page_with_session(request, page(request, "not_found.html", status=404), renewed)
+    try:
+        data = to_csv(lines, encoding)
+    except ValueError:
+        data = to_csv(lines, "utf-8-sig")
+        encoding = "utf-8-sig"
+    charset = "shift_jis" if encoding == "cp932" else "utf-8"
+    response = Response(
+        data,
+        media_type=f"text/csv; charset={charset}",
+        headers={"Content-Disposition": f'attachment; filename="{name}-tasks.csv"'},
     )
     return _page_with_session(request, response, renewed)
 

@@ -28,8 +28,9 @@ from followup.events.store import record_attendance
 from followup.holders.actions import FLAG_ACTIONS, MANUAL_CHANNELS, NOTE_LIMIT, act_on_flag, log_touch, pause
 from followup.holders.importer import TRANSITIONS, change_start_date, change_status
 from followup.holders.timeline import holder_timeline
-from followup.labels import ATTENDANCE_LABELS, FLAG_ACTION_LABELS, RSVP_LABELS, short_date
+from followup.labels import ATTENDANCE_LABELS, FLAG_ACTION_LABELS, RSVP_LABELS, TASK_STATUS_LABELS, short_date
 from followup.ops.audit import audit
+from followup.tasks.store import set_status
 from followup.web.auth import COOKIE, MENTOR_COOKIE, Viewer, csrf_ok, csrf_token
 from followup.web.dashboard import (
     _labels,
@@ -59,6 +60,7 @@ DONE_MESSAGES = {
     "start_date": "入社予定日を変更しました。次回の計画で今後の連絡予定が移動します。",
     "attendance": "出欠を記録しました。",
     "pause": "自動連絡の一時停止を更新しました。",
+    "task": "提出物の状況を記録しました。未提出でなくなった提出物のリマインドは次回の計画で止まります。",
 }
 ERROR_MESSAGES = {
     "input": "入力内容を確認してください。",
@@ -131,7 +133,8 @@ async def home(request: Request) -> Response:
     state = state_of(request)
     data = await run_in_threadpool(_home, state, viewer.scope)
     today = short_date(state.clock().astimezone(state.context.policy.organization.tz))
-    context = {"home": data, "today": today, **_common(state, viewer)}
+    tasks = [(name, task.title) for name, task in state.context.policy.tasks.items()]
+    context = {"home": data, "today": today, "tasks": tasks, **_common(state, viewer)}
     return respond(request, page(request, "home.html", context))
 
 
@@ -206,6 +209,7 @@ def _holder_page(state: WebState, external_id: str, viewer: Viewer) -> dict[str,
         "flag_action_labels": FLAG_ACTION_LABELS,
         "attendance_labels": {k: v for k, v in ATTENDANCE_LABELS.items() if k},
         "events": [(name, event.title) for name, event in events.items()],
+        "task_status_labels": TASK_STATUS_LABELS,
     }
 
 
@@ -342,6 +346,31 @@ def _run_action(state: WebState, external_id: str, viewer: Viewer, what: str, va
                 return "input"
             if changed:
                 audit(session, "attendance", now=now, actor=viewer.actor, holder_id=holder.id, event=event)
+            return ""
+        if what == "task":
+            name, status = values.get("task", ""), values.get("status", "")
+            if name not in state.context.policy.tasks or status not in TASK_STATUS_LABELS:
+                return "input"
+            changed = set_status(
+                session,
+                holder.id,
+                name,
+                status,
+                at=now,
+                actor=viewer.actor,
+                source="web",
+                note=values.get("note") or None,
+            )
+            if changed:
+                audit(
+                    session,
+                    "task_status",
+                    now=now,
+                    actor=viewer.actor,
+                    holder_id=holder.id,
+                    task=name,
+                    status=status,
+                )
             return ""
         if what == "pause":
             text = values.get("until", "")

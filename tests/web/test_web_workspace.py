@@ -380,9 +380,53 @@ def test_status_start_date_attendance_and_pause_go_through_the_lifecycle(clocked
         [rsvp] = session.scalars(select(EventRsvp).where(EventRsvp.holder_id == ids["NG-001"])).all()
         assert rsvp.attendance == "attended"
     page = env.client.get("/dashboard/holders/NG-001").text
-    assert "7/31(金) まで一時停止" in page and "naiteishiki: 当日出席" in page
+    assert "7/31(金) まで一時停止" in page and "内定式: 当日出席" in page
     actions = [a for _, a in _audit(env)]
     assert actions == ["holder_status", "holder_status", "holder_start_date", "attendance", "holder_pause"]
+
+
+def test_hr_marks_a_task_received_on_the_holder_page_and_the_sheet_shows_it(clocked: Any) -> None:
+    from sqlalchemy import select
+
+    from followup.db.models import TaskStatus
+
+    env, ids = clocked
+    _signed_in(env)
+    csrf = _csrf_of(env, "NG-001")
+    page = env.client.get("/dashboard/holders/NG-001").text
+    assert 'id="holder-tasks"' in page and "身元保証書" in page and "未提出" in page
+
+    done = env.client.post(
+        "/dashboard/holders/NG-001/task",
+        data={"csrf": csrf, "task": "guarantee", "status": "submitted", "note": "郵送で受領"},
+    )
+    assert done.status_code == 303 and done.headers["location"].endswith("done=task#timeline")
+    unknown = env.client.post(
+        "/dashboard/holders/NG-001/task", data={"csrf": csrf, "task": "no_such_task", "status": "submitted"}
+    )
+    assert "error=input" in unknown.headers["location"]
+    with env.context.session() as session:
+        [mark] = session.scalars(select(TaskStatus).where(TaskStatus.holder_id == ids["NG-001"])).all()
+        assert (mark.task, mark.status, mark.source, mark.note) == (
+            "guarantee",
+            "submitted",
+            "web",
+            "郵送で受領",
+        )
+    assert [a for _, a in _audit(env)] == ["task_status"]
+
+    sheet = env.client.get("/dashboard/tasks/guarantee").text
+    assert "身元保証書 提出状況" in sheet
+    row = sheet.split('data-external-id="NG-001"')[1].split("</tr>")[0]
+    assert "提出済" in row and "郵送で受領" in row
+    csv = env.client.get("/dashboard/tasks/guarantee/sheet.csv")
+    assert csv.headers["content-type"].startswith("text/csv")
+    lines = csv.content.decode("cp932").splitlines()
+    assert lines[0].startswith("内定者ID,氏名,部署,期限,状況") and any(
+        line.startswith("NG-001,山田 花子") and "提出済" in line for line in lines
+    )
+    assert env.client.get("/dashboard/tasks/no_such_task").status_code == 404
+    assert 'href="/dashboard/tasks/guarantee"' in env.client.get("/dashboard").text  # linked from the home
 
 
 # --- mentors -------------------------------------------------------------------------------------------
