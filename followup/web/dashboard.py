@@ -353,7 +353,14 @@ async def dashboard_task(request: Request, name: str) -> Response:
         return _page_with_session(request, page(request, "not_found.html", status=404), renewed)
     task = state.context.policy.tasks[name]
     pending = sum(1 for line in lines[1:] if line[4] == TASK_STATUS_LABELS["pending"])
-    context = {"task": task, "name": name, "header": lines[0], "lines": lines[1:], "pending": pending}
+    context = {
+        "task": task,
+        "name": name,
+        "header": lines[0],
+        "lines": lines[1:],
+        "pending": pending,
+        **_labels(state),
+    }
     return _page_with_session(request, page(request, "task_sheet.html", context), renewed)
 
 

@@ -127,6 +127,20 @@ def test_hr_filters_opens_a_holder_logs_a_call_and_resolves_a_flag(
     _no_sideways_scroll(page, width)
     shot("03-holder-after-actions")
 
+    # 提出物: HR marks the 身元保証書 received on the holder page, then opens the 提出状況
+    page.locator("#more-actions summary").click()
+    page.select_option("#task-form select[name=task]", "guarantee")
+    page.select_option("#task-form select[name=status]", "submitted")
+    page.fill("#task-form input[name=note]", "郵送で受領")
+    page.locator("#task-form").get_by_role("button", name="記録する").click()
+    page.wait_for_url(re.compile(r"done=task"))
+    assert "提出済" in page.locator("#holder-tasks tr[data-task='guarantee']").inner_text()
+    page.locator("#holder-tasks").get_by_role("link", name="身元保証書").click()
+    page.wait_for_url(re.compile(r"/dashboard/tasks/guarantee$"))
+    assert "提出済" in page.locator("#task-sheet tr[data-external-id='NG-001']").inner_text()
+    _no_sideways_scroll(page, width)
+    shot("05-task-sheet")
+
 
 def test_a_mentor_sees_only_their_mentees_and_forgeries_are_refused(
     served: tuple[ServerThread, LinkSigner], browser_page: tuple[str, Any]
