@@ -37,46 +37,26 @@ def _problem(where: str, message: str) -> UserInputError:
 
 def _check_template(context: AppContext, template: str, result: Preview, at: datetime) -> bool:
     """Refuse a template that does not exist or does not render; True when it is an essential notice."""
-    from followup.db.models import OfferHolder, Touch
-    from followup.delivery.deliver import message_context
-    from followup.delivery.links import LinkSigner
-    from followup.rendering.templates import MessageTemplates, TemplateProblem
+    from followup.delivery.samples import SampleTouch, check_announcement
+    from followup.rendering.templates import TemplateProblem
 
-    templates = MessageTemplates(context.templates_root, locale=context.policy.organization.locale)
+    first = next(iter(result.to_plan), None)
+    sample = (
+        SampleTouch(
+            first.candidate.id,
+            first.key,
+            first.candidate.cadence,
+            first.candidate.phase,
+            first.channel,
+            first.due_at,
+        )
+        if first is not None
+        else None
+    )
     try:
-        if template not in templates.names():
-            raise TemplateProblem(
-                context.templates_root / "messages" / context.policy.organization.locale / template,
-                None,
-                f"no message template {template!r} (needs subject.j2 and text.j2)",
-            )
-        meta = templates.meta(template)
-        first = next(iter(result.to_plan), None)
-        if first is None:
-            return meta.essential
-        signer = LinkSigner.from_settings(context.settings)
-        with context.session() as session:
-            holder = session.get(OfferHolder, first.candidate.id)
-            assert holder is not None
-            sample = Touch(
-                id=0,
-                key=first.key,
-                holder_id=holder.id,
-                cadence=first.candidate.cadence or "announce",
-                phase=first.candidate.phase or "announce",
-                seq=0,
-                kind="message",
-                channel=first.channel,
-                template=template,
-                due_at=first.due_at,
-            )
-            values = message_context(holder, sample, context.policy, signer, sent_at=at)
-            if meta.needs_content and values["content"] is None:
-                raise TemplateProblem(context.config_file, None, f"{template} needs this month's content")
-            templates.render(template, values)  # the sample touch is never added to the session
+        return check_announcement(context, template, sample, at)
     except TemplateProblem as exc:
         raise UserInputError(Problem(exc.path, exc.line, None, exc.message)) from None
-    return meta.essential
 
 
 def _record(r: Recipient) -> dict[str, object]:

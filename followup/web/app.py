@@ -18,7 +18,19 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from followup.config.context import AppContext
 from followup.delivery.links import LinkSigner, secret_key
-from followup.web import dashboard, events, health, manual, optout, pool, season, surveys, webhooks, workspace
+from followup.web import (
+    announce,
+    dashboard,
+    events,
+    health,
+    manual,
+    optout,
+    pool,
+    season,
+    surveys,
+    webhooks,
+    workspace,
+)
 from followup.web.auth import (
     DashboardAuth,
     GuessLimiter,
@@ -129,6 +141,7 @@ def create_app(context: AppContext, *, clock: Callable[[], datetime] | None = No
     ):
         app.include_router(router)
     app.include_router(workspace.router)  # /dashboard/holders before /dashboard/holders/{id}
+    app.include_router(announce.router)
     app.include_router(dashboard.router)
     app.include_router(season.router)
     return app

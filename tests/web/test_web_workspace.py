@@ -429,6 +429,50 @@ def test_hr_marks_a_task_received_on_the_holder_page_and_the_sheet_shows_it(cloc
     assert 'href="/dashboard/tasks/guarantee"' in env.client.get("/dashboard").text  # linked from the home
 
 
+def test_hr_previews_an_announcement_then_confirms_it_once(clocked: Any) -> None:
+    import re
+
+    from sqlalchemy import select
+
+    env, _ = clocked
+    _signed_in(env)
+    form = env.client.get("/dashboard/announce").text
+    match = re.search(r'name="csrf" value="([0-9a-f]+)"', form)
+    assert match and "年末年始のご挨拶" in form
+    chosen = {
+        "csrf": match.group(1),
+        "template": "year_end_greeting",
+        "track": "new_grad",
+        "department": "営業部",
+    }
+
+    def keys() -> list[str]:
+        with env.context.session() as session:
+            return sorted(session.scalars(select(Touch.key).where(Touch.key.like("announce:%"))))
+
+    shown = env.client.post("/dashboard/announce/preview", data=chosen)
+    assert shown.status_code == 200 and keys() == []  # a preview writes nothing
+    summary = shown.text.split('id="preview-summary"')[1].split("</p>")[0]
+    assert "送信予定 <strong>3名</strong>" in summary and "メール 3名" in summary
+    assert all(f'data-external-id="{e}"' in shown.text for e in ("NG-001", "NG-003", "NG-004"))
+
+    sent = env.client.post("/dashboard/announce/send", data=chosen)
+    assert sent.status_code == 303 and sent.headers["location"].endswith("done=3")
+    expected = [f"announce:year_end_greeting:{e}" for e in ("NG-001", "NG-003", "NG-004")]
+    assert keys() == expected
+    again = env.client.post("/dashboard/announce/send", data=chosen)
+    assert again.headers["location"].endswith("done=0") and keys() == expected  # once per person
+    assert "3件を予約しました" in env.client.get(sent.headers["location"]).text
+    assert [a for _, a in _audit(env)] == ["announce", "announce"]
+
+    nobody = env.client.post("/dashboard/announce/preview", data={**chosen, "track": "", "department": ""})
+    assert nobody.status_code == 400 and "送る相手を選んでください" in nobody.text
+    missing = env.client.post("/dashboard/announce/preview", data={**chosen, "template": "no_such"})
+    assert missing.status_code == 400 and "no_such" in missing.text
+    forged = env.client.post("/dashboard/announce/send", data={**chosen, "csrf": "0" * 64})
+    assert forged.status_code == 403 and keys() == expected
+
+
 # --- mentors -------------------------------------------------------------------------------------------
 
 

@@ -182,3 +182,24 @@ def test_a_mentor_sees_only_their_mentees_and_forgeries_are_refused(
     page.goto(f"{server.url}/dashboard/holders")
     assert "/dashboard/sign-in" in page.url and "next=%2Fdashboard%2Fholders" in page.url
     assert page.locator("input[name=token]").count() == 1
+
+
+def test_hr_sends_an_announcement_from_the_workspace_after_the_preview(
+    served: tuple[ServerThread, LinkSigner], browser_page: tuple[str, Any]
+) -> None:
+    server, _ = served
+    size, page = browser_page
+    width = VIEWPORTS[size]["width"]
+    page.goto(f"{server.url}/dashboard?token={DASHBOARD_TOKEN}")
+    page.get_by_role("link", name="一斉配信").first.click()
+    page.wait_for_url(re.compile(r"/dashboard/announce$"))
+    page.select_option("#announce-form select[name=template]", "year_end_greeting")
+    page.select_option("#announce-form select[name=track]", "new_grad")
+    page.select_option("#announce-form select[name=department]", "営業部")
+    page.get_by_role("button", name="確認する").click()
+    assert "送信予定 3名" in page.locator("#preview-summary").inner_text()
+    _no_sideways_scroll(page, width)
+    page.screenshot(path=str(ARTIFACTS / f"{size}-06-announce-preview.png"), full_page=True)
+    page.get_by_role("button", name="3名に予約する").click()
+    page.wait_for_url(re.compile(r"done=3"))
+    assert "3件を予約しました" in page.locator("#done").inner_text()
