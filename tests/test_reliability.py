@@ -215,7 +215,7 @@ def test_a_compressed_season_on_the_full_topology_delivers_every_due_message_exa
     duplicates_by_channel: Counter[str] = Counter()
     slack_matched = 0
     for t in touches:
-        channel = "reminder" if t.kind == "manual" else t.channel
+        channel = {"manual": "reminder", "escalation": "escalation"}.get(t.kind, t.channel)
         per_channel[channel] += 1
         key = delivery_key(t.kind, t.channel, t.key)
         if key is None:  # Slack: the message whose ts the touch recorded
@@ -270,7 +270,7 @@ def test_a_compressed_season_on_the_full_topology_delivers_every_due_message_exa
     assert {t.status for t in touches} <= set(FINAL), "every touch ends sent (manual ones: reminded)"
     assert (lost, duplicated) == (0, 0)
     assert all(n == 1 for k, n in received.items() if k.startswith("slack:")), "a Slack text twice"
-    assert set(per_channel) == {"email", "slack", "line", "reminder"}
+    assert set(per_channel) == {"email", "slack", "line", "reminder", "escalation"}
     # the faults really happened: the providers refused, and killed workers left claims to recover
     assert errors["slack 429"] >= 1 and errors["line 500"] >= 1 and errors["smtp unavailable"] >= 1
     assert sum(kills) >= 1

@@ -202,6 +202,22 @@ def _http_ok(url: str) -> Callable[[Service], bool]:
     return check
 
 
+def compressed_season_config(directory: Path) -> Path:
+    """The always-open example policy with the over-contact cap counted but not enforced.
+
+    The compressed season plays weeks of the calendar in minutes of the real clock, and the cap counts
+    touches sent in the last 7 real days: every holder would look over-contacted after their third
+    message (a task reminder is the fourth) and delivery would re-time the rest by a week. Enforcement
+    itself is tested with a frozen clock in tests/delivery/test_delivery_inprocess.py.
+    """
+    path = always_open_config(directory)
+    text = path.read_text(encoding="utf-8")
+    capped = "over_contacted: {severity: medium, max_touches: 3, window: 7d, enforce: true}"
+    assert capped in text, "the example's over_contacted rule changed: update compressed_season_config"
+    path.write_text(text.replace(capped, capped.replace("enforce: true", "enforce: false")), encoding="utf-8")
+    return path
+
+
 # --- holders for a compressed season ----------------------------------------------------------------------
 
 
@@ -310,7 +326,7 @@ class Topology:
             "PYTHONUNBUFFERED": "1",
             "FOLLOWUP_DATABASE_URL": self.db_url,
             "FOLLOWUP_BROKER_URL": self.redis.url,
-            "FOLLOWUP_CONFIG": str(always_open_config(self.tmp / "cfg")),
+            "FOLLOWUP_CONFIG": str(compressed_season_config(self.tmp / "cfg")),
             "FOLLOWUP_VAR_DIR": str(var_dir),
             "FOLLOWUP_SECRET_KEY": "reliability-secret-0123456789abcdefghij",
             "FOLLOWUP_DASHBOARD_TOKEN": "reliability-dashboard-0123456789abcdef",
@@ -529,6 +545,8 @@ def delivery_key(kind: str, channel: str, key: str) -> str | None:
     """The provider-side key of a touch's message (Slack has none: matched by provider_id instead)."""
     if kind == "manual":
         return f"email:{message_id_for(f'{key}:reminder', SENDER)}"
+    if kind == "escalation":  # manual_overdue: the assignee asked once more, by mail (key escalation:<id>)
+        return f"email:{message_id_for(key, SENDER)}"
     if channel == "email":
         return f"email:{message_id_for(key, SENDER)}"
     if channel == "line":
