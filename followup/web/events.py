@@ -14,10 +14,10 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from followup.db.models import EngagementEvent, EventRsvp, OfferHolder
-from followup.delivery.links import LinkExpired, LinkInvalid
+from followup.delivery.links import LinkInvalid
 from followup.events.store import ANSWERS, RsvpError, RsvpResult, record_rsvp
 from followup.labels import RSVP_LABELS
-from followup.web.state import WebState, expired, forbidden, page, state_of
+from followup.web.state import WebState, expired, page, read_link, state_of
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 ANSWER_LIMIT = 500  # characters per free-text answer
@@ -91,12 +91,10 @@ def _context(state: WebState, name: str, token: str, status: str, answers: dict[
 @router.get("/e/{token}")
 async def rsvp_page(request: Request, token: str) -> Response:
     state = state_of(request)
-    try:
-        holder_id, name = _read(state, token)
-    except LinkInvalid:
-        return forbidden(request)
-    except LinkExpired:
-        return expired(request)
+    link = read_link(request, lambda t: _read(state, t), token)
+    if isinstance(link, Response):
+        return link
+    holder_id, name = link
     found = await run_in_threadpool(_current, state, holder_id, name)
     if found is None:
         return expired(request)
@@ -107,12 +105,10 @@ async def rsvp_page(request: Request, token: str) -> Response:
 @router.post("/e/{token}")
 async def rsvp_submit(request: Request, token: str) -> Response:
     state = state_of(request)
-    try:
-        holder_id, name = _read(state, token)
-    except LinkInvalid:
-        return forbidden(request)
-    except LinkExpired:
-        return expired(request)
+    link = read_link(request, lambda t: _read(state, t), token)
+    if isinstance(link, Response):
+        return link
+    holder_id, name = link
     if await run_in_threadpool(_current, state, holder_id, name) is None:
         return expired(request)
     form = await request.form()

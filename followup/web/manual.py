@@ -14,9 +14,8 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from followup.db.models import AuditEntry, OfferHolder, Touch
-from followup.delivery.links import LinkExpired, LinkInvalid
 from followup.labels import MANUAL_WHAT, short_date, short_datetime
-from followup.web.state import WebState, expired, forbidden, page, state_of
+from followup.web.state import WebState, expired, page, read_link, state_of
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 NOTE_LIMIT = 1000
@@ -78,12 +77,9 @@ def _touch_of(state: WebState, token: str) -> int:
 @router.get("/done/{token}")
 async def manual_confirm(request: Request, token: str) -> Response:
     state = state_of(request)
-    try:
-        touch_id = _touch_of(state, token)
-    except LinkInvalid:
-        return forbidden(request)
-    except LinkExpired:
-        return expired(request)
+    touch_id = read_link(request, lambda t: _touch_of(state, t), token)
+    if isinstance(touch_id, Response):
+        return touch_id
     view = await run_in_threadpool(_view, state, touch_id)
     if view is None:
         return expired(request)
@@ -93,12 +89,9 @@ async def manual_confirm(request: Request, token: str) -> Response:
 @router.post("/done/{token}")
 async def manual_submit(request: Request, token: str) -> Response:
     state = state_of(request)
-    try:
-        touch_id = _touch_of(state, token)
-    except LinkInvalid:
-        return forbidden(request)
-    except LinkExpired:
-        return expired(request)
+    touch_id = read_link(request, lambda t: _touch_of(state, t), token)
+    if isinstance(touch_id, Response):
+        return touch_id
     form = await request.form()
     note = str(form.get("note") or "").strip()[:NOTE_LIMIT]
     recorded = await run_in_threadpool(record_manual_done, state, touch_id, note, state.clock())

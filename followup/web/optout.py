@@ -20,10 +20,10 @@ from followup.channels import OutboundMessage
 from followup.config.schema import MESSAGE_CHANNELS
 from followup.db.models import AuditEntry, ChannelOptOut, EngagementEvent, OfferHolder
 from followup.delivery.deliver import build_channels
-from followup.delivery.links import LinkExpired, LinkInvalid
+from followup.delivery.links import LinkInvalid
 from followup.labels import CHANNEL_LABELS, STATUS_LABELS, short_datetime
 from followup.vocab import POOL_STATUSES
-from followup.web.state import WebState, expired, forbidden, page, state_of
+from followup.web.state import WebState, expired, page, read_link, state_of
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 log = logging.getLogger(__name__)
@@ -157,12 +157,10 @@ def _read_opt_out(state: WebState, token: str) -> tuple[int, str]:
 @router.get("/opt-out/{token}")
 async def opt_out_confirm(request: Request, token: str) -> Response:
     state = state_of(request)
-    try:
-        holder_id, channel = _read_opt_out(state, token)
-    except LinkInvalid:
-        return forbidden(request)
-    except LinkExpired:
-        return expired(request)
+    link = read_link(request, lambda t: _read_opt_out(state, t), token)
+    if isinstance(link, Response):
+        return link
+    holder_id, channel = link
     status = await run_in_threadpool(_opt_out_state, state, holder_id, channel)
     if status is None:
         return expired(request)
@@ -177,12 +175,10 @@ async def opt_out_confirm(request: Request, token: str) -> Response:
 async def opt_out_submit(request: Request, token: str) -> Response:
     """The confirm button's POST, and the RFC 8058 one-click POST (body ``List-Unsubscribe=One-Click``)."""
     state = state_of(request)
-    try:
-        holder_id, channel = _read_opt_out(state, token)
-    except LinkInvalid:
-        return forbidden(request)
-    except LinkExpired:
-        return expired(request)
+    link = read_link(request, lambda t: _read_opt_out(state, t), token)
+    if isinstance(link, Response):
+        return link
+    holder_id, channel = link
     if await run_in_threadpool(_opt_out_state, state, holder_id, channel) is None:
         return expired(request)
     form = await request.form()

@@ -14,9 +14,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from followup.db.models import OfferHolder
-from followup.delivery.links import LinkExpired, LinkInvalid
 from followup.pool.store import record_click, record_consent
-from followup.web.state import WebState, expired, forbidden, page, state_of
+from followup.web.state import WebState, expired, page, read_link, state_of
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 
@@ -58,12 +57,9 @@ def _company(state: WebState) -> str:
 @router.get("/r/{token}")
 async def pool_page(request: Request, token: str) -> Response:
     state = state_of(request)
-    try:
-        holder_id = _read(state, token)
-    except LinkInvalid:
-        return forbidden(request)
-    except LinkExpired:
-        return expired(request)
+    holder_id = read_link(request, lambda t: _read(state, t), token)
+    if isinstance(holder_id, Response):
+        return holder_id
     found = await run_in_threadpool(_page_state, state, holder_id)
     if found is None:
         return expired(request)
@@ -73,12 +69,9 @@ async def pool_page(request: Request, token: str) -> Response:
 @router.post("/r/{token}")
 async def pool_consent(request: Request, token: str) -> Response:
     state = state_of(request)
-    try:
-        holder_id = _read(state, token)
-    except LinkInvalid:
-        return forbidden(request)
-    except LinkExpired:
-        return expired(request)
+    holder_id = read_link(request, lambda t: _read(state, t), token)
+    if isinstance(holder_id, Response):
+        return holder_id
     form = await request.form()
     found = await run_in_threadpool(_page_state, state, holder_id)
     if found is None:
@@ -103,12 +96,10 @@ def _click(state: WebState, holder_id: int, link: str) -> bool:
 @router.get("/go/{token}")
 async def go(request: Request, token: str) -> Response:
     state = state_of(request)
-    try:
-        holder_id, link = state.signer.read_go_token(token)
-    except LinkInvalid:
-        return forbidden(request)
-    except LinkExpired:
-        return expired(request)
+    carried = read_link(request, state.signer.read_go_token, token)
+    if isinstance(carried, Response):
+        return carried
+    holder_id, link = carried
     pool = state.context.policy.pool
     target = {"career": pool.career_support_url, "openings": pool.openings_url}.get(link)
     if target is None:

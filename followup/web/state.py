@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -18,7 +18,7 @@ from jinja2 import FileSystemLoader, select_autoescape
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from followup.config.context import AppContext
-from followup.delivery.links import LinkSigner
+from followup.delivery.links import LinkExpired, LinkInvalid, LinkSigner
 from followup.errors import ConfigError
 from followup.labels import short_datetime
 
@@ -87,6 +87,19 @@ def forbidden(request: Request) -> HTMLResponse:
 
 def expired(request: Request) -> HTMLResponse:
     return page(request, "expired.html", status=410)
+
+
+Carried = TypeVar("Carried")
+
+
+def read_link(request: Request, read: Callable[[str], Carried], token: str) -> Carried | HTMLResponse:
+    """What a signed link carries, or the page that refuses it: 403 forged or tampered, 410 expired."""
+    try:
+        return read(token)
+    except LinkInvalid:
+        return forbidden(request)
+    except LinkExpired:
+        return expired(request)
 
 
 def local_time_filter(context: AppContext) -> Callable[[Any], str]:

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from followup.db.models import Flag, OfferHolder
-from followup.delivery.links import LinkExpired, LinkInvalid, secret_key
+from followup.delivery.links import secret_key
 from followup.delivery.timeline_labels import timeline_labels
 from followup.events.store import record_attendance
 from followup.holders.actions import FLAG_ACTIONS, MANUAL_CHANNELS, NOTE_LIMIT, act_on_flag, log_touch, pause
@@ -43,7 +43,7 @@ from followup.web.dashboard import (
 )
 from followup.web.home import Home, this_week
 from followup.web.listing import PAGE_SIZE, RSVP_FILTERS, SORTS, distinct_values
-from followup.web.state import WebState, expired, forbidden, page, state_of
+from followup.web.state import WebState, forbidden, page, read_link, state_of
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 
@@ -88,12 +88,9 @@ async def mentor_sign_in(request: Request, token: str) -> Response:
     GET sets only a session (nothing is recorded about any holder), so a mail scanner that follows the
     link learns nothing and changes nothing; the link itself expires after two weeks."""
     state = state_of(request)
-    try:
-        email = state.signer.read_mentor_token(token)
-    except LinkInvalid:
-        return forbidden(request)
-    except LinkExpired:
-        return expired(request)
+    email = read_link(request, state.signer.read_mentor_token, token)
+    if isinstance(email, Response):
+        return email
     if not await run_in_threadpool(_known_mentor, state, email):
         return forbidden(request)
     mentors = request.app.state.dashboard_auth.mentors
