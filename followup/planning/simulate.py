@@ -22,6 +22,7 @@ from typing import Any
 
 from followup.calendar import BusinessCalendar
 from followup.config.schema import Policy
+from followup.durations import shift_moment
 from followup.flags.phase import holder_phase
 from followup.flags.rules import RULES, FlagDecision, HolderHistory, RuleEngine, TouchRecord
 from followup.planning.planner import ExistingTouch, HolderSnapshot, SeasonCache, plan
@@ -285,9 +286,11 @@ class FlagTimeline:
         self._kinds: dict[int, tuple[object, ...]] = {}
 
     def _delivered(
-        self, holder_id: int, touches: list[SimulatedTouch], moment: datetime
+        self, holder_id: int, touches: list[SimulatedTouch], moment: float, window_start: float
     ) -> tuple[TouchRecord, ...]:
-        """The holder's simulated touches due by ``moment``, kept sorted across reports."""
+        """The holder's simulated touches the cadence rules read at ``moment``: those due inside the
+        over-contact window ending at ``moment``, and the last one before it (the neglect gap runs from
+        it). Kept sorted across reports, so a report costs the window, not the whole season."""
         done, stamps, records = self._records.get(holder_id, (0, [], []))
         for touch in touches[done:]:
             stamp = touch.due_at.timestamp()
@@ -295,7 +298,16 @@ class FlagTimeline:
             stamps.insert(index, stamp)
             records.insert(index, TouchRecord(touch.due_at, touch.channel, touch.kind))
         self._records[holder_id] = (len(touches), stamps, records)
-        return tuple(records[: bisect_right(stamps, moment.timestamp())])
+        end = bisect_right(stamps, moment)
+        begin = max(0, bisect_right(stamps, window_start, 0, end) - 1)
+        return tuple(records[begin:end])
+
+    def _window_start(self, moment: datetime) -> float:
+        """Where ``over_contacted``'s window ending at ``moment`` starts (as the rule computes it)."""
+        params = self.engine.params
+        if params.window_fixed is not None:
+            return (moment - params.window_fixed).timestamp()
+        return shift_moment(moment, params.window, -1).timestamp()
 
     def __call__(self, now: datetime, result: SimulationResult) -> None:
         if now.weekday() != self.weekday:
@@ -305,6 +317,7 @@ class FlagTimeline:
         # same for them: evaluate one holder per kind, then note the flags for each holder of the kind.
         decided: dict[tuple[object, ...], list[FlagDecision]] = {}
         today = moment.date()
+        bounds = (moment.timestamp(), self._window_start(moment))
         for holder in result.holders:
             if holder.status not in ACTIVE_STATUSES or today >= holder.start_date:
                 continue  # the engine raises nothing for these (follow-up ends on the first day)
@@ -313,7 +326,7 @@ class FlagTimeline:
                 kind = self._kinds[holder.id] = _alike(holder)
             flags = decided.get(kind)
             if flags is None:
-                flags = decided[kind] = self._evaluate(holder, result, moment)
+                flags = decided[kind] = self._evaluate(holder, result, moment, bounds)
             for flag in flags:
                 key = (holder.id, flag.rule)
                 if key not in self.seen:
@@ -323,7 +336,11 @@ class FlagTimeline:
                     result.notes.append({**record, "since": moment.isoformat()})
 
     def _evaluate(
-        self, holder: HolderSnapshot, result: SimulationResult, moment: datetime
+        self,
+        holder: HolderSnapshot,
+        result: SimulationResult,
+        moment: datetime,
+        bounds: tuple[float, float],
     ) -> list[FlagDecision]:
         dates = (holder.track, holder.department, holder.offer_date, holder.accepted_date, holder.start_date)
         found = self._phases.get((moment, dates))
@@ -348,7 +365,7 @@ class FlagTimeline:
             cadence=cadence,
             phase=phase,
             reachable_channels=tuple(sorted(holder.reachable)),
-            delivered=self._delivered(holder.id, result.by_holder.get(holder.id, []), moment),
+            delivered=self._delivered(holder.id, result.by_holder.get(holder.id, []), *bounds),
         )
         return [f for f in self.engine.evaluate(history, moment) if f.rule in CADENCE_RULES]
 

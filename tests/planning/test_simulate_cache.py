@@ -25,6 +25,16 @@ from tests.planning.simulate_reference import ReferenceFlagTimeline
 TOKYO = ZoneInfo("Asia/Tokyo")
 BASE = load_policy(REPO / "config" / "followup.yaml", check_templates=False).policy
 QUIET = BASE.model_copy(update={"quiet_after_reply": Interval(7, "d")})
+
+
+def over_contact(window: Interval) -> object:
+    """A cap the example cadence breaks (counted, not enforced): ``over_contacted`` fires."""
+    rule = BASE.rules.over_contacted.model_copy(update={"max_touches": 1, "window": window, "enforce": False})
+    return BASE.model_copy(update={"rules": BASE.rules.model_copy(update={"over_contacted": rule})})
+
+
+CAPPED_DAYS = over_contact(Interval(14, "d"))
+CAPPED_MONTH = over_contact(Interval(1, "mo"))  # a calendar window: shifted, not subtracted
 CHANNELS = [frozenset({"email", "line"}), frozenset({"email"}), frozenset({"line", "slack"}), frozenset()]
 
 
@@ -55,7 +65,11 @@ def population(n: int, seed: int) -> list[HolderSnapshot]:
     return holders
 
 
-@pytest.mark.parametrize("policy", [BASE, QUIET], ids=["example", "quiet_after_reply"])
+@pytest.mark.parametrize(
+    "policy",
+    [BASE, QUIET, CAPPED_DAYS, CAPPED_MONTH],
+    ids=["example", "quiet_after_reply", "over_contact_14d", "over_contact_1mo"],
+)
 def test_cached_and_straightforward_simulations_agree(policy) -> None:  # type: ignore[no-untyped-def]
     holders = population(120, seed=3)
     start, end = date(2026, 4, 1), date(2026, 12, 31)
@@ -69,6 +83,8 @@ def test_cached_and_straightforward_simulations_agree(policy) -> None:  # type: 
     assert fast.notes and fast.notes == slow.notes
     rules = {note["rule"] for note in fast.notes}
     assert {"neglected", "unreachable"} <= rules  # the cadence flags were really exercised
+    if policy in (CAPPED_DAYS, CAPPED_MONTH):
+        assert "over_contacted" in rules
 
 
 def test_a_span_starting_mid_season_catches_up_the_same_way() -> None:
