@@ -284,23 +284,26 @@ class FlagTimeline:
         self._records: dict[int, tuple[int, list[float], list[TouchRecord]]] = {}
         self._phases: dict[tuple[datetime, tuple[object, ...]], tuple[str | None, str | None]] = {}
         self._kinds: dict[int, tuple[object, ...]] = {}
+        self._histories: dict[int, tuple[tuple[object, ...], HolderHistory]] = {}
 
     def _delivered(
         self, holder_id: int, touches: list[SimulatedTouch], moment: float, window_start: float
-    ) -> tuple[TouchRecord, ...]:
+    ) -> tuple[tuple[int, int, int], list[TouchRecord]]:
         """The holder's simulated touches the cadence rules read at ``moment``: those due inside the
         over-contact window ending at ``moment``, and the last one before it (the neglect gap runs from
-        it). Kept sorted across reports, so a report costs the window, not the whole season."""
+        it), as a slice ``(touches seen, begin, end)`` of the records kept sorted across reports: a
+        report costs the window, not the whole season."""
         done, stamps, records = self._records.get(holder_id, (0, [], []))
-        for touch in touches[done:]:
-            stamp = touch.due_at.timestamp()
-            index = bisect_right(stamps, stamp)
-            stamps.insert(index, stamp)
-            records.insert(index, TouchRecord(touch.due_at, touch.channel, touch.kind))
-        self._records[holder_id] = (len(touches), stamps, records)
+        if len(touches) > done:
+            for touch in touches[done:]:
+                stamp = touch.due_at.timestamp()
+                index = bisect_right(stamps, stamp)
+                stamps.insert(index, stamp)
+                records.insert(index, TouchRecord(touch.due_at, touch.channel, touch.kind))
+            self._records[holder_id] = (len(touches), stamps, records)
         end = bisect_right(stamps, moment)
         begin = max(0, bisect_right(stamps, window_start, 0, end) - 1)
-        return tuple(records[begin:end])
+        return (len(touches), begin, end), records
 
     def _window_start(self, moment: datetime) -> float:
         """Where ``over_contacted``'s window ending at ``moment`` starts (as the rule computes it)."""
@@ -355,18 +358,25 @@ class FlagTimeline:
                 today=moment.date(),
             )
         cadence, phase = found
-        history = HolderHistory(
-            holder_id=holder.id,
-            external_id=holder.external_id,
-            name="",
-            status=holder.status,
-            offer_date=holder.offer_date,
-            start_date=holder.start_date,
-            cadence=cadence,
-            phase=phase,
-            reachable_channels=tuple(sorted(holder.reachable)),
-            delivered=self._delivered(holder.id, result.by_holder.get(holder.id, []), *bounds),
-        )
+        window, records = self._delivered(holder.id, result.by_holder.get(holder.id, []), *bounds)
+        key = (cadence, phase, window)
+        kept = self._histories.get(holder.id)
+        if kept is not None and kept[0] == key:
+            history = kept[1]  # nothing the rules read has changed since the last report: reuse it
+        else:
+            history = HolderHistory(
+                holder_id=holder.id,
+                external_id=holder.external_id,
+                name="",
+                status=holder.status,
+                offer_date=holder.offer_date,
+                start_date=holder.start_date,
+                cadence=cadence,
+                phase=phase,
+                reachable_channels=tuple(sorted(holder.reachable)),
+                delivered=tuple(records[window[1] : window[2]]),
+            )
+            self._histories[holder.id] = (key, history)
         return [f for f in self.engine.evaluate(history, moment) if f.rule in CADENCE_RULES]
 
 
