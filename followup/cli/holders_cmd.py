@@ -7,40 +7,22 @@ import sys
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
 
-from followup.channels import channel_classes
-from followup.cli.timeparse import parse_now
-from followup.config.context import AppContext
-from followup.db.models import OfferHolder
 from followup.errors import Problem, UserInputError
-from followup.holders.importer import (
-    change_start_date,
-    change_status,
-    find_holder,
-    import_holders,
-    no_cadence_rows,
-    pending_touches_of,
-    read_holders_file,
-)
-from followup.holders.timeline import holder_record
-from followup.labels import (
-    STATUS_LABELS,
-    TIMELINE_LABELS,
-    TOUCH_STATUS_LABELS,
-    TRACK_LABELS,
-    label,
-    short_date,
-    short_datetime,
-)
 from followup.vocab import HOLDER_STATUSES
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from followup.config.context import AppContext
+    from followup.db.models import OfferHolder
+
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -58,6 +40,8 @@ def add_touch_labels(context: AppContext, holder: OfferHolder, record: dict[str,
 
 
 def _require_holder(context: AppContext, session: Any, external_id: str) -> OfferHolder:
+    from followup.holders.importer import find_holder
+
     holder = find_holder(session, external_id)
     if holder is None:
         raise UserInputError(Problem(Path(external_id), None, None, "no offer holder with this external_id"))
@@ -72,6 +56,12 @@ def iter_holder_records(
 ) -> Iterator[dict[str, Any]]:
     """Every holder's record in external_id order, read in keyset pages of ``page`` holders (the
     identity map is emptied after each page, so memory stays flat however many holders there are)."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    from followup.db.models import OfferHolder
+    from followup.holders.timeline import holder_record
+
     last: str | None = None
     while True:
         query = (
@@ -144,6 +134,14 @@ def register(app: typer.Typer) -> None:
         (--strict refuses them). Any bad row is reported as FILE:LINE: message and nothing is imported
         (exit status 2), unless --skip-invalid is given.
         """
+        from followup.cli.timeparse import parse_now
+        from followup.holders.importer import (
+            import_holders,
+            no_cadence_rows,
+            pending_touches_of,
+            read_holders_file,
+        )
+
         context: AppContext = ctx.obj
         policy = context.policy
         read = read_holders_file(
@@ -224,6 +222,9 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print JSON records."),
     ) -> None:
         """List offer holders with status, track and dates."""
+        from followup.channels import channel_classes
+        from followup.labels import STATUS_LABELS, TRACK_LABELS, label, short_date
+
         if status is not None and status not in HOLDER_STATUSES:
             raise UserInputError(
                 Problem(
@@ -275,6 +276,15 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show one offer holder with the timeline: touches, answers, replies, status changes, flags."""
         from followup.holders.timeline import holder_timeline
+        from followup.labels import (
+            STATUS_LABELS,
+            TIMELINE_LABELS,
+            TOUCH_STATUS_LABELS,
+            TRACK_LABELS,
+            label,
+            short_date,
+            short_datetime,
+        )
 
         context: AppContext = ctx.obj
         with context.session() as session:
@@ -327,6 +337,9 @@ def register(app: typer.Typer) -> None:
         at: str | None = typer.Option(None, help="When (ISO 8601; default now)."),
     ) -> None:
         """Record a lifecycle change; declining, withdrawal or joining cancels pending touches."""
+        from followup.cli.timeparse import parse_now
+        from followup.holders.importer import change_status
+
         context: AppContext = ctx.obj
         when = parse_now(at, context)
         with context.session() as session:
@@ -345,6 +358,9 @@ def register(app: typer.Typer) -> None:
         at: str | None = typer.Option(None, help="When the change was made (ISO 8601; default now)."),
     ) -> None:
         """Change the start date; future touches move on the next planning tick."""
+        from followup.cli.timeparse import parse_now
+        from followup.holders.importer import change_start_date
+
         context: AppContext = ctx.obj
         when = parse_now(at, context)
         try:
