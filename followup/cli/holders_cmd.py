@@ -49,36 +49,42 @@ def _require_holder(context: AppContext, session: Any, external_id: str) -> Offe
 
 
 PAGE = 1000
+TABLE_ROWS = 1000  # the table form shows at most this many holders (then a note); --json lists all
 
 
 def iter_holder_records(
     session: Session, status: str | None, *, page: int = PAGE
 ) -> Iterator[dict[str, Any]]:
-    """Every holder's record in external_id order, read in keyset pages of ``page`` holders (the
-    identity map is emptied after each page, so memory stays flat however many holders there are)."""
+    """Every holder's record in external_id order, read in keyset pages of ``page`` plain rows (only
+    the record's columns, and one query for the page's opt-outs), so memory stays flat however many
+    holders there are and no ORM object is built."""
     from sqlalchemy import select
-    from sqlalchemy.orm import selectinload
 
-    from followup.db.models import OfferHolder
-    from followup.holders.timeline import holder_record
+    from followup.db.models import ChannelOptOut, OfferHolder
+    from followup.holders.timeline import holder_record, holder_record_columns
 
+    columns = holder_record_columns()
     last: str | None = None
     while True:
-        query = (
-            select(OfferHolder).options(selectinload(OfferHolder.opt_outs)).order_by(OfferHolder.external_id)
-        )
+        query = select(*columns).order_by(OfferHolder.external_id)
         if status:
             query = query.where(OfferHolder.status == status)
         if last is not None:
             query = query.where(OfferHolder.external_id > last)
-        holders = list(session.scalars(query.limit(page)))
-        if not holders:
+        rows = session.execute(query.limit(page)).all()
+        if not rows:
             return
-        for holder in holders:
-            yield holder_record(holder, [o.channel for o in holder.opt_outs])
-        last = holders[-1].external_id
-        session.expunge_all()
-        if len(holders) < page:
+        opted_out: dict[int, list[str]] = {}
+        for holder_id, channel in session.execute(
+            select(ChannelOptOut.holder_id, ChannelOptOut.channel).where(
+                ChannelOptOut.holder_id.in_([row.id for row in rows])  # ≤ page bind parameters
+            )
+        ):
+            opted_out.setdefault(holder_id, []).append(channel)
+        for row in rows:
+            yield holder_record(row, opted_out.get(row.id, []))
+        last = rows[-1].external_id
+        if len(rows) < page:
             return
 
 
@@ -244,9 +250,19 @@ def register(app: typer.Typer) -> None:
                     separator = ",\n"
                 write("[]\n" if separator == "[\n" else "\n]\n")
             return
-        with context.session() as session:
-            records = list(iter_holder_records(session, status))
-        table = Table(title=f"内定者 {len(records)}名")
+        from itertools import islice
+
+        from sqlalchemy import func, select
+
+        from followup.db.models import OfferHolder
+
+        with context.session() as session:  # a screenful, not a 100k-row table built in memory
+            counted = select(func.count()).select_from(OfferHolder)
+            if status:
+                counted = counted.where(OfferHolder.status == status)
+            total = session.scalar(counted) or 0
+            records = list(islice(iter_holder_records(session, status), TABLE_ROWS))
+        table = Table(title=f"内定者 {total}名")
         for column in ("ID", "氏名", "区分", "部署", "内定日", "入社予定日", "ステータス", "連絡手段"):
             table.add_column(column)
         for r in records:
@@ -267,6 +283,13 @@ def register(app: typer.Typer) -> None:
                 )
             )
         out.print(table)
+        if total > len(records):
+            out.print(
+                f"先頭 {len(records)}名を表示(全 {total}名)— 全件は --json、絞り込みは --status"
+                f" — showing the first {len(records)} of {total}",
+                markup=False,
+                highlight=False,
+            )
 
     @holders_app.command("show")
     def show_holder(
