@@ -17,7 +17,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from followup.errors import Problem, UserInputError
-from followup.files import write_private
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -133,22 +132,15 @@ def show_event(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """出欠一覧 — who answered what (and the event's questions), who has not, and the day's attendance."""
-    from followup.events.roster import ENCODINGS, counts, table, to_csv
+    from followup.cli.csvfiles import write_export
+    from followup.events.roster import counts, table
 
     context: AppContext = ctx.obj
     event = _event(context, name)
     rows = _roster(context, name)
     lines = table(rows, event.questions, context.policy.organization.tz)
     if csv_file is not None:
-        if encoding not in ENCODINGS:
-            raise UserInputError(
-                Problem(csv_file, None, None, f"--encoding must be one of {', '.join(ENCODINGS)}")
-            )
-        try:
-            data = to_csv(lines, encoding)
-        except ValueError as exc:
-            raise UserInputError(Problem(csv_file, None, None, str(exc))) from None
-        write_private(csv_file, data)
+        write_export(csv_file, lines, encoding)
         err.print(f"{escape(str(csv_file))}: {len(rows)}名の出欠一覧 ({encoding})")
         return
     if as_json:
@@ -217,15 +209,9 @@ def rsvp_command(
 
 def _attendance_rows(path: Path) -> list[tuple[int, str, str]]:
     """(line, external_id, attended|absent) from a CSV with 内定者ID and 当日の出欠 (or 出欠) columns."""
-    raw = path.read_bytes()
-    for codec in ("utf-8-sig", "cp932"):
-        try:
-            text = raw.decode(codec)
-            break
-        except UnicodeDecodeError:
-            continue
-    else:
-        raise UserInputError(Problem(path, None, None, "UTF-8 でも CP932 でも読めません"))
+    from followup.cli.csvfiles import read_sheet
+
+    text = read_sheet(path)
     reader = csv.DictReader(io.StringIO(text))
     fields = reader.fieldnames or []
     id_col = next((h for h in ID_HEADERS if h in fields), None)

@@ -244,9 +244,10 @@ def register(app: typer.Typer) -> None:
         if as_json:  # streamed: one page of holders in memory at a time, records written as they come
             with context.session() as session:
                 write = sys.stdout.write
+                encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps' output, one encoder
                 separator = "[\n"
                 for record in iter_holder_records(session, status):
-                    write(separator + json.dumps(record, ensure_ascii=False))
+                    write(separator + encode(record))
                     separator = ",\n"
                 write("[]\n" if separator == "[\n" else "\n]\n")
             return

@@ -17,7 +17,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from followup.errors import Problem, UserInputError
-from followup.files import write_private
 
 if TYPE_CHECKING:
     from followup.config.context import AppContext
@@ -102,7 +101,7 @@ def show_task(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """提出状況の一覧 — each holder of the task's audience, their due date and status (CSV for Excel)."""
-    from followup.events.roster import ENCODINGS, to_csv
+    from followup.cli.csvfiles import write_export
     from followup.tasks.sheet import counts, table
 
     context: AppContext = ctx.obj
@@ -110,15 +109,7 @@ def show_task(
     rows = _rows(context, name)
     lines = table(rows, context.policy.organization.tz)
     if csv_file is not None:
-        if encoding not in ENCODINGS:
-            raise UserInputError(
-                Problem(csv_file, None, None, f"--encoding must be one of {', '.join(ENCODINGS)}")
-            )
-        try:
-            data = to_csv(lines, encoding)
-        except ValueError as exc:
-            raise UserInputError(Problem(csv_file, None, None, str(exc))) from None
-        write_private(csv_file, data)
+        write_export(csv_file, lines, encoding)
         err.print(f"{escape(str(csv_file))}: {len(rows)}名の提出状況 ({encoding})")
         return
     if as_json:
@@ -194,20 +185,10 @@ def mark_task(
 
 def _read_csv(path: Path) -> list[tuple[int, str, str, str | None]]:
     """(line, external_id, status, note) from a CSV with 内定者ID and 状況 columns (the exported list)."""
+    from followup.cli.csvfiles import read_sheet
     from followup.tasks.sheet import ID_HEADERS, NOTE_HEADERS, STATUS_HEADERS, parse_status
 
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UserInputError(Problem(path, None, None, f"cannot read: {exc.strerror}")) from None
-    for codec in ("utf-8-sig", "cp932"):
-        try:
-            text = raw.decode(codec)
-            break
-        except UnicodeDecodeError:
-            continue
-    else:
-        raise UserInputError(Problem(path, None, None, "UTF-8 でも CP932 でも読めません"))
+    text = read_sheet(path)
     reader = csv.DictReader(io.StringIO(text, newline=""))
     fields = reader.fieldnames or []
     id_col = next((h for h in ID_HEADERS if h in fields), None)
