@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -35,13 +36,18 @@ CASES: tuple[tuple[str, list[str], float | None], ...] = (
 )
 
 
-def median_seconds(command: list[str], runs: int, env: dict[str, str]) -> float:
-    times = []
+def median_seconds(command: list[str], runs: int, env: dict[str, str]) -> tuple[float, float]:
+    """Median wall-clock and median CPU (user + system) seconds of ``command``: on a shared machine
+    the CPU figure is the steadier one."""
+    times, cpus = [], []
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True)
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return statistics.median(times), statistics.median(cpus)
 
 
 def main() -> None:
@@ -50,19 +56,24 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "FOLLOWUP_DATABASE_URL": f"sqlite:///{tmp}/bench.db"}
-        results = {label: median_seconds(cmd, args.runs, env) for label, cmd, _ in CASES}
+        measured = {label: median_seconds(cmd, args.runs, env) for label, cmd, _ in CASES}
+    results = {label: wall for label, (wall, _) in measured.items()}
+    cpu = {label: used for label, (_, used) in measured.items()}
     baseline = results["python -c pass"]
     for label, _, target in CASES:
         verdict = ""
         if target is not None:
             verdict = f"  target ≤ {target:.1f} s: " + ("met" if results[label] <= target else "MISSED")
-        print(f"{label:36s} {results[label]:6.3f} s (median of {args.runs}){verdict}")
+        print(
+            f"{label:36s} {results[label]:6.3f} s, cpu {cpu[label]:6.3f} s (median of {args.runs}){verdict}"
+        )
     help_time = results["followup --help"]
     commands = [f"followup {name} --help" for name in COMMANDS]
     slowest = max(commands, key=results.__getitem__)
     print(
         f"slowest command help: {slowest} {results[slowest]:.3f} s"
-        f" = {results[slowest] / help_time:.2f}x followup --help ({help_time:.3f} s)"
+        f" = {results[slowest] / help_time:.2f}x followup --help ({help_time:.3f} s);"
+        f" cpu {cpu[slowest]:.3f} s = {cpu[slowest] / cpu['followup --help']:.2f}x"
     )
     print(
         f"followup --help {help_time:.3f} s / python -c pass {baseline:.3f} s:"
