@@ -61,6 +61,35 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+_REST = "followup.rest"
+
+
+class DeferredContext:
+    """Stands in for the AppContext while a command's ``--help`` is asked for: help needs neither the
+    settings nor the policy, so their pydantic models are built only if a command really runs."""
+
+    def __init__(self, config_path: Path | None) -> None:
+        self._config_path = config_path
+        self._context: AppContext | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._context is None:
+            from followup.config.context import AppContext
+
+            self._context = AppContext(config_path=self._config_path)
+        return getattr(self._context, name)
+
+
+def _asks_for_help(rest: list[str]) -> bool:
+    """``--help`` among the arguments after the command (before a ``--``)."""
+    for arg in rest:
+        if arg == "--":
+            return False
+        if arg == "--help":
+            return True
+    return False
+
+
 class LazyCommands(TyperGroup):
     """A group that imports a command's module only when that command is asked for."""
 
@@ -75,6 +104,12 @@ class LazyCommands(TyperGroup):
         area = typer.Typer()
         module.register(area)
         return typer.main.get_group(area).get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Note what follows the command name, so the root callback can tell a ``--help`` request."""
+        # typer's vendored click keeps the command name and what follows in ``_protected_args``
+        ctx.meta[_REST] = [*getattr(ctx, "_protected_args", ()), *ctx.args]
+        return super().invoke(ctx)
 
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """Plain help from the table above: listing the commands imports none of them."""
@@ -116,6 +151,9 @@ def _root(
     Configuration: a YAML policy (--config or FOLLOWUP_CONFIG). Database: FOLLOWUP_DATABASE_URL
     (default SQLite under var/). Broker: FOLLOWUP_BROKER_URL (unset: embedded, no Redis needed).
     """
+    if _asks_for_help(ctx.meta.get(_REST, [])):
+        ctx.obj = DeferredContext(config)  # help only: settings and policy are read if a command runs
+        return
     from followup.config.context import AppContext
 
     context: AppContext = AppContext(config_path=config)

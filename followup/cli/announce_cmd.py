@@ -12,19 +12,19 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from followup.calendar import BusinessCalendar
-from followup.cli.timeparse import parse_now
-from followup.config.context import AppContext
 from followup.errors import Problem, UserInputError
-from followup.labels import CHANNEL_LABELS, short_datetime
-from followup.planning.announce import NAME, FilterError, Preview, Recipient, parse_filters, preview
+
+if TYPE_CHECKING:
+    from followup.config.context import AppContext
+    from followup.planning.announce import Preview, Recipient
+
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -73,6 +73,8 @@ def _record(r: Recipient) -> dict[str, object]:
 
 
 def _print_preview(result: Preview, context: AppContext) -> None:
+    from followup.labels import CHANNEL_LABELS, short_datetime
+
     tz = context.policy.organization.tz
     plan = result.to_plan
     per_channel = "、".join(
@@ -127,6 +129,9 @@ def announce(
     ] = None,
 ) -> None:
     """一斉配信 — preview, then plan one message per selected holder (calendar, opt-outs, caps, once)."""
+    from followup.calendar import BusinessCalendar
+    from followup.cli.timeparse import parse_now
+    from followup.planning.announce import NAME, FilterError, parse_filters, preview
     from followup.planning.announce_store import load_candidates, plan_announcement, planned_keys
 
     context: AppContext = ctx.obj

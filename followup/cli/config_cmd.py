@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from followup.config import Policy
-from followup.config.context import AppContext
-from followup.config.loader import check_messages
 from followup.errors import ConfigError
+
+if TYPE_CHECKING:
+    from followup.config import Policy
+    from followup.config.context import AppContext
+
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -126,6 +129,8 @@ def register(app: typer.Typer) -> None:
 
         Errors are printed as FILE:LINE:COL: message, and the exit status is 2.
         """
+        from followup.config.loader import check_messages
+
         context: AppContext = ctx.obj
         policy = context.policy
         problems = check_messages(context.loaded)

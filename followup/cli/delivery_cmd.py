@@ -9,23 +9,20 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from followup.cli.timeparse import parse_now
-from followup.config.context import AppContext
-from followup.delivery.deliver import (
-    DispatchSummary,
-    EnqueueMemo,
-    FailureTally,
-    Publish,
-    outcome_counts,
-    run_due,
-)
 from followup.errors import Problem, UserInputError
-from followup.ops.audit import record_policy
+
+if TYPE_CHECKING:
+    from followup.config.context import AppContext
+    from followup.delivery.deliver import (
+        DispatchSummary,
+        Publish,
+    )
+
 
 log = logging.getLogger("followup.run")
 out = Console(soft_wrap=True)
@@ -42,6 +39,8 @@ def _plan(context: AppContext, now: Any) -> int:
 
 
 def _summary_line(created: int, summary: DispatchSummary) -> str:
+    from followup.delivery.deliver import outcome_counts
+
     if summary.enqueued:
         n = summary.dispatched
         return f"作成 {created}件 / 送信キュー投入 {n}件 (created {created}, enqueued {n})"
@@ -80,6 +79,10 @@ def run(
 ) -> None:
     """The main job: plan touches and deliver those that are due (embedded), or enqueue them for workers
     when FOLLOWUP_BROKER_URL is set. 定期実行: 計画 → 送信。"""
+    from followup.cli.timeparse import parse_now
+    from followup.delivery.deliver import EnqueueMemo, FailureTally, outcome_counts, run_due
+    from followup.ops.audit import record_policy
+
     context: AppContext = ctx.obj
     if interval <= 0:
         raise UserInputError(Problem(Path("--interval"), None, None, "must be greater than zero"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -11,9 +12,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from followup.config.context import AppContext
-from followup.flags.rules import sort_by_risk
-from followup.labels import CHANNEL_LABELS, RULE_LABELS
+if TYPE_CHECKING:
+    from followup.config.context import AppContext
+
 
 out = Console()
 DEFAULT_CONFIG = Path("config/followup.yaml")
@@ -49,6 +50,8 @@ def register(app: typer.Typer) -> None:
         flags are evaluated every Monday, and the weekly at-risk report is written as HTML.
         """
         from followup.cli.demo_season import SEASON_END, SEASON_START, run_demo
+        from followup.flags.rules import sort_by_risk
+        from followup.labels import CHANNEL_LABELS, RULE_LABELS
 
         context: AppContext = ctx.obj
         config = _example(context.config_file, DEFAULT_CONFIG)

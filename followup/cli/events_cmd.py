@@ -9,39 +9,37 @@ import io
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy.orm import Session
 
-from followup.cli.timeparse import parse_now
-from followup.config.context import AppContext
-from followup.config.schema import Event
 from followup.errors import Problem, UserInputError
-from followup.events.roster import ENCODINGS, counts, table, to_csv
-from followup.events.store import (
-    ANSWERS,
-    RosterRow,
-    RsvpError,
-    audience_ids,
-    record_attendance,
-    record_rsvp,
-    roster,
-)
-from followup.files import write_private
-from followup.holders.importer import find_holder
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from followup.config.context import AppContext
+    from followup.config.schema import Event
+    from followup.events.store import RosterRow
+
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 events_app = typer.Typer(help="行事の出欠 — events: RSVP counts, 出欠一覧 (CSV), answers and attendance.")
 
 ATTENDANCE_WORDS = {"出席": "attended", "attended": "attended", "欠席": "absent", "absent": "absent"}
-ANSWER_WORDS = {"出席": "attending", "欠席": "declined", "未定": "maybe", **{a: a for a in ANSWERS}}
 ID_HEADERS = ("内定者ID", "external_id")
 ATTENDANCE_HEADERS = ("当日の出欠", "出欠", "attendance")
+
+
+def _answer_words() -> dict[str, str]:
+    """出席/欠席/未定 and the stored words themselves (the store, with the ORM, only when recording)."""
+    from followup.events.store import ANSWERS
+
+    return {"出席": "attending", "欠席": "declined", "未定": "maybe", **{a: a for a in ANSWERS}}
 
 
 def _event(context: AppContext, name: str) -> Event:
@@ -55,6 +53,8 @@ def _event(context: AppContext, name: str) -> Event:
 
 
 def _roster(context: AppContext, name: str) -> list[RosterRow]:
+    from followup.events.store import audience_ids, roster
+
     event = _event(context, name)
     with context.session() as session:
         return roster(session, name, audience_ids(session, event))
@@ -62,6 +62,8 @@ def _roster(context: AppContext, name: str) -> list[RosterRow]:
 
 def list_events(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """行事の一覧と出欠の集計 — every event with its date, deadline, capacity and RSVP counts."""
+    from followup.events.roster import counts
+
     context: AppContext = ctx.obj
     records = []
     for name, event in context.policy.events.items():
@@ -130,20 +132,15 @@ def show_event(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """出欠一覧 — who answered what (and the event's questions), who has not, and the day's attendance."""
+    from followup.cli.csvfiles import write_export
+    from followup.events.roster import counts, table
+
     context: AppContext = ctx.obj
     event = _event(context, name)
     rows = _roster(context, name)
     lines = table(rows, event.questions, context.policy.organization.tz)
     if csv_file is not None:
-        if encoding not in ENCODINGS:
-            raise UserInputError(
-                Problem(csv_file, None, None, f"--encoding must be one of {', '.join(ENCODINGS)}")
-            )
-        try:
-            data = to_csv(lines, encoding)
-        except ValueError as exc:
-            raise UserInputError(Problem(csv_file, None, None, str(exc))) from None
-        write_private(csv_file, data)
+        write_export(csv_file, lines, encoding)
         err.print(f"{escape(str(csv_file))}: {len(rows)}名の出欠一覧 ({encoding})")
         return
     if as_json:
@@ -168,6 +165,8 @@ def show_event(
 
 
 def _holder_id(session: Session, external_id: str) -> int:
+    from followup.holders.importer import find_holder
+
     holder = find_holder(session, external_id)
     if holder is None:
         raise UserInputError(Problem(Path(external_id), None, None, "no offer holder with this external_id"))
@@ -182,9 +181,13 @@ def rsvp_command(
     now: Annotated[str | None, typer.Option("--now")] = None,
 ) -> None:
     """電話などで受けた出欠を記録 — record an answer HR took by phone (deadline not enforced)."""
+    from followup.cli.timeparse import parse_now
+    from followup.events.store import RsvpError, record_rsvp
+
     context: AppContext = ctx.obj
     event = _event(context, name)
-    if answer not in ANSWER_WORDS:
+    answer_words = _answer_words()
+    if answer not in answer_words:
         raise UserInputError(Problem(Path(answer), None, None, "answer must be 出席, 欠席 or 未定"))
     with context.session() as session:
         holder_id = _holder_id(session, external_id)
@@ -194,7 +197,7 @@ def rsvp_command(
             holder_id,
             name,
             event,
-            ANSWER_WORDS[answer],
+            answer_words[answer],
             at=parse_now(now, context),
             source="hr",
             enforce_deadline=False,
@@ -206,15 +209,9 @@ def rsvp_command(
 
 def _attendance_rows(path: Path) -> list[tuple[int, str, str]]:
     """(line, external_id, attended|absent) from a CSV with 内定者ID and 当日の出欠 (or 出欠) columns."""
-    raw = path.read_bytes()
-    for codec in ("utf-8-sig", "cp932"):
-        try:
-            text = raw.decode(codec)
-            break
-        except UnicodeDecodeError:
-            continue
-    else:
-        raise UserInputError(Problem(path, None, None, "UTF-8 でも CP932 でも読めません"))
+    from followup.cli.csvfiles import read_sheet
+
+    text = read_sheet(path)
     reader = csv.DictReader(io.StringIO(text))
     fields = reader.fieldnames or []
     id_col = next((h for h in ID_HEADERS if h in fields), None)
@@ -249,6 +246,10 @@ def attendance_command(
     now: Annotated[str | None, typer.Option("--now")] = None,
 ) -> None:
     """当日の出欠を記録 — HR records who came (a CSV, e.g. the edited 出欠一覧, or one holder)."""
+    from followup.cli.timeparse import parse_now
+    from followup.events.store import record_attendance
+    from followup.holders.importer import find_holder
+
     context: AppContext = ctx.obj
     _event(context, name)
     moment: datetime = parse_now(now, context)

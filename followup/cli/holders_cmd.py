@@ -7,40 +7,22 @@ import sys
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
 
-from followup.channels import channel_classes
-from followup.cli.timeparse import parse_now
-from followup.config.context import AppContext
-from followup.db.models import OfferHolder
 from followup.errors import Problem, UserInputError
-from followup.holders.importer import (
-    change_start_date,
-    change_status,
-    find_holder,
-    import_holders,
-    no_cadence_rows,
-    pending_touches_of,
-    read_holders_file,
-)
-from followup.holders.timeline import holder_record
-from followup.labels import (
-    STATUS_LABELS,
-    TIMELINE_LABELS,
-    TOUCH_STATUS_LABELS,
-    TRACK_LABELS,
-    label,
-    short_date,
-    short_datetime,
-)
 from followup.vocab import HOLDER_STATUSES
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from followup.config.context import AppContext
+    from followup.db.models import OfferHolder
+
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -58,6 +40,8 @@ def add_touch_labels(context: AppContext, holder: OfferHolder, record: dict[str,
 
 
 def _require_holder(context: AppContext, session: Any, external_id: str) -> OfferHolder:
+    from followup.holders.importer import find_holder
+
     holder = find_holder(session, external_id)
     if holder is None:
         raise UserInputError(Problem(Path(external_id), None, None, "no offer holder with this external_id"))
@@ -65,30 +49,42 @@ def _require_holder(context: AppContext, session: Any, external_id: str) -> Offe
 
 
 PAGE = 1000
+TABLE_ROWS = 1000  # the table form shows at most this many holders (then a note); --json lists all
 
 
 def iter_holder_records(
     session: Session, status: str | None, *, page: int = PAGE
 ) -> Iterator[dict[str, Any]]:
-    """Every holder's record in external_id order, read in keyset pages of ``page`` holders (the
-    identity map is emptied after each page, so memory stays flat however many holders there are)."""
+    """Every holder's record in external_id order, read in keyset pages of ``page`` plain rows (only
+    the record's columns, and one query for the page's opt-outs), so memory stays flat however many
+    holders there are and no ORM object is built."""
+    from sqlalchemy import select
+
+    from followup.db.models import ChannelOptOut, OfferHolder
+    from followup.holders.timeline import holder_record, holder_record_columns
+
+    columns = holder_record_columns()
     last: str | None = None
     while True:
-        query = (
-            select(OfferHolder).options(selectinload(OfferHolder.opt_outs)).order_by(OfferHolder.external_id)
-        )
+        query = select(*columns).order_by(OfferHolder.external_id)
         if status:
             query = query.where(OfferHolder.status == status)
         if last is not None:
             query = query.where(OfferHolder.external_id > last)
-        holders = list(session.scalars(query.limit(page)))
-        if not holders:
+        rows = session.execute(query.limit(page)).all()
+        if not rows:
             return
-        for holder in holders:
-            yield holder_record(holder, [o.channel for o in holder.opt_outs])
-        last = holders[-1].external_id
-        session.expunge_all()
-        if len(holders) < page:
+        opted_out: dict[int, list[str]] = {}
+        for holder_id, channel in session.execute(
+            select(ChannelOptOut.holder_id, ChannelOptOut.channel).where(
+                ChannelOptOut.holder_id.in_([row.id for row in rows])  # ≤ page bind parameters
+            )
+        ):
+            opted_out.setdefault(holder_id, []).append(channel)
+        for row in rows:
+            yield holder_record(row, opted_out.get(row.id, []))
+        last = rows[-1].external_id
+        if len(rows) < page:
             return
 
 
@@ -144,6 +140,14 @@ def register(app: typer.Typer) -> None:
         (--strict refuses them). Any bad row is reported as FILE:LINE: message and nothing is imported
         (exit status 2), unless --skip-invalid is given.
         """
+        from followup.cli.timeparse import parse_now
+        from followup.holders.importer import (
+            import_holders,
+            no_cadence_rows,
+            pending_touches_of,
+            read_holders_file,
+        )
+
         context: AppContext = ctx.obj
         policy = context.policy
         read = read_holders_file(
@@ -224,6 +228,9 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print JSON records."),
     ) -> None:
         """List offer holders with status, track and dates."""
+        from followup.channels import channel_classes
+        from followup.labels import STATUS_LABELS, TRACK_LABELS, label, short_date
+
         if status is not None and status not in HOLDER_STATUSES:
             raise UserInputError(
                 Problem(
@@ -237,15 +244,26 @@ def register(app: typer.Typer) -> None:
         if as_json:  # streamed: one page of holders in memory at a time, records written as they come
             with context.session() as session:
                 write = sys.stdout.write
+                encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps' output, one encoder
                 separator = "[\n"
                 for record in iter_holder_records(session, status):
-                    write(separator + json.dumps(record, ensure_ascii=False))
+                    write(separator + encode(record))
                     separator = ",\n"
                 write("[]\n" if separator == "[\n" else "\n]\n")
             return
-        with context.session() as session:
-            records = list(iter_holder_records(session, status))
-        table = Table(title=f"内定者 {len(records)}名")
+        from itertools import islice
+
+        from sqlalchemy import func, select
+
+        from followup.db.models import OfferHolder
+
+        with context.session() as session:  # a screenful, not a 100k-row table built in memory
+            counted = select(func.count()).select_from(OfferHolder)
+            if status:
+                counted = counted.where(OfferHolder.status == status)
+            total = session.scalar(counted) or 0
+            records = list(islice(iter_holder_records(session, status), TABLE_ROWS))
+        table = Table(title=f"内定者 {total}名")
         for column in ("ID", "氏名", "区分", "部署", "内定日", "入社予定日", "ステータス", "連絡手段"):
             table.add_column(column)
         for r in records:
@@ -266,6 +284,13 @@ def register(app: typer.Typer) -> None:
                 )
             )
         out.print(table)
+        if total > len(records):
+            out.print(
+                f"先頭 {len(records)}名を表示(全 {total}名)— 全件は --json、絞り込みは --status"
+                f" — showing the first {len(records)} of {total}",
+                markup=False,
+                highlight=False,
+            )
 
     @holders_app.command("show")
     def show_holder(
@@ -275,6 +300,15 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show one offer holder with the timeline: touches, answers, replies, status changes, flags."""
         from followup.holders.timeline import holder_timeline
+        from followup.labels import (
+            STATUS_LABELS,
+            TIMELINE_LABELS,
+            TOUCH_STATUS_LABELS,
+            TRACK_LABELS,
+            label,
+            short_date,
+            short_datetime,
+        )
 
         context: AppContext = ctx.obj
         with context.session() as session:
@@ -327,6 +361,9 @@ def register(app: typer.Typer) -> None:
         at: str | None = typer.Option(None, help="When (ISO 8601; default now)."),
     ) -> None:
         """Record a lifecycle change; declining, withdrawal or joining cancels pending touches."""
+        from followup.cli.timeparse import parse_now
+        from followup.holders.importer import change_status
+
         context: AppContext = ctx.obj
         when = parse_now(at, context)
         with context.session() as session:
@@ -345,6 +382,9 @@ def register(app: typer.Typer) -> None:
         at: str | None = typer.Option(None, help="When the change was made (ISO 8601; default now)."),
     ) -> None:
         """Change the start date; future touches move on the next planning tick."""
+        from followup.cli.timeparse import parse_now
+        from followup.holders.importer import change_start_date
+
         context: AppContext = ctx.obj
         when = parse_now(at, context)
         try:

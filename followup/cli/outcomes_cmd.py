@@ -12,12 +12,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from followup.cli.timeparse import parse_now
-from followup.config.context import AppContext
-
 if TYPE_CHECKING:
+    from followup.config.context import AppContext
     from followup.config.schema import Policy
     from followup.outcomes.backtest import BacktestResult
+
 
 out = Console(soft_wrap=True)
 
@@ -99,6 +98,7 @@ def backtest(
     """Replay a recorded season day by day through the rules: how many decliners were flagged, how many
     days before the decline, and how many false alarms among those who joined.
     過去のシーズンでルールを検証します(検知率・リードタイム・誤警報)。"""
+    from followup.cli.timeparse import parse_now
     from followup.outcomes.backtest import run_backtest
     from followup.outcomes.store import load_season
 
@@ -131,6 +131,7 @@ def season_report(
     policies: list[Path] | None,
 ) -> None:
     """``followup report --season``: write the season report as HTML (and print it as JSON)."""
+    from followup.cli.timeparse import parse_now
     from followup.outcomes.store import load_season
     from followup.report.season import build_season_report, render_season_html
 

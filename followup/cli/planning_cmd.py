@@ -6,7 +6,7 @@ import json
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -15,22 +15,17 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import select
 
-from followup.calendar import BusinessCalendar
-from followup.channels import MESSAGE_CHANNELS, channel_class
-from followup.cli.timeparse import parse_now
-from followup.config.context import AppContext
-from followup.config.schema import Policy
-from followup.db.models import OfferHolder
 from followup.errors import Problem, UserInputError
-from followup.holders.actions import log_touch
-from followup.labels import RULE_LABELS, SEVERITY_LABELS, STATUS_LABELS, short_date
-from followup.ops.audit import record_policy
-from followup.planning.planner import HolderSnapshot
-from followup.planning.simulate import FlagTimeline, SimulationResult, simulate_season
-from followup.planning.store import load_snapshots, plan_tick
 from followup.vocab import ACTIVE_STATUSES
+
+if TYPE_CHECKING:
+    from followup.calendar import BusinessCalendar
+    from followup.config.context import AppContext
+    from followup.config.schema import Policy
+    from followup.planning.planner import HolderSnapshot
+    from followup.planning.simulate import SimulationResult
+
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -58,6 +53,8 @@ def _parse_date(text: str, option: str) -> date:
 
 
 def _parse_moment(text: str | None, option: str, context: AppContext) -> datetime:
+    from followup.cli.timeparse import parse_now
+
     try:
         return parse_now(text, context)
     except UserInputError:
@@ -71,6 +68,9 @@ def _parse_moment(text: str | None, option: str, context: AppContext) -> datetim
 def plan(ctx: typer.Context, now: NowOption = None) -> None:
     """Run one planning tick: create the touches now due within the horizon, move and cancel as needed.
     計画を1回実行します。同じ --now で2回実行しても、2回目は何も作成しません。"""
+    from followup.cli.timeparse import parse_now
+    from followup.planning.store import plan_tick
+
     context: AppContext = ctx.obj
     moment = parse_now(now, context)
     counts = plan_tick(context, moment)
@@ -95,6 +95,7 @@ def _names_from_csv(path: Path) -> dict[str, str]:
 
 def _snapshots_from_csv(path: Path) -> list[HolderSnapshot]:
     from followup.holders.importer import read_holders_csv
+    from followup.planning.planner import HolderSnapshot
 
     rows, _problems = read_holders_csv(path)
     return [
@@ -116,6 +117,9 @@ def _snapshots_from_csv(path: Path) -> list[HolderSnapshot]:
 def _print_simulation(
     result: SimulationResult, calendar: BusinessCalendar, names: dict[str, str], phase_labels: dict[str, str]
 ) -> None:
+    from followup.channels import MESSAGE_CHANNELS, channel_class
+    from followup.labels import STATUS_LABELS, short_date
+
     phases: list[str] = []
     for counts in result.per_phase().values():
         phases.extend(p for p in counts if p not in phases and p != "manual")
@@ -216,6 +220,13 @@ def simulate(
 ) -> None:
     """Preview a whole season: which touches the cadences would create, per holder, phase and month.
     シーズン全体を早送りして、送信せずに接点の予定を表示します。"""
+    from sqlalchemy import select
+
+    from followup.calendar import BusinessCalendar
+    from followup.db.models import OfferHolder
+    from followup.planning.simulate import FlagTimeline, simulate_season
+    from followup.planning.store import load_snapshots
+
     context: AppContext = ctx.obj
     first, last = _parse_date(start, "--start"), _parse_date(end, "--end")
     if last < first:
@@ -353,6 +364,8 @@ def _print_skipped(result: SimulationResult) -> None:
 
 def _print_simulated_flags(result: SimulationResult, names: dict[str, str]) -> None:
     """When the cadence itself would raise a flag (neglect, over-contact, no reachable channel)."""
+    from followup.labels import RULE_LABELS, SEVERITY_LABELS, short_date
+
     if not result.notes:
         out.print("このケイデンスでは、放置・過剰連絡・連絡不能のフラグは立ちません。")
         return
@@ -379,6 +392,7 @@ def scheduler(
 ) -> None:
     """Run the scheduler: plan every few minutes, dispatch due touches, send the weekly report.
     複数起動しても、作業するのは1つだけです (a database lease)。"""
+    from followup.ops.audit import record_policy
     from followup.ops.logs import configure_logging
     from workers.scheduler import run_scheduler
 
@@ -403,6 +417,11 @@ def touch_log(
 ) -> None:
     """Record that a person contacted the holder: completes the due manual touch on that channel,
     or records an ad-hoc one. 社長の電話・手書きの手紙などを実施済みにします。"""
+    from sqlalchemy import select
+
+    from followup.db.models import OfferHolder
+    from followup.holders.actions import log_touch
+
     context: AppContext = ctx.obj
     moment = _parse_moment(at, "--at", context)
     tz = context.policy.organization.tz

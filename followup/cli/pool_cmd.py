@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from followup.config.context import AppContext
 from followup.errors import Problem, UserInputError
-from followup.labels import STATUS_LABELS, TOUCH_STATUS_LABELS
+
+if TYPE_CHECKING:
+    from followup.config.context import AppContext
+
 
 pool_app = typer.Typer(help="人材プール(不採用・辞退の方)— the talent pool", no_args_is_help=True)
 out = Console(soft_wrap=True)
@@ -47,6 +49,8 @@ def list_pool(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """人材プールの一覧 — everyone in the pool: consent, opt-outs, last and next pool mail."""
+    from followup.labels import STATUS_LABELS
+
     context: AppContext = ctx.obj
     if status is not None and status not in context.policy.pool.statuses:
         raise UserInputError(
@@ -94,6 +98,8 @@ def show_pool(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """人材プールの1名 — consent, opened links, re-application and every pool mail with its status."""
+    from followup.labels import STATUS_LABELS, TOUCH_STATUS_LABELS
+
     context: AppContext = ctx.obj
     rows = _rows(context, external_id)
     if not rows:

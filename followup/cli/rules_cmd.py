@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import select
 
-from followup.cli.timeparse import parse_now
-from followup.config.context import AppContext
-from followup.db.models import OfferHolder, ReportRun
 from followup.files import write_private
-from followup.flags.rules import sort_by_risk
-from followup.flags.store import evaluate_and_persist
-from followup.labels import RULE_LABELS, SEVERITY_LABELS, short_date
-from followup.report import build_report, iso_week, render_html, send_weekly_report, workspace_url
+
+if TYPE_CHECKING:
+    from followup.config.context import AppContext
+
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -42,6 +38,14 @@ def flags(
 ) -> None:
     """Evaluate the rules for every active holder, record the flags, and list them, riskiest first.
     現在のフラグ(放置・過剰連絡・パルス低下など)を一覧表示します。"""
+    from sqlalchemy import select
+
+    from followup.cli.timeparse import parse_now
+    from followup.db.models import OfferHolder
+    from followup.flags.rules import sort_by_risk
+    from followup.flags.store import evaluate_and_persist
+    from followup.labels import RULE_LABELS, SEVERITY_LABELS, short_date
+
     context: AppContext = ctx.obj
     moment = parse_now(now, context)
     decisions, changes = evaluate_and_persist(context, moment)
@@ -110,6 +114,13 @@ def report(
 ) -> None:
     """Build the weekly at-risk report, write it as HTML, and optionally email it.
     週次リスクレポートを作成します(--send でメール送信、--season でシーズンレポート)。"""
+    from sqlalchemy import select
+
+    from followup.cli.timeparse import parse_now
+    from followup.db.models import ReportRun
+    from followup.flags.store import evaluate_and_persist
+    from followup.report import build_report, iso_week, render_html, send_weekly_report, workspace_url
+
     context: AppContext = ctx.obj
     if season:
         from followup.cli.outcomes_cmd import season_report

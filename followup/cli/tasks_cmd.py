@@ -9,33 +9,22 @@ import io
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from followup.cli.timeparse import parse_now
-from followup.config.context import AppContext
-from followup.config.schema import TASK_STATUSES, Task
 from followup.errors import Problem, UserInputError
-from followup.events.roster import ENCODINGS, to_csv
-from followup.files import write_private
-from followup.holders.importer import find_holder
-from followup.labels import TASK_STATUS_LABELS
-from followup.ops.audit import audit, current_actor
-from followup.tasks.sheet import (
-    ID_HEADERS,
-    NOTE_HEADERS,
-    STATUS_HEADERS,
-    TaskRow,
-    counts,
-    overdue,
-    parse_status,
-    table,
-)
-from followup.tasks.store import set_status, status_rows
+
+if TYPE_CHECKING:
+    from followup.config.context import AppContext
+    from followup.config.schema import Task
+    from followup.tasks.sheet import (
+        TaskRow,
+    )
+
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -55,6 +44,8 @@ def _task(context: AppContext, name: str) -> Task:
 
 
 def _rows(context: AppContext, name: str) -> list[TaskRow]:
+    from followup.tasks.store import status_rows
+
     _task(context, name)
     with context.session() as session:
         return status_rows(session, context.policy, name)
@@ -66,6 +57,11 @@ def list_tasks(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """提出状況 — each task with its due date and counts: 未提出・提出済・確認済・対象外, 期限切れ."""
+    from followup.cli.timeparse import parse_now
+    from followup.config.schema import TASK_STATUSES
+    from followup.labels import TASK_STATUS_LABELS
+    from followup.tasks.sheet import counts, overdue
+
     context: AppContext = ctx.obj
     today = parse_now(now, context).date()
     records = []
@@ -105,20 +101,15 @@ def show_task(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """提出状況の一覧 — each holder of the task's audience, their due date and status (CSV for Excel)."""
+    from followup.cli.csvfiles import write_export
+    from followup.tasks.sheet import counts, table
+
     context: AppContext = ctx.obj
     task = _task(context, name)
     rows = _rows(context, name)
     lines = table(rows, context.policy.organization.tz)
     if csv_file is not None:
-        if encoding not in ENCODINGS:
-            raise UserInputError(
-                Problem(csv_file, None, None, f"--encoding must be one of {', '.join(ENCODINGS)}")
-            )
-        try:
-            data = to_csv(lines, encoding)
-        except ValueError as exc:
-            raise UserInputError(Problem(csv_file, None, None, str(exc))) from None
-        write_private(csv_file, data)
+        write_export(csv_file, lines, encoding)
         err.print(f"{escape(str(csv_file))}: {len(rows)}名の提出状況 ({encoding})")
         return
     if as_json:
@@ -154,6 +145,13 @@ def mark_task(
     now: Annotated[str | None, typer.Option("--now")] = None,
 ) -> None:
     """受領を記録 — mark one holder's task 提出済, 確認済 or 対象外 (未提出 puts it back)."""
+    from followup.cli.timeparse import parse_now
+    from followup.holders.importer import find_holder
+    from followup.labels import TASK_STATUS_LABELS
+    from followup.ops.audit import audit, current_actor
+    from followup.tasks.sheet import parse_status
+    from followup.tasks.store import set_status
+
     context: AppContext = ctx.obj
     _task(context, name)
     try:
@@ -187,18 +185,10 @@ def mark_task(
 
 def _read_csv(path: Path) -> list[tuple[int, str, str, str | None]]:
     """(line, external_id, status, note) from a CSV with 内定者ID and 状況 columns (the exported list)."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UserInputError(Problem(path, None, None, f"cannot read: {exc.strerror}")) from None
-    for codec in ("utf-8-sig", "cp932"):
-        try:
-            text = raw.decode(codec)
-            break
-        except UnicodeDecodeError:
-            continue
-    else:
-        raise UserInputError(Problem(path, None, None, "UTF-8 でも CP932 でも読めません"))
+    from followup.cli.csvfiles import read_sheet
+    from followup.tasks.sheet import ID_HEADERS, NOTE_HEADERS, STATUS_HEADERS, parse_status
+
+    text = read_sheet(path)
     reader = csv.DictReader(io.StringIO(text, newline=""))
     fields = reader.fieldnames or []
     id_col = next((h for h in ID_HEADERS if h in fields), None)
@@ -238,6 +228,11 @@ def import_task(
     now: Annotated[str | None, typer.Option("--now")] = None,
 ) -> None:
     """CSVから提出状況を取り込み — all or nothing: one bad line (FILE:LINE) and nothing is changed."""
+    from followup.cli.timeparse import parse_now
+    from followup.holders.importer import find_holder
+    from followup.ops.audit import audit, current_actor
+    from followup.tasks.store import set_status
+
     context: AppContext = ctx.obj
     _task(context, name)
     entries = _read_csv(csv_file)

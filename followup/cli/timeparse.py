@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from followup.config.context import AppContext
 from followup.errors import Problem, UserInputError
+
+if TYPE_CHECKING:
+    from followup.config.context import AppContext
 
 
 def parse_now(text: str | None, context: AppContext) -> datetime:

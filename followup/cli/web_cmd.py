@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from followup.config.context import AppContext
+if TYPE_CHECKING:
+    from followup.config.context import AppContext
+
 
 console = Console(stderr=True)
 

@@ -10,13 +10,16 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from followup.config.context import AppContext
 from followup.errors import Problem, UserInputError
+
+if TYPE_CHECKING:
+    from followup.config.context import AppContext
+
 
 out = Console(highlight=False)
 workspace_app = typer.Typer(help="HRワークスペース — invite mentors and executives (sign-in links).")

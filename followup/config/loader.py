@@ -33,6 +33,10 @@ class LoadedPolicy:
         self.policy = policy
         self.path = path
         self.warnings = list(warnings)  # not errors: check-config prints them (a one-time template repeated)
+        # What load_policy already built, for check_messages to reuse: the round-trip YAML (with the
+        # text it came from) and the templates, each compiled once per process instead of twice.
+        self._source: tuple[str, Any] | None = None
+        self._templates: Any = None
 
     @property
     def templates_root(self) -> Path:
@@ -173,6 +177,7 @@ def load_policy(path: Path | str, *, check_templates: bool = True) -> LoadedPoli
             problems.append(Problem(path, line, col, _message(error)))
         raise ConfigError(sorted(problems, key=lambda p: (p.line or 0, p.column or 0))) from None
     loaded = LoadedPolicy(policy, path)
+    loaded._source = (text, root)
     problems = _cross_check(loaded, root, check_templates=check_templates)
     if problems:
         raise ConfigError(problems)
@@ -302,6 +307,7 @@ def _cross_check(loaded: LoadedPolicy, root: Any, *, check_templates: bool) -> l
         from followup.rendering.templates import MessageTemplates, TemplateProblem
 
         templates = MessageTemplates(loaded.templates_root, policy.organization.locale)
+        loaded._templates = templates
         checked: set[str] = set()
 
     def check_template(loc: Loc, name: str) -> None:
@@ -375,15 +381,21 @@ def check_messages(loaded: LoadedPolicy, root: Any | None = None) -> list[Proble
 
     policy, path = loaded.policy, loaded.path
     if root is None:
-        yaml = YAML(typ="rt")
-        root = yaml.load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        if loaded._source is not None and loaded._source[0] == text:
+            root = loaded._source[1]  # the file load_policy parsed, unchanged since
+        else:
+            yaml = YAML(typ="rt")
+            root = yaml.load(text)
     problems: list[Problem] = []
 
     def add(loc: Loc, message: str) -> None:
         line, col = _position(root, loc)
         problems.append(Problem(path, line, col, message))
 
-    templates = MessageTemplates(loaded.templates_root, policy.organization.locale)
+    templates = loaded._templates
+    if not isinstance(templates, MessageTemplates) or templates.root != loaded.templates_root.resolve():
+        templates = MessageTemplates(loaded.templates_root, policy.organization.locale)
     uses: dict[str, list[tuple[str, str, str | None]]] = {}
     where: dict[str, Loc] = {}
     sent_on: dict[str, set[str]] = {}  # template → the channels it may go out on (chat ones need short.j2)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from followup.config.schema import Policy
@@ -76,8 +76,36 @@ def flag_record(flag: Flag, external_id: str) -> dict[str, Any]:
     }
 
 
-def holder_record(holder: OfferHolder, opted_out: list[str]) -> dict[str, Any]:
-    """The holder as JSON (``holders list/show --json``, the API)."""
+# What holder_record reads, besides the channel addresses (address_columns()).
+_RECORD_FIELDS = (
+    "external_id",
+    "name",
+    "track",
+    "department",
+    "status",
+    "offer_date",
+    "accepted_date",
+    "start_date",
+    "decline_reason",
+    "mentor_email",
+    "erased_at",
+)
+
+
+def holder_record_columns() -> list[Any]:
+    """The columns a Core row needs for :func:`holder_record` (``holders list --json`` reads these
+    rather than whole ORM holders), the holder's ``id`` first."""
+    from followup.db.addresses import address_columns
+
+    addresses = address_columns()
+    names = {c.key for c in addresses}
+    fields = [getattr(OfferHolder, f) for f in _RECORD_FIELDS if f not in names]
+    return [OfferHolder.id, *fields, *addresses]
+
+
+def holder_record(holder: OfferHolder | Row[Any], opted_out: list[str]) -> dict[str, Any]:
+    """The holder as JSON (``holders list/show --json``, the API): an ORM holder, or a Core row of
+    :func:`holder_record_columns`."""
     return {
         "external_id": holder.external_id,
         "name": holder.name,

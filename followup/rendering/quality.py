@@ -35,6 +35,7 @@ PLACEHOLDER_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bTODO\b|\bTBD\b|\bFIXME\b"), "TODO"),
     (re.compile(r"ここに[^。\n]{0,20}(?:入力|記入|書いて)"), "ここに…を入力"),
 )
+_ANY_PLACEHOLDER = re.compile("|".join(f"(?:{pattern.pattern})" for pattern, _ in PLACEHOLDER_PATTERNS))
 # Pairs of brackets with nothing inside: what a concatenation such as "(" ~ department ~ ")" leaves.
 EMPTY_BRACKETS = re.compile(r"\(\)|\uff08\uff09|\u300c\u300d|\u300e\u300f|\u3010\u3011|\[\]")
 EXPECTS_NO_REPLY = re.compile(r"ご返信は(?:不要|必要ございません|いりません)")
@@ -112,6 +113,8 @@ def find_placeholders(text: str) -> list[str]:
 
     Links are blanked first: a signed token is random text and may well contain ``XX``."""
     text = _URL.sub(lambda m: " " * len(m.group(0)), text)
+    if not _ANY_PLACEHOLDER.search(text):  # the usual case: one pass instead of one per pattern
+        return []
     found: list[str] = []
     for pattern, _label in PLACEHOLDER_PATTERNS:
         for match in pattern.finditer(text):

@@ -24,6 +24,7 @@ literal.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import json
 import re
@@ -36,7 +37,15 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateSyntaxError,
+    meta,
+    nodes,
+    pass_eval_context,
+)
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, TemplateNotFound
 from jinja2.nodes import EvalContext
@@ -422,9 +431,19 @@ def _capped_filter(name: str, original: Any) -> Any:
     return capped
 
 
-def _make_env(root: Path, finalize: Callable[[Any], Any] | None = None) -> _HRSandbox:
+# True while MessageTemplates.holes renders: interpolations that render nothing become quality.HOLE.
+# A context variable (per thread), read at render time, so one compiled template serves both renders.
+_MARKING_HOLES: contextvars.ContextVar[bool] = contextvars.ContextVar("marking_holes", default=False)
+
+
+@pass_eval_context  # needs the render: Jinja then never folds it into a template at compile time
+def _finalize(_eval_ctx: EvalContext, value: Any) -> Any:
+    return mark_empty(value) if _MARKING_HOLES.get() else value
+
+
+def _make_env(root: Path) -> _HRSandbox:
     env = _HRSandbox(
-        finalize=finalize,  # check-config marks empty interpolations (holes) with quality.mark_empty
+        finalize=_finalize,  # check-config marks empty interpolations (holes) with quality.mark_empty
         loader=FileSystemLoader(str(root)),
         undefined=StrictUndefined,
         autoescape=_is_html,  # HTML escapes; subject, text and JSON (which uses | tojson) do not
@@ -475,7 +494,8 @@ class MessageTemplates:
         self.root = Path(root).resolve()
         self.locale = locale
         self._env = _make_env(self.root)
-        self._checking = False
+        self._metas: dict[str, tuple[int, TemplateMeta]] = {}  # meta.yaml path → (mtime, meta)
+        self._trees: dict[str, tuple[str, nodes.Template]] = {}  # for _check_names: name → (source, tree)
         candidates = [locale, re.split(r"[-_]", locale)[0], DEFAULT_LOCALE]
         self._locales = list(dict.fromkeys(candidates))
 
@@ -510,17 +530,26 @@ class MessageTemplates:
         if resolved is None:
             return TemplateMeta()
         path = self.root / resolved[1] / "meta.yaml"
+        try:  # parsed again only when the file changed: check-config asks for it many times
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        known = self._metas.get(str(path))
+        if stamp is not None and known is not None and known[0] == stamp:
+            return known[1]
         try:
-            return read_meta(path)
+            found = read_meta(path)
         except ValueError as exc:
             raise TemplateProblem(path, None, str(exc).removeprefix(f"{path}: ")) from None
+        if stamp is not None:
+            self._metas[str(path)] = (stamp, found)
+        return found
 
     def _render_file(self, template_name: str, context: Mapping[str, Any]) -> str:
         """Render one file; every failure becomes a TemplateProblem at the innermost template line."""
         path = self.root / template_name
-        env = self._hole_env if self._checking else self._env
         try:
-            return _bounded_render(env.get_template(template_name), dict(context))
+            return _bounded_render(self._env.get_template(template_name), dict(context))
         except TemplateSyntaxError as exc:
             source = Path(exc.filename) if exc.filename else path
             raise TemplateProblem(source, exc.lineno, f"syntax error: {exc.message}") from exc
@@ -642,21 +671,13 @@ class MessageTemplates:
             raise TemplateProblem(path, None, problem)
         return data
 
-    @property
-    def _hole_env(self) -> _HRSandbox:
-        env = self.__dict__.get("_hole_env_cache")
-        if env is None:
-            env = _make_env(self.root, finalize=mark_empty)
-            self.__dict__["_hole_env_cache"] = env
-        return env
-
     def holes(self, name: str, context: Mapping[str, Any]) -> list[tuple[str, str]]:
         """(part, sentence) for each empty interpolation or empty bracket pair in the rendered message."""
-        self._checking = True
+        marking = _MARKING_HOLES.set(True)
         try:
             rendered = self.render(name, context)
         finally:
-            self._checking = False
+            _MARKING_HOLES.reset(marking)
         found = [("subject", line) for line in find_holes(rendered.subject)]
         found += [("text", line) for line in find_holes(rendered.text)]
         found += [("html", line) for line in find_holes(rendered.html or "", html=True)]
@@ -679,7 +700,11 @@ class MessageTemplates:
         resolved = self._resolve(name)
         folder = self.root / (resolved[1] if resolved else name)
         meta = self.meta(name)
+        seen: list[Mapping[str, Any]] = []
         for label, context in contexts:
+            if context in seen:  # two sample holders the template sees alike: the same render, once
+                continue
+            seen.append(context)
             rendered = self.render(name, context)
             for channel in chat:
                 rendered.text_for(channel)
@@ -730,7 +755,12 @@ class MessageTemplates:
         seen.add(template_name)
         try:
             source, filename, _ = self._env.loader.get_source(self._env, template_name)  # type: ignore[union-attr]
-            tree = self._env.parse(source, template_name, filename)
+            parsed = self._trees.get(template_name)
+            if parsed is not None and parsed[0] == source:  # a layout every message extends: parse it once
+                tree = parsed[1]
+            else:
+                tree = self._env.parse(source, template_name, filename)
+                self._trees[template_name] = (source, tree)
         except TemplateNotFound:
             return  # rendering reported it already
         except TemplateSyntaxError as exc:
