@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from followup.config.schema import ATTENDANCE_STATES, Event
+from followup.db.chunks import in_chunks
 from followup.db.models import EventRsvp, OfferHolder
 from followup.vocab import ACTIVE_STATUSES
 
@@ -211,16 +212,18 @@ def roster(session: Session, name: str, audience_ids: list[int] | None = None) -
             )
         )
     missing = [i for i in audience_ids or [] if i not in seen]
-    if missing:
-        for holder in session.scalars(
-            select(OfferHolder).where(OfferHolder.id.in_(missing)).order_by(OfferHolder.external_id)
-        ):
-            rows.append(
-                RosterRow(
-                    holder.external_id, holder.name, holder.department or "", "", None, {}, None, "", ""
-                )
+    unanswered: list[RosterRow] = []
+    for chunk in in_chunks(missing):
+        for external_id, holder_name, department in session.execute(
+            select(OfferHolder.external_id, OfferHolder.name, OfferHolder.department).where(
+                OfferHolder.id.in_(chunk)
             )
-    return rows
+        ):
+            unanswered.append(
+                RosterRow(external_id, holder_name, department or "", "", None, {}, None, "", "")
+            )
+    unanswered.sort(key=lambda row: row.external_id)
+    return rows + unanswered
 
 
 def audience_ids(session: Session, event: Event) -> list[int]:

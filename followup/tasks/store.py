@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from followup.calendar import BusinessCalendar
 from followup.config.schema import TASK_STATUSES, Policy, Task
+from followup.db.chunks import in_chunks
 from followup.db.models import OfferHolder, TaskStatus
 from followup.labels import TASK_STATUS_LABELS
 from followup.tasks.sheet import TaskRow
@@ -73,11 +74,9 @@ def status_rows(
     holders = audience(session, policy, task)
     listed = {h.id for h in holders}
     outside = [i for i in marks if i not in listed]
-    if outside:
-        holders += list(
-            session.scalars(
-                select(OfferHolder).where(OfferHolder.id.in_(outside), OfferHolder.erased_at.is_(None))
-            )
+    for chunk in in_chunks(outside):
+        holders += session.scalars(
+            select(OfferHolder).where(OfferHolder.id.in_(chunk), OfferHolder.erased_at.is_(None))
         )
     rows = []
     for holder in sorted(holders, key=lambda h: h.external_id):

@@ -9,6 +9,8 @@ import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pytest
+
 from followup.config import load_policy
 from followup.db.models import OfferHolder
 from followup.db.session import dispose_engines, get_engine, session_scope
@@ -115,3 +117,33 @@ def test_an_answer_taken_by_phone_and_an_unknown_holder(tmp_path: Path) -> None:
     with session_scope(env["FOLLOWUP_DATABASE_URL"]) as session:
         assert event_states(session)[ids[3]] == {"konshinkai": "maybe"}
     dispose_engines()
+
+
+def test_the_unanswered_are_listed_in_id_order_whatever_the_lookup_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large audience is looked up in IN lists under the bind-parameter limit; here 2 ids a list."""
+    from followup.db import chunks
+    from followup.events.store import roster
+
+    env, ids = _setup(tmp_path)
+    url = env["FOLLOWUP_DATABASE_URL"]
+    with session_scope(url) as session:
+        for i in range(4, 9):
+            h = OfferHolder(
+                external_id=f"NG-{i}",
+                name=f"内定者 {i}",
+                track="new_grad",
+                offer_date=date(2026, 6, 1),
+                start_date=date(2027, 4, 1),
+                status="accepted",
+            )
+            session.add(h)
+            session.flush()
+            ids.append(h.id)
+    monkeypatch.setattr(chunks, "ID_CHUNK", 2)
+    with session_scope(url) as session:
+        rows = roster(session, "konshinkai", list(reversed(ids)))
+    dispose_engines()
+    assert [r.external_id for r in rows if not r.status] == [f"NG-{i}" for i in (3, 4, 5, 6, 7, 8)]
+    assert len(rows) == 9
