@@ -19,7 +19,6 @@ from followup.files import write_private
 from followup.flags.rules import sort_by_risk
 from followup.flags.store import evaluate_and_persist
 from followup.labels import RULE_LABELS, SEVERITY_LABELS, short_date
-from followup.report import build_report, iso_week, render_html, send_weekly_report, workspace_url
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -52,13 +51,23 @@ def flags(
         ]
         typer.echo(json.dumps(records, ensure_ascii=False, indent=2))
         return
+    shown = ranked[: limit or context.policy.report.top_n]
+    ids = [group[0].holder_id for _, group in shown]  # the names of the shown holders only
+    names: dict[str, str] = {}
     with context.session() as session:
-        names = dict(session.execute(select(OfferHolder.external_id, OfferHolder.name)).tuples().all())
+        for start in range(0, len(ids), 10_000):  # under SQLite's 32,766 bind parameters
+            chunk = ids[start : start + 10_000]
+            names.update(
+                session.execute(
+                    select(OfferHolder.external_id, OfferHolder.name).where(OfferHolder.id.in_(chunk))
+                )
+                .tuples()
+                .all()
+            )
     table = Table(title=f"フラグ {len(decisions)}件(内定者 {len(ranked)}名)")
     for column in ("氏名", "ID", "フラグ", "重要度", "理由", "発生", "推奨アクション", "リスク"):
         table.add_column(column, overflow="fold")
     tz = context.policy.organization.tz
-    shown = ranked[: limit or context.policy.report.top_n]
     for risk, group in shown:
         for flag in group:
             table.add_row(  # data, never Rich markup
@@ -110,6 +119,8 @@ def report(
 ) -> None:
     """Build the weekly at-risk report, write it as HTML, and optionally email it.
     週次リスクレポートを作成します(--send でメール送信、--season でシーズンレポート)。"""
+    from followup.report import build_report, iso_week, render_html, send_weekly_report, workspace_url
+
     context: AppContext = ctx.obj
     if season:
         from followup.cli.outcomes_cmd import season_report
