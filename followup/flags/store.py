@@ -1,8 +1,8 @@
 """The I/O edge of the rules: read every active holder's history in a few bulk queries, run the pure
 rule engine, and keep the ``flags`` table in step (first seen, last seen, resolved).
 
-No per-holder query: one SELECT per kind of history, grouped in Python, so the cost grows with the
-number of rows, not with round trips.
+No per-holder query, and only the rows a rule reads (:func:`recent_activity`): the cost grows with the
+holders, not with the length of their seasons or with round trips.
 """
 
 from __future__ import annotations
@@ -104,9 +104,9 @@ def _declining_answers(policy: Policy, form: str, answers: dict[str, Any] | None
 
 @dataclass(frozen=True, slots=True)
 class Activity:
-    """Per holder id, the touches, survey responses and engagement a history is built from (sorted by
-    time). :func:`recent_activity` fills it with only what the rules read; a test's reference loader
-    fills it with the whole season."""
+    """Per holder id, the touches, survey responses and engagement a history is built from (in time
+    order from :func:`recent_activity`, which fills it with only what the rules read; HolderHistory sorts
+    anything else, e.g. a test's reference loader that fills it with the whole season)."""
 
     delivered: dict[int, list[TouchRecord]]
     undelivered: dict[int, list[TouchRecord]]
