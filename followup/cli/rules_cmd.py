@@ -41,6 +41,7 @@ def flags(
     from sqlalchemy import select
 
     from followup.cli.timeparse import parse_now
+    from followup.db.chunks import in_chunks
     from followup.db.models import OfferHolder
     from followup.flags.rules import sort_by_risk
     from followup.flags.store import evaluate_and_persist
@@ -56,13 +57,17 @@ def flags(
         ]
         typer.echo(json.dumps(records, ensure_ascii=False, indent=2))
         return
+    shown = ranked[: limit or context.policy.report.top_n]
+    ids = [group[0].holder_id for _, group in shown]  # the names of the shown holders only
+    names: dict[str, str] = {}
     with context.session() as session:
-        names = dict(session.execute(select(OfferHolder.external_id, OfferHolder.name)).tuples().all())
+        for chunk in in_chunks(ids):
+            query = select(OfferHolder.external_id, OfferHolder.name).where(OfferHolder.id.in_(chunk))
+            names.update(session.execute(query).tuples().all())
     table = Table(title=f"フラグ {len(decisions)}件(内定者 {len(ranked)}名)")
     for column in ("氏名", "ID", "フラグ", "重要度", "理由", "発生", "推奨アクション", "リスク"):
         table.add_column(column, overflow="fold")
     tz = context.policy.organization.tz
-    shown = ranked[: limit or context.policy.report.top_n]
     for risk, group in shown:
         for flag in group:
             table.add_row(  # data, never Rich markup

@@ -183,22 +183,39 @@ class HolderHistory:
     responded_at: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        delivered = tuple(sorted(self.delivered, key=_at))
-        responses = tuple(sorted(self.responses, key=_submitted))
-        engaged = list(self.engagement)
-        engaged.extend(r.submitted_at for r in responses)
-        engaged.extend(t.at for t in delivered if t.channel in ENGAGING_MANUAL_CHANNELS)
+        # Input already in time order (load_histories' ORDER BY) is not sorted again, and empty
+        # sequences cost nothing: building 100,000 histories costs little more than reading their rows.
         setattr_ = object.__setattr__
-        setattr_(self, "delivered", delivered)
-        setattr_(self, "responses", responses)
-        setattr_(self, "delivered_at", tuple(t.at for t in delivered))
-        setattr_(
-            self,
-            "automated_at",
-            tuple(t.at for t in delivered if t.kind in AUTOMATED_KINDS and t.expects_reply),
-        )
-        setattr_(self, "engaged_at", tuple(sorted(engaged)))
-        setattr_(self, "responded_at", tuple(r.submitted_at for r in responses))
+        delivered, responses, engagement = self.delivered, self.responses, self.engagement
+        delivered_at: Sequence[datetime] = ()
+        automated_at: tuple[datetime, ...] = ()
+        engaged: list[datetime] = list(engagement) if engagement else []
+        if delivered:
+            delivered_at = [t.at for t in delivered]
+            if len(delivered_at) > 1 and delivered_at != sorted(delivered_at):
+                delivered = tuple(sorted(delivered, key=_at))
+                delivered_at = [t.at for t in delivered]
+            elif type(delivered) is not tuple:
+                delivered = tuple(delivered)
+            setattr_(self, "delivered", delivered)
+            automated_at = tuple([t.at for t in delivered if t.kind in AUTOMATED_KINDS and t.expects_reply])
+            engaged += [t.at for t in delivered if t.channel in ENGAGING_MANUAL_CHANNELS]
+        responded_at: Sequence[datetime] = ()
+        if responses:
+            responded_at = [r.submitted_at for r in responses]
+            if len(responded_at) > 1 and responded_at != sorted(responded_at):
+                responses = tuple(sorted(responses, key=_submitted))
+                responded_at = [r.submitted_at for r in responses]
+            elif type(responses) is not tuple:
+                responses = tuple(responses)
+            setattr_(self, "responses", responses)
+            engaged += responded_at
+        if len(engaged) > 1:
+            engaged.sort()
+        setattr_(self, "delivered_at", tuple(delivered_at))
+        setattr_(self, "automated_at", automated_at)
+        setattr_(self, "engaged_at", tuple(engaged))
+        setattr_(self, "responded_at", tuple(responded_at))
 
     def unanswered_streak(self, now: datetime) -> int:
         """Automated touches delivered after the last engagement, up to ``now``."""
@@ -246,6 +263,13 @@ def manual_deadline(
     and the escalation both use it, so the flag and the mail never disagree."""
     local = reminded_at.astimezone(tz)
     return shift_moment(local, after, is_business_day=calendar.is_business_day)
+
+
+def contact_window_start(window: Interval, now: datetime) -> datetime:
+    """The open start of over_contacted's window ``(start, now]``: the longest look-back any rule takes
+    over the touches (the loader reads the touches after it, and the rule counts them)."""
+    fixed = _fixed(window)
+    return now - fixed if fixed is not None else shift_moment(now, window, -1)
 
 
 def describe_interval(interval: Interval) -> str:
@@ -440,7 +464,7 @@ def over_contacted(h: HolderHistory, now: datetime, p: RuleParams) -> FlagDecisi
     n = bisect_right(delivered_at, now)
     if n <= cap:
         return None
-    window_start = now - p.window_fixed if p.window_fixed is not None else shift_moment(now, p.window, -1)
+    window_start = contact_window_start(p.window, now)
     first = bisect_right(delivered_at, window_start, 0, n)
     count = n - first
     if count <= cap:
@@ -750,6 +774,7 @@ __all__ = [
     "RuleEngine",
     "RuleParams",
     "TouchRecord",
+    "contact_window_start",
     "current_phase",
     "decide",
     "evaluate",

@@ -1,8 +1,8 @@
 """The I/O edge of the rules: read every active holder's history in a few bulk queries, run the pure
 rule engine, and keep the ``flags`` table in step (first seen, last seen, resolved).
 
-No per-holder query: one SELECT per kind of history, grouped in Python, so the cost grows with the
-number of rows, not with round trips.
+No per-holder query, and only the rows a rule reads (:func:`recent_activity`): the cost grows with the
+holders, not with the length of their seasons or with round trips.
 """
 
 from __future__ import annotations
@@ -13,7 +13,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, Table, any_, bindparam, func, select, text, update
+from sqlalchemy import (
+    Integer,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    case,
+    func,
+    null,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -22,10 +36,9 @@ from followup.channels import MESSAGE_CHANNELS
 from followup.config.context import AppContext
 from followup.config.loader import assignee_name
 from followup.config.schema import Policy
-from followup.db.addresses import address_columns, addresses_of
+from followup.db.addresses import address_field, has_column
 from followup.db.models import (
     ChannelOptOut,
-    DeliveryAttempt,
     EngagementEvent,
     EventRsvp,
     Flag,
@@ -36,6 +49,8 @@ from followup.db.models import (
 from followup.engagement.surveys import declining_answers
 from followup.flags.phase import holder_phase
 from followup.flags.rules import (
+    AUTOMATED_KINDS,
+    ENGAGING_MANUAL_CHANNELS,
     EventRecord,
     FlagDecision,
     HolderHistory,
@@ -43,6 +58,7 @@ from followup.flags.rules import (
     PulseResponse,
     TaskRecord,
     TouchRecord,
+    contact_window_start,
     evaluate_many,
 )
 from followup.labels import MANUAL_CHANNEL_LABELS, MANUAL_WHAT
@@ -58,8 +74,6 @@ def _table(model: Any) -> Table:
 
 ENGAGEMENT_KINDS = ("reply", "answer", "button", "rsvp")  # an RSVP is an answer too
 COHORT_INVITE, COHORT_JOIN = "cohort_invite", "cohort_join"  # engagement_events kinds (内定者同士の交流)
-# the touches a history holds: delivered ones (contact) and failed sends (kept, never contact)
-HISTORY_TOUCH_STATUSES = (*DELIVERED_TOUCH_STATUSES, TouchStatus.FAILED.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,29 +102,186 @@ def _declining_answers(policy: Policy, form: str, answers: dict[str, Any] | None
     return tuple(declining_answers(survey, answers))
 
 
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """Per holder id, the touches, survey responses and engagement a history is built from (in time
+    order from :func:`recent_activity`, which fills it with only what the rules read; HolderHistory sorts
+    anything else, e.g. a test's reference loader that fills it with the whole season)."""
+
+    delivered: dict[int, list[TouchRecord]]
+    undelivered: dict[int, list[TouchRecord]]
+    responses: dict[int, list[PulseResponse]]
+    engagement: dict[int, tuple[datetime, ...]]
+
+
 def load_histories(
     session: Session, policy: Policy, now: datetime, quiet_templates: frozenset[str] = frozenset()
 ) -> list[HolderHistory]:
-    """Every active holder (offered / accepted, not erased) with the history the rules read, up to
-    ``now`` (later rows exist when ``now`` is in the past, e.g. ``flags --now``). Touches of
-    ``quiet_templates`` (marked ``expects_reply: false``) are contact, but do not await a reply."""
-    active = (OfferHolder.status.in_(ACTIVE_STATUSES), OfferHolder.erased_at.is_(None))
-    holders = session.execute(
+    """Every active holder (offered / accepted, not erased) with the part of its history the rules read
+    at ``now`` (:func:`recent_activity`; later rows exist when ``now`` is in the past, e.g. ``flags
+    --now``). Touches of ``quiet_templates`` (marked ``expects_reply: false``) are contact, but do not
+    await a reply."""
+    return assemble_histories(session, policy, now, recent_activity(session, policy, now, quiet_templates))
+
+
+def _active() -> tuple[Any, ...]:
+    return (OfferHolder.status.in_(ACTIVE_STATUSES), OfferHolder.erased_at.is_(None))
+
+
+def recent_activity(
+    session: Session, policy: Policy, now: datetime, quiet_templates: frozenset[str] = frozenset()
+) -> Activity:
+    """Only the rows the rules read at ``now``, chosen in SQL (two set-based queries, no per-holder one):
+
+    * delivered touches (sent, or a manual touch done) up to ``now`` that are the holder's latest one
+      (neglected), or inside the over_contacted window (the longest look-back a rule takes over
+      touches), or automated (message, survey) and after the holder's last sign of engagement
+      (unresponsive counts them); with the moment of that last engagement (a reply, an answer, a
+      button, an RSVP, a survey response, a completed call or meeting), the one ``engaged_at`` the rule
+      reads;
+    * the latest two survey responses (declining_signal and low_pulse read the latest, pulse_drop the
+      one before it), the answers only for a declining one (its reason quotes them).
+
+    Failed sends and suppressed attempts are never contact and no rule reads them: not loaded."""
+    touches, holders = _table(Touch), _table(OfferHolder)
+    events, answers = _table(EngagementEvent), _table(SurveyResponse)
+    active = (holders.c.status.in_(ACTIVE_STATUSES), holders.c.erased_at.is_(None))
+    touch_at = func.coalesce(touches.c.sent_at, touches.c.due_at, type_=touches.c.due_at.type)
+    # one pass over the season's delivered touches: each row with its holder's latest touch and latest
+    # completed call or meeting (window aggregates, no self-join)
+    called = case((touches.c.channel.in_(sorted(ENGAGING_MANUAL_CHANNELS)), touch_at), else_=null())
+    contact = (
         select(
-            OfferHolder.id,
-            OfferHolder.external_id,
-            OfferHolder.name,
-            OfferHolder.status,
-            OfferHolder.offer_date,
-            OfferHolder.accepted_date,
-            OfferHolder.start_date,
-            OfferHolder.track,
-            OfferHolder.department,
-            *address_columns(),
-            OfferHolder.acceptance_deadline,
+            touches.c.holder_id,
+            touches.c.kind,
+            touches.c.channel,
+            touch_at.label("at"),
+            touches.c.template,
+            func.max(touch_at).over(partition_by=touches.c.holder_id).label("latest"),
+            func.max(called).over(partition_by=touches.c.holder_id).label("called"),
         )
-        .where(*active)
-        .order_by(OfferHolder.id)
+        .where(touches.c.status.in_(DELIVERED_TOUCH_STATUSES), touch_at <= now)
+        .subquery("contact")
+    )
+    # the other signs of engagement: replies, answers, buttons, RSVPs and survey responses
+    signs = union_all(
+        select(events.c.holder_id, events.c.at.label("at")).where(
+            events.c.kind.in_(ENGAGEMENT_KINDS), events.c.at <= now
+        ),
+        select(answers.c.holder_id, answers.c.submitted_at).where(answers.c.submitted_at <= now),
+    ).subquery("signs")
+    engaged = (
+        select(signs.c.holder_id, func.max(signs.c.at).label("at"))
+        .group_by(signs.c.holder_id)
+        .subquery("engaged")
+    )
+    window_start = contact_window_start(policy.rules.over_contacted.window, now)
+    after_engagement = and_(
+        contact.c.kind.in_(sorted(AUTOMATED_KINDS)),
+        or_(contact.c.called.is_(None), contact.c.at > contact.c.called),
+        or_(engaged.c.at.is_(None), contact.c.at > engaged.c.at),
+    )
+    last_engaged = case(  # the later of the two (NULL only when there is neither)
+        (contact.c.called.is_(None), engaged.c.at),
+        (or_(engaged.c.at.is_(None), contact.c.called > engaged.c.at), contact.c.called),
+        else_=engaged.c.at,
+    )
+    delivered: dict[int, list[TouchRecord]] = defaultdict(list)
+    engagement: dict[int, tuple[datetime, ...]] = {}
+    rows = session.execute(
+        select(
+            contact.c.holder_id,
+            contact.c.kind,
+            contact.c.channel,
+            contact.c.at,
+            contact.c.template,
+            last_engaged,
+        )
+        .join(holders, holders.c.id == contact.c.holder_id)
+        .outerjoin(engaged, engaged.c.holder_id == contact.c.holder_id)
+        .where(
+            *active,
+            or_(contact.c.at >= contact.c.latest, contact.c.at > window_start, after_engagement),
+        )
+        .order_by(contact.c.holder_id, contact.c.at)
+    ).all()
+    for holder_id, kind, channel, at, template, last in rows:
+        found = delivered.get(holder_id)
+        if found is None:
+            found = delivered[holder_id] = []
+            if last is not None:
+                engagement[holder_id] = (last,)
+        found.append(TouchRecord(at, channel, kind, "delivered", template not in quiet_templates))
+
+    newest = (
+        func.row_number()
+        .over(partition_by=answers.c.holder_id, order_by=(answers.c.submitted_at.desc(), answers.c.id.desc()))
+        .label("newest")
+    )
+    ranked = (
+        select(
+            answers.c.holder_id,
+            answers.c.form,
+            case((answers.c.declining, answers.c.answers), else_=null()).label("answers"),
+            answers.c.score,
+            answers.c.declining,
+            answers.c.submitted_at,
+            newest,
+        )
+        .join(holders, holders.c.id == answers.c.holder_id)
+        .where(*active, answers.c.submitted_at <= now)
+        .subquery("ranked")
+    )
+    responses: dict[int, list[PulseResponse]] = defaultdict(list)
+    for holder_id, form, said, score, declining, at in session.execute(
+        select(
+            ranked.c.holder_id,
+            ranked.c.form,
+            ranked.c.answers,
+            ranked.c.score,
+            ranked.c.declining,
+            ranked.c.submitted_at,
+        )
+        .where(ranked.c.newest <= 2)
+        .order_by(ranked.c.holder_id, ranked.c.newest.desc())
+    ).all():
+        picked = _declining_answers(policy, form, said) if declining else ()
+        responses[holder_id].append(PulseResponse(at, score, bool(declining), picked))
+    return Activity(delivered, {}, responses, engagement)
+
+
+def assemble_histories(
+    session: Session, policy: Policy, now: datetime, activity: Activity
+) -> list[HolderHistory]:
+    """The active holders' rows joined with ``activity`` and the small per-holder facts every rule may
+    read (opt-outs, events, tasks, reminded manual touches, the cohort channel), in holder id order."""
+    active = _active()
+    table = _table(OfferHolder)
+    # plain Core rows; where each message channel's address lives is worked out once, not per holder
+    columns = [
+        table.c[name]
+        for name in (
+            "id",
+            "external_id",
+            "name",
+            "status",
+            "offer_date",
+            "accepted_date",
+            "start_date",
+            "track",
+            "department",
+            "acceptance_deadline",
+            "addresses",
+        )
+    ]
+    fields = {channel: address_field(channel) for channel in MESSAGE_CHANNELS}
+    stored = [f for f in dict.fromkeys(fields.values()) if has_column(f)]
+    position = {f: len(columns) + i for i, f in enumerate(stored)}
+    readers = [(channel, position.get(f), f) for channel, f in fields.items()]
+    holders = session.execute(
+        select(*columns, *(table.c[f] for f in stored))
+        .where(table.c.status.in_(ACTIVE_STATUSES), table.c.erased_at.is_(None))
+        .order_by(table.c.id)
     ).all()
 
     opted: dict[int, set[str]] = defaultdict(set)
@@ -124,71 +295,8 @@ def load_histories(
         opted[holder_id].add(channel)
         opt_out_times[holder_id].append(at)
 
-    # the biggest table: plain Core columns (no ORM row processing) and no ORDER BY (HolderHistory
-    # sorts what it binary-searches; the undelivered ones are sorted below)
-    touches, holders_table = _table(Touch), _table(OfferHolder)
-    touch_at = func.coalesce(touches.c.sent_at, touches.c.due_at, type_=touches.c.due_at.type)
-    delivered: dict[int, list[TouchRecord]] = defaultdict(list)
-    undelivered: dict[int, list[TouchRecord]] = defaultdict(list)
-    failed = TouchStatus.FAILED.value
-    for holder_id, kind, channel, status, at, template in session.execute(
-        select(
-            touches.c.holder_id,
-            touches.c.kind,
-            touches.c.channel,
-            touches.c.status,
-            touch_at,
-            touches.c.template,
-        )
-        .join(holders_table, holders_table.c.id == touches.c.holder_id)
-        .where(
-            holders_table.c.status.in_(ACTIVE_STATUSES),
-            holders_table.c.erased_at.is_(None),
-            touches.c.status.in_(HISTORY_TOUCH_STATUSES),
-            touch_at <= now,
-        )
-    ):
-        if status == failed:
-            undelivered[holder_id].append(TouchRecord(at, channel, kind, "failed"))
-        else:
-            expects = template not in quiet_templates
-            delivered[holder_id].append(TouchRecord(at, channel, kind, "delivered", expects))
-    for holder_id, kind, channel, at in session.execute(
-        select(Touch.holder_id, Touch.kind, DeliveryAttempt.channel, DeliveryAttempt.started_at)
-        .join(Touch, Touch.id == DeliveryAttempt.touch_id)
-        .join(OfferHolder, OfferHolder.id == Touch.holder_id)
-        .where(*active, DeliveryAttempt.outcome == "suppressed", DeliveryAttempt.started_at <= now)
-        .order_by(DeliveryAttempt.started_at)
-    ):
-        undelivered[holder_id].append(TouchRecord(at, channel, kind, "suppressed"))
-
-    responses: dict[int, list[PulseResponse]] = defaultdict(list)
-    for holder_id, form, answers, score, declining, at in session.execute(
-        select(
-            SurveyResponse.holder_id,
-            SurveyResponse.form,
-            SurveyResponse.answers,
-            SurveyResponse.score,
-            SurveyResponse.declining,
-            SurveyResponse.submitted_at,
-        )
-        .join(OfferHolder, OfferHolder.id == SurveyResponse.holder_id)
-        .where(*active, SurveyResponse.submitted_at <= now)
-        .order_by(SurveyResponse.submitted_at)
-    ):
-        said = _declining_answers(policy, form, answers) if declining else ()
-        responses[holder_id].append(PulseResponse(at, score, bool(declining), said))
-
-    engagement: dict[int, list[datetime]] = defaultdict(list)
-    for event_holder, at in session.execute(
-        select(EngagementEvent.holder_id, EngagementEvent.at)
-        .join(OfferHolder, OfferHolder.id == EngagementEvent.holder_id)
-        .where(*active, EngagementEvent.kind.in_(ENGAGEMENT_KINDS), EngagementEvent.at <= now)
-        .order_by(EngagementEvent.at)
-    ):
-        if event_holder is not None:
-            engagement[event_holder].append(at)
-
+    delivered, undelivered = activity.delivered, activity.undelivered
+    responses, engagement = activity.responses, activity.engagement
     events = _event_records(session, policy, active, now)
     tasks_done = task_states(session) if policy.tasks else {}
     task_seasons: dict[tuple[Any, ...], tuple[TaskRecord, ...]] = {}
@@ -197,10 +305,12 @@ def load_histories(
     cohort = _cohort_times(session, active, now)
     today = now.astimezone(policy.organization.tz).date()
     out: list[HolderHistory] = []
-    # holders share their season: the phase and usable channels once per distinct (track, dates)
-    phases: dict[tuple[Any, ...], tuple[str | None, str | None, frozenset[str]]] = {}
+    # holders share their season: the phase and the address readers of the channels the cadence uses
+    # (the current phase's, else any phase's; only those can reach the holder) once per distinct season
+    phases: dict[tuple[Any, ...], tuple[str | None, str | None, list[tuple[str, int | None, str]]]] = {}
+    empty: tuple[Any, ...] = ()
     for row in holders:
-        (hid, ext, name, status, offer, accepted, start, track, dept) = row[:9]
+        hid, ext, name, status, offer, accepted, start, track, dept, deadline, extra = row[:11]
         season = (track, dept, offer, accepted, start)
         known = phases.get(season)
         if known is None:
@@ -213,8 +323,9 @@ def load_histories(
                 start_date=start,
                 today=today,
             )
-            known = phases[season] = (cadence, phase, _cadence_channels(policy, cadence, phase))
-        cadence, phase, usable = known
+            usable = _cadence_channels(policy, cadence, phase)
+            known = phases[season] = (cadence, phase, [r for r in readers if r[0] in usable])
+        cadence, phase, usable_readers = known
         tasks: tuple[TaskRecord, ...] = ()
         if calendar is not None and cadence is not None:
             tasks = task_seasons.get(season) or ()
@@ -225,10 +336,11 @@ def load_histories(
                 tasks = tuple(
                     TaskRecord(t.task, t.title, t.due, t.late_from, done.get(t.task, t.status)) for t in tasks
                 )
-        contacts = addresses_of(row)
-        # only the channels the cadence uses (the current phase's, else any phase's) can reach the holder
+        blocked = opted.get(hid, empty)
         reachable = tuple(
-            c for c in MESSAGE_CHANNELS if c in usable and contacts[c] and c not in opted.get(hid, ())
+            channel
+            for channel, at, f in usable_readers
+            if (row[at] if at is not None else (extra or {}).get(f)) and channel not in blocked
         )
         out.append(
             HolderHistory(
@@ -242,15 +354,15 @@ def load_histories(
                 track=track,
                 phase=phase,
                 reachable_channels=reachable,
-                delivered=tuple(delivered.get(hid, ())),
-                undelivered=tuple(sorted(undelivered.get(hid, ()), key=_record_at)),
-                responses=tuple(responses.get(hid, ())),
-                engagement=tuple(engagement.get(hid, ())),
-                opt_outs=tuple(opt_out_times.get(hid, ())),
-                events=tuple(events.get(hid, ())),
+                delivered=tuple(delivered.get(hid, empty)),
+                undelivered=tuple(undelivered.get(hid, empty)),
+                responses=tuple(responses.get(hid, empty)),
+                engagement=engagement.get(hid, empty),
+                opt_outs=tuple(opt_out_times.get(hid, empty)),
+                events=tuple(events.get(hid, empty)),
                 tasks=tasks,
-                acceptance_deadline=row.acceptance_deadline,
-                manual=tuple(manual.get(hid, ())),
+                acceptance_deadline=deadline,
+                manual=tuple(manual.get(hid, empty)),
                 cohort_invited_at=cohort.get((hid, COHORT_INVITE)),
                 cohort_joined_at=cohort.get((hid, COHORT_JOIN)),
             )
@@ -339,10 +451,6 @@ def manual_assignee(policy: Policy, cadence: str, phase: str, key: str, assignee
             configured = next((o.assignee_name for o in p.one_off if f":once:{o.name}" in key), "")
     address = assignee or policy.organization.hr_email
     return assignee_name(policy, address, configured) or address or "担当者"
-
-
-def _record_at(record: TouchRecord) -> datetime:
-    return record.at
 
 
 def _event_records(

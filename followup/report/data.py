@@ -246,8 +246,11 @@ def _phase_labels(policy: Policy) -> dict[tuple[str, str], str]:
     }
 
 
-def _statuses_at(session: Session, moment: datetime) -> dict[int, str]:
-    """Each holder's status at ``moment``, from the lifecycle history (current status if none)."""
+def _statuses_at(session: Session, moment: datetime) -> Counter[tuple[date, str]]:
+    """(offer date, status at ``moment``) → offer holders (not the talent pool's): from the lifecycle
+    history for the holders who have one, else the current status (``offered`` for an acceptance dated
+    after ``moment``). Grouped in SQL for the holders without a history; only those with one one by one."""
+    changed = select(HolderChange.holder_id).where(HolderChange.field == "status").distinct()
     changes: dict[int, list[tuple[datetime, str | None, str | None]]] = defaultdict(list)
     for holder_id, at, old, new in session.execute(
         select(HolderChange.holder_id, HolderChange.at, HolderChange.old_value, HolderChange.new_value)
@@ -255,26 +258,34 @@ def _statuses_at(session: Session, moment: datetime) -> dict[int, str]:
         .order_by(HolderChange.at)
     ):
         changes[holder_id].append((at, old, new))
-    out: dict[int, str] = {}
-    for holder_id, status, accepted_date in session.execute(
-        select(OfferHolder.id, OfferHolder.status, OfferHolder.accepted_date)
+    offers = OfferHolder.status != HolderStatus.REJECTED.value
+    out: Counter[tuple[date, str]] = Counter()
+    for holder_id, status, offer_date in session.execute(
+        select(OfferHolder.id, OfferHolder.status, OfferHolder.offer_date).where(
+            offers, OfferHolder.id.in_(changed)
+        )
     ):
-        history = changes.get(holder_id)
-        if history:
-            before = [new for at, _, new in history if at <= moment]
-            value = before[-1] if before else history[0][1]
-            out[holder_id] = value if value in HOLDER_STATUSES else status
-        elif status == "accepted" and accepted_date is not None and accepted_date > moment.date():
-            out[holder_id] = "offered"
-        else:
-            out[holder_id] = status
+        history = changes[holder_id]
+        before = [new for at, _, new in history if at <= moment]
+        value = before[-1] if before else history[0][1]
+        out[(offer_date, value if value in HOLDER_STATUSES else status)] += 1
+    for status, offer_date, accepted_date, count in session.execute(
+        select(OfferHolder.status, OfferHolder.offer_date, OfferHolder.accepted_date, func.count())
+        .where(offers, OfferHolder.id.not_in(changed))
+        .group_by(OfferHolder.status, OfferHolder.offer_date, OfferHolder.accepted_date)
+    ):
+        pending = status == "accepted" and accepted_date is not None and accepted_date > moment.date()
+        out[(offer_date, "offered" if pending else status)] += count
     return out
 
 
-def _kpi(offers: list[tuple[int, date]], statuses: dict[int, str], day: date) -> Kpi:
-    cohort = [holder_id for holder_id, offer in offers if offer <= day]
-    counts = Counter(statuses.get(h, "offered") for h in cohort)
-    return Kpi(len(cohort), counts["accepted"] + counts["joined"], counts["declined"])
+def _kpi(statuses: Counter[tuple[date, str]], day: date) -> Kpi:
+    """Rates over the cohort offered by ``day``, from (offer date, status) → holders."""
+    counts: Counter[str] = Counter()
+    for (offer, status), n in statuses.items():
+        if offer <= day:
+            counts[status] += n
+    return Kpi(sum(counts.values()), counts["accepted"] + counts["joined"], counts["declined"])
 
 
 _FLAG_ROW_COLUMNS = (
@@ -316,43 +327,59 @@ class ReportWeek:
         self.local_now = now.astimezone(self.tz)
         self.today = self.local_now.date()
         self.phase_labels = _phase_labels(policy)
-        # erased holders too: cohort counts and rates must still add up after a deletion request
-        self.holders = session.execute(
-            select(
-                OfferHolder.id,
-                OfferHolder.status,
-                OfferHolder.track,
-                OfferHolder.department,
-                OfferHolder.offer_date,
-                OfferHolder.accepted_date,
-                OfferHolder.start_date,
-                OfferHolder.erased_at,
-            ).where(OfferHolder.status != HolderStatus.REJECTED.value)  # the talent pool: not offers
-        ).all()
-
-    @cached_property
-    def phase_of(self) -> dict[int, str]:
-        """Active, not erased holder id → the label of their current phase (フェーズ外 if none)."""
-        out: dict[int, str] = {}
-        seasons: dict[tuple[Any, ...], str] = {}  # holders share seasons: each worked out once
-        for row in self.holders:
-            if row.status not in ACTIVE_STATUSES or row.erased_at is not None:
-                continue
-            season = (row.track, row.department, row.offer_date, row.accepted_date, row.start_date)
-            label = seasons.get(season)
-            if label is None:
-                cadence, phase = holder_phase(
-                    self.policy,
-                    track=row.track,
-                    department=row.department,
-                    offer_date=row.offer_date,
-                    accepted_date=row.accepted_date,
-                    start_date=row.start_date,
-                    today=self.today,
+        # holders grouped by what the sections count them by (status, track, their season's dates,
+        # erased or not): a few hundred rows however many holders there are. Erased holders too: cohort
+        # counts and rates must still add up after a deletion request. 不採用 is the talent pool's.
+        erased = OfferHolder.erased_at.is_not(None)
+        self.groups: list[Any] = list(
+            session.execute(
+                select(
+                    OfferHolder.status,
+                    OfferHolder.track,
+                    OfferHolder.department,
+                    OfferHolder.offer_date,
+                    OfferHolder.accepted_date,
+                    OfferHolder.start_date,
+                    erased.label("erased"),
+                    func.count().label("count"),
                 )
-                label = seasons[season] = self.phase_labels.get((cadence or "", phase or ""), NO_PHASE)
-            out[row.id] = label
-        return out
+                .where(OfferHolder.status != HolderStatus.REJECTED.value)
+                .group_by(
+                    OfferHolder.status,
+                    OfferHolder.track,
+                    OfferHolder.department,
+                    OfferHolder.offer_date,
+                    OfferHolder.accepted_date,
+                    OfferHolder.start_date,
+                    erased,
+                )
+            )
+        )
+        self._season_labels: dict[tuple[Any, ...], str] = {}
+
+    def followed(self) -> list[Any]:
+        """The groups of active, not erased holders (the ones the phases and tasks are about)."""
+        return [g for g in self.groups if g.status in ACTIVE_STATUSES and not g.erased]
+
+    def phase_label(self, season: tuple[Any, ...]) -> str:
+        """The label of the current phase for a (track, department, offer, accepted, start) season
+        (フェーズ外 if none); holders share seasons, so each is worked out once."""
+        label = self._season_labels.get(season)
+        if label is None:
+            track, department, offer, accepted, start = season
+            cadence, phase = holder_phase(
+                self.policy,
+                track=track,
+                department=department,
+                offer_date=offer,
+                accepted_date=accepted,
+                start_date=start,
+                today=self.today,
+            )
+            label = self._season_labels[season] = self.phase_labels.get(
+                (cadence or "", phase or ""), NO_PHASE
+            )
+        return label
 
     @cached_property
     def ranked(self) -> list[tuple[int, str, int, str]]:
@@ -381,13 +408,19 @@ class ReportWeek:
 def status_counts(week: ReportWeek) -> list[tuple[str, str, int]]:
     """Holders per status, every status listed (zeros too), in lifecycle order; 不採用 is the talent
     pool's (the season report), not an offer holder's status."""
-    counter = Counter(row.status for row in week.holders)
+    counter: Counter[str] = Counter()
+    for group in week.groups:
+        counter[group.status] += group.count
     return [(s, STATUS_LABELS[s], counter[s]) for s in HOLDER_STATUSES if s != HolderStatus.REJECTED]
 
 
 def phase_counts(week: ReportWeek) -> list[tuple[str, int]]:
     """Active holders per phase label, in the policy's phase order, フェーズ外 last; empty ones left out."""
-    counter = Counter(week.phase_of.values())
+    counter: Counter[str] = Counter()
+    for g in week.followed():
+        counter[week.phase_label((g.track, g.department, g.offer_date, g.accepted_date, g.start_date))] += (
+            g.count
+        )
     ordered = list(dict.fromkeys([*week.phase_labels.values(), NO_PHASE]))
     return [(label, counter[label]) for label in ordered if counter[label]]
 
@@ -415,20 +448,34 @@ def at_risk(week: ReportWeek) -> list[AtRiskHolder]:
         return []
     grouped: dict[int, list[FlagRow]] = defaultdict(list)
     status: dict[int, str] = {}
+    phase: dict[int, str] = {}
     ids = [hid for _, _, hid, _ in top]
-    for holder_id, holder_status, *row in week.session.execute(
-        select(Flag.holder_id, OfferHolder.status, *_FLAG_ROW_COLUMNS)
+    for holder_id, holder_status, erased_at, *season_and_row in week.session.execute(
+        select(
+            Flag.holder_id,
+            OfferHolder.status,
+            OfferHolder.erased_at,
+            OfferHolder.track,
+            OfferHolder.department,
+            OfferHolder.offer_date,
+            OfferHolder.accepted_date,
+            OfferHolder.start_date,
+            *_FLAG_ROW_COLUMNS,
+        )
         .join(OfferHolder, OfferHolder.id == Flag.holder_id)
         .where(Flag.resolved_at.is_(None), Flag.holder_id.in_(ids))
     ):
+        season, row = tuple(season_and_row[:5]), season_and_row[5:]
         grouped[holder_id].append(FlagRow(*row))
         status[holder_id] = holder_status
+        followed = holder_status in ACTIVE_STATUSES and erased_at is None
+        phase[holder_id] = week.phase_label(season) if followed else NO_PHASE
     return [
         AtRiskHolder(
             external_id=external_id,
             name=grouped[hid][0].name,
             status_label=STATUS_LABELS.get(status[hid], status[hid]),
-            phase_label=week.phase_of.get(hid, NO_PHASE),
+            phase_label=phase[hid],
             risk=risk,
             flags=sort_flags(grouped[hid]),
         )
@@ -510,7 +557,10 @@ def pulse_trend(week: ReportWeek) -> list[tuple[str, float, int]]:
 
 def status_by_track(week: ReportWeek) -> dict[tuple[str, str], int]:
     """Holders per (track, status): the status table split into 新卒 and 中途."""
-    return dict(Counter((row.track, row.status) for row in week.holders))
+    counter: Counter[tuple[str, str]] = Counter()
+    for group in week.groups:
+        counter[(group.track, group.status)] += group.count
+    return dict(counter)
 
 
 UPCOMING_EVENTS = timedelta(weeks=8)  # events starting within this are listed with their answers
@@ -655,15 +705,28 @@ def overdue_tasks(week: ReportWeek) -> list[OverdueTask]:
     if not tasks:
         return []
     calendar = BusinessCalendar.from_policy(week.policy)
+    seasons: dict[tuple[Any, ...], list[tuple[str, date]]] = {}  # cohorts share their dates
+    for g in week.followed():
+        season = (g.track, g.department, g.offer_date, g.accepted_date, g.start_date)
+        if season not in seasons:
+            seasons[season] = _past_due(week, tasks, calendar, season)
+    if not any(seasons.values()):
+        return []  # no season has a task past due yet: no holder to read
     done = task_states(week.session)
     late: dict[str, list[tuple[int, date]]] = defaultdict(list)
-    seasons: dict[tuple[Any, ...], list[tuple[str, date]]] = {}  # cohorts share their dates
-    for row in week.holders:
-        if row.status not in ACTIVE_STATUSES or row.erased_at is not None:
-            continue
+    for row in week.session.execute(
+        select(
+            OfferHolder.id,
+            OfferHolder.track,
+            OfferHolder.department,
+            OfferHolder.offer_date,
+            OfferHolder.accepted_date,
+            OfferHolder.start_date,
+        ).where(OfferHolder.status.in_(ACTIVE_STATUSES), OfferHolder.erased_at.is_(None))
+    ):
         season = (row.track, row.department, row.offer_date, row.accepted_date, row.start_date)
         past = seasons.get(season)
-        if past is None:
+        if past is None:  # a holder added since the counts were read
             past = seasons[season] = _past_due(week, tasks, calendar, season)
         for name, due in past:
             if name not in done.get(row.id, {}):
@@ -720,15 +783,16 @@ def _business_days_between(calendar: BusinessCalendar, after: date, until: date)
 
 def kpi(week: ReportWeek) -> Kpi:
     """This week's acceptance and decline rates, from the holders' current statuses."""
-    offers = [(row.id, row.offer_date) for row in week.holders]
-    return _kpi(offers, {row.id: row.status for row in week.holders}, week.today)
+    current: Counter[tuple[date, str]] = Counter()
+    for group in week.groups:
+        current[(group.offer_date, group.status)] += group.count
+    return _kpi(current, week.today)
 
 
 def kpi_previous(week: ReportWeek) -> Kpi:
     """Last week's rates: each holder's status as of ``now - 7 days`` from the lifecycle history."""
-    offers = [(row.id, row.offer_date) for row in week.holders]
     moment = week.now - WEEK
-    return _kpi(offers, _statuses_at(week.session, moment), moment.astimezone(week.tz).date())
+    return _kpi(_statuses_at(week.session, moment), moment.astimezone(week.tz).date())
 
 
 def report_charts(report: WeeklyReport) -> list[Chart]:

@@ -42,9 +42,13 @@ def test_histories_are_loaded_in_bulk_with_phase_and_channels(any_db_url: str, t
     assert histories["N-001"].phase == "initial" and histories["N-002"].phase == "initial"
     assert histories["N-005"].phase == "steady"
     assert histories["N-007"].reachable_channels == ()
-    assert [t.outcome for t in histories["N-002"].undelivered] == ["failed"]
-    assert [t.outcome for t in histories["N-004"].undelivered] == ["suppressed"]
-    assert [t.channel for t in histories["N-003"].delivered] == ["email", "phone"]
+    # only contact counts: N-002's failed send and N-004's suppressed attempt are not delivered touches
+    assert [t.at for t in histories["N-002"].delivered] == [NOW - timedelta(days=20)]
+    assert [t.channel for t in histories["N-004"].delivered] == ["email", "line", "slack", "email"]
+    # only what a rule reads: N-003's email 20 days ago is neither the latest touch, nor inside the
+    # over-contact window, nor after the last engagement (the call)
+    assert [t.channel for t in histories["N-003"].delivered] == ["phone"]
+    assert all(not h.undelivered for h in histories.values())
 
 
 def test_a_flag_that_fires_again_continues_and_one_that_stops_is_resolved(
