@@ -18,7 +18,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from followup.channels import channel_classes
@@ -807,7 +807,7 @@ def _pool_members_by_email(session: Session, emails: set[str]) -> dict[str, tupl
         .order_by(OfferHolder.id)
     )
     for holder_id, external_id, email in session.execute(query):
-        key = email.lower()
+        key = str(email).lower()
         if key in emails:
             found[key] = (holder_id, external_id)
     return found
@@ -824,7 +824,8 @@ class _Writer:
         self.session = session
         self.now, self.source = now, source
         self.postgres = session.get_bind().dialect.name == "postgresql"
-        table = OfferHolder.__table__
+        table: Table = OfferHolder.__table__  # type: ignore[assignment]
+        self.changes_table: Table = HolderChange.__table__  # type: ignore[assignment]
         self.table = table
         self.json_fields = tuple(f for f in channel_columns() if not has_column(f))
         # addresses (JSON) only when a registered channel keeps its address there; else left NULL
@@ -922,7 +923,7 @@ class _Writer:
             }
             for holder_id, name, old, new, note in rows
         ]
-        self.session.execute(insert(HolderChange.__table__), records)  # type: ignore[arg-type]
+        self.session.connection().execute(insert(self.changes_table), records)
 
 
 def import_holders(
