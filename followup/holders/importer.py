@@ -12,19 +12,21 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, text, update
+from sqlalchemy import Date, Table, select, text
 from sqlalchemy.orm import Session
 
 from followup.channels import channel_classes
 from followup.config.schema import Policy
 from followup.db.addresses import has_column
-from followup.db.models import AuditEntry, HolderChange, OfferHolder
+from followup.db.models import AuditEntry, HolderChange, OfferHolder, UTCDateTime
 from followup.errors import ImportRowsError, Problem, UserInputError
 from followup.vocab import ACTIVE_STATUSES, HOLDER_STATUSES, POOL_STATUSES
 
@@ -318,12 +320,8 @@ class _RowParser:
         return found
 
     def parse(self, line: int, values: dict[str, str]) -> tuple[HolderRow | None, list[str]]:
+        """One row: ``values`` maps the known columns of the file (in its order) to their raw text."""
         errors: list[str] = []
-        stripped = {key: value.strip() for key, value in values.items()}
-
-        def optional(key: str) -> str | None:
-            return stripped.get(key) or None
-
         # Messages name the column, never its value: error output carries no personal data.
         joined = "".join(values.values())
         if len(joined) > MAX_FIELD or _CONTROL.search(joined):
@@ -334,6 +332,8 @@ class _RowParser:
                     errors.append(f"{column} is longer than {MAX_FIELD} characters")
             if errors:
                 return None, errors
+        # a column's stripped text, or None when it is empty or the file has no such column
+        optional = {key: value.strip() or None for key, value in values.items()}.get
         seen = self.seen
         external_id = optional("external_id")
         name = optional("name")
@@ -392,7 +392,7 @@ class _RowParser:
         mentor = optional("mentor_email")
         if mentor is not None and not _EMAIL.match(mentor):
             errors.append("mentor_email is not an email address")
-        contact = tuple((f, optional(f)) for f in self.channel_fields)
+        contact = tuple([(f, optional(f)) for f in self.channel_fields])
         for key, limit in self.limits:
             value = optional(key)
             if value is not None and len(value) > limit:
@@ -813,6 +813,18 @@ def _pool_members_by_email(session: Session, emails: set[str]) -> dict[str, tupl
     return found
 
 
+class _Converted(dict[Any, Any]):
+    """value → what the driver is given, converted once per distinct value (a file has few days)."""
+
+    def __init__(self, convert: Callable[[Any], Any] | None) -> None:
+        super().__init__({None: None})
+        self.convert = convert
+
+    def __missing__(self, key: Any) -> Any:
+        value = self[key] = self.convert(key) if self.convert else key
+        return value
+
+
 class _Writer:
     """The statements of one chunk: set-based on both backends, within their bind-parameter limits.
 
@@ -825,7 +837,6 @@ class _Writer:
         self.now, self.source = now, source
         self.postgres = session.get_bind().dialect.name == "postgresql"
         table: Table = OfferHolder.__table__  # type: ignore[assignment]
-        self.changes_table: Table = HolderChange.__table__  # type: ignore[assignment]
         self.table = table
         self.json_fields = tuple(f for f in channel_columns() if not has_column(f))
         # addresses (JSON) only when a registered channel keeps its address there; else left NULL
@@ -836,6 +847,26 @@ class _Writer:
         self.pg_types = {
             name: _PG_TYPES.get(type(table.c[name].type).__name__, "text") for name in self.columns
         }
+        dialect = session.get_bind().dialect
+        # SQLite: the driver's own executemany with values converted as the column types would
+        # (SQLAlchemy's per-value processing cost more than the writes); each date converted once
+        stamp = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+        self.sqlite_now = stamp(now) if stamp else now
+        self.dates = _Converted(Date().dialect_impl(dialect).bind_processor(dialect))
+        self.date_columns = frozenset(n for n in self.columns if self.pg_types[n] == "date")
+
+    def _sqlite_rows(self, names: tuple[str, ...], states: list[dict[str, Any]]) -> list[list[Any]]:
+        get = itemgetter(*names)
+        records = [list(get(s)) for s in states]
+        dates = self.dates
+        for j, name in enumerate(names):
+            if name in self.date_columns:
+                for record in records:
+                    record[j] = dates[record[j]]
+            elif name == "addresses":
+                for record in records:
+                    record[j] = None if record[j] is None else json.dumps(record[j])
+        return records
 
     def _pg_arrays(self, names: tuple[str, ...], states: list[dict[str, Any]]) -> dict[str, list[Any]]:
         arrays: dict[str, list[Any]] = {}
@@ -865,12 +896,25 @@ class _Writer:
             params = {**self._pg_arrays(names, states), "now": self.now}
             result = self.session.execute(text(sql), params)
             return {external_id: holder_id for holder_id, external_id in result}
-        statement = insert(self.table).returning(self.table.c.id, self.table.c.external_id)
-        records = [
-            {**{n: s[n] for n in names}, "created_at": self.now, "updated_at": self.now} for s in states
-        ]
-        result = self.session.execute(statement, records)
-        return {external_id: holder_id for holder_id, external_id in result}
+        # multi-row VALUES … RETURNING, as many rows a statement as SQLite's bind limit allows
+        width = len(names) + 2
+        per_statement = _SQLITE_BINDS // width
+        ids: dict[str, int] = {}
+        connection = self.session.connection()
+        records = self._sqlite_rows(names, states)
+        for start in range(0, len(records), per_statement):
+            batch = records[start : start + per_statement]
+            values = ", ".join(["(" + ", ".join("?" * width) + ")"] * len(batch))
+            sql = (
+                f"INSERT INTO offer_holders ({', '.join(names)}, created_at, updated_at) VALUES {values} "
+                "RETURNING id, external_id"
+            )
+            stamps = (self.sqlite_now, self.sqlite_now)
+            flat = tuple(chain.from_iterable(chain(record, stamps) for record in batch))
+            ids.update(
+                (external_id, holder_id) for holder_id, external_id in connection.exec_driver_sql(sql, flat)
+            )
+        return ids
 
     def update(self, states: list[dict[str, Any]]) -> None:
         """Changed holders: every column an import may change, from the state the diff left."""
@@ -886,13 +930,10 @@ class _Writer:
             )
             self.session.execute(text(sql), {**self._pg_arrays(names, states), "now": self.now})
             return
-        statement = (
-            update(self.table)
-            .where(self.table.c.id == bindparam("b_id"))
-            .values({n: bindparam(f"b_{n}") for n in (*self.columns, "updated_at")})
-        )
-        records = [{f"b_{n}": s[n] for n in names} | {"b_updated_at": self.now} for s in states]
-        self.session.connection().execute(statement, records)
+        sets = ", ".join(f"{n} = ?" for n in self.columns)
+        sql = f"UPDATE offer_holders SET {sets}, updated_at = ? WHERE id = ?"
+        records = [(*record[1:], self.sqlite_now, record[0]) for record in self._sqlite_rows(names, states)]
+        self.session.connection().exec_driver_sql(sql, records)
 
     def changes(self, rows: list[tuple[int, str, Any, Any, str | None]]) -> None:
         """The HolderChange rows: (holder_id, field, old, new, note), all at ``now`` from ``source``."""
@@ -911,19 +952,15 @@ class _Writer:
             params["a3"] = [_text(v) for v in params["a3"]]
             self.session.execute(text(sql), {**params, "now": self.now, "source": self.source})
             return
+        sql = (
+            "INSERT INTO holder_changes (holder_id, field, old_value, new_value, note, at, source) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)"
+        )
         records = [
-            {
-                "holder_id": holder_id,
-                "field": name,
-                "old_value": _text(old),
-                "new_value": _text(new),
-                "note": note,
-                "at": self.now,
-                "source": self.source,
-            }
+            (holder_id, name, _text(old), _text(new), note, self.sqlite_now, self.source)
             for holder_id, name, old, new, note in rows
         ]
-        self.session.connection().execute(insert(self.changes_table), records)
+        self.session.connection().exec_driver_sql(sql, records)
 
 
 def import_holders(
