@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from itertools import chain
@@ -20,7 +20,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Date, Table, select, text
+from sqlalchemy import Date, String, Table, any_, bindparam, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from followup.channels import channel_classes
@@ -670,6 +671,10 @@ def _consent_change(
     return None
 
 
+def _json(value: object) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
@@ -868,6 +873,21 @@ class _Writer:
                     record[j] = None if record[j] is None else json.dumps(record[j])
         return records
 
+    def _copy(self, table: str, names: tuple[str, ...], records: Iterable[tuple[Any, ...]]) -> None:
+        """PostgreSQL's COPY on the session's own connection (same transaction): the fastest way in."""
+        driver = self.session.connection().connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
+            for record in records:
+                copy.write_row(record)
+
+    def _pg_rows(self, names: tuple[str, ...], states: list[dict[str, Any]]) -> Iterator[tuple[Any, ...]]:
+        get = itemgetter(*names)
+        if not self.json_fields:
+            return (get(s) for s in states)
+        last = len(names) - 1  # addresses, as JSON text
+        return ((*get(s)[:last], _json(s["addresses"])) for s in states)
+
     def _pg_arrays(self, names: tuple[str, ...], states: list[dict[str, Any]]) -> dict[str, list[Any]]:
         arrays: dict[str, list[Any]] = {}
         for i, name in enumerate(names):
@@ -885,16 +905,12 @@ class _Writer:
         if not states:
             return {}
         names = ("external_id", *self.columns)
-        if self.postgres:
-            types = {**self.pg_types, "external_id": "text"}
-            sql = (
-                f"INSERT INTO offer_holders ({', '.join(names)}, created_at, updated_at) "
-                f"SELECT *, CAST(:now AS timestamptz), CAST(:now AS timestamptz) "
-                f"FROM unnest({self._unnest(names, types)}) "
-                "RETURNING id, external_id"
-            )
-            params = {**self._pg_arrays(names, states), "now": self.now}
-            result = self.session.execute(text(sql), params)
+        if self.postgres:  # COPY, then the new ids by one array of external ids
+            stamps = (self.now, self.now)
+            copied = ((*record, *stamps) for record in self._pg_rows(names, states))
+            self._copy("offer_holders", (*names, "created_at", "updated_at"), copied)
+            sql = "SELECT id, external_id FROM offer_holders WHERE external_id = ANY(CAST(:ids AS text[]))"
+            result = self.session.execute(text(sql), {"ids": [s["external_id"] for s in states]})
             return {external_id: holder_id for holder_id, external_id in result}
         # multi-row VALUES … RETURNING, as many rows a statement as SQLite's bind limit allows
         width = len(names) + 2
@@ -940,17 +956,15 @@ class _Writer:
         if not rows:
             return
         if self.postgres:
-            columns = list(zip(*rows, strict=True))
-            sql = (
-                "INSERT INTO holder_changes (holder_id, field, old_value, new_value, note, at, source) "
-                "SELECT *, CAST(:now AS timestamptz), :source FROM unnest("
-                "CAST(:a0 AS integer[]), CAST(:a1 AS text[]), CAST(:a2 AS text[]), CAST(:a3 AS text[]), "
-                "CAST(:a4 AS text[]))"
+            at, source = self.now, self.source
+            self._copy(
+                "holder_changes",
+                ("holder_id", "field", "old_value", "new_value", "note", "at", "source"),
+                (
+                    (holder_id, name, _text(old), _text(new), note, at, source)
+                    for holder_id, name, old, new, note in rows
+                ),
             )
-            params = {f"a{i}": list(values) for i, values in enumerate(columns)}
-            params["a2"] = [_text(v) for v in params["a2"]]
-            params["a3"] = [_text(v) for v in params["a3"]]
-            self.session.execute(text(sql), {**params, "now": self.now, "source": self.source})
             return
         sql = (
             "INSERT INTO holder_changes (holder_id, field, old_value, new_value, note, at, source) "
@@ -986,7 +1000,12 @@ def import_holders(
     size = max(1, min(IMPORT_CHUNK, LOOKUP_CHUNK))
     for start in range(0, len(rows), size):
         chunk = rows[start : start + size]
-        query = select(*read_columns).where(OfferHolder.external_id.in_([r.external_id for r in chunk]))
+        wanted = [r.external_id for r in chunk]
+        if writer.postgres:  # one array, not thousands of placeholders for psycopg to parse
+            where = OfferHolder.external_id == any_(bindparam("ids", wanted, type_=ARRAY(String)))
+        else:
+            where = OfferHolder.external_id.in_(wanted)
+        query = select(*read_columns).where(where)
         existing = {m["external_id"]: dict(m) for m in session.execute(query).mappings()}
         new_states: list[dict[str, Any]] = []
         new_changes: list[tuple[str, str, Any, Any, str | None]] = []
