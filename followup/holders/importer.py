@@ -522,7 +522,7 @@ def read_holders_file(
             # the rest of the file cannot be read reliably: refused even with skip_invalid
             problems.append(Problem(path, reader.line_num, None, f"unreadable CSV ({exc})"))
             raise ImportRowsError(problems) from None
-        if not any(v.strip() for v in values):
+        if not "".join(values).strip():  # a blank line, or only separators
             continue
         if len(values) != len(keys):
             problems.append(Problem(path, line, None, f"expected {len(keys)} columns, found {len(values)}"))
