@@ -8,8 +8,8 @@ holder, the audit entry) and commit. The baseline parses the same file the same 
 holders with one Core ``executemany`` INSERT (no lookup of existing holders, no change rows): the
 floor for writing the rows at all. With ``--reference`` the per-row ORM import that came before the
 set-based one (tests/import_reference.py: one OfferHolder and HolderChange object per row, flushed by
-the unit of work) runs too, as a second baseline; it is slow. Peak memory is the child's VmHWM (interpreter and libraries
-included). Target (issue 18): ≤ 6 s and ≤ 300 MB at 100,000 rows on both backends.
+the unit of work) runs too, as a second baseline; it is slow. Peak memory is the child's VmHWM
+(interpreter and libraries included). Target (issue 18): ≤ 6 s and ≤ 300 MB at 100,000 rows on both backends.
 """
 
 from __future__ import annotations
