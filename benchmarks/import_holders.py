@@ -140,7 +140,10 @@ def main() -> None:
                       f"peak {r['peak']:6.0f} MiB, {r['created']:,} created")  # fmt: skip
             ours, base = results["ours"], results["baseline"]
             met = ours["seconds"] <= 6 and ours["peak"] <= 300
-            print(f"{backend:8s} target ≤ 6 s and ≤ 300 MB: {'met' if met else 'NOT met'}")
+            if args.rows >= 100_000:
+                print(f"{backend:8s} target ≤ 6 s and ≤ 300 MB: {'met' if met else 'NOT met'}")
+            else:  # the target is for 100,000 rows: a smaller file says nothing about it
+                print(f"{backend:8s} target ≤ 6 s and ≤ 300 MB applies at 100,000 rows")
             ratio = f"{backend} {ours['seconds'] / base['seconds']:.2f}x executemany"
             if "reference" in results:
                 ratio += f", {results['reference']['seconds'] / ours['seconds']:.1f}x faster than per-row"
