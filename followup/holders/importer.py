@@ -633,6 +633,9 @@ _STATE_COLUMNS = (
     "consent_source",
     "reapplied_from_id",
 )
+# the offer_holders columns but the JSON addresses: an address field among them has its own column
+# (as followup.db.addresses.has_column says; a set lookup, not a call, per row and field)
+_HOLDER_COLUMNS = frozenset(c.name for c in OfferHolder.__table__.columns if has_column(c.name))
 # rows per chunk: one lookup (an IN list within both backends' bind limits), one insert of the new
 # holders, one update of the changed ones and one insert of the change rows
 IMPORT_CHUNK = 5_000
@@ -684,28 +687,40 @@ def _text(value: object) -> str | None:
 
 
 def _new_state(row: HolderRow, earlier: tuple[int, str] | None) -> dict[str, Any]:
-    state: dict[str, Any] = {name: getattr(row, name) for name in _PLAIN_FIELDS}
     accepted = row.accepted_date
-    if row.status in ("accepted", "joined") and accepted is None:
+    if accepted is None and row.status in ("accepted", "joined"):
         accepted = row.offer_date
-    state.update(
-        external_id=row.external_id,
-        start_date=row.start_date,
-        status=row.status,
-        accepted_date=accepted,
-        decline_reason=row.decline_reason,
-        consent_date=None,
-        consent_source=None,
-        reapplied_from_id=earlier[0] if earlier else None,
-        addresses=None,
-    )
+    state: dict[str, Any] = {
+        "name": row.name,
+        "email": row.email,
+        "track": row.track,
+        "department": row.department,
+        "offer_date": row.offer_date,
+        "mentor_email": row.mentor_email,
+        "phone": row.phone,
+        "acceptance_deadline": row.acceptance_deadline,
+        "rejected_date": row.rejected_date,
+        "left_date": row.left_date,
+        "external_id": row.external_id,
+        "start_date": row.start_date,
+        "status": row.status,
+        "accepted_date": accepted,
+        "decline_reason": row.decline_reason,
+        "consent_date": None,
+        "consent_source": None,
+        "reapplied_from_id": earlier[0] if earlier else None,
+        "addresses": None,
+    }
     for name, value in row.contact:
-        _set_address(state, name, value)
+        if name in _HOLDER_COLUMNS:
+            state[name] = value
+        else:
+            _set_address(state, name, value)
     return state
 
 
 def _set_address(state: dict[str, Any], name: str, value: str | None) -> None:
-    if has_column(name):
+    if name in _HOLDER_COLUMNS:
         state[name] = value
         return
     extra = dict(state["addresses"] or {})
@@ -717,7 +732,7 @@ def _set_address(state: dict[str, Any], name: str, value: str | None) -> None:
 
 
 def _get_address(state: dict[str, Any], name: str) -> Any:
-    return state[name] if has_column(name) else (state["addresses"] or {}).get(name)
+    return state[name] if name in _HOLDER_COLUMNS else (state["addresses"] or {}).get(name)
 
 
 def _diff(

@@ -269,3 +269,27 @@ def test_a_failure_mid_import_leaves_nothing(
     assert snapshot(any_db_url, ImportSummary(0, 0, 0)) == before
     with session_scope(any_db_url) as session:
         assert session.scalar(select(func.count()).select_from(OfferHolder)) == N
+
+
+def test_a_channel_without_a_column_keeps_its_address_in_the_json_column(
+    two_urls: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from followup.channels import CHANNELS
+
+    monkeypatch.setitem(CHANNELS, "webhook", "tests.channels.test_channel_registry.WebhookChannel")
+    first = [
+        {"external_id": f"W{i}", "name": f"N {i}", "offer_date": "2026-04-01", "start_date": "2027-04-01",
+         "webhook_url": f"https://hooks.example/{i}" if i % 2 else ""}
+        for i in range(6)
+    ]  # fmt: skip
+    second = [dict(row) for row in first]
+    second[0]["webhook_url"] = "https://hooks.example/new"  # added
+    second[1]["webhook_url"] = ""  # removed
+    second[3]["webhook_url"] = "https://hooks.example/moved"  # changed
+    reference, bulk = import_both(two_urls, write(tmp_path / "first.csv", first), FIRST_AT)
+    assert reference["holders"]["W1"]["addresses"] == {"webhook_url": "https://hooks.example/1"}
+    assert bulk == reference
+    reference, bulk = import_both(two_urls, write(tmp_path / "second.csv", second), SECOND_AT)
+    assert reference["summary"]["updated"] == 3
+    assert reference["holders"]["W1"]["addresses"] is None
+    assert bulk == reference
