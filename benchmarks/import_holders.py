@@ -1,13 +1,15 @@
 """`import-holders` of a new N-row CSV on SQLite and PostgreSQL, beside a plain Core executemany.
 
-    python benchmarks/import_holders.py [--rows 100000] [--backend sqlite --backend postgres]
+    python benchmarks/import_holders.py [--rows 100000] [--backend sqlite --backend postgres] [--reference]
 
 Each import runs in its own child process on a fresh migrated database: parse and validate the file
 (``read_holders_csv``), then ``import_holders`` (upsert by external_id, a HolderChange row per created
 holder, the audit entry) and commit. The baseline parses the same file the same way and writes the
 holders with one Core ``executemany`` INSERT (no lookup of existing holders, no change rows): the
-floor for writing the rows at all. Peak memory is the child's VmHWM (interpreter and libraries
-included). Target (issue 18): ≤ 6 s and ≤ 300 MB at 100,000 rows on both backends.
+floor for writing the rows at all. With ``--reference`` the per-row ORM import that came before the
+set-based one (tests/import_reference.py: one OfferHolder and HolderChange object per row, flushed by
+the unit of work) runs too, as a second baseline; it is slow. Peak memory is the child's VmHWM
+(interpreter and libraries included). Target (issue 18): ≤ 6 s and ≤ 300 MB at 100,000 rows on both backends.
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ def child(mode: str, url: str, path: str) -> None:
         if mode == "ours":
             summary = import_holders(session, rows, now=NOW)
             created = summary.created
+        elif mode == "reference":
+            from tests.import_reference import import_holders_reference
+
+            created = import_holders_reference(session, rows, now=NOW).created
         else:
             skip = {"line", "columns", "contact"}
             records = [
@@ -95,6 +101,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--backend", action="append", choices=["sqlite", "postgres"])
+    parser.add_argument(
+        "--reference", action="store_true", help="also time the per-row ORM import it replaced (slow)"
+    )
     args = parser.parse_args()
     backends = args.backend or ["sqlite", "postgres"]
     tmp = Path(tempfile.mkdtemp(prefix="bench-import-"))
@@ -103,10 +112,16 @@ def main() -> None:
     print(f"import of a new {args.rows:,}-row CSV ({path.stat().st_size / 2**20:.1f} MiB)")
     postgres = None
     ratios = []
+    modes = ("ours", "baseline", "reference") if args.reference else ("ours", "baseline")
+    labels = {
+        "ours": "import_holders",
+        "baseline": "baseline: Core executemany INSERT",
+        "reference": "baseline: per-row ORM import",
+    }
     try:
         for backend in backends:
             results = {}
-            for mode in ("ours", "baseline"):
+            for mode in modes:
                 if backend == "sqlite":
                     url = f"sqlite:///{tmp}/{mode}.db"
                 else:
@@ -121,17 +136,22 @@ def main() -> None:
                 ).stdout  # fmt: skip
                 results[mode] = json.loads(out.strip().splitlines()[-1])
                 r = results[mode]
-                what = "import_holders" if mode == "ours" else "baseline: Core executemany INSERT"
-                print(f"{backend:8s} {what:34s} {r['seconds']:7.2f} s (parse {r['parse']:.2f} s), "
+                print(f"{backend:8s} {labels[mode]:34s} {r['seconds']:7.2f} s (parse {r['parse']:.2f} s), "
                       f"peak {r['peak']:6.0f} MiB, {r['created']:,} created")  # fmt: skip
             ours, base = results["ours"], results["baseline"]
             met = ours["seconds"] <= 6 and ours["peak"] <= 300
-            print(f"{backend:8s} target ≤ 6 s and ≤ 300 MB: {'met' if met else 'NOT met'}")
-            ratios.append(f"{backend} {ours['seconds'] / base['seconds']:.2f}x")
+            if args.rows >= 100_000:
+                print(f"{backend:8s} target ≤ 6 s and ≤ 300 MB: {'met' if met else 'NOT met'}")
+            else:  # the target is for 100,000 rows: a smaller file says nothing about it
+                print(f"{backend:8s} target ≤ 6 s and ≤ 300 MB applies at 100,000 rows")
+            ratio = f"{backend} {ours['seconds'] / base['seconds']:.2f}x executemany"
+            if "reference" in results:
+                ratio += f", {results['reference']['seconds'] / ours['seconds']:.1f}x faster than per-row"
+            ratios.append(ratio)
     finally:
         if postgres is not None:
             postgres.stop()
-    print(f"ratio import_holders / plain executemany (time, same run): {', '.join(ratios)}")
+    print(f"ratio import_holders / plain executemany (time, same run): {'; '.join(ratios)}")
 
 
 if __name__ == "__main__":
