@@ -7,8 +7,11 @@ does not exist, phases that overlap) run after the schema and report positions t
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from collections.abc import Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
+from followup import __version__
 from followup.channels.base import resolve_env as resolve_env
 from followup.config.schema import Policy
 from followup.durations import Anchor
@@ -37,6 +41,8 @@ class LoadedPolicy:
         # text it came from) and the templates, each compiled once per process instead of twice.
         self._source: tuple[str, Any] | None = None
         self._templates: Any = None
+        self._checked_before: str | None = None  # the digest of an earlier passed template check
+        self._digest: str | None = None  # this load's digest, remembered once its checks pass
 
     @property
     def templates_root(self) -> Path:
@@ -182,7 +188,52 @@ def load_policy(path: Path | str, *, check_templates: bool = True) -> LoadedPoli
     if problems:
         raise ConfigError(problems)
     loaded.warnings = _warnings(policy, path, root)
+    if check_templates:
+        _remember_passed_check(loaded)
     return loaded
+
+
+def _check_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "followup" / "template-checks"
+
+
+def _check_digest(loaded: LoadedPolicy) -> str:
+    """What the template check's result depends on: this code, the policy text and every template
+    file (names and bytes). Any change gives another digest, so only a passed check is ever reused."""
+    digest = hashlib.sha256(__version__.encode())
+    for module_dir in (Path(__file__).parent, Path(__file__).parents[1] / "rendering"):
+        for source in sorted(module_dir.glob("*.py")):
+            stat = source.stat()
+            digest.update(f"{source.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    if loaded._source is not None:
+        digest.update(loaded._source[0].encode())
+    root = loaded.templates_root
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(root)).encode() + b"\0")
+        digest.update(file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _passed_check(loaded: LoadedPolicy) -> str | None:
+    """The digest, if exactly these templates and this policy already passed the render checks:
+    every command loads the policy, and rendering each template against the sparse samples costs
+    most of a second. ``check-config`` always checks again (``check_messages``)."""
+    with suppress(OSError):
+        digest = _check_digest(loaded)
+        if (_check_cache_dir() / digest).is_file():
+            return digest
+        loaded._digest = digest
+    return None
+
+
+def _remember_passed_check(loaded: LoadedPolicy) -> None:
+    if loaded._checked_before is not None or loaded._digest is None:
+        return
+    with suppress(OSError):
+        folder = _check_cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / loaded._digest).touch()
 
 
 def _warnings(policy: Policy, path: Path, root: Any) -> list[Problem]:
@@ -308,6 +359,7 @@ def _cross_check(loaded: LoadedPolicy, root: Any, *, check_templates: bool) -> l
 
         templates = MessageTemplates(loaded.templates_root, policy.organization.locale)
         loaded._templates = templates
+        loaded._checked_before = _passed_check(loaded)
         checked: set[str] = set()
 
     def check_template(loc: Loc, name: str) -> None:
@@ -315,7 +367,7 @@ def _cross_check(loaded: LoadedPolicy, root: Any, *, check_templates: bool) -> l
             return
         if not templates.exists(name):
             add(loc, f"template {name!r} not found under {loaded.templates_root}/messages/")
-        elif name not in checked:
+        elif name not in checked and loaded._checked_before is None:
             checked.add(name)
             try:
                 templates.check(name)
