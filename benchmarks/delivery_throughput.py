@@ -152,8 +152,9 @@ def main() -> None:
         lines.append(f"bare smtplib, one connection (before): {bare_before:7.1f} msg/s  [{load()}]")
 
         # embedded: what `followup run` does after planning, in this process
-        from followup.delivery.deliver import run_due
+        from followup.delivery.deliver import deliverer_for, run_due
 
+        deliverer_for(embedded)  # as `followup run` does before its first pass: policy loaded, channels built
         received = sink_lines(smtp_log)
         started = time.perf_counter()
         summary = run_due(embedded, datetime.now(UTC), limit=n)

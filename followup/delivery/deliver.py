@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from followup.calendar import BusinessCalendar
 from followup.channels import (
@@ -256,6 +256,28 @@ def claim(session: Session, touch_id: int, now: datetime, token: str) -> bool:
     return getattr(result, "rowcount", 0) == 1
 
 
+CLAIM_BATCH = 10  # touches claimed and prepared in one transaction by the embedded delivery loop
+
+
+def claim_batch(session: Session, touch_ids: list[int], now: datetime, token: str) -> list[int]:
+    """planned → sending for those of ``touch_ids`` still planned and due, in one statement. Rows another
+    dispatcher holds locked are skipped (PostgreSQL ``FOR UPDATE SKIP LOCKED``), not waited for; the
+    conditional UPDATE alone decides on SQLite (one writer at a time). Returns the ids this caller owns."""
+    if not touch_ids:
+        return []
+    due = (Touch.id.in_(touch_ids), Touch.status == "planned", Touch.due_at <= now)
+    lockable = select(Touch.id).where(*due).with_for_update(skip_locked=True)
+    rows = session.execute(
+        update(Touch)
+        .where(Touch.id.in_(lockable), *due[1:])
+        .values(status="sending", claimed_at=now, claimed_by=token)
+        .returning(Touch.id)
+        .execution_options(synchronize_session=False)
+    )
+    claimed = set(rows.scalars())
+    return [touch_id for touch_id in touch_ids if touch_id in claimed]
+
+
 def recover_stale_claims(session: Session, now: datetime, timeout: float) -> int:
     """Put touches stuck in ``sending`` for longer than ``timeout`` seconds back to ``planned``.
 
@@ -383,6 +405,73 @@ class Deliverer:
         if isinstance(prepared, Outcome):
             return prepared
         return self._send(touch_id, prepared, now=now, token=token, worker=worker)
+
+    def deliver_batch(
+        self,
+        touch_ids: list[int],
+        *,
+        now: datetime,
+        worker: str = "",
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[Outcome] | None:
+        """Claim and prepare a small batch in one transaction, then send each on the channel's reused
+        session and record each result in its own transaction (``1 + 1/len(batch)`` commits a message).
+
+        Exactly once as in :meth:`deliver`: "send started" of every prepared touch is committed before
+        anything is sent, and each result is committed right after its send. A crash mid-batch leaves the
+        batch's unsent touches in doubt too; recovery resends each at most once, counted (they were never
+        sent, so the holder gets one). A provider push-back or SIGTERM mid-batch puts the rest back to
+        ``planned`` unsent. Returns None when preparing failed (a bad row): the claims were rolled back
+        and the caller delivers these touches one by one, which postpones the bad one."""
+        worker = worker or default_worker_name()
+        token = f"{worker}#{uuid.uuid4().hex[:8]}"
+        try:
+            with self.context.session() as session:
+                claimed = claim_batch(session, touch_ids, now, token)
+                loaded = list(  # into the session: _prepare's get() and .holder need no further query
+                    session.scalars(
+                        select(Touch).where(Touch.id.in_(claimed)).options(joinedload(Touch.holder))
+                    )
+                )
+                prepared = [(i, self._prepare(session, i, now, token, worker)) for i in claimed]
+                del loaded
+        except OperationalError:
+            raise  # the database is away: the caller stops the pass
+        except Exception as exc:
+            log.debug("batch preparation failed, delivering one by one: %s", FailureTally.kind(exc))
+            return None
+        outcomes = [Outcome(Kind.SKIPPED, "already claimed/sent")] * (len(touch_ids) - len(claimed))
+        for touch_id, item in prepared:
+            if isinstance(item, Outcome):
+                outcomes.append(item)
+                continue
+            waiting = self.gates.waiting(item.channel, now)
+            if waiting is not None:  # an earlier send of this batch was told "slow down"
+                until = now + timedelta(seconds=waiting)
+                outcomes.append(self._release(touch_id, item, token, until, f"{item.channel} backing off"))
+            elif should_stop is not None and should_stop():
+                outcomes.append(self._release(touch_id, item, token, None, "stopping"))
+            else:
+                outcomes.append(self._send(touch_id, item, now=now, token=token, worker=worker))
+        return outcomes
+
+    def _release(
+        self, touch_id: int, prepared: _Prepared, token: str, until: datetime | None, why: str
+    ) -> Outcome:
+        """A claimed and prepared touch that is not sent after all: back to ``planned``, its "send started"
+        mark undone (or, if an earlier send is in doubt, the resend it counted)."""
+        with self.context.session() as session:
+            touch = session.get(Touch, touch_id, with_for_update=True)
+            if touch is None or touch.status != "sending" or touch.claimed_by != token:
+                return Outcome(Kind.SKIPPED, "no longer owned")
+            touch.status, touch.claimed_at, touch.claimed_by = "planned", None, None
+            if until is not None:
+                touch.due_at = until
+            if not prepared.in_doubt:
+                touch.send_started_at = None
+            elif self.channels[prepared.channel].in_doubt_resends is not None:
+                touch.in_doubt_resends -= 1
+        return Outcome(Kind.DEFERRED, why)
 
     # steps -----------------------------------------------------------------------------------------------
 
@@ -979,26 +1068,54 @@ def run_due(
                 memo.mark(ids)
         return summary
     failures = FailureTally(log)
+    deliverer = deliverer_for(context)
     try:
-        for touch_id in ids:
+        for start in range(0, len(ids), CLAIM_BATCH):
             if should_stop is not None and should_stop():
                 break  # SIGTERM: the touch in hand is finished, the rest stay planned for the next run
+            chunk = ids[start : start + CLAIM_BATCH]
             try:
-                outcome = deliver_touch(context, touch_id, now=now)
-            except OperationalError as exc:  # the database is away: the rest of the batch would fail too
+                batch = deliverer.deliver_batch(chunk, now=now, should_stop=should_stop)
+            except OperationalError as exc:  # the database is away: the rest would fail too
                 failures.add(exc)
                 summary.outcomes[Outcome(Kind.FAILED, "database unavailable")] += 1
                 break
-            except Exception as exc:  # one bad row (already postponed) must not stop the batch
-                failures.add(exc, touch_id)
-                outcome = Outcome(Kind.FAILED, "unexpected error")
-            summary.outcomes[outcome] += 1
-            summary.dispatched += 1
+            if batch is not None:
+                summary.outcomes.update(batch)
+                summary.dispatched += len(batch)
+            elif not _one_by_one(context, chunk, now, summary, failures, should_stop):
+                break
     finally:
         failures.flush()
         for channel in deliverer_for(context).channels.values():
             channel.close()  # the batch's SMTP session
     return summary
+
+
+def _one_by_one(
+    context: AppContext,
+    touch_ids: list[int],
+    now: datetime,
+    summary: DispatchSummary,
+    failures: FailureTally,
+    should_stop: Callable[[], bool] | None,
+) -> bool:
+    """Deliver touches one at a time (a batch whose preparation failed). False: stop the pass."""
+    for touch_id in touch_ids:
+        if should_stop is not None and should_stop():
+            return False
+        try:
+            outcome = deliver_touch(context, touch_id, now=now)
+        except OperationalError as exc:  # the database is away: the rest of the batch would fail too
+            failures.add(exc)
+            summary.outcomes[Outcome(Kind.FAILED, "database unavailable")] += 1
+            return False
+        except Exception as exc:  # one bad row (already postponed) must not stop the batch
+            failures.add(exc, touch_id)
+            outcome = Outcome(Kind.FAILED, "unexpected error")
+        summary.outcomes[outcome] += 1
+        summary.dispatched += 1
+    return True
 
 
 def dispatch_due(

@@ -476,6 +476,7 @@ class MessageTemplates:
         self.locale = locale
         self._env = _make_env(self.root)
         self._checking = False
+        self._meta_cache: dict[Path, tuple[int | None, TemplateMeta]] = {}
         candidates = [locale, re.split(r"[-_]", locale)[0], DEFAULT_LOCALE]
         self._locales = list(dict.fromkeys(candidates))
 
@@ -511,9 +512,18 @@ class MessageTemplates:
             return TemplateMeta()
         path = self.root / resolved[1] / "meta.yaml"
         try:
-            return read_meta(path)
+            changed = path.stat().st_mtime_ns
+        except OSError:
+            changed = None
+        cached = self._meta_cache.get(path)
+        if cached is not None and cached[0] == changed:
+            return cached[1]  # parsed once per file version, not once per delivered touch
+        try:
+            meta = read_meta(path)
         except ValueError as exc:
             raise TemplateProblem(path, None, str(exc).removeprefix(f"{path}: ")) from None
+        self._meta_cache[path] = (changed, meta)
+        return meta
 
     def _render_file(self, template_name: str, context: Mapping[str, Any]) -> str:
         """Render one file; every failure becomes a TemplateProblem at the innermost template line."""
