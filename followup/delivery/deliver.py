@@ -371,6 +371,19 @@ class _Prepared:
 
 
 @dataclass
+class _BatchFacts:
+    """What every touch of a batch would otherwise query on its own: its holder's opt-outs and the
+    holder's sends inside the over-contact window (touch id, when), the batch's own prepared ones included."""
+
+    opt_outs: dict[int, set[str]] = field(default_factory=dict)
+    sent: dict[int, list[tuple[int, datetime]]] = field(default_factory=dict)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass
 class Deliverer:
     """Per-process delivery state: the policy's channels, templates and link signer, built once."""
 
@@ -385,6 +398,17 @@ class Deliverer:
         self.signer = LinkSigner.from_settings(self.context.settings)
         self.calendar = BusinessCalendar.from_policy(policy)
         self.gates = ChannelGates(self.context.settings.retry_base, self.context.settings.retry_cap)
+        self._batch_local = threading.local()  # per thread: a worker's other threads deliver one by one
+
+    @property
+    def _batch(self) -> _BatchFacts | None:
+        """While this thread prepares a batch: its holders' facts, loaded once for the batch."""
+        facts: _BatchFacts | None = getattr(self._batch_local, "facts", None)
+        return facts
+
+    @_batch.setter
+    def _batch(self, facts: _BatchFacts | None) -> None:
+        self._batch_local.facts = facts
 
     # the whole job ---------------------------------------------------------------------------------------
 
@@ -433,6 +457,7 @@ class Deliverer:
                         select(Touch).where(Touch.id.in_(claimed)).options(joinedload(Touch.holder))
                     )
                 )
+                self._batch = self._batch_facts(session, loaded, now)
                 prepared = [(i, self._prepare(session, i, now, token, worker)) for i in claimed]
                 del loaded
         except OperationalError:
@@ -440,6 +465,8 @@ class Deliverer:
         except Exception as exc:
             log.debug("batch preparation failed, delivering one by one: %s", FailureTally.kind(exc))
             return None
+        finally:
+            self._batch = None
         outcomes = [Outcome(Kind.SKIPPED, "already claimed/sent")] * (len(touch_ids) - len(claimed))
         for touch_id, item in prepared:
             if isinstance(item, Outcome):
@@ -454,6 +481,32 @@ class Deliverer:
             else:
                 outcomes.append(self._send(touch_id, item, now=now, token=token, worker=worker))
         return outcomes
+
+    def _batch_facts(self, session: Session, touches: list[Touch], now: datetime) -> _BatchFacts:
+        """The batch's holders' opt-outs and recent sends, in two queries instead of two per touch."""
+        holder_ids = sorted({t.holder_id for t in touches})
+        facts = _BatchFacts()
+        if not holder_ids:
+            return facts
+        for holder_id, channel in session.execute(
+            select(ChannelOptOut.holder_id, ChannelOptOut.channel).where(
+                ChannelOptOut.holder_id.in_(holder_ids)
+            )
+        ):
+            facts.opt_outs.setdefault(holder_id, set()).add(channel)
+        rule = self.context.policy.rules.over_contacted
+        if rule.enforce:
+            when = func.coalesce(Touch.sent_at, Touch.due_at)
+            rows = session.execute(
+                select(Touch.holder_id, Touch.id, when).where(
+                    Touch.holder_id.in_(holder_ids),
+                    Touch.status.in_(("sent", "done")),
+                    when > shift_moment(now, rule.window, -1),
+                )
+            )
+            for holder_id, touch_id, at in rows:
+                facts.sent.setdefault(holder_id, []).append((touch_id, at))
+        return facts
 
     def _release(
         self, touch_id: int, prepared: _Prepared, token: str, until: datetime | None, why: str
@@ -610,6 +663,9 @@ class Deliverer:
             touch.in_doubt_resends += 1  # committed before the resend: at most ``limit``, even if killed
         touch.send_started_at = now
         prepared.in_doubt = in_doubt
+        if self._batch is not None and prepared.final_status == "sent":
+            # a later touch of the same holder in this batch must see this one in its rolling window
+            self._batch.sent.setdefault(touch.holder_id, []).append((touch.id, now))
         return prepared
 
     def _template_failed(
@@ -750,7 +806,9 @@ class Deliverer:
         """The planned channel, or the next in the phase's preference order, that has an address and is
         not opted out (an opt-out may arrive after planning; essential notices ignore opt-outs)."""
         opted_out: set[str] = set()
-        if not ignore_opt_outs:
+        if not ignore_opt_outs and self._batch is not None:
+            opted_out = self._batch.opt_outs.get(holder.id, set())
+        elif not ignore_opt_outs:
             opted_out = set(
                 session.scalars(select(ChannelOptOut.channel).where(ChannelOptOut.holder_id == holder.id))
             )
@@ -768,17 +826,21 @@ class Deliverer:
         self, session: Session, touch: Touch, now: datetime, max_touches: int, window: Interval
     ) -> datetime | None:
         start = shift_moment(now, window, -1)
-        when = func.coalesce(Touch.sent_at, Touch.due_at)
-        times = list(
-            session.scalars(
-                select(when).where(
-                    Touch.holder_id == touch.holder_id,
-                    Touch.id != touch.id,
-                    Touch.status.in_(("sent", "done")),
-                    when > start,
+        if self._batch is not None:  # loaded with the batch (the same query, for all its holders)
+            sent = self._batch.sent.get(touch.holder_id, [])
+            times = [at for touch_id, at in sent if touch_id != touch.id and _aware(at) > start]
+        else:
+            when = func.coalesce(Touch.sent_at, Touch.due_at)
+            times = list(
+                session.scalars(
+                    select(when).where(
+                        Touch.holder_id == touch.holder_id,
+                        Touch.id != touch.id,
+                        Touch.status.in_(("sent", "done")),
+                        when > start,
+                    )
                 )
             )
-        )
         aware = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in times]
         return cap_frees_at(aware, max_touches, window, now)
 
