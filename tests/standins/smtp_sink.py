@@ -65,8 +65,9 @@ class _Handler:
             return "250 2.0.0 (never seen)"
         if sink.reply_delay:
             await asyncio.sleep(sink.reply_delay)
-        if close:  # the relay ends this (reused) session right after answering
-            asyncio.get_running_loop().call_later(0.01, server.transport.close)
+        if close:  # the relay ends this (reused) session right after answering: the 250 is written in
+            # this step, the close runs next, before the client's next command can be read
+            asyncio.get_running_loop().call_soon(server.transport.close)
         return "250 2.0.0 Message accepted for delivery"
 
     async def handle_EHLO(
