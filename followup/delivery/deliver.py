@@ -531,7 +531,7 @@ class Deliverer:
     def _prepare(
         self, session: Session, touch_id: int, now: datetime, token: str, worker: str
     ) -> _Prepared | Outcome:
-        touch = session.get(Touch, touch_id)
+        touch = session.get(Touch, touch_id, options=[joinedload(Touch.holder)])  # one query, not two
         if touch is None:
             return Outcome(Kind.SKIPPED, "touch deleted")
         holder = touch.holder

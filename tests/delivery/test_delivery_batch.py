@@ -37,6 +37,15 @@ def wired(monkeypatch: pytest.MonkeyPatch, smtp_sink: SmtpSink) -> pytest.Monkey
     return monkeypatch
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Both backends: the claim (SKIP LOCKED on PostgreSQL) and the one-statement record differ."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/t.db"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.create_database(f"batch_{abs(hash(request.node.name)) % 10**8}")
+
+
 def email_touches(context: AppContext, n: int) -> list[int]:
     with context.session() as s:
         return [
@@ -80,13 +89,13 @@ def test_a_batch_goes_out_on_one_connection(
 
 
 def test_the_sink_dropping_the_line_during_data_mid_batch_leaves_one_in_doubt_and_the_rest_once(
-    wired: pytest.MonkeyPatch, tmp_path: Path, smtp_sink: SmtpSink
+    wired: pytest.MonkeyPatch, tmp_path: Path, smtp_sink: SmtpSink, db_url: str
 ) -> None:
     """Given a relay that queues the 8th message of the batch and drops the line before its 250, when
     the pass runs, then the other 24 arrive once on a reopened connection (2 sessions), the 8th is
     counted in doubt (attempt ``in_doubt``, retry planned), and the next pass resends it once, with the
     same Message-ID, counted: two copies of that one message, one of every other, every attempt kept."""
-    context = make_context(tmp_path, f"sqlite:///{tmp_path}/t.db")
+    context = make_context(tmp_path, db_url)
     ids = email_touches(context, BATCH_OF)
     smtp_sink.drop_at = {8}
 
