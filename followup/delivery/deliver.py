@@ -266,10 +266,14 @@ def claim_batch(session: Session, touch_ids: list[int], now: datetime, token: st
     if not touch_ids:
         return []
     due = (Touch.id.in_(touch_ids), Touch.status == "planned", Touch.due_at <= now)
-    lockable = select(Touch.id).where(*due).with_for_update(skip_locked=True)
+    # a CTE, locked and evaluated once: as ``id IN (subquery)`` PostgreSQL may re-run the locking
+    # subquery for every planned row (0.3 s a batch at 1,000 planned touches before ANALYZE)
+    lockable = (
+        select(Touch.id.label("lockable_id")).where(*due).with_for_update(skip_locked=True).cte("lockable")
+    )
     rows = session.execute(
         update(Touch)
-        .where(Touch.id.in_(lockable), *due[1:])
+        .where(Touch.id == lockable.c.lockable_id)  # locked above (one statement on SQLite): still due
         .values(status="sending", claimed_at=now, claimed_by=token)
         .returning(Touch.id)
         .execution_options(synchronize_session=False)
