@@ -372,6 +372,9 @@ class _Prepared:
     message: OutboundMessage
     final_status: str  # "sent", or "reminded" for a manual touch's reminder
     in_doubt: bool = False  # an earlier send may have been accepted: look for it, or resend knowingly
+    # batched: "send started" (and the counted in-doubt resend) is committed just before this one's send
+    start_pending: bool = False
+    counts_resend: bool = False
 
 
 @dataclass
@@ -443,12 +446,12 @@ class Deliverer:
         should_stop: Callable[[], bool] | None = None,
     ) -> list[Outcome] | None:
         """Claim and prepare a small batch in one transaction, then send each on the channel's reused
-        session and record each result in its own transaction (``1 + 1/len(batch)`` commits a message).
+        session; "send started" and the result of each are one statement each (``1/len(batch)`` claims).
 
-        Exactly once as in :meth:`deliver`: "send started" of every prepared touch is committed before
-        anything is sent, and each result is committed right after its send. A crash mid-batch leaves the
-        batch's unsent touches in doubt too; recovery resends each at most once, counted (they were never
-        sent, so the holder gets one). A provider push-back or SIGTERM mid-batch puts the rest back to
+        Exactly once as in :meth:`deliver`: each touch's "send started" is committed right before its own
+        send (one statement), and its result right after. A crash mid-batch leaves only the touch in
+        flight in doubt; the batch's others are still plainly claimed, and the stale-claim recovery
+        plans them again as never sent. A provider push-back or SIGTERM mid-batch puts the rest back to
         ``planned`` unsent. Returns None when preparing failed (a bad row): the claims were rolled back
         and the caller delivers these touches one by one, which postpones the bad one."""
         worker = worker or default_worker_name()
@@ -482,6 +485,8 @@ class Deliverer:
                 outcomes.append(self._release(touch_id, item, token, until, f"{item.channel} backing off"))
             elif should_stop is not None and should_stop():
                 outcomes.append(self._release(touch_id, item, token, None, "stopping"))
+            elif item.start_pending and not self._mark_started(touch_id, item, now, token):
+                outcomes.append(Outcome(Kind.SKIPPED, "no longer owned"))
             else:
                 outcomes.append(self._send(touch_id, item, now=now, token=token, worker=worker))
         return outcomes
@@ -515,8 +520,8 @@ class Deliverer:
     def _release(
         self, touch_id: int, prepared: _Prepared, token: str, until: datetime | None, why: str
     ) -> Outcome:
-        """A claimed and prepared touch that is not sent after all: back to ``planned``, its "send started"
-        mark undone (or, if an earlier send is in doubt, the resend it counted)."""
+        """A claimed and prepared touch that is not sent after all (its "send started" was never marked):
+        back to ``planned``."""
         with self.context.session() as session:
             touch = session.get(Touch, touch_id, with_for_update=True)
             if touch is None or touch.status != "sending" or touch.claimed_by != token:
@@ -524,11 +529,29 @@ class Deliverer:
             touch.status, touch.claimed_at, touch.claimed_by = "planned", None, None
             if until is not None:
                 touch.due_at = until
-            if not prepared.in_doubt:
-                touch.send_started_at = None
-            elif self.channels[prepared.channel].in_doubt_resends is not None:
-                touch.in_doubt_resends -= 1
         return Outcome(Kind.DEFERRED, why)
+
+    def _mark_started(self, touch_id: int, prepared: _Prepared, now: datetime, token: str) -> bool:
+        """Commit "send started" (and a counted in-doubt resend) right before this touch's send, so a crash
+        from here on is known to be in doubt. One statement (autocommitted on PostgreSQL). False: the
+        touch is no longer ours, do not send."""
+        from followup.db.session import get_engine  # already loaded by the session that claimed the touch
+
+        statement = (
+            update(Touch)
+            .where(Touch.id == touch_id, Touch.status == "sending", Touch.claimed_by == token)
+            .values(
+                send_started_at=now,
+                in_doubt_resends=Touch.in_doubt_resends + (1 if prepared.counts_resend else 0),
+            )
+            .returning(Touch.id)
+        )
+        engine = get_engine(self.context.db_url)
+        if engine.dialect.name == "postgresql":
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                return connection.execute(statement).first() is not None
+        with engine.begin() as connection:
+            return connection.execute(statement).first() is not None
 
     # steps -----------------------------------------------------------------------------------------------
 
@@ -664,8 +687,16 @@ class Deliverer:
                 touch.status, touch.last_error = "in_doubt", error
                 touch.claimed_at, touch.claimed_by = None, None
                 return Outcome(Kind.IN_DOUBT, "not resent")
-            touch.in_doubt_resends += 1  # committed before the resend: at most ``limit``, even if killed
-        touch.send_started_at = now
+            if self._batch is None:
+                touch.in_doubt_resends += 1  # committed before the resend: at most ``limit``, even if killed
+            else:
+                prepared.counts_resend = True
+        if self._batch is None:
+            touch.send_started_at = now
+        else:
+            # In a batch, the mark waits for this touch's own turn (``_mark_started``): marked now, a
+            # crash before its turn would leave it in doubt (and spend its one resend) though never sent.
+            prepared.start_pending = True
         prepared.in_doubt = in_doubt
         if self._batch is not None and prepared.final_status == "sent":
             # a later touch of the same holder in this batch must see this one in its rolling window

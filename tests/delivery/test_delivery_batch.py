@@ -215,3 +215,41 @@ def test_the_bytes_written_directly_read_as_the_email_package_s_message(
             assert mine.get_content() == other.get_content()
     assert not any(part.defects for part in ours.walk())
     assert all(len(line) <= 998 for line in email_bytes(message, SENDER, sender_name, date).split(b"\r\n"))
+
+
+class _Killed(BaseException):
+    """The process dying in the middle of a send (not an error the delivery code may catch)."""
+
+
+def test_a_crash_mid_batch_leaves_only_the_touch_in_flight_in_doubt(
+    wired: pytest.MonkeyPatch, tmp_path: Path, smtp_sink: SmtpSink
+) -> None:
+    """Given a batch whose process dies during its 4th send, when the next pass recovers the claims, then
+    only that 4th touch is in doubt (one counted resend); the six never reached are plainly planned
+    again, not in doubt, so a second crash cannot use up their one in-doubt resend. All ten arrive once."""
+    from followup.channels.email import EmailChannel
+
+    context = make_context(tmp_path, f"sqlite:///{tmp_path}/t.db")
+    ids = email_touches(context, CLAIM_BATCH)
+    original, calls = EmailChannel.send, []
+
+    def dying(self: EmailChannel, message: OutboundMessage) -> Any:
+        calls.append(1)
+        if len(calls) == 4:
+            raise _Killed
+        return original(self, message)
+
+    wired.setattr(EmailChannel, "send", dying)
+    with pytest.raises(_Killed):
+        run_due(context, NOW)
+    started = [touch_state(context, i).send_started_at is not None for i in ids]
+    assert started == [False, False, False, True] + [False] * (CLAIM_BATCH - 4)
+    wired.setattr(EmailChannel, "send", original)
+
+    run_due(context, NOW + timedelta(seconds=10))  # after the claim timeout (3 s here)
+
+    assert set(arrivals(smtp_sink, context, ids).values()) == {1}
+    found = outcomes(context, ids)
+    assert found[ids[3]] == ["in_doubt", "sent"]
+    assert all(found[i] == ["sent"] for i in ids if i != ids[3])
+    assert [touch_state(context, i).in_doubt_resends for i in ids].count(1) == 1
