@@ -1,17 +1,27 @@
-"""Delivery throughput through the production path: PostgreSQL, redis-server, Celery workers, and the loopback
-SMTP sink (aiosmtpd) in its own process. Each message is a real touch: claimed in the database, rendered from
-the Japanese templates, sent over SMTP, recorded.
+"""Delivery throughput to a loopback SMTP sink (aiosmtpd in its own process), against a bare smtplib loop.
 
-The baseline is the broker's own ceiling measured in the same run against the same redis-server and the
-same worker settings: a bare no-op Celery task (it only increments a Redis counter so completion can be seen).
+Each delivered message is a real touch: claimed in PostgreSQL, rendered from the Japanese templates, sent
+over SMTP, recorded with its attempt row. Two delivery paths are timed:
 
-    python benchmarks/delivery_throughput.py [--holders 500] [--concurrency 4] [--pool threads]
+- **embedded**: ``followup run``'s in-process delivery (``run_due`` without a broker), one process;
+- **celery**: the same touches published to redis-server and delivered by a real Celery worker.
+
+The baseline, in the same run against the same sink process: a bare ``smtplib`` loop on one connection
+sending ready-made bytes of the same size (the rendered ``checkin`` message) to as many recipients. It is
+timed before and after the delivery paths, and the ratio uses their mean. The calendar is always open
+(on the real clock, outside 09:00–19:00 JST every touch would be deferred), and the Celery path is
+watched with one COUNT every 0.25 s, not by reading the sink's growing log.
+
+    python benchmarks/delivery_throughput.py [--messages 500] [--concurrency 2] [--pool threads]
+
+The last line is the ratio delivery / bare smtplib.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import smtplib
 import subprocess
 import sys
 import tempfile
@@ -23,136 +33,172 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import redis  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
+from followup.config.context import AppContext  # noqa: E402
+from followup.db.models import DeliveryAttempt, Touch  # noqa: E402
 from tests.delivery_fixtures import (  # noqa: E402
     WorkerProcess,
     add_holder,
     add_touch,
     always_open_config,
     make_context,
-    statuses,
 )
 from tests.services import start_postgres, start_redis  # noqa: E402
 from tests.standins import free_port, spawn  # noqa: E402
 
-COUNTER = "bench:noop:done"
+SENDER = "saiyo@example.co.jp"
 
 
-def wait_for(condition: Callable[[], bool], timeout: float) -> None:
-    """Poll every 0.2 s: a tighter loop over a growing file steals a core from the workers (2 cores)."""
+def wait_for(condition: Callable[[], bool], timeout: float, every: float = 0.25) -> None:
+    """Poll sparsely: a tight loop steals a core from the workers (2 cores)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise SystemExit("benchmark timed out")
-        time.sleep(0.2)
+        time.sleep(every)
 
 
-def smtp_lines(log: Path) -> int:
+def count_sent(context: AppContext) -> int:
+    with context.session() as session:
+        return int(session.scalar(select(func.count()).where(Touch.status == "sent")) or 0)
+
+
+def count_attempts(context: AppContext) -> int:
+    with context.session() as session:
+        return int(session.scalar(select(func.count()).select_from(DeliveryAttempt)) or 0)
+
+
+def sink_lines(log: Path) -> int:
+    """Messages the sink received (read once, at the end of a path)."""
     if not log.exists():
         return 0
     with log.open("rb") as handle:
         return sum(1 for _ in handle)
 
 
+def seed(context: AppContext, prefix: str, n: int) -> None:
+    due = datetime.now(UTC) - timedelta(minutes=1)
+    with context.session() as s:
+        for i in range(n):
+            holder = add_holder(s, f"{prefix}{i:06d}", email=f"{prefix.lower()}{i:06d}@example.ac.jp")
+            add_touch(s, holder, 1, channel="email", template="checkin", due_at=due)
+
+
+def sample_payload(context: AppContext) -> bytes:
+    """The bytes of one rendered ``checkin`` mail as the channel builds it (the baseline's message size)."""
+    from email.utils import formatdate
+
+    from followup.channels.base import OutboundMessage
+    from followup.channels.email import MAIL_POLICY, build_email
+    from followup.rendering.templates import MessageTemplates, sample_context
+
+    rendered = MessageTemplates(context.templates_root).render("checkin", sample_context())
+    message = OutboundMessage(
+        "bare:0", "email", "bare@example.ac.jp", rendered.subject, rendered.text, rendered.html
+    )
+    msg = build_email(message, SENDER, "人事部")
+    msg["Date"] = formatdate(localtime=True)
+    return msg.as_bytes(policy=MAIL_POLICY)
+
+
+def bare_smtplib(port: int, payload: bytes, n: int) -> float:
+    """The baseline: one connection, ``sendmail`` of ready bytes n times. Returns messages per second."""
+    started = time.perf_counter()
+    smtp = smtplib.SMTP("127.0.0.1", port, timeout=30)
+    try:
+        for i in range(n):
+            smtp.sendmail(SENDER, [f"bare{i:06d}@example.ac.jp"], payload)
+        smtp.quit()
+    finally:
+        smtp.close()
+    return n / (time.perf_counter() - started)
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--holders", type=int, default=500, help="messages to deliver (one touch per holder)")
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--messages", "--holders", type=int, default=500, help="messages per path")
+    parser.add_argument("--concurrency", type=int, default=2, help="Celery worker threads/processes")
     parser.add_argument("--pool", default="threads", choices=("threads", "prefork", "solo"))
+    parser.add_argument("--skip-celery", action="store_true", help="time only the embedded path")
     args = parser.parse_args()
-    n = args.holders
+    n = args.messages
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-delivery-"))
-    redis_server = start_redis(tmp)
     postgres = start_postgres(tmp)
+    redis_server = None if args.skip_celery else start_redis(tmp)
     smtp_port = free_port()
     smtp_log = tmp / "smtp.jsonl"
     sink = spawn("smtp_sink", smtp_port, smtp_log)
+    smtp_url = f"smtp://127.0.0.1:{smtp_port}"
+    os.environ["SMTP_URL"] = smtp_url  # the example config's channels.email.smtp_url
+    os.environ.pop("FOLLOWUP_BROKER_URL", None)
+    config = always_open_config(tmp)
     worker: WorkerProcess | None = None
+    lines: list[str] = []
     try:
-        db_url = postgres.create_database("bench_delivery")
-        # always open: on the real clock outside 09:00–19:00 JST every touch would be deferred
-        context = make_context(tmp, db_url, broker_url=redis_server.url, config=always_open_config(tmp))
-        due = datetime.now(UTC) - timedelta(minutes=1)
-        with context.session() as s:
-            for i in range(n):
-                holder = add_holder(s, f"BENCH{i:06d}", email=f"bench{i:06d}@example.ac.jp")
-                add_touch(s, holder, 1, channel="email", template="checkin", due_at=due)
+        embedded = make_context(tmp, postgres.create_database("bench_embedded"), config=config)
+        seed(embedded, "EMB", n)
+        payload = sample_payload(embedded)
 
-        env = {
-            "FOLLOWUP_DATABASE_URL": db_url,
-            "FOLLOWUP_BROKER_URL": redis_server.url,
-            "FOLLOWUP_CONFIG": str(context.settings.config),
-            "FOLLOWUP_VAR_DIR": str(tmp),
-            "FOLLOWUP_SECRET_KEY": "bench-secret-0123456789abcdefghijklmnop",
-            "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
-            "BENCH_REDIS_URL": redis_server.url,
-        }
-        worker = WorkerProcess(
-            env,
-            tmp / "worker.log",
-            concurrency=args.concurrency,
-            pool=args.pool,
-            extra_args=["--include=benchmarks.bench_tasks"],
-        )
-        worker.start(timeout=60)
+        bare_before = bare_smtplib(smtp_port, payload, n)
+        lines.append(f"bare smtplib, one connection (before): {bare_before:7.1f} msg/s  [{load()}]")
 
-        # Baseline: the broker round trip of a task that does nothing.
-        from benchmarks.bench_tasks import noop
-        from workers.celery_app import app
+        # embedded: what `followup run` does after planning, in this process
+        from followup.delivery.deliver import deliverer_for, run_due
 
-        counter = redis.Redis.from_url(redis_server.url)
-        counter.delete(COUNTER)
-        with app.connection_for_write(redis_server.url) as connection:
+        deliverer_for(embedded)  # as `followup run` does before its first pass: policy loaded, channels built
+        received = sink_lines(smtp_log)
+        started = time.perf_counter()
+        summary = run_due(embedded, datetime.now(UTC), limit=n)
+        embedded_rate = n / (time.perf_counter() - started)
+        assert summary.count("sent") == n, summary.outcomes
+        assert count_sent(embedded) == n and count_attempts(embedded) == n
+        assert sink_lines(smtp_log) - received == n, "a message was lost or arrived twice"
+        lines.append(f"embedded run (in-process delivery):    {embedded_rate:7.1f} msg/s  [{load()}]")
+
+        celery_rate = None
+        if redis_server is not None:
+            db_url = postgres.create_database("bench_celery")
+            celery = make_context(tmp, db_url, broker_url=redis_server.url, config=config)
+            seed(celery, "CEL", n)
+            env = {
+                "FOLLOWUP_DATABASE_URL": db_url,
+                "FOLLOWUP_BROKER_URL": redis_server.url,
+                "FOLLOWUP_CONFIG": str(config),
+                "FOLLOWUP_VAR_DIR": str(tmp),
+                "FOLLOWUP_SECRET_KEY": "bench-secret-0123456789abcdefghijklmnop",
+                "SMTP_URL": smtp_url,
+            }
+            worker = WorkerProcess(env, tmp / "worker.log", concurrency=args.concurrency, pool=args.pool)
+            worker.start(timeout=60)
+            from workers.celery_app import publish_deliveries
+
+            received = sink_lines(smtp_log)
             started = time.perf_counter()
-            for _ in range(n):
-                noop.apply_async(connection=connection)
-            wait_for(lambda: int(counter.get(COUNTER) or 0) >= n, timeout=300)
-            noop_elapsed = time.perf_counter() - started
+            summary = run_due(celery, datetime.now(UTC), limit=n, publish=publish_deliveries)
+            wait_for(lambda: count_sent(celery) >= n, timeout=600)
+            celery_rate = n / (time.perf_counter() - started)
+            assert summary.dispatched == n
+            assert count_attempts(celery) == n
+            assert sink_lines(smtp_log) - received == n, "a message was lost or arrived twice"
+            label = f"celery worker ({args.pool} x {args.concurrency}):"
+            lines.append(f"{label:<39} {celery_rate:7.1f} msg/s  [{load()}]")
 
-        # The real thing: every touch claimed, rendered, sent over SMTP, recorded.
-        from followup.delivery.deliver import run_due
-        from workers.celery_app import publish_deliveries
-
-        started = time.perf_counter()
-        summary = run_due(context, datetime.now(UTC), limit=n, publish=publish_deliveries)
-        wait_for(lambda: smtp_lines(smtp_log) >= n, timeout=600)
-        wait_for(lambda: statuses(context).get("sent", 0) >= n, timeout=60)
-        delivery_elapsed = time.perf_counter() - started
-        assert summary.dispatched == n
-        assert smtp_lines(smtp_log) == n, "a message arrived twice"
-
-        # For orientation: the SMTP channel alone (same sink, same threads), no database, no broker.
-        from concurrent.futures import ThreadPoolExecutor
-
-        from followup.channels.base import OutboundMessage
-        from followup.channels.email import EmailChannel
-        from followup.rendering.templates import MessageTemplates, sample_context
-
-        rendered = MessageTemplates(context.templates_root).render("checkin", sample_context())
-        channel = EmailChannel(f"smtp://127.0.0.1:{smtp_port}", "saiyo@example.co.jp", "人事部")
-        messages = [
-            OutboundMessage(f"alone-{i}", "email", f"alone{i}@example.ac.jp", rendered.subject, rendered.text,
-                            rendered.html)
-            for i in range(n)
-        ]  # fmt: skip
-        started = time.perf_counter()
-        with ThreadPoolExecutor(args.concurrency) as pool:
-            list(pool.map(channel.send, messages))
-        channel_rate = n / (time.perf_counter() - started)
-
-        delivery_rate = n / delivery_elapsed
-        noop_rate = n / noop_elapsed
-        print(f"messages: {n}, workers: {args.pool} x {args.concurrency}, cpus: {os.cpu_count()}")
-        print(f"no-op Celery task (broker ceiling): {noop_rate:,.0f} tasks/s ({noop_elapsed:.2f} s)")
-        print(
-            f"delivery to SMTP sink:             {delivery_rate:,.0f} messages/s ({delivery_elapsed:.2f} s)"
-        )
-        print(f"SMTP channel alone (no DB, no broker): {channel_rate:,.0f} messages/s")
-        print(f"ratio delivery/no-op: {delivery_rate / noop_rate:.2f}")
+        bare_after = bare_smtplib(smtp_port, payload, n)
+        lines.append(f"bare smtplib, one connection (after):  {bare_after:7.1f} msg/s  [{load()}]")
+        bare = (bare_before + bare_after) / 2
+        print(f"messages per path: {n}, message size: {len(payload)} bytes, cpus: {os.cpu_count()}")
+        print("\n".join(lines))
+        celery_ratio = f", celery {celery_rate / bare:.2f}" if celery_rate is not None else ""
+        print(f"ratio delivery/bare smtplib: {embedded_rate / bare:.2f} (embedded run{celery_ratio})")
     finally:
         if worker is not None:
             worker.stop()
@@ -161,7 +207,8 @@ def main() -> None:
             sink.wait(10)
         except subprocess.TimeoutExpired:
             sink.kill()
-        redis_server.stop()
+        if redis_server is not None:
+            redis_server.stop()
         postgres.stop()
 
 

@@ -24,9 +24,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from followup.calendar import BusinessCalendar
 from followup.channels import (
@@ -256,6 +256,32 @@ def claim(session: Session, touch_id: int, now: datetime, token: str) -> bool:
     return getattr(result, "rowcount", 0) == 1
 
 
+CLAIM_BATCH = 10  # touches claimed and prepared in one transaction by the embedded delivery loop
+
+
+def claim_batch(session: Session, touch_ids: list[int], now: datetime, token: str) -> list[int]:
+    """planned → sending for those of ``touch_ids`` still planned and due, in one statement. Rows another
+    dispatcher holds locked are skipped (PostgreSQL ``FOR UPDATE SKIP LOCKED``), not waited for; the
+    conditional UPDATE alone decides on SQLite (one writer at a time). Returns the ids this caller owns."""
+    if not touch_ids:
+        return []
+    due = (Touch.id.in_(touch_ids), Touch.status == "planned", Touch.due_at <= now)
+    # a CTE, locked and evaluated once: as ``id IN (subquery)`` PostgreSQL may re-run the locking
+    # subquery for every planned row (0.3 s a batch at 1,000 planned touches before ANALYZE)
+    lockable = (
+        select(Touch.id.label("lockable_id")).where(*due).with_for_update(skip_locked=True).cte("lockable")
+    )
+    rows = session.execute(
+        update(Touch)
+        .where(Touch.id == lockable.c.lockable_id)  # locked above (one statement on SQLite): still due
+        .values(status="sending", claimed_at=now, claimed_by=token)
+        .returning(Touch.id)
+        .execution_options(synchronize_session=False)
+    )
+    claimed = set(rows.scalars())
+    return [touch_id for touch_id in touch_ids if touch_id in claimed]
+
+
 def recover_stale_claims(session: Session, now: datetime, timeout: float) -> int:
     """Put touches stuck in ``sending`` for longer than ``timeout`` seconds back to ``planned``.
 
@@ -346,6 +372,22 @@ class _Prepared:
     message: OutboundMessage
     final_status: str  # "sent", or "reminded" for a manual touch's reminder
     in_doubt: bool = False  # an earlier send may have been accepted: look for it, or resend knowingly
+    # batched: "send started" (and the counted in-doubt resend) is committed just before this one's send
+    start_pending: bool = False
+    counts_resend: bool = False
+
+
+@dataclass
+class _BatchFacts:
+    """What every touch of a batch would otherwise query on its own: its holder's opt-outs and the
+    holder's sends inside the over-contact window (touch id, when), the batch's own prepared ones included."""
+
+    opt_outs: dict[int, set[str]] = field(default_factory=dict)
+    sent: dict[int, list[tuple[int, datetime]]] = field(default_factory=dict)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -363,6 +405,17 @@ class Deliverer:
         self.signer = LinkSigner.from_settings(self.context.settings)
         self.calendar = BusinessCalendar.from_policy(policy)
         self.gates = ChannelGates(self.context.settings.retry_base, self.context.settings.retry_cap)
+        self._batch_local = threading.local()  # per thread: a worker's other threads deliver one by one
+
+    @property
+    def _batch(self) -> _BatchFacts | None:
+        """While this thread prepares a batch: its holders' facts, loaded once for the batch."""
+        facts: _BatchFacts | None = getattr(self._batch_local, "facts", None)
+        return facts
+
+    @_batch.setter
+    def _batch(self, facts: _BatchFacts | None) -> None:
+        self._batch_local.facts = facts
 
     # the whole job ---------------------------------------------------------------------------------------
 
@@ -384,12 +437,128 @@ class Deliverer:
             return prepared
         return self._send(touch_id, prepared, now=now, token=token, worker=worker)
 
+    def deliver_batch(
+        self,
+        touch_ids: list[int],
+        *,
+        now: datetime,
+        worker: str = "",
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[Outcome] | None:
+        """Claim and prepare a small batch in one transaction, then send each on the channel's reused
+        session; "send started" and the result of each are one statement each (``1/len(batch)`` claims).
+
+        Exactly once as in :meth:`deliver`: each touch's "send started" is committed right before its own
+        send (one statement), and its result right after. A crash mid-batch leaves only the touch in
+        flight in doubt; the batch's others are still plainly claimed, and the stale-claim recovery
+        plans them again as never sent. A provider push-back or SIGTERM mid-batch puts the rest back to
+        ``planned`` unsent. Returns None when preparing failed (a bad row): the claims were rolled back
+        and the caller delivers these touches one by one, which postpones the bad one."""
+        worker = worker or default_worker_name()
+        token = f"{worker}#{uuid.uuid4().hex[:8]}"
+        try:
+            with self.context.session() as session:
+                claimed = claim_batch(session, touch_ids, now, token)
+                loaded = list(  # into the session: _prepare's get() and .holder need no further query
+                    session.scalars(
+                        select(Touch).where(Touch.id.in_(claimed)).options(joinedload(Touch.holder))
+                    )
+                )
+                self._batch = self._batch_facts(session, loaded, now)
+                prepared = [(i, self._prepare(session, i, now, token, worker)) for i in claimed]
+                del loaded
+        except OperationalError:
+            raise  # the database is away: the caller stops the pass
+        except Exception as exc:
+            log.debug("batch preparation failed, delivering one by one: %s", FailureTally.kind(exc))
+            return None
+        finally:
+            self._batch = None
+        outcomes = [Outcome(Kind.SKIPPED, "already claimed/sent")] * (len(touch_ids) - len(claimed))
+        for touch_id, item in prepared:
+            if isinstance(item, Outcome):
+                outcomes.append(item)
+                continue
+            waiting = self.gates.waiting(item.channel, now)
+            if waiting is not None:  # an earlier send of this batch was told "slow down"
+                until = now + timedelta(seconds=waiting)
+                outcomes.append(self._release(touch_id, item, token, until, f"{item.channel} backing off"))
+            elif should_stop is not None and should_stop():
+                outcomes.append(self._release(touch_id, item, token, None, "stopping"))
+            elif item.start_pending and not self._mark_started(touch_id, item, now, token):
+                outcomes.append(Outcome(Kind.SKIPPED, "no longer owned"))
+            else:
+                outcomes.append(self._send(touch_id, item, now=now, token=token, worker=worker))
+        return outcomes
+
+    def _batch_facts(self, session: Session, touches: list[Touch], now: datetime) -> _BatchFacts:
+        """The batch's holders' opt-outs and recent sends, in two queries instead of two per touch."""
+        holder_ids = sorted({t.holder_id for t in touches})
+        facts = _BatchFacts()
+        if not holder_ids:
+            return facts
+        for holder_id, channel in session.execute(
+            select(ChannelOptOut.holder_id, ChannelOptOut.channel).where(
+                ChannelOptOut.holder_id.in_(holder_ids)
+            )
+        ):
+            facts.opt_outs.setdefault(holder_id, set()).add(channel)
+        rule = self.context.policy.rules.over_contacted
+        if rule.enforce:
+            when = func.coalesce(Touch.sent_at, Touch.due_at)
+            rows = session.execute(
+                select(Touch.holder_id, Touch.id, when).where(
+                    Touch.holder_id.in_(holder_ids),
+                    Touch.status.in_(("sent", "done")),
+                    when > shift_moment(now, rule.window, -1),
+                )
+            )
+            for holder_id, touch_id, at in rows:
+                facts.sent.setdefault(holder_id, []).append((touch_id, at))
+        return facts
+
+    def _release(
+        self, touch_id: int, prepared: _Prepared, token: str, until: datetime | None, why: str
+    ) -> Outcome:
+        """A claimed and prepared touch that is not sent after all (its "send started" was never marked):
+        back to ``planned``."""
+        with self.context.session() as session:
+            touch = session.get(Touch, touch_id, with_for_update=True)
+            if touch is None or touch.status != "sending" or touch.claimed_by != token:
+                return Outcome(Kind.SKIPPED, "no longer owned")
+            touch.status, touch.claimed_at, touch.claimed_by = "planned", None, None
+            if until is not None:
+                touch.due_at = until
+        return Outcome(Kind.DEFERRED, why)
+
+    def _mark_started(self, touch_id: int, prepared: _Prepared, now: datetime, token: str) -> bool:
+        """Commit "send started" (and a counted in-doubt resend) right before this touch's send, so a crash
+        from here on is known to be in doubt. One statement (autocommitted on PostgreSQL). False: the
+        touch is no longer ours, do not send."""
+        from followup.db.session import get_engine  # already loaded by the session that claimed the touch
+
+        statement = (
+            update(Touch)
+            .where(Touch.id == touch_id, Touch.status == "sending", Touch.claimed_by == token)
+            .values(
+                send_started_at=now,
+                in_doubt_resends=Touch.in_doubt_resends + (1 if prepared.counts_resend else 0),
+            )
+            .returning(Touch.id)
+        )
+        engine = get_engine(self.context.db_url)
+        if engine.dialect.name == "postgresql":
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                return connection.execute(statement).first() is not None
+        with engine.begin() as connection:
+            return connection.execute(statement).first() is not None
+
     # steps -----------------------------------------------------------------------------------------------
 
     def _prepare(
         self, session: Session, touch_id: int, now: datetime, token: str, worker: str
     ) -> _Prepared | Outcome:
-        touch = session.get(Touch, touch_id)
+        touch = session.get(Touch, touch_id, options=[joinedload(Touch.holder)])  # one query, not two
         if touch is None:
             return Outcome(Kind.SKIPPED, "touch deleted")
         holder = touch.holder
@@ -518,9 +687,20 @@ class Deliverer:
                 touch.status, touch.last_error = "in_doubt", error
                 touch.claimed_at, touch.claimed_by = None, None
                 return Outcome(Kind.IN_DOUBT, "not resent")
-            touch.in_doubt_resends += 1  # committed before the resend: at most ``limit``, even if killed
-        touch.send_started_at = now
+            if self._batch is None:
+                touch.in_doubt_resends += 1  # committed before the resend: at most ``limit``, even if killed
+            else:
+                prepared.counts_resend = True
+        if self._batch is None:
+            touch.send_started_at = now
+        else:
+            # In a batch, the mark waits for this touch's own turn (``_mark_started``): marked now, a
+            # crash before its turn would leave it in doubt (and spend its one resend) though never sent.
+            prepared.start_pending = True
         prepared.in_doubt = in_doubt
+        if self._batch is not None and prepared.final_status == "sent":
+            # a later touch of the same holder in this batch must see this one in its rolling window
+            self._batch.sent.setdefault(touch.holder_id, []).append((touch.id, now))
         return prepared
 
     def _template_failed(
@@ -661,7 +841,9 @@ class Deliverer:
         """The planned channel, or the next in the phase's preference order, that has an address and is
         not opted out (an opt-out may arrive after planning; essential notices ignore opt-outs)."""
         opted_out: set[str] = set()
-        if not ignore_opt_outs:
+        if not ignore_opt_outs and self._batch is not None:
+            opted_out = self._batch.opt_outs.get(holder.id, set())
+        elif not ignore_opt_outs:
             opted_out = set(
                 session.scalars(select(ChannelOptOut.channel).where(ChannelOptOut.holder_id == holder.id))
             )
@@ -679,17 +861,21 @@ class Deliverer:
         self, session: Session, touch: Touch, now: datetime, max_touches: int, window: Interval
     ) -> datetime | None:
         start = shift_moment(now, window, -1)
-        when = func.coalesce(Touch.sent_at, Touch.due_at)
-        times = list(
-            session.scalars(
-                select(when).where(
-                    Touch.holder_id == touch.holder_id,
-                    Touch.id != touch.id,
-                    Touch.status.in_(("sent", "done")),
-                    when > start,
+        if self._batch is not None:  # loaded with the batch (the same query, for all its holders)
+            sent = self._batch.sent.get(touch.holder_id, [])
+            times = [at for touch_id, at in sent if touch_id != touch.id and _aware(at) > start]
+        else:
+            when = func.coalesce(Touch.sent_at, Touch.due_at)
+            times = list(
+                session.scalars(
+                    select(when).where(
+                        Touch.holder_id == touch.holder_id,
+                        Touch.id != touch.id,
+                        Touch.status.in_(("sent", "done")),
+                        when > start,
+                    )
                 )
             )
-        )
         aware = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in times]
         return cap_frees_at(aware, max_touches, window, now)
 
@@ -719,6 +905,10 @@ class Deliverer:
         pause = 0.2
         while True:
             try:
+                if result is not None and self._record_sent(
+                    touch_id, prepared, result, now, finished, token, worker
+                ):
+                    return Outcome(Kind(prepared.final_status))
                 with self.context.session() as session:
                     touch = session.get(Touch, touch_id, with_for_update=True)
                     if touch is None:
@@ -734,6 +924,66 @@ class Deliverer:
                     raise
                 time.sleep(pause)
                 pause = min(pause * 2, 5.0)
+
+    def _record_sent(
+        self,
+        touch_id: int,
+        prepared: _Prepared,
+        result: DeliveryResult,
+        now: datetime,
+        finished: datetime,
+        token: str,
+        worker: str,
+    ) -> bool:
+        """The usual result — sent, and the touch still ours — written as :meth:`_apply` would, in fewer
+        round trips: on PostgreSQL one autocommitted statement (the UPDATE and the attempt's INSERT in
+        one CTE, atomic), elsewhere an UPDATE … RETURNING and the INSERT in one transaction. False when
+        the touch is no longer ours (nothing written): the caller records it the general way."""
+        note = result.detail if result.detail.startswith("found") else None
+        owned = (
+            update(Touch)
+            .where(Touch.id == touch_id, Touch.status == "sending", Touch.claimed_by == token)
+            .values(
+                status=prepared.final_status,
+                sent_at=finished,
+                provider_id=result.provider_id[:300],
+                last_error=None,
+                send_started_at=None,
+                attempts=Touch.attempts + 1,
+            )
+            .returning(Touch.id, Touch.channel)
+        )
+        columns = DeliveryAttempt.__table__.c
+        attempt = {
+            "started_at": literal(now, columns.started_at.type),
+            "finished_at": literal(finished, columns.finished_at.type),
+            "outcome": literal("sent", columns.outcome.type),
+            "error": literal(note, columns.error.type),
+            "provider_id": literal(result.provider_id[:300], columns.provider_id.type),
+            "worker": literal(worker[:200], columns.worker.type),
+        }
+        from followup.db.session import get_engine  # already loaded by the session that claimed the touch
+
+        engine = get_engine(self.context.db_url)
+        if engine.dialect.name == "postgresql":
+            done = owned.cte("done")
+            statement = (
+                insert(DeliveryAttempt)
+                .from_select(
+                    ["touch_id", "channel", *attempt], select(done.c.id, done.c.channel, *attempt.values())
+                )
+                .returning(DeliveryAttempt.id)  # psycopg's rowcount for INSERT … SELECT FROM a CTE is -1
+            )
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                return connection.execute(statement).first() is not None
+        with engine.begin() as connection:
+            row = connection.execute(owned).first()
+            if row is None:
+                return False
+            connection.execute(
+                insert(DeliveryAttempt).values(touch_id=row.id, channel=row.channel, **attempt)
+            )
+        return True
 
     def _apply(
         self,
@@ -979,26 +1229,54 @@ def run_due(
                 memo.mark(ids)
         return summary
     failures = FailureTally(log)
+    deliverer = deliverer_for(context)
     try:
-        for touch_id in ids:
+        for start in range(0, len(ids), CLAIM_BATCH):
             if should_stop is not None and should_stop():
                 break  # SIGTERM: the touch in hand is finished, the rest stay planned for the next run
+            chunk = ids[start : start + CLAIM_BATCH]
             try:
-                outcome = deliver_touch(context, touch_id, now=now)
-            except OperationalError as exc:  # the database is away: the rest of the batch would fail too
+                batch = deliverer.deliver_batch(chunk, now=now, should_stop=should_stop)
+            except OperationalError as exc:  # the database is away: the rest would fail too
                 failures.add(exc)
                 summary.outcomes[Outcome(Kind.FAILED, "database unavailable")] += 1
                 break
-            except Exception as exc:  # one bad row (already postponed) must not stop the batch
-                failures.add(exc, touch_id)
-                outcome = Outcome(Kind.FAILED, "unexpected error")
-            summary.outcomes[outcome] += 1
-            summary.dispatched += 1
+            if batch is not None:
+                summary.outcomes.update(batch)
+                summary.dispatched += len(batch)
+            elif not _one_by_one(context, chunk, now, summary, failures, should_stop):
+                break
     finally:
         failures.flush()
         for channel in deliverer_for(context).channels.values():
             channel.close()  # the batch's SMTP session
     return summary
+
+
+def _one_by_one(
+    context: AppContext,
+    touch_ids: list[int],
+    now: datetime,
+    summary: DispatchSummary,
+    failures: FailureTally,
+    should_stop: Callable[[], bool] | None,
+) -> bool:
+    """Deliver touches one at a time (a batch whose preparation failed). False: stop the pass."""
+    for touch_id in touch_ids:
+        if should_stop is not None and should_stop():
+            return False
+        try:
+            outcome = deliver_touch(context, touch_id, now=now)
+        except OperationalError as exc:  # the database is away: the rest of the batch would fail too
+            failures.add(exc)
+            summary.outcomes[Outcome(Kind.FAILED, "database unavailable")] += 1
+            return False
+        except Exception as exc:  # one bad row (already postponed) must not stop the batch
+            failures.add(exc, touch_id)
+            outcome = Outcome(Kind.FAILED, "unexpected error")
+        summary.outcomes[outcome] += 1
+        summary.dispatched += 1
+    return True
 
 
 def dispatch_due(

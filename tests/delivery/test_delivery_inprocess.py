@@ -480,15 +480,16 @@ def test_a_database_blip_while_recording_a_sent_message_is_retried_not_resent(
     context = make_context(tmp_path, sqlite(tmp_path))
     with context.session() as s:
         touch_id = add_touch(s, add_holder(s, "NG-6", email="shiro@example.ac.jp"), 1).id
-    original, calls = Deliverer._apply, []
+    # the seam: the recording of a sent result (``_record_sent``, the one-statement path)
+    original, calls = Deliverer._record_sent, []
 
-    def flaky(self: Deliverer, *args: object) -> str:
+    def flaky(self: Deliverer, *args: object) -> bool:
         calls.append(1)
         if len(calls) == 1:
             raise OperationalError("UPDATE touches", {}, Exception("server closed the connection"))
         return original(self, *args)  # type: ignore[arg-type]
 
-    wired.setattr(Deliverer, "_apply", flaky)
+    wired.setattr(Deliverer, "_record_sent", flaky)
     assert deliver_touch(context, touch_id, now=NOW) == "sent"
     assert len(calls) == 2 and smtp_sink.count_for("shiro@example.ac.jp") == 1
     assert touch_state(context, touch_id).status == "sent"

@@ -2,7 +2,8 @@
 
 It can be stopped and started again on the same port to simulate a relay outage, reject chosen
 recipients with 550 at RCPT, and check AUTH credentials (535 for wrong ones). For exactly-once tests it
-can accept a message and then drop the line before the final reply (``drop_after_data``), answer the end
+can accept a message and then drop the line before the final reply (``drop_after_data_n``: the next n;
+``drop_at``: the n-th message received), answer the end
 of DATA slowly (``reply_delay``), and close a session after a number of messages (``close_sessions_after``:
 a relay ending a reused connection mid-batch). It counts the SMTP sessions it saw.
 """
@@ -55,8 +56,8 @@ class _Handler:
         sink = self.sink
         sink.accept(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content)))
         with sink.lock:
-            drop = sink.drop_after_data_n > 0
-            sink.drop_after_data_n -= 1 if drop else 0
+            drop = sink.drop_after_data_n > 0 or len(sink.messages) in sink.drop_at
+            sink.drop_after_data_n -= 1 if sink.drop_after_data_n > 0 else 0
             sink.per_session[id(session)] += 1
             close = sink.close_sessions_after and sink.per_session[id(session)] >= sink.close_sessions_after
         if drop:  # queued, but the line drops before the 250: the client cannot know
@@ -64,8 +65,9 @@ class _Handler:
             return "250 2.0.0 (never seen)"
         if sink.reply_delay:
             await asyncio.sleep(sink.reply_delay)
-        if close:  # the relay ends this (reused) session right after answering
-            asyncio.get_running_loop().call_later(0.01, server.transport.close)
+        if close:  # the relay ends this (reused) session right after answering: the 250 is written in
+            # this step, the close runs next, before the client's next command can be read
+            asyncio.get_running_loop().call_soon(server.transport.close)
         return "250 2.0.0 Message accepted for delivery"
 
     async def handle_EHLO(
@@ -94,6 +96,7 @@ class SmtpSink:
         self.messages: list[ReceivedMail] = []
         self.counts: Counter[str] = Counter()
         self.drop_after_data_n = 0
+        self.drop_at: set[int] = set()  # the n-th message received (1, 2, …): queued, then the line drops
         self.reply_delay = 0.0
         self.close_sessions_after = 0
         self.per_session: Counter[int] = Counter()
@@ -160,6 +163,7 @@ class SmtpSink:
             self.messages.clear()
             self.counts.clear()
             self.drop_after_data_n = 0
+            self.drop_at = set()
             self.reply_delay = 0.0
             self.close_sessions_after = 0
             self.sessions = 0
