@@ -71,6 +71,7 @@ class PlanCounts:
     skipped: int = 0
     escalated: int = 0  # escalation mails planned for overdue manual touches (manual_overdue)
     skipped_holders: tuple[tuple[str, str], ...] = ()  # (external_id, reason), for `plan` to name them
+    loaded: int = 0  # holders the tick read and planned (the rest could not change: due_holders)
 
 
 def _touches() -> Table:
@@ -197,6 +198,25 @@ def _changed_since(
     return dirty, new
 
 
+def _driver_rows(session: Session, statement: Any, size: int = 10_000) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``statement`` as the driver gives them (no result processing: this read is one row
+    per active holder, every tick), streamed: a server-side cursor on PostgreSQL."""
+    connection = session.connection()
+    compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+    params: Any = compiled.params
+    if compiled.positiontup is not None:
+        params = tuple(params[name] for name in compiled.positiontup)
+    dbapi: Any = connection.connection.dbapi_connection
+    postgres = connection.dialect.name == "postgresql"
+    cursor = dbapi.cursor(name="plan_due_holders") if postgres else dbapi.cursor()
+    try:
+        cursor.execute(str(compiled), params)
+        while batch := cursor.fetchmany(size):
+            yield from batch
+    finally:
+        cursor.close()
+
+
 def due_holders(session: Session, policy: Policy, now: datetime, seasons: SeasonCache) -> DueHolders:
     """The holders a tick at ``now`` must load: those whose planner answer may differ from empty.
 
@@ -242,7 +262,8 @@ def due_holders(session: Session, policy: Policy, now: datetime, seasons: Season
         OfferHolder.paused_until,
     )
     dates = tuple(cast(c, String) for c in day_columns)
-    rows = session.connection().execute(
+    rows = _driver_rows(
+        session,
         select(
             OfferHolder.id,
             OfferHolder.external_id,
@@ -260,7 +281,6 @@ def due_holders(session: Session, policy: Policy, now: datetime, seasons: Season
         )
         .outerjoin(PlanState, PlanState.holder_id == OfferHolder.id)
         .where(OfferHolder.status.in_(sorted(ACTIVE_STATUSES)), OfferHolder.erased_at.is_(None)),
-        execution_options={"yield_per": 10_000},  # streamed: a server-side cursor on PostgreSQL
     )
     seen: set[int] = set()  # active holders with pending touches
     for row in rows:
@@ -727,7 +747,7 @@ def plan_tick(context: AppContext, now: datetime) -> PlanCounts:
             )
     names.update((m.id, m.external_id) for m in members)
     named = tuple(sorted((names.get(hid, str(hid)), reason) for hid, reason in skipped))
-    return replace(counts, skipped=len(skipped), skipped_holders=named)
+    return replace(counts, skipped=len(skipped), skipped_holders=named, loaded=len(due.ids))
 
 
 def _added(a: PlanCounts, b: PlanCounts) -> PlanCounts:
