@@ -671,6 +671,12 @@ def gains_slots(season: _Season, low: float, high: float, seen_low: float, seen_
     return first < last and (season.stamps[first] < seen_low or season.stamps[last - 1] > seen_high)
 
 
+def window_suffixes(season: _Season, low: float, high: float) -> tuple[str, ...]:
+    """The key suffixes of the season's slots due in ``[low, high]``."""
+    first, last = bisect_left(season.stamps, low), bisect_right(season.stamps, high)
+    return tuple(slot.suffix for slot in season.slots[first:last])
+
+
 def unreachable_skip(season: _Season, low: float, high: float, suffixes: frozenset[str]) -> str | None:
     """The skip reason :func:`plan` gives a holder whose slots ``suffixes`` had no channel, when
     nothing about the holder changed since: the first of them still in the window ``[low, high]``."""

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from hashlib import blake2b
 from typing import Any
 
 from sqlalchemy import String, Table, and_, any_, bindparam, cast, func, literal, or_, select, update
@@ -48,6 +49,7 @@ from followup.planning.planner import (
     no_cadence_reason,
     plan,
     unreachable_skip,
+    window_suffixes,
 )
 from followup.planning.pool import plan_pool
 from followup.pool.rules import PoolMember
@@ -252,7 +254,7 @@ def due_holders(session: Session, policy: Policy, now: datetime, seasons: Season
     wanted: dict[int, tuple[str, tuple[str, ...]]] = {}  # holder → (external id, its window slots)
     skipped: list[tuple[int, str]] = []
     names: dict[int, str] = {}
-    decided: dict[tuple[Any, ...], Any] = {}  # dates → (season | None, window suffixes | None)
+    decided: dict[tuple[Any, ...], Any] = {}  # dates → (season | None, its window suffixes once needed)
     no_history: list[ExistingTouch] = []
     # dates as text: parsed once per distinct season, not once per row; hashed as they are
     day_columns = (
@@ -300,15 +302,16 @@ def due_holders(session: Session, policy: Policy, now: datetime, seasons: Season
                 frozenset(),
                 zone,
             )
-            season = seasons.season_for(probe)
-            suffixes = None if season is None else seasons.window_suffixes(probe, low, high)
-            found = decided[signature] = (season, suffixes)
+            found = decided[signature] = (seasons.season_for(probe), None)
         season, suffixes = found
         touches = history.get(holder_id, no_history)
         if touches:
             seen.add(holder_id)
-        part = repr((*row[:-5], sorted(opted.get(holder_id, ())))).encode()
-        digest = _digest(part, [_touch_part(t) for t in touches])
+        part = repr((*row[:-5], sorted(opted[holder_id]) if holder_id in opted else [])).encode()
+        if touches:
+            digest = _digest(part, [_touch_part(t) for t in touches])
+        else:  # _digest(part, ()) without the calls: this runs once per active holder
+            digest = int.from_bytes(blake2b(part + b"[]", digest_size=8).digest(), "big", signed=True)
         state: Any = row[-5:]  # the plan state's columns (None when the holder has none)
         state_digest, planned_at, seen_low, seen_high, unreachable = state
         clean = (
@@ -331,6 +334,9 @@ def due_holders(session: Session, policy: Policy, now: datetime, seasons: Season
             continue
         needed.add(holder_id)
         rows_part[holder_id] = part
+        if season is not None and suffixes is None:  # worked out once per season, for loaded holders only
+            suffixes = window_suffixes(season, low, high)
+            decided[signature] = (season, suffixes)
         if suffixes:
             wanted[holder_id] = (external_id, suffixes)
     needed.update(h for h in history if h not in seen)  # inactive or erased: pending touches to cancel
@@ -611,16 +617,17 @@ def season_cache(policy: Policy) -> SeasonCache:
 
 
 def _upsert(session: Session, table: Table, key: str, rows: Sequence[Mapping[str, Any]], chunk: int) -> None:
-    """INSERT … ON CONFLICT (key) DO UPDATE, ``chunk`` rows a statement (within the bind limits)."""
+    """INSERT … ON CONFLICT (key) DO UPDATE, as an executemany of ``chunk`` rows at a time (SQLAlchemy
+    batches it into multi-row VALUES within the backend's bind-parameter limit)."""
+    if not rows:
+        return
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(table)
+    statement = insert.on_conflict_do_update(
+        index_elements=[key], set_={c.name: insert.excluded[c.name] for c in table.columns if c.name != key}
+    )
     for start in range(0, len(rows), chunk):
-        statement = dialect.insert(table).values(list(rows[start : start + chunk]))
-        columns = [c.name for c in table.columns if c.name != key]
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[key], set_={c: statement.excluded[c] for c in columns}
-            )
-        )
+        session.execute(statement, list(rows[start : start + chunk]))
 
 
 def plan_due(
