@@ -12,11 +12,15 @@ run on M holders. The ratio on the last line compares it with our own full tick 
 on a copy of the same database: the same scope on both sides, not a database loop against the
 in-memory planner.
 
-``--tick-holders K`` (repeatable; 100,000 by default, 1,000,000 if memory and time allow) times the
-steady tick end to end on a SQLite database of K holders with their season so far (bulk-inserted),
-each side in its own child process on its own copy of the file: ours, ``plan_tick`` (only the holders
-whose window can give or change a touch are loaded: ``due_holder_ids``), beside the full tick (every
-active holder and its history loaded, then the same plan and apply). Both create the same touches.
+``--tick-holders K`` (repeatable; 100,000 by default; 1,000,000 works: the seed streams in chunks, COPY
+on PostgreSQL, executemany on SQLite) times the tick end to end on a database of K holders with their
+season so far, on ``--backend sqlite|postgres`` (repeatable), each side in its own child process on its
+own copy of one database (a file copy; ``CREATE DATABASE … TEMPLATE`` on PostgreSQL): the full tick
+(every active holder and its history loaded, then plan and apply) beside ours, ``plan_tick`` (only the
+holders whose plan can differ from empty are loaded: ``due_holders``), first tick and the steady one
+ten minutes later. Both create the same touches. ``--holders 0`` / ``--baseline-holders 0`` skip the
+pure-planner and ORM-loop parts; ``--skip-full`` times only ours. The last line is the steady-tick
+ratio, full / ours, for each size and backend.
 """
 
 from __future__ import annotations
