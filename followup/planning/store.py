@@ -54,7 +54,14 @@ from followup.planning.planner import (
 from followup.planning.pool import plan_pool
 from followup.pool.rules import PoolMember
 from followup.pool.store import declined_days, superseded_ids
-from followup.vocab import ACTIVE_STATUSES, POOL_CADENCE, POOL_STATUSES, TouchKind, TouchStatus
+from followup.vocab import (
+    ACTIVE_STATUSES,
+    POOL_CADENCE,
+    POOL_STATUSES,
+    TOUCH_STATUSES,
+    TouchKind,
+    TouchStatus,
+)
 
 # Touches older than this before the catch-up window cannot be re-created by a tick, so a tick
 # does not need to read them (keys are unique anyway: a missed one would only be a no-op insert).
@@ -498,11 +505,17 @@ def load_pool_members(
         Touch.due_at,
         Touch.status,
     ).where(Touch.cadence == POOL_CADENCE)
-    if since is not None:
-        touch_query = touch_query.where(or_(Touch.status.in_(pending), Touch.due_at >= since))
+    queries = [touch_query]
+    if since is not None:  # two range scans on (status, due_at), not a scan of every touch each tick
+        done = sorted(set(TOUCH_STATUSES) - PENDING_STATUSES)  # touch statuses are the vocabulary's
+        queries = [
+            touch_query.where(Touch.status.in_(pending)),
+            touch_query.where(Touch.status.in_(done), Touch.due_at >= since),
+        ]
     existing: dict[int, list[ExistingTouch]] = defaultdict(list)
-    for row in session.execute(touch_query):
-        existing[row[2]].append(ExistingTouch(*row))
+    for query in queries:
+        for row in session.execute(query):
+            existing[row[2]].append(ExistingTouch(*row))
     with_pending = select(Touch.holder_id).where(Touch.cadence == POOL_CADENCE, Touch.status.in_(pending))
     statuses = sorted(set(policy.pool.statuses) | set(POOL_STATUSES))
     query = select(
