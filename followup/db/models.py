@@ -203,7 +203,9 @@ class SurveyResponse(Base):
     score: Mapped[float | None] = mapped_column(Float)
     declining: Mapped[bool] = mapped_column(Boolean, default=False)
     submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # the plan tick's watermark
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # when the row was written, by this machine's clock (never a --now): the plan tick's watermark
+    stamped_at: Mapped[datetime | None] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
 
 
 class EventRsvp(Base):
@@ -244,7 +246,9 @@ class TaskStatus(Base):
     holder_id: Mapped[int] = mapped_column(ForeignKey("offer_holders.id", ondelete="CASCADE"), index=True)
     task: Mapped[str] = mapped_column(String(100), index=True)
     status: Mapped[str] = mapped_column(String(16))  # pending | submitted | confirmed | exempt
-    changed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # the plan tick's watermark
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)  # as marked (an import's or --now's time)
+    # when the row was written, by this machine's clock (never a --now): the plan tick's watermark
+    stamped_at: Mapped[datetime | None] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
     changed_by: Mapped[str] = mapped_column(String(200))  # who marked it (the OS user, or the web user)
     source: Mapped[str] = mapped_column(String(16), default="cli")  # cli | csv | web
     note: Mapped[str | None] = mapped_column(Text)

@@ -180,8 +180,8 @@ def _changed_since(
     new: dict[str, str] = {}
     stamped: tuple[tuple[str, Any, Any], ...] = (
         ("rsvps", EventRsvp.updated_at, EventRsvp.holder_id),
-        ("tasks", TaskStatus.changed_at, TaskStatus.holder_id),
-        ("surveys", SurveyResponse.updated_at, SurveyResponse.holder_id),
+        ("tasks", TaskStatus.stamped_at, TaskStatus.holder_id),
+        ("surveys", SurveyResponse.stamped_at, SurveyResponse.holder_id),
     )
     for name, column, holder in stamped:
         top = session.scalar(select(func.max(column)))

@@ -130,11 +130,30 @@ def change_something(url: str, day: int) -> None:
         elif day in (12, 19):  # offers re-dated a day later: planned touches move a day
             for holder in holders.values():
                 holder.offer_date += timedelta(days=1)
-        elif day == 13:  # task statuses: reminders' gates close
+        elif day == 13:  # task statuses: reminders' gates close; one marked with a later --now
             for key in ("H-005", "H-015", "H-020"):
                 session.add(
                     TaskStatus(holder_id=ids[key], task="guarantee", status="submitted", changed_by="hr")
                 )
+            session.add(
+                TaskStatus(
+                    holder_id=ids["H-008"],
+                    task="guarantee",
+                    status="submitted",
+                    changed_by="hr",
+                    changed_at=datetime(2027, 3, 1, tzinfo=TOKYO),
+                )
+            )
+        elif day == 22:  # marked afterwards with an earlier time than that one (a --now in the past):
+            session.add(  # H-012's 身元保証書 reminders (start moved to 2027-01-05) are pending now
+                TaskStatus(
+                    holder_id=ids["H-012"],
+                    task="guarantee",
+                    status="submitted",
+                    changed_by="hr",
+                    changed_at=at - timedelta(days=30),
+                )
+            )
         elif day == 14:  # the pause lifted early
             holders["H-013"].paused_until = None
         elif day == 15:  # delivery: one touch held back to a later time, one claimed then released
@@ -255,3 +274,37 @@ def test_plan_tick_uses_the_due_holders_and_stays_exactly_once(any_db_url: str, 
     again = plan_tick(context, now)
     assert (again.created, again.moved, again.cancelled) == (0, 0, 0)
     assert again.skipped_holders == first.skipped_holders  # named again without being loaded
+
+
+def test_a_mark_with_an_earlier_time_than_the_last_one_is_still_seen(any_db_url: str, tmp_path: Path) -> None:
+    """HR's times (``tasks mark --now``, an imported sheet's dates) need not grow with the writes: the
+    tick's watermark is the write time, so a 提出 marked with an earlier time still reaches the planner."""
+    seed(any_db_url)
+    policy, _ = policies(any_db_url, tmp_path)
+    seasons = SeasonCache(policy, BusinessCalendar.from_policy(policy))
+    now = datetime(2026, 11, 9, 9, 0, tzinfo=TOKYO)
+    with session_scope(any_db_url) as session:
+        ids = {h.external_id: h.id for h in session.scalars(select(OfferHolder))}
+        session.add(  # marked first, with a time far ahead (a --now in March)
+            TaskStatus(
+                holder_id=ids["H-005"],
+                task="guarantee",
+                status="submitted",
+                changed_by="hr",
+                changed_at=datetime(2027, 3, 1, tzinfo=TOKYO),
+            )
+        )
+    with session_scope(any_db_url) as session:
+        due_tick(session, policy, now, seasons)
+    with session_scope(any_db_url) as session:
+        session.add(  # then one marked with an earlier time
+            TaskStatus(
+                holder_id=ids["H-010"],
+                task="guarantee",
+                status="submitted",
+                changed_by="hr",
+                changed_at=now - timedelta(days=30),
+            )
+        )
+    with session_scope(any_db_url) as session:
+        assert ids["H-010"] in due_holders(session, policy, now, seasons).ids
