@@ -12,11 +12,15 @@ run on M holders. The ratio on the last line compares it with our own full tick 
 on a copy of the same database: the same scope on both sides, not a database loop against the
 in-memory planner.
 
-``--tick-holders K`` (repeatable; 100,000 by default, 1,000,000 if memory and time allow) times the
-steady tick end to end on a SQLite database of K holders with their season so far (bulk-inserted),
-each side in its own child process on its own copy of the file: ours, ``plan_tick`` (only the holders
-whose window can give or change a touch are loaded: ``due_holder_ids``), beside the full tick (every
-active holder and its history loaded, then the same plan and apply). Both create the same touches.
+``--tick-holders K`` (repeatable; 100,000 by default; 1,000,000 works: the seed streams in chunks, COPY
+on PostgreSQL, executemany on SQLite) times the tick end to end on a database of K holders with their
+season so far, on ``--backend sqlite|postgres`` (repeatable), each side in its own child process on its
+own copy of one database (a file copy; ``CREATE DATABASE … TEMPLATE`` on PostgreSQL): the full tick
+(every active holder and its history loaded, then plan and apply) beside ours, ``plan_tick`` (only the
+holders whose plan can differ from empty are loaded: ``due_holders``), first tick and the steady one
+ten minutes later. Both create the same touches. ``--holders 0`` / ``--baseline-holders 0`` skip the
+pure-planner and ORM-loop parts; ``--skip-full`` times only ours. The last line is the steady-tick
+ratio, full / ours, for each size and backend.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -44,7 +48,14 @@ from followup.config import Policy, load_policy  # noqa: E402
 from followup.db.models import ChannelOptOut, OfferHolder, Touch  # noqa: E402
 from followup.db.session import dispose_engines, get_engine, session_scope  # noqa: E402
 from followup.durations import shift_moment  # noqa: E402
-from followup.planning.planner import ExistingTouch, HolderSnapshot, plan, season_schedule  # noqa: E402
+from followup.planning.planner import (  # noqa: E402
+    ExistingTouch,
+    HolderSnapshot,
+    SeasonCache,
+    _channel_for,
+    plan,
+    season_schedule,
+)
 from followup.planning.store import apply_plan, load_snapshots, plan_tick  # noqa: E402
 
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -233,37 +244,105 @@ def time_database(m: int, policy: Policy) -> tuple[float, int, float, int]:
     return base_seconds, base_created, ours_seconds, counts.created
 
 
-def bulk_db(url: str, n: int, policy: Policy) -> int:
-    """K holders and their history so far, with Core executemany (the ORM would take minutes)."""
+def _season_rows(
+    holders: list[HolderSnapshot], seasons: SeasonCache, first_id: int
+) -> list[tuple[object, ...]]:
+    """The history rows (sent) of ``holders``, one tuple per touch, as ``season_schedule`` gives them
+    but with each distinct season computed once (channels chosen per holder)."""
+    cutoff = (NOW - timedelta(days=1)).timestamp()
+    rows: list[tuple[object, ...]] = []
+    next_id = first_id
+    for h in holders:
+        match = seasons.cadence_for(h)
+        season = seasons.season_for(h)
+        if match is None or season is None:
+            continue
+        for slot, stamp in zip(season.slots, season.stamps, strict=True):
+            if stamp >= cutoff:
+                continue
+            channel = _channel_for(slot, h.reachable)
+            if channel is None:
+                continue
+            key = f"{h.external_id}:{slot.suffix}"
+            rows.append((next_id, key, h.id, match[0], slot.phase, slot.seq, slot.kind, channel, slot.due_at))
+            next_id += 1
+    return rows
+
+
+_HOLDER_COLUMNS = (
+    "id", "external_id", "name", "email", "line_user_id", "slack_user_id", "track", "offer_date",
+    "accepted_date", "start_date", "status", "created_at", "updated_at",
+)  # fmt: skip
+_TOUCH_COLUMNS = ("id", "key", "holder_id", "cadence", "phase", "seq", "kind", "channel", "due_at", "status",
+                  "attempts", "suppressed_count", "in_doubt_resends", "created_at")  # fmt: skip
+
+
+def bulk_db(url: str, n: int, policy: Policy, chunk: int = 50_000) -> int:
+    """K holders and their history so far, streamed in chunks: COPY on PostgreSQL, Core executemany on
+    SQLite (the ORM seed took over 30 minutes at 1M); memory flat in K."""
     holders = make_holders(n, seed=13)
-    history = make_history(holders, policy, BusinessCalendar.from_policy(policy))
-    engine = get_engine(url)
-    with engine.begin() as connection:
-        connection.execute(
-            OfferHolder.__table__.insert(),  # type: ignore[attr-defined]
-            [
-                {
-                    "id": h.id, "external_id": h.external_id, "name": f"内定者 {h.id}",
-                    "email": f"h{h.id}@example.ac.jp" if "email" in h.reachable else None,
-                    "line_user_id": f"U{h.id:032x}" if "line" in h.reachable else None,
-                    "slack_user_id": f"U{h.id:010d}" if "slack" in h.reachable else None,
-                    "track": h.track, "offer_date": h.offer_date, "accepted_date": h.accepted_date,
-                    "start_date": h.start_date, "status": h.status,
-                }
-                for h in holders
-            ],
-        )  # fmt: skip
-        rows = [
-            {
-                "key": t.key, "holder_id": t.holder_id, "cadence": t.key.split(":")[1], "phase": t.phase,
-                "seq": t.seq, "kind": t.kind, "channel": t.channel, "due_at": t.due_at, "status": "sent",
-            }
-            for touches in history.values()
-            for t in touches
-        ]  # fmt: skip
-        for start in range(0, len(rows), 50_000):
-            connection.execute(Touch.__table__.insert(), rows[start : start + 50_000])  # type: ignore[attr-defined]
-    return len(rows)
+    calendar = BusinessCalendar.from_policy(policy)
+    engine = get_engine(url)  # migrated
+    stamp = datetime(2026, 3, 1, tzinfo=UTC)
+    seasons = SeasonCache(policy, calendar)
+    touches = 0
+    postgres = url.startswith("postgresql")
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        for start in range(0, len(holders), chunk):
+            part = holders[start : start + chunk]
+            holder_rows = [
+                (
+                    h.id, h.external_id, f"内定者 {h.id}",
+                    f"h{h.id}@example.ac.jp" if "email" in h.reachable else None,
+                    f"U{h.id:032x}" if "line" in h.reachable else None,
+                    f"U{h.id:010d}" if "slack" in h.reachable else None,
+                    h.track, h.offer_date, h.accepted_date, h.start_date, h.status, stamp, stamp,
+                )
+                for h in part
+            ]  # fmt: skip
+            touch_rows = [(*row, "sent", 0, 0, 0, stamp) for row in _season_rows(part, seasons, touches + 1)]
+            touches += len(touch_rows)
+            opt_rows = [(h.id, "line", stamp, "web") for h in part if h.id % 20 == 0]
+            if postgres:
+                for table, columns, data in (
+                    ("offer_holders", _HOLDER_COLUMNS, holder_rows),
+                    ("touches", _TOUCH_COLUMNS, touch_rows),
+                    ("channel_opt_outs", ("holder_id", "channel", "at", "source"), opt_rows),
+                ):
+                    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+                        for row in data:
+                            copy.write_row(row)
+            else:
+
+                def text(row: tuple[object, ...]) -> tuple[object, ...]:
+                    return tuple(
+                        v.astimezone(UTC).replace(tzinfo=None).isoformat(" ") if isinstance(v, datetime)
+                        else v.isoformat() if isinstance(v, date) else v
+                        for v in row
+                    )  # fmt: skip
+
+                for table, columns, data in (
+                    ("offer_holders", _HOLDER_COLUMNS, holder_rows),
+                    ("touches", _TOUCH_COLUMNS, touch_rows),
+                    ("channel_opt_outs", ("holder_id", "channel", "at", "source"), opt_rows),
+                ):
+                    marks = ", ".join("?" * len(columns))
+                    cursor.executemany(
+                        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
+                        [text(r) for r in data],
+                    )
+        if postgres:
+            cursor.execute("SELECT setval('offer_holders_id_seq', (SELECT max(id) FROM offer_holders))")
+            cursor.execute("SELECT setval('touches_id_seq', (SELECT max(id) FROM touches))")
+        raw.commit()
+    finally:
+        raw.close()
+    if postgres:
+        with engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
+    return touches
 
 
 def tick_child(mode: str, url: str) -> None:
@@ -283,7 +362,7 @@ def tick_child(mode: str, url: str) -> None:
             started = time.perf_counter()
             if mode == "ours":
                 counts = plan_tick(context, now)
-                created, loaded = counts.created, -1
+                created, loaded = counts.created, counts.loaded
             else:
                 with session_scope(url) as session:
                     holders, existing = load_snapshots(session, policy, now)
@@ -301,37 +380,57 @@ def tick_child(mode: str, url: str) -> None:
     print(" ".join([*figures, str(int(status[0]) / 1024)]))
 
 
-def time_ticks(k: int, policy: Policy) -> None:
-    """The tick end to end at K holders: ours and the full tick, each on its own copy."""
+def time_ticks(k: int, policy: Policy, backend: str, skip_full: bool = False) -> tuple[float, float]:
+    """The tick end to end at K holders: ours and the full tick, each on its own copy of one database
+    (a file copy on SQLite, CREATE DATABASE … TEMPLATE on PostgreSQL). Returns (full, ours) steady s."""
     with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp) / "base.db"
-        started = time.perf_counter()
-        touches = bulk_db(f"sqlite:///{base}", k, policy)
-        dispose_engines()  # the WAL checkpointed into the file before it is copied
-        print(f"tick     {k:>8,} holders, {touches:,} past touches on SQLite (built in "
-              f"{time.perf_counter() - started:.0f} s)")  # fmt: skip
-        steady = {}
-        for mode in ("full", "ours"):
-            copy = Path(tmp) / f"{mode}.db"
-            shutil.copy(base, copy)
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", mode, f"sqlite:///{copy}"],
-                check=True, capture_output=True, text=True,
-            ).stdout.split()  # fmt: skip
-            what = (
-                "full tick (every active holder loaded)" if mode == "full" else "ours: plan_tick (due only)"
-            )
-            for label, at in (("first", 0), ("steady", 3)):
-                seconds, created, loaded = float(out[at]), int(out[at + 1]), int(out[at + 2])
-                print(f"  {what:40s} {label:6s} {seconds:7.3f} s, {created:,} created"
-                      + (f", {loaded:,} holders loaded" if loaded >= 0 else ""))  # fmt: skip
-            steady[mode] = float(out[3])
-            print(f"  {what:40s} peak RSS {float(out[6]):7.1f} MiB")
-            copy.unlink()
+        postgres = None
+        if backend == "postgres":
+            from tests.services import start_postgres
+
+            postgres = start_postgres(Path(tmp) / "pg")
+            base_url = postgres.create_database("tick_base")
+        else:
+            base = Path(tmp) / "base.db"
+            base_url = f"sqlite:///{base}"
+        try:
+            started = time.perf_counter()
+            touches = bulk_db(base_url, k, policy)
+            dispose_engines()  # the WAL checkpointed / no connection left on the template
+            print(f"tick     {k:>8,} holders, {touches:,} past touches on {backend} (seeded in "
+                  f"{time.perf_counter() - started:.0f} s)")  # fmt: skip
+            steady = {"full": float("nan")}
+            for mode in ("ours",) if skip_full else ("full", "ours"):
+                if postgres is not None:
+                    url = postgres.create_database(f"tick_{mode}", template="tick_base")
+                else:
+                    copy = Path(tmp) / f"{mode}.db"
+                    shutil.copy(base, copy)
+                    url = f"sqlite:///{copy}"
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", mode, url],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout.split()
+                what = "full tick (every active holder loaded)" if mode == "full" else "ours: plan_tick"
+                for label, at in (("first", 0), ("steady", 3)):
+                    seconds, created, loaded = float(out[at]), int(out[at + 1]), int(out[at + 2])
+                    print(f"  {what:40s} {label:6s} {seconds:7.3f} s, {created:,} created, "
+                          f"{loaded:,} holders loaded")  # fmt: skip
+                steady[mode] = float(out[3])
+                print(f"  {what:40s} peak RSS {float(out[6]):7.1f} MiB")
+                if postgres is not None:
+                    postgres.drop_database(f"tick_{mode}")
+                else:
+                    copy.unlink()
+        finally:
+            if postgres is not None:
+                postgres.stop()
         target = 1.5 if k <= 100_000 else 10.0
         verdict = "met" if steady["ours"] <= target else "NOT met"
-        print(f"  steady tick at {k:,}: {steady['ours']:.3f} s (target ≤ {target} s: {verdict}); "
-              f"full / ours = {steady['full'] / steady['ours']:.1f}x")  # fmt: skip
+        print(f"  steady tick at {k:,} on {backend}: {steady['ours']:.3f} s (target ≤ {target} s: {verdict})")
+    return steady["full"], steady["ours"]
 
 
 def main() -> None:
@@ -339,15 +438,19 @@ def main() -> None:
         tick_child(sys.argv[2], sys.argv[3])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--holders", type=int, action="append", help="holders per tick (repeatable)")
     parser.add_argument(
-        "--baseline-holders", type=int, default=2000, help="holders in the baseline's database"
+        "--holders", type=int, action="append", help="holders for the pure planner (repeatable; 0: skip)"
+    )
+    parser.add_argument(
+        "--baseline-holders", type=int, default=2000, help="holders in the ORM baseline's database (0: skip)"
     )
     parser.add_argument(
         "--tick-holders", type=int, action="append", help="holders for the end-to-end tick (repeatable)"
     )
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), action="append", help="(repeatable)")
+    parser.add_argument("--skip-full", action="store_true", help="time only our tick (no full-tick side)")
     args = parser.parse_args()
-    sizes = args.holders or [10_000, 100_000]
+    sizes = [n for n in (args.holders or [10_000, 100_000]) if n > 0]
     policy = load_policy(REPO / "config" / "followup.yaml", check_templates=False).policy
 
     print(f"planning tick at {NOW.isoformat()} (example policy, horizon {policy.scheduler.horizon}, "
@@ -359,21 +462,25 @@ def main() -> None:
         print(f"planner  {n:>8,} holders, {history:>9,} past touches: {seconds:7.3f} s, "
               f"peak {peak:7.1f} MiB, {created:,} touches to create")  # fmt: skip
 
-    for k in args.tick_holders or [100_000]:
-        time_ticks(k, policy)
-
     m = args.baseline_holders
-    base_seconds, base_created, ours_seconds, ours_created = time_database(m, policy)
-    print(f"baseline {m:>8,} holders, per-holder ORM loop on SQLite: {base_seconds:7.3f} s "
-          f"({base_created:,} created)")  # fmt: skip
-    print(f"ours     {m:>8,} holders, load + plan + apply on SQLite:  {ours_seconds:7.3f} s "
-          f"({ours_created:,} created)")  # fmt: skip
-    n = max(sizes)
-    print(f"pure planner for {n:,} holders: {results[n]:.3f} s (target < 2 s: "
-          f"{'met' if results[n] < 2 else 'NOT met'})")  # fmt: skip
-    # the ratio compares the same scope on both sides: a full tick (load + plan + apply) on the same database
-    print(f"ratio: baseline full tick {base_seconds:.3f} s / our full tick {ours_seconds:.3f} s = "
-          f"{base_seconds / ours_seconds:.1f}x faster for {m:,} holders")  # fmt: skip
+    if m > 0:
+        base_seconds, base_created, ours_seconds, ours_created = time_database(m, policy)
+        print(f"baseline {m:>8,} holders, per-holder ORM loop on SQLite: {base_seconds:7.3f} s "
+              f"({base_created:,} created)")  # fmt: skip
+        print(f"ours     {m:>8,} holders, load + plan + apply on SQLite:  {ours_seconds:7.3f} s "
+              f"({ours_created:,} created); ORM / ours {base_seconds / ours_seconds:.1f}x")  # fmt: skip
+    if sizes:
+        n = max(sizes)
+        print(f"pure planner for {n:,} holders: {results[n]:.3f} s (target < 2 s: "
+              f"{'met' if results[n] < 2 else 'NOT met'})")  # fmt: skip
+
+    ratios = []
+    for backend in args.backend or ["sqlite"]:
+        for k in args.tick_holders or [100_000]:
+            full, ours = time_ticks(k, policy, backend, args.skip_full)
+            ratios.append(f"{backend} {k:,}: full {full:.3f} s / ours {ours:.3f} s = {full / ours:.1f}x")
+    # the ratio compares the same scope on both sides: the steady tick end to end on copies of one database
+    print("ratio (steady tick, end to end): " + "; ".join(ratios))
 
 
 if __name__ == "__main__":

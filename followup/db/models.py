@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -203,6 +204,8 @@ class SurveyResponse(Base):
     declining: Mapped[bool] = mapped_column(Boolean, default=False)
     submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # when the row was written, by this machine's clock (never a --now): the plan tick's watermark
+    stamped_at: Mapped[datetime | None] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
 
 
 class EventRsvp(Base):
@@ -228,6 +231,8 @@ class EventRsvp(Base):
     responded_at: Mapped[datetime] = mapped_column(default=utcnow)
     attendance: Mapped[str | None] = mapped_column(String(16))  # attended | absent (recorded by HR)
     attendance_at: Mapped[datetime | None] = mapped_column()
+    # any change to the row (an answer, a waitlist promotion, attendance): the plan tick's watermark
+    updated_at: Mapped[datetime | None] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
 
 
 class TaskStatus(Base):
@@ -241,7 +246,9 @@ class TaskStatus(Base):
     holder_id: Mapped[int] = mapped_column(ForeignKey("offer_holders.id", ondelete="CASCADE"), index=True)
     task: Mapped[str] = mapped_column(String(100), index=True)
     status: Mapped[str] = mapped_column(String(16))  # pending | submitted | confirmed | exempt
-    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)  # as marked (an import's or --now's time)
+    # when the row was written, by this machine's clock (never a --now): the plan tick's watermark
+    stamped_at: Mapped[datetime | None] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
     changed_by: Mapped[str] = mapped_column(String(200))  # who marked it (the OS user, or the web user)
     source: Mapped[str] = mapped_column(String(16), default="cli")  # cli | csv | web
     note: Mapped[str | None] = mapped_column(Text)
@@ -332,3 +339,32 @@ class ReportRun(Base):
     week: Mapped[str] = mapped_column(String(16), unique=True)  # ISO week, e.g. 2026-W48
     generated_at: Mapped[datetime] = mapped_column(default=utcnow)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class PlanState(Base):
+    """What the plan tick that last planned a holder saw, so a later tick can leave the holder unread.
+
+    ``digest`` covers every planner input on the holder row, its opt-outs and its pending touches (after
+    that tick's own changes); ``low``/``high`` are that tick's window and ``planned_at`` its ``now``
+    (timestamps); ``unreachable`` the window slots it could not create for want of a channel (key
+    suffixes, one a line), so the tick can still name the holder as skipped without loading it."""
+
+    __tablename__ = "plan_states"
+
+    holder_id: Mapped[int] = mapped_column(
+        ForeignKey("offer_holders.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    digest: Mapped[int] = mapped_column(BigInteger)
+    planned_at: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    unreachable: Mapped[str | None] = mapped_column(Text)
+
+
+class PlanMark(Base):
+    """The plan tick's watermarks over the other tables' inputs, and the policy fingerprint it planned."""
+
+    __tablename__ = "plan_marks"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

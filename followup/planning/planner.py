@@ -141,6 +141,9 @@ class PlanResult:
     skipped: list[tuple[int, str]] = field(default_factory=list)
     # planned touches whose channel was opted out: (touch_id, next reachable channel)
     rechannel: list[tuple[int, str]] = field(default_factory=list)
+    # window slots not created for want of a channel: (holder_id, key suffix); the first one of a holder
+    # is also in ``skipped``. The plan tick keeps them to name the holder later without reloading it
+    unreachable: list[tuple[int, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -637,6 +640,11 @@ class SeasonCache:
             return None
         return self.season(holder, *match).stamps
 
+    def season_for(self, holder: HolderSnapshot) -> _Season | None:
+        """The holder's season (None: no cadence applies), computed once per distinct key."""
+        match = self.cadence_for(holder)
+        return None if match is None else self.season(holder, *match)
+
     def window_suffixes(self, holder: HolderSnapshot, low: float, high: float) -> tuple[str, ...] | None:
         """The key suffixes of the holder's season slots due in ``[low, high]`` (None: no cadence)."""
         match = self.cadence_for(holder)
@@ -655,6 +663,28 @@ class SeasonCache:
     def __len__(self) -> int:
         """Distinct seasons computed so far."""
         return len(self._seasons)
+
+
+def gains_slots(season: _Season, low: float, high: float, seen_low: float, seen_high: float) -> bool:
+    """Whether the window ``[low, high]`` holds a slot the window ``[seen_low, seen_high]`` did not."""
+    first, last = bisect_left(season.stamps, low), bisect_right(season.stamps, high)
+    return first < last and (season.stamps[first] < seen_low or season.stamps[last - 1] > seen_high)
+
+
+def window_suffixes(season: _Season, low: float, high: float) -> tuple[str, ...]:
+    """The key suffixes of the season's slots due in ``[low, high]``."""
+    first, last = bisect_left(season.stamps, low), bisect_right(season.stamps, high)
+    return tuple(slot.suffix for slot in season.slots[first:last])
+
+
+def unreachable_skip(season: _Season, low: float, high: float, suffixes: frozenset[str]) -> str | None:
+    """The skip reason :func:`plan` gives a holder whose slots ``suffixes`` had no channel, when
+    nothing about the holder changed since: the first of them still in the window ``[low, high]``."""
+    first, last = bisect_left(season.stamps, low), bisect_right(season.stamps, high)
+    for slot in season.slots[first:last]:
+        if slot.suffix in suffixes:
+            return _unreachable_reason(slot)
+    return None
 
 
 def events_for(policy: Policy, track: str | None, department: str | None) -> _Events:
@@ -776,7 +806,11 @@ def plan(
         if match is None:
             skipped.append((holder.id, no_cadence_reason(policy, holder.track, holder.department)))
             gone = "該当するケイデンスがないため中止"
-            cancel.extend((t.id, gone) for t in history if _is_planned_by_us(t, prefix, cadence_names))
+            cancel.extend(
+                (t.id, gone)
+                for t in history
+                if t.status in PENDING_STATUSES and _is_planned_by_us(t, prefix, cadence_names)
+            )
             continue
         cadence_name, cadence = match
         season = seasons.season(holder, cadence_name, cadence)
@@ -796,6 +830,7 @@ def plan(
                     continue
                 channel = _channel_for(slot, holder.reachable)
                 if channel is None:
+                    result.unreachable.append((holder.id, slot.suffix))
                     if not unreachable:
                         skipped.append((holder.id, _unreachable_reason(slot)))
                         unreachable = True
