@@ -34,7 +34,7 @@ from followup.holders.importer import change_status, find_holder, import_holders
 from followup.outcomes.backtest import BacktestResult
 from followup.outcomes.store import load_season
 from followup.planning.store import plan_tick
-from followup.report import build_report, render_html, send_weekly_report
+from followup.report import build_report, message_titles, render_html, send_weekly_report
 from followup.report.season import build_season_report, render_season_html
 
 SEASON_START = date(2026, 4, 1)
@@ -232,7 +232,7 @@ def run_demo(
         report_time = datetime.combine(SEASON_END, policy.report.weekly.time, policy.organization.tz)
         result.flags, _ = evaluate_and_persist(context, report_time)
         with context.session() as session:
-            report = build_report(session, policy, report_time)
+            report = build_report(session, policy, report_time, titles=message_titles(context))
             # the headline counts are the database's: each touch once, sent or done (a reminded call
             # counts when the president logged it, not also when the reminder went out)
             result.sent = Counter(

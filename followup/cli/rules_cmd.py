@@ -124,7 +124,14 @@ def report(
     from followup.cli.timeparse import parse_now
     from followup.db.models import ReportRun
     from followup.flags.store import evaluate_and_persist
-    from followup.report import build_report, iso_week, render_html, send_weekly_report, workspace_url
+    from followup.report import (
+        build_report,
+        iso_week,
+        message_titles,
+        render_html,
+        send_weekly_report,
+        workspace_url,
+    )
 
     context: AppContext = ctx.obj
     if season:
@@ -137,7 +144,13 @@ def report(
     week = iso_week(moment, policy)
     evaluate_and_persist(context, moment)
     with context.session() as session:
-        weekly = build_report(session, policy, moment, workspace_url=workspace_url(context.settings.base_url))
+        weekly = build_report(
+            session,
+            policy,
+            moment,
+            workspace_url=workspace_url(context.settings.base_url),
+            titles=message_titles(context),
+        )
     html = render_html(weekly, images="data", templates_root=context.templates_root)
     target = out_file or Path(context.settings.var_dir) / "reports" / f"weekly-{week}.html"
     write_private(target, html)  # names and answers: 0600

@@ -522,6 +522,11 @@ class MessageTemplates:
                 found.update(p.name for p in base.iterdir() if self._resolve(p.name) is not None)
         return sorted(found)
 
+    def titles(self) -> dict[str, str]:
+        """name → what HR calls the message (its meta.yaml ``description``, else the name), for every
+        template: the 一斉配信 menu and the weekly report name messages this way, never by a code."""
+        return {name: self.meta(name).description or name for name in self.names()}
+
     # rendering ------------------------------------------------------------------------------------------
 
     def meta(self, name: str) -> TemplateMeta:

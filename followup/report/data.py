@@ -13,6 +13,7 @@ lifecycle history.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cached_property
@@ -169,6 +170,7 @@ class AnnouncementCounts:
     sent: int
     planned: int
     failed: int
+    title: str = ""  # the message as HR calls it (the template's description)
 
 
 @dataclass(frozen=True)
@@ -667,7 +669,7 @@ def overdue_manual(week: ReportWeek) -> list[OverdueManual]:
     return rows
 
 
-def announcements(week: ReportWeek) -> list[AnnouncementCounts]:
+def announcements(week: ReportWeek, titles: Mapping[str, str] | None = None) -> list[AnnouncementCounts]:
     """Every announcement with a touch sent this week or still planned: sent (this week and in all),
     planned and failed, one grouped query over the ``announce:<name>:…`` keys."""
     sent_week: Counter[str] = Counter()
@@ -689,6 +691,7 @@ def announcements(week: ReportWeek) -> list[AnnouncementCounts]:
             c[TouchStatus.SENT.value],
             c[TouchStatus.PLANNED.value] + c[TouchStatus.SENDING.value],
             c[TouchStatus.FAILED.value],
+            (titles or {}).get(templates[name], ""),
         )
         for name, c in totals.items()
     ]
@@ -821,11 +824,17 @@ def report_charts(report: WeeklyReport) -> list[Chart]:
 
 
 def build_report(
-    session: Session, policy: Policy, now: datetime, *, workspace_url: str | None = None
+    session: Session,
+    policy: Policy,
+    now: datetime,
+    *,
+    workspace_url: str | None = None,
+    titles: Mapping[str, str] | None = None,
 ) -> WeeklyReport:
     """The week up to ``now`` as data (and charts as PNG bytes); reads, never writes. Each field is
     one section function above; a new section is a function, a field here and its template part.
-    ``workspace_url`` (the dashboard) is where the report sends readers for the holders it leaves out."""
+    ``workspace_url`` (the dashboard) is where the report sends readers for the holders it leaves out;
+    ``titles`` (template → description) names the announcements as HR does."""
     week = ReportWeek(session, policy, now)
     report = WeeklyReport(
         organization=policy.organization.name,
@@ -852,7 +861,7 @@ def build_report(
         workspace_url=workspace_url,
         upcoming_events=upcoming_events(week),
         overdue_manual=overdue_manual(week),
-        announcements=announcements(week),
+        announcements=announcements(week, titles),
         manual_overdue_after=describe_interval(policy.rules.manual_overdue.after),
         overdue_tasks=overdue_tasks(week),
     )

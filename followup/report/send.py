@@ -48,7 +48,13 @@ def send_weekly_report(context: AppContext, now: datetime) -> Path | str:
             return str(done.summary.get("delivered", ""))
     evaluate_and_persist(context, now)
     with context.session() as session:
-        report = build_report(session, policy, now, workspace_url=workspace_url(context.settings.base_url))
+        report = build_report(
+            session,
+            policy,
+            now,
+            workspace_url=workspace_url(context.settings.base_url),
+            titles=message_titles(context),
+        )
         run = ReportRun(week=week, generated_at=now, summary=report.summary())
         session.add(run)
         try:
@@ -89,3 +95,10 @@ def send_weekly_report_if_due(context: AppContext, now: datetime) -> Path | str 
     if iso_week(due, context.policy) != iso_week(now, context.policy):
         return None  # last week's slot: its week is over, the next report comes at this week's time
     return send_weekly_report(context, now)
+
+
+def message_titles(context: AppContext) -> dict[str, str]:
+    """template → what HR calls the message, for the report's 一斉配信 rows."""
+    from followup.rendering.templates import MessageTemplates
+
+    return MessageTemplates(context.templates_root, context.policy.organization.locale).titles()

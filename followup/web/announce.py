@@ -32,7 +32,7 @@ def _templates(state: WebState) -> list[tuple[str, str]]:
     """(name, description) of every message template HR could announce."""
     context = state.context
     templates = MessageTemplates(context.templates_root, locale=context.policy.organization.locale)
-    return [(name, templates.meta(name).description or name) for name in sorted(templates.names())]
+    return sorted(templates.titles().items())
 
 
 def _inputs(values: dict[str, str], state: WebState) -> tuple[str, str, list[str], datetime]:

@@ -18,7 +18,7 @@ from followup.config.settings import Settings
 from followup.db.models import ChannelOptOut, OfferHolder, Touch
 from followup.db.session import dispose_engines, get_engine
 from followup.delivery.deliver import run_due
-from followup.report import build_report
+from followup.report import build_report, message_titles
 from followup.report.render import render_text
 from tests.cli import run_followup
 
@@ -130,10 +130,14 @@ def test_yes_plans_one_touch_per_recipient_and_a_second_run_adds_nothing(
     assert {t.status for t in touches(context)} == {"sent"}
 
     with context.session() as session:
-        report = build_report(session, context.policy, MONDAY + timedelta(hours=3))
+        report = build_report(
+            session, context.policy, MONDAY + timedelta(hours=3), titles=message_titles(context)
+        )
     [row] = report.announcements
     assert (row.name, row.sent_week, row.sent, row.planned, row.failed) == ("year_end_greeting", 2, 2, 0, 0)
-    assert "year_end_greeting(year_end_greeting): 2 / 2 / 0 / 0" in render_text(report)
+    text = render_text(report)  # named as HR calls the message, not by its template's code
+    assert "年末年始のご挨拶と休業期間のお知らせ(一斉配信の例・返信不要): 2 / 2 / 0 / 0" in text
+    assert "year_end_greeting" not in text
 
 
 def test_a_missing_template_or_a_bad_filter_exits_2_and_plans_nothing(
