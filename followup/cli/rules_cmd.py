@@ -124,14 +124,7 @@ def report(
     from followup.cli.timeparse import parse_now
     from followup.db.models import ReportRun
     from followup.flags.store import evaluate_and_persist
-    from followup.report import (
-        build_report,
-        iso_week,
-        message_titles,
-        render_html,
-        send_weekly_report,
-        workspace_url,
-    )
+    from followup.report import iso_week, render_html, send_weekly_report, weekly_report
 
     context: AppContext = ctx.obj
     if season:
@@ -144,13 +137,7 @@ def report(
     week = iso_week(moment, policy)
     evaluate_and_persist(context, moment)
     with context.session() as session:
-        weekly = build_report(
-            session,
-            policy,
-            moment,
-            workspace_url=workspace_url(context.settings.base_url),
-            titles=message_titles(context),
-        )
+        weekly = weekly_report(session, context, moment)
     html = render_html(weekly, images="data", templates_root=context.templates_root)
     target = out_file or Path(context.settings.var_dir) / "reports" / f"weekly-{week}.html"
     write_private(target, html)  # names and answers: 0600

@@ -7,6 +7,7 @@ from followup.report.send import (
     report_due_at,
     send_weekly_report,
     send_weekly_report_if_due,
+    weekly_report,
 )
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "report_due_at",
     "send_weekly_report",
     "send_weekly_report_if_due",
+    "weekly_report",
     "workspace_url",
 ]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from followup.channels.email import EmailPolicy, SmtpSettings, send_over_smtp
 from followup.config import Policy, resolve_env
@@ -20,7 +21,7 @@ from followup.config.context import AppContext
 from followup.db.models import ReportRun
 from followup.files import write_private
 from followup.flags.store import evaluate_and_persist
-from followup.report.data import build_report, iso_week, workspace_url
+from followup.report.data import WeeklyReport, build_report, iso_week, workspace_url
 from followup.report.render import build_email
 from followup.vocab import WEEKDAYS
 
@@ -48,13 +49,7 @@ def send_weekly_report(context: AppContext, now: datetime) -> Path | str:
             return str(done.summary.get("delivered", ""))
     evaluate_and_persist(context, now)
     with context.session() as session:
-        report = build_report(
-            session,
-            policy,
-            now,
-            workspace_url=workspace_url(context.settings.base_url),
-            titles=message_titles(context),
-        )
+        report = weekly_report(session, context, now)
         run = ReportRun(week=week, generated_at=now, summary=report.summary())
         session.add(run)
         try:
@@ -95,6 +90,17 @@ def send_weekly_report_if_due(context: AppContext, now: datetime) -> Path | str 
     if iso_week(due, context.policy) != iso_week(now, context.policy):
         return None  # last week's slot: its week is over, the next report comes at this week's time
     return send_weekly_report(context, now)
+
+
+def weekly_report(session: Session, context: AppContext, now: datetime) -> WeeklyReport:
+    """This week's report as the organisation sends it: the workspace link and the messages' titles."""
+    return build_report(
+        session,
+        context.policy,
+        now,
+        workspace_url=workspace_url(context.settings.base_url),
+        titles=message_titles(context),
+    )
 
 
 def message_titles(context: AppContext) -> dict[str, str]:
