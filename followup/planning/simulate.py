@@ -22,9 +22,15 @@ from typing import Any
 
 from followup.calendar import BusinessCalendar
 from followup.config.schema import Policy
-from followup.durations import shift_moment
 from followup.flags.phase import holder_phase
-from followup.flags.rules import RULES, FlagDecision, HolderHistory, RuleEngine, TouchRecord
+from followup.flags.rules import (
+    RULES,
+    FlagDecision,
+    HolderHistory,
+    RuleEngine,
+    TouchRecord,
+    contact_window_start,
+)
 from followup.planning.planner import ExistingTouch, HolderSnapshot, SeasonCache, plan
 from followup.tasks.sheet import task_of
 from followup.vocab import ACTIVE_STATUSES, WEEKDAYS
@@ -305,13 +311,6 @@ class FlagTimeline:
         begin = max(0, bisect_right(stamps, window_start, 0, end) - 1)
         return (len(touches), begin, end), records
 
-    def _window_start(self, moment: datetime) -> float:
-        """Where ``over_contacted``'s window ending at ``moment`` starts (as the rule computes it)."""
-        params = self.engine.params
-        if params.window_fixed is not None:
-            return (moment - params.window_fixed).timestamp()
-        return shift_moment(moment, params.window, -1).timestamp()
-
     def __call__(self, now: datetime, result: SimulationResult) -> None:
         if now.weekday() != self.weekday:
             return
@@ -320,7 +319,8 @@ class FlagTimeline:
         # same for them: evaluate one holder per kind, then note the flags for each holder of the kind.
         decided: dict[tuple[object, ...], list[FlagDecision]] = {}
         today = moment.date()
-        bounds = (moment.timestamp(), self._window_start(moment))
+        window_start = contact_window_start(self.policy.rules.over_contacted.window, moment)
+        bounds = (moment.timestamp(), window_start.timestamp())
         for holder in result.holders:
             if holder.status not in ACTIVE_STATUSES or today >= holder.start_date:
                 continue  # the engine raises nothing for these (follow-up ends on the first day)

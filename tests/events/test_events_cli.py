@@ -6,10 +6,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session
 
 from followup.config import load_policy
 from followup.db.models import OfferHolder
@@ -32,24 +34,30 @@ HEADERS = [
 ]
 
 
+def _add_holders(session: Session, numbered: Iterable[tuple[int, str]]) -> list[int]:
+    """Accepted new graduates NG-i of 営業部; their ids."""
+    ids = []
+    for i, name in numbered:
+        holder = OfferHolder(
+            external_id=f"NG-{i}",
+            name=name,
+            track="new_grad",
+            department="営業部",
+            offer_date=date(2026, 6, 1),
+            start_date=date(2027, 4, 1),
+            status="accepted",
+        )
+        session.add(holder)
+        session.flush()
+        ids.append(holder.id)
+    return ids
+
+
 def _setup(tmp_path: Path) -> tuple[dict[str, str], list[int]]:
     url = f"sqlite:///{tmp_path}/followup.db"
     get_engine(url)
-    ids = []
     with session_scope(url) as session:
-        for i, name in enumerate(["山田 花子", "佐藤 太郎", "髙橋 一", "鈴木 次郎"]):
-            h = OfferHolder(
-                external_id=f"NG-{i}",
-                name=name,
-                track="new_grad",
-                department="営業部",
-                offer_date=date(2026, 6, 1),
-                start_date=date(2027, 4, 1),
-                status="accepted",
-            )
-            session.add(h)
-            session.flush()
-            ids.append(h.id)
+        ids = _add_holders(session, enumerate(["山田 花子", "佐藤 太郎", "髙橋 一", "鈴木 次郎"]))
     event = POLICY.events["konshinkai"]
     record_rsvp(
         lambda: session_scope(url),
@@ -129,18 +137,7 @@ def test_the_unanswered_are_listed_in_id_order_whatever_the_lookup_chunk(
     env, ids = _setup(tmp_path)
     url = env["FOLLOWUP_DATABASE_URL"]
     with session_scope(url) as session:
-        for i in range(4, 9):
-            h = OfferHolder(
-                external_id=f"NG-{i}",
-                name=f"内定者 {i}",
-                track="new_grad",
-                offer_date=date(2026, 6, 1),
-                start_date=date(2027, 4, 1),
-                status="accepted",
-            )
-            session.add(h)
-            session.flush()
-            ids.append(h.id)
+        ids += _add_holders(session, ((i, f"内定者 {i}") for i in range(4, 9)))
     monkeypatch.setattr(chunks, "ID_CHUNK", 2)
     with session_scope(url) as session:
         rows = roster(session, "konshinkai", list(reversed(ids)))
